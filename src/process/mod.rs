@@ -1,0 +1,23 @@
+//! Child processes that can always be stopped: process groups, TERM → grace → KILL, reaping.
+//!
+//! Every process muster starts is the leader of its own process group, so a signal reaches the
+//! whole tree it spawned (a shell and its pipeline, a tool and its helpers). Stopping is the
+//! escalation DESIGN.md names: SIGTERM to the group, a grace period, SIGKILL to the group, then
+//! the leader is reaped. The group is killed once more just before reaping even after a clean
+//! exit, so background grandchildren do not outlive their task.
+//!
+//! - [`GroupChild`]: one child in its own group, with waits that have deadlines.
+//! - [`ProcessSet`]: N long-running children (the seed's four "slave" processes), stopped
+//!   together within one shared grace period.
+//! - [`live_group_members`]: what of a group is still running, read from `/proc`.
+//!
+//! Starting keeps `std::process::Command`'s fast posix_spawn path: the group is set with
+//! `Command::process_group`, not a `pre_exec` closure.
+
+mod group;
+mod scan;
+mod set;
+
+pub use group::{GroupChild, Stopped};
+pub use scan::live_group_members;
+pub use set::{Member, ProcessSet};

@@ -1,0 +1,57 @@
+//! Finding the live processes of a process group by reading `/proc` (Linux).
+//!
+//! Signalling a group with signal 0 cannot tell a live process from a zombie waiting for its
+//! (new) parent to reap it, so "is anything of this group still running?" needs `/proc`. It
+//! answers the no-orphans question in tests, and lets a later run find leftovers of a group it
+//! recorded before it was killed.
+
+use std::io;
+
+/// The pids of the processes in group `pgid` that are still running (zombies excluded).
+pub fn live_group_members(pgid: u32) -> io::Result<Vec<u32>> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        // The process may exit between listing and reading; that is simply not a member.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if let Some((state, group)) = parse_stat(&stat) {
+            if group == pgid && state != 'Z' && state != 'X' {
+                members.push(pid);
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Reads the state and process group from a `/proc/PID/stat` line. The command name is in
+/// parentheses and may itself contain spaces and parentheses, so parse after the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parentheses() {
+        assert_eq!(parse_stat("42 (a (weird) name) S 1 42 42 0 -1"), Some(('S', 42)));
+        assert_eq!(parse_stat("7 (z) Z 1 9 9"), Some(('Z', 9)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn finds_our_own_group() {
+        let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+        let me = std::process::id();
+        assert!(live_group_members(own).expect("/proc readable").contains(&me));
+    }
+}
