@@ -33,7 +33,7 @@
 //!
 //! // The seed's producer/consumer: a bounded queue of 10, two consumers summing.
 //! let run = Pipeline::from_iter(1..=100u64, 10, Shutdown::new())
-//!     .fold(2, || 0u64, |sum, x| sum + x, |a, b| a + b)?;
+//!     .fold(2, || 0u64, |sum, x| *sum += x, |a, b| a + b)?;
 //! assert_eq!(run.value, 5050);
 //! # Ok::<(), std::io::Error>(())
 //! ```

@@ -1,0 +1,109 @@
+//! Helpers shared by the integration tests: finding the example binaries, running them, and
+//! waiting for a condition with a deadline instead of sleeping a guessed time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The compiled example `name` (cargo builds examples alongside the tests), built on demand
+/// when it is missing.
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().expect("test binary path");
+    let profile_dir = deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).args(["build", "--example", name]).status().expect("run cargo");
+        assert!(status.success(), "building example {name}");
+    }
+    path
+}
+
+/// Runs example `name` with `args` to completion.
+pub fn run_example(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name)).args(args).stdin(Stdio::null()).output().expect("example runs")
+}
+
+/// Stdout as text, for assertions.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Starts example `name` with piped stdout, returning the child and a line reader.
+pub fn spawn_example(name: &str, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    (child, stdout)
+}
+
+/// Reads lines until one satisfies `wanted`, returning every line read. Panics at EOF.
+pub fn read_until(reader: &mut impl BufRead, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read stdout");
+        assert!(n > 0, "output ended before the expected line; got {lines:#?}");
+        let line = line.trim_end().to_owned();
+        let done = wanted(&line);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (up to 10 s) until no process of any of these groups is running, and says which are.
+pub fn assert_groups_gone(pgids: &[u32]) {
+    let mut left = Vec::new();
+    let gone = wait_for(Duration::from_secs(10), || {
+        left = pgids
+            .iter()
+            .flat_map(|&pgid| muster::process::live_group_members(pgid).expect("/proc readable"))
+            .collect();
+        left.is_empty()
+    });
+    assert!(gone, "processes left running: {left:?}");
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("nonzero pid");
+    rustix::process::kill_process(pid, signal).expect("signal the child");
+}
+
+/// Waits (up to 10 s) until `child` catches `signal` (its bit in `SigCgt` of
+/// `/proc/PID/status`), so a signal sent next is handled rather than fatal.
+pub fn wait_until_catching(child: &Child, signal: rustix::process::Signal) {
+    let bit = 1u64 << (signal.as_raw() - 1);
+    let status = format!("/proc/{}/status", child.id());
+    let caught = wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("SigCgt:").map(|m| m.trim().to_owned())))
+            .and_then(|mask| u64::from_str_radix(&mask, 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    });
+    assert!(caught, "child never started catching {signal:?}");
+}
