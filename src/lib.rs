@@ -38,6 +38,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod farm;
+pub mod journal;
 pub mod pipeline;
 pub mod pool;
 pub mod process;

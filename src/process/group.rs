@@ -136,8 +136,15 @@ impl GroupChild {
         }
     }
 
-    /// Kills the whole group and reaps the leader.
-    fn reap(&mut self) -> io::Result<ExitStatus> {
+    /// A descriptor that becomes readable when the leader exits (a pidfd), where the kernel
+    /// offers one; for `poll` beside the child's pipes.
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Kills whatever is left of the group and reaps the leader, waiting for it to exit.
+    pub fn reap(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.status {
             return Ok(status);
         }

@@ -9,6 +9,8 @@
 //! - [`GroupChild`]: one child in its own group, with waits that have deadlines.
 //! - [`ProcessSet`]: N long-running children (the seed's four "slave" processes), stopped
 //!   together within one shared grace period.
+//! - [`template`]: replacement strings substituted into argv elements (or quoted for `sh`).
+//! - [`watchdog`]: a helper process that stops the task groups if muster itself is killed.
 //! - [`live_group_members`]: what of a group is still running, read from `/proc`.
 //!
 //! Starting keeps `std::process::Command`'s fast posix_spawn path: the group is set with
@@ -17,6 +19,8 @@
 mod group;
 mod scan;
 mod set;
+pub mod template;
+pub mod watchdog;
 
 pub use group::{GroupChild, Stopped};
 pub use scan::live_group_members;

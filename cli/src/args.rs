@@ -1,0 +1,241 @@
+//! The command line, defined once: clap derive structs whose doc comments are `--help`, and
+//! the parsers for muster's own value syntaxes (jobs, durations, halt specs).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use muster::farm::{FailThreshold, Halt, HaltWhen};
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0        every task succeeded
+  1-100    that many tasks failed (non-zero exit, signal, timeout, could not start)
+  101      more than 100 tasks failed
+  2        usage error or bad input (unknown flag, unreadable -a file, a joblog that is not one)
+  126      the command is not executable
+  127      the command was not found
+  130/143  stopped by SIGINT/SIGTERM (first signal drains, second stops now)
+  141      our standard output was closed by its reader (quietly)";
+
+/// Run work in parallel, shut it down cleanly, lose nothing.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND once per input, in parallel.
+    ///
+    /// Inputs come from `::: a b c` groups (several groups combine as a cartesian product),
+    /// from -a FILE, or from standard input, one per line (or NUL-separated with -0).
+    /// Replacement strings: {} {.} {/} {//} {/.} {#} (sequence) {%} (slot) {1} {2}...;
+    /// with none, the input is appended as the last argument. No shell is involved unless
+    /// --shell is given.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run(RunArgs),
+    /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Tasks to run at once: N, N% of the CPUs, or 0 for as many as inputs allow.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<Jobs>,
+
+    /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups).
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    pub arg_files: Vec<PathBuf>,
+
+    /// Inputs are separated by NUL bytes instead of newlines.
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
+
+    /// Run the command line through `sh -c`; substituted inputs are quoted safely.
+    #[arg(long)]
+    pub shell: bool,
+
+    /// Print outputs in input order (holding back at most a bounded window of tasks).
+    #[arg(short = 'k', long = "keep-order")]
+    pub keep_order: bool,
+
+    /// Print each task's output whole when it ends (the default).
+    #[arg(long, conflicts_with = "line_buffer")]
+    pub group: bool,
+
+    /// Pass output on line by line as it comes; lines are never split or mixed.
+    #[arg(long = "line-buffer")]
+    pub line_buffer: bool,
+
+    /// Prefix every output line with the task's input and a tab.
+    #[arg(long)]
+    pub tag: bool,
+
+    /// Journal every finished attempt to FILE (GNU parallel's joblog columns, plus muster's).
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+
+    /// Skip tasks the joblog shows as done or failed; run the rest.
+    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
+    pub resume: bool,
+
+    /// Skip tasks the joblog shows as done; run failed ones again.
+    #[arg(long = "resume-failed", requires = "joblog")]
+    pub resume_failed: bool,
+
+    /// Run a failing task up to N more times.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Stop early on failures: now|soon[,fail=N|P%] (now: stop running tasks; soon: start no more).
+    #[arg(long, value_name = "SPEC", value_parser = parse_halt)]
+    pub halt: Option<Halt>,
+
+    /// Time tasks get after a stop request, and again between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
+
+    /// Show a progress bar on stderr (default: when stderr is a terminal).
+    #[arg(long, conflicts_with = "no_progress")]
+    pub progress: bool,
+
+    /// Never show a progress bar.
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+
+    /// Print the commands that would run, and run nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Print a summary at the end (always on a terminal): counts, wall and task time, speedup.
+    #[arg(long)]
+    pub summary: bool,
+
+    /// The command and its arguments, then optionally `::: INPUT...` groups.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+/// A `-j` value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Jobs {
+    /// Exactly this many.
+    Count(usize),
+    /// This percentage of the CPUs.
+    PercentOfCpus(f64),
+    /// As many as inputs allow (`-j 0`).
+    AsManyAsInputs,
+}
+
+pub fn parse_jobs(text: &str) -> Result<Jobs, String> {
+    if let Some(percent) = text.strip_suffix('%') {
+        return match percent.parse::<f64>() {
+            Ok(p) if p > 0.0 && p.is_finite() => Ok(Jobs::PercentOfCpus(p)),
+            _ => Err(format!("'{text}' is not a positive percentage")),
+        };
+    }
+    match text.parse::<usize>() {
+        Ok(0) => Ok(Jobs::AsManyAsInputs),
+        Ok(n) => Ok(Jobs::Count(n)),
+        Err(_) => Err(format!("'{text}' is not a number of jobs (N, N%, or 0)")),
+    }
+}
+
+/// Parses `1.5`, `10s`, `250ms`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    let value: f64 =
+        number.parse().map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("'{text}' is not a valid duration"))
+}
+
+/// Parses `now|soon[,fail=N|P%]`.
+pub fn parse_halt(text: &str) -> Result<Halt, String> {
+    let (when, rest) = text.split_once(',').unwrap_or((text, "fail=1"));
+    let when = match when {
+        "now" => HaltWhen::Now,
+        "soon" => HaltWhen::Soon,
+        _ => return Err(format!("'{text}': --halt starts with 'now' or 'soon'")),
+    };
+    let Some(value) = rest.strip_prefix("fail=") else {
+        return Err(format!("'{text}': expected fail=N or fail=P% after the comma"));
+    };
+    let threshold = match value.strip_suffix('%') {
+        Some(percent) => match percent.parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => FailThreshold::Percent(p),
+            _ => return Err(format!("'{text}': the percentage must be in (0, 100]")),
+        },
+        None => match value.parse::<u64>() {
+            Ok(n) if n >= 1 => FailThreshold::Count(n),
+            _ => return Err(format!("'{text}': fail= needs a count of at least 1")),
+        },
+    };
+    Ok(Halt { when, threshold })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_values() {
+        assert_eq!(parse_jobs("4"), Ok(Jobs::Count(4)));
+        assert_eq!(parse_jobs("0"), Ok(Jobs::AsManyAsInputs));
+        assert_eq!(parse_jobs("50%"), Ok(Jobs::PercentOfCpus(50.0)));
+        assert!(parse_jobs("-1").is_err());
+        assert!(parse_jobs("0%").is_err());
+        assert!(parse_jobs("many").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400").is_err());
+    }
+
+    #[test]
+    fn halt_specs() {
+        assert_eq!(
+            parse_halt("now,fail=3"),
+            Ok(Halt { when: HaltWhen::Now, threshold: FailThreshold::Count(3) })
+        );
+        assert_eq!(
+            parse_halt("soon,fail=20%"),
+            Ok(Halt { when: HaltWhen::Soon, threshold: FailThreshold::Percent(20.0) })
+        );
+        assert_eq!(parse_halt("soon"), Ok(Halt { when: HaltWhen::Soon, threshold: FailThreshold::Count(1) }));
+        assert!(parse_halt("later,fail=1").is_err());
+        assert!(parse_halt("now,fail=0").is_err());
+        assert!(parse_halt("now,done=1").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

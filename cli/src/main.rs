@@ -1,0 +1,34 @@
+//! The `muster` binary: parse flags, hand a config to the library, map the result to an exit
+//! status. Everything else lives in the `muster` library crate.
+
+mod args;
+mod progress;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // --help and --version are not errors; everything else is a usage error (2).
+            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        args::Command::Run(run_args) => match run::run(run_args) {
+            Ok(code) => ExitCode::from(code),
+            Err(fatal) => {
+                eprintln!("muster: {}", fatal.message);
+                ExitCode::from(fatal.code)
+            }
+        },
+        args::Command::Watchdog => {
+            muster::process::watchdog::serve(std::io::stdin().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `muster run`: turns the flags into a farm configuration and inputs, runs the farm with
+//! signals, progress and a summary, and maps what happened to the exit status.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use muster::farm::{self, FarmConfig, Inputs, NoObserver, Observer, OutputMode, ResumeMode, Source, Summary};
+use muster::process::template::Template;
+use muster::Shutdown;
+
+use crate::args::{Jobs, RunArgs};
+use crate::progress::Progress;
+
+/// An error that ends muster before or outside the tasks, with its exit status.
+#[derive(Debug)]
+pub struct Fatal {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(message: impl std::fmt::Display) -> Fatal {
+    Fatal { code: 2, message: message.to_string() }
+}
+
+/// Splits `COMMAND ARGS... ::: A B ::: C D` into the command and its input groups.
+fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Vec<OsString>>) {
+    let mut parts = words.split(|w| w == ":::");
+    let command = parts.next().map(<[OsString]>::to_vec).unwrap_or_default();
+    (command, parts.map(<[OsString]>::to_vec).collect())
+}
+
+/// Checks that `program` can be executed, the way a shell would look it up.
+fn check_program(program: &OsStr) -> Result<(), Fatal> {
+    let shown = program.to_string_lossy();
+    let hint = if shown.contains(' ') { " (to run a shell command line, pass --shell)" } else { "" };
+    let not_found = || Fatal { code: 127, message: format!("command not found: {shown}{hint}") };
+    let executable = |path: &Path| {
+        std::fs::metadata(path).ok().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.as_encoded_bytes().contains(&b'/') {
+        return match executable(Path::new(program)) {
+            None => Err(not_found()),
+            Some(false) => Err(Fatal { code: 126, message: format!("not executable: {shown}") }),
+            Some(true) => Ok(()),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found_unexecutable = false;
+    for dir in std::env::split_paths(&path) {
+        match executable(&dir.join(program)) {
+            Some(true) => return Ok(()),
+            Some(false) => found_unexecutable = true,
+            None => {}
+        }
+    }
+    if found_unexecutable {
+        Err(Fatal { code: 126, message: format!("not executable: {shown}") })
+    } else {
+        Err(not_found())
+    }
+}
+
+fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    match jobs {
+        None => cpus,
+        Some(Jobs::Count(n)) => n,
+        Some(Jobs::PercentOfCpus(p)) => ((cpus as f64 * p / 100.0).round() as usize).max(1),
+        // Without a known count, a generous cap: each slot is a thread.
+        Some(Jobs::AsManyAsInputs) => known_total.map_or(256, |n| n as usize).clamp(1, 1024),
+    }
+}
+
+fn stdout_writer() -> io::Result<BufWriter<File>> {
+    // Our own buffered handle on fd 1: whole outputs go out in few write calls.
+    let fd = io::stdout().as_fd().try_clone_to_owned()?;
+    Ok(BufWriter::with_capacity(64 * 1024, File::from(fd)))
+}
+
+fn stderr_writer() -> io::Result<File> {
+    Ok(File::from(io::stderr().as_fd().try_clone_to_owned()?))
+}
+
+pub fn run(args: RunArgs) -> Result<u8, Fatal> {
+    let (command, groups) = split_groups(args.command);
+    if command.is_empty() {
+        return Err(usage("no command given before ':::'"));
+    }
+    let separator = if args.null { 0 } else { b'\n' };
+    let mut sources = Vec::new();
+    for path in &args.arg_files {
+        let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
+        let name = path.display().to_string();
+        sources.push(Source::Stream { name, reader: Box::new(BufReader::new(file)) });
+    }
+    for group in groups {
+        sources.push(Source::Values(group.into_iter().map(OsStringExt::into_vec).collect()));
+    }
+    if sources.is_empty() {
+        sources.push(Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) });
+    }
+    let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
+    if !args.dry_run {
+        if let Some(program) = template.program() {
+            check_program(&program)?;
+        }
+    }
+    let inputs = Inputs::new(sources, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
+    let known_total = inputs.known_total();
+
+    let mut config = FarmConfig::new(template);
+    config.jobs = resolve_jobs(args.jobs, known_total);
+    config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
+    config.tag = args.tag;
+    config.keep_order = args.keep_order;
+    config.retries = args.retries;
+    config.timeout = args.timeout;
+    config.grace = args.grace;
+    config.halt = args.halt;
+    config.joblog = args.joblog;
+    config.resume = match (args.resume, args.resume_failed) {
+        (true, _) => Some(ResumeMode::SkipFinished),
+        (_, true) => Some(ResumeMode::SkipDone),
+        _ => None,
+    };
+    config.dry_run = args.dry_run;
+    config.watchdog = watchdog_command();
+    let jobs = config.jobs;
+
+    let shutdown = Shutdown::new();
+    let _signals = shutdown
+        .watch_signals()
+        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
+    let interactive = io::stderr().is_terminal();
+    let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));
+    let progress = show_progress.then(|| Progress::new(known_total));
+    let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
+    let stderr = stderr_writer().map_err(|err| usage(format!("cannot use stderr: {err}")))?;
+    let (stdout, stderr, observer): (Box<dyn Write + Send>, Box<dyn Write + Send>, &dyn Observer) =
+        match &progress {
+            Some(bar) => (Box::new(bar.writer(stdout)), Box::new(bar.writer(stderr)), bar),
+            None => (Box::new(stdout), Box::new(stderr), &NoObserver),
+        };
+
+    let result = farm::run(config, inputs, stdout, stderr, &shutdown, observer);
+    if let Some(bar) = &progress {
+        bar.finish();
+    }
+    let summary = result.map_err(|err| Fatal { code: 2, message: err.to_string() })?;
+    if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
+        eprintln!("muster: {problem}");
+    }
+    if (args.summary || interactive) && !args.dry_run && !summary.broken_pipe {
+        eprintln!("{}", describe(&summary, jobs));
+    }
+    Ok(exit_code(&summary, shutdown.signal()))
+}
+
+/// `muster __watchdog` from this very binary, when it can be found.
+fn watchdog_command() -> Option<std::process::Command> {
+    let exe: PathBuf = std::env::current_exe().ok()?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("__watchdog");
+    Some(command)
+}
+
+fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
+    if let Some(signal) = signal {
+        return u8::try_from(128 + signal).unwrap_or(130);
+    }
+    if summary.broken_pipe {
+        return 141;
+    }
+    match summary.failures() {
+        0 if summary.input_error.is_some() || summary.write_error.is_some() => 2,
+        n @ 0..=100 => n as u8,
+        _ => 101,
+    }
+}
+
+/// The one-line summary: counts, times, speedup and efficiency.
+fn describe(summary: &Summary, jobs: usize) -> String {
+    let mut parts = vec![format!("{} done", summary.done), format!("{} failed", summary.failed)];
+    for (count, what) in [
+        (summary.timed_out, "timed out"),
+        (summary.stopped, "stopped"),
+        (summary.not_run, "not run"),
+        (summary.skipped, "skipped (already done)"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {what}"));
+        }
+    }
+    let wall = summary.wall.as_secs_f64();
+    let busy = summary.task_time.as_secs_f64();
+    let speedup = if wall > 0.0 { busy / wall } else { 0.0 };
+    let efficiency = speedup / jobs.max(1) as f64 * 100.0;
+    format!(
+        "muster: {} tasks: {}; wall {wall:.2}s, task time {busy:.2}s, speedup {speedup:.2}x on {jobs} jobs ({efficiency:.0}% efficiency)",
+        summary.read,
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_command_and_groups() {
+        let words = ["echo", "{1}", ":::", "a", "b", ":::", "1"].map(OsString::from).to_vec();
+        let (command, groups) = split_groups(words);
+        assert_eq!(command, ["echo", "{1}"]);
+        assert_eq!(groups, vec![vec![OsString::from("a"), "b".into()], vec!["1".into()]]);
+    }
+
+    #[test]
+    fn exit_codes_count_failures() {
+        let mut summary = Summary::default();
+        assert_eq!(exit_code(&summary, None), 0);
+        summary.failed = 3;
+        assert_eq!(exit_code(&summary, None), 3);
+        summary.failed = 100;
+        assert_eq!(exit_code(&summary, None), 100);
+        summary.timed_out = 1;
+        assert_eq!(exit_code(&summary, None), 101);
+        assert_eq!(exit_code(&summary, Some(15)), 143);
+        assert_eq!(exit_code(&summary, Some(2)), 130);
+    }
+
+    #[test]
+    fn program_lookup() {
+        assert!(check_program(OsStr::new("sh")).is_ok());
+        assert_eq!(check_program(OsStr::new("no-such-program-xyz")).map_err(|f| f.code), Err(127));
+        assert_eq!(check_program(OsStr::new("/etc/passwd")).map_err(|f| f.code), Err(126));
+        let spaced = check_program(OsStr::new("echo hi")).expect_err("not a program");
+        assert!(spaced.message.contains("--shell"), "{}", spaced.message);
+    }
+}

@@ -1,0 +1,144 @@
+//! One helper for driving the real `muster` binary: a temp dir per test, stdin from bytes,
+//! and polling waits with deadlines instead of guessed sleeps.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A test's sandbox: a temp dir that is the working directory of every muster it runs.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// `muster ARGS` in the sandbox.
+    pub fn muster(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
+        command.args(args).current_dir(self.dir());
+        command
+    }
+
+    /// Runs muster with `stdin` bytes to completion.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .muster(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("muster starts");
+        let mut input = child.stdin.take().expect("piped stdin");
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let output = child.wait_with_output().expect("muster finishes");
+        writer.join().expect("stdin writer");
+        output
+    }
+
+    /// Starts muster in the background (stdin closed, output piped).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.muster(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("muster starts")
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stdout and stderr when it differs.
+pub fn assert_code(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "\n--- expected exit {code}, got {:?}\n--- stdout:\n{}--- stderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("nonzero pid");
+    rustix::process::kill_process(pid, signal).expect("signal muster");
+}
+
+/// Waits (up to 10 s) until none of `pids` is a live (non-zombie) process.
+pub fn assert_gone(pids: &[u32]) {
+    let mut alive = Vec::new();
+    let gone = wait_for(Duration::from_secs(10), || {
+        alive = pids.iter().copied().filter(|pid| is_running(*pid)).collect();
+        alive.is_empty()
+    });
+    assert!(gone, "processes still running: {alive:?}");
+}
+
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+    }
+}
+
+/// Pids written one per line by tasks.
+pub fn pids_in(text: &str) -> Vec<u32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Joblog records (the lines after the two header lines), split into fields.
+pub fn joblog_records(text: &str) -> Vec<Vec<String>> {
+    text.lines().skip(2).map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+}

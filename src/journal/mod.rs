@@ -1,0 +1,244 @@
+//! The joblog: an append-only, versioned record of every finished attempt, which makes
+//! `--resume` exact.
+//!
+//! The file is tab-separated text that GNU parallel's joblog readers understand: a version
+//! line (a `#` comment naming the format and the command), then GNU's header — `Seq Host
+//! Starttime JobRuntime Send Receive Exitval Signal Command` — extended with `Outcome Attempt
+//! Occurrence Input Check`, then one line per attempt.
+//!
+//! - **Identity by input, not position**: a task is its input bytes plus which occurrence of
+//!   that input it is, so a reordered or extended input resumes correctly.
+//! - **Torn lines**: `Check` is a CRC-32 of the rest of the line. A last line that is
+//!   incomplete or fails its check (the writer was killed mid-write) is ignored, and cut off
+//!   before appending; a bad line anywhere else is corruption and refused.
+//! - **Bytes**: tabs, newlines, backslashes, control bytes and invalid UTF-8 are escaped
+//!   (`\t`, `\n`, `\\`, `\xNN`), so any input survives a round trip.
+//!
+//! Each record is written with one `write` call to a file opened for appending, so a crash
+//! loses at most the record being written.
+
+mod escape;
+mod record;
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use escape::{escape, unescape};
+pub use record::{input_hash, input_key, InputKey, Record, RecordOutcome};
+
+/// The first line's prefix; the format version follows it.
+const MAGIC: &str = "# muster joblog v";
+/// The format written by this version.
+pub const VERSION: u32 = 1;
+/// Column names, GNU parallel's first.
+pub const HEADER: &str =
+    "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome\tAttempt\tOccurrence\tInput\tCheck";
+
+/// Why a joblog could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The joblog.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file exists but is not a muster joblog.
+    #[error(
+        "{path} is not a muster joblog (its first line is not '{MAGIC}N'); refusing to use or overwrite it"
+    )]
+    NotAJoblog {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The joblog was written by a newer format.
+    #[error("{path} is a version {found} joblog; this muster reads up to version {VERSION}")]
+    UnknownVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it declares.
+        found: String,
+    },
+    /// A record other than the last is damaged.
+    #[error("{path}:{line}: damaged record ({why}); the joblog is corrupt")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The joblog was written for another command.
+    #[error("{path} was written for the command '{logged}', not '{current}'; use the same command to resume, or another joblog")]
+    CommandChanged {
+        /// The file.
+        path: PathBuf,
+        /// The command in the joblog.
+        logged: String,
+        /// The command of this run.
+        current: String,
+    },
+}
+
+/// What an existing joblog says about the tasks it saw.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Tasks with a successful attempt.
+    pub done: HashSet<InputKey>,
+    /// Tasks whose last attempt failed for good (retries used up or timed out).
+    pub failed: HashSet<InputKey>,
+    /// Valid records read.
+    pub records: usize,
+    /// True when a torn last line was found (and will be cut off).
+    pub torn_tail: bool,
+}
+
+/// Appends records to a joblog.
+#[derive(Debug)]
+pub struct JournalWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalWriter {
+    /// Starts a new joblog at `path` for `command`, replacing an old joblog there. A file that
+    /// exists, is not empty and is not a joblog is refused rather than overwritten.
+    pub fn create(path: &Path, command: &str) -> Result<JournalWriter, JournalError> {
+        let io_err = |source| JournalError::Io { path: path.to_owned(), source };
+        if let Ok(existing) = File::open(path) {
+            let mut first = String::new();
+            let mut reader = BufReader::new(existing).take(256);
+            reader.read_line(&mut first).map_err(io_err)?;
+            if !first.is_empty() && !first.starts_with(MAGIC) {
+                return Err(JournalError::NotAJoblog { path: path.to_owned() });
+            }
+        }
+        let mut file = File::create(path).map_err(io_err)?;
+        let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
+        file.write_all(head.as_bytes()).map_err(io_err)?;
+        Ok(JournalWriter { file, path: path.to_owned() })
+    }
+
+    /// Opens an existing joblog to resume `command`: reads what it says, checks it was written
+    /// for the same command, cuts off a torn last line, and appends from there. A missing or
+    /// empty file starts a new joblog.
+    pub fn resume(path: &Path, command: &str) -> Result<(JournalWriter, Resume), JournalError> {
+        let io_err = |source| JournalError::Io { path: path.to_owned(), source };
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Ok((JournalWriter::create(path, command)?, Resume::default()));
+            }
+            Err(err) => return Err(io_err(err)),
+        };
+        if file.metadata().map_err(io_err)?.len() == 0 {
+            return Ok((JournalWriter::create(path, command)?, Resume::default()));
+        }
+        let (logged, resume, valid_len) = read(path, BufReader::new(file))?;
+        if logged != command {
+            return Err(JournalError::CommandChanged {
+                path: path.to_owned(),
+                logged,
+                current: command.to_owned(),
+            });
+        }
+        let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
+        file.set_len(valid_len).map_err(io_err)?;
+        drop(file);
+        let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
+        Ok((JournalWriter { file, path: path.to_owned() }, resume))
+    }
+
+    /// Appends one record with a single write.
+    pub fn write(&mut self, record: &Record) -> Result<(), JournalError> {
+        let line = record.to_line();
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|source| JournalError::Io { path: self.path.clone(), source })
+    }
+
+    /// The joblog's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads a joblog: its command, what it says about each task, and the length of its valid
+/// prefix (everything but a torn last line).
+fn read(path: &Path, mut reader: impl BufRead) -> Result<(String, Resume, u64), JournalError> {
+    let io_err = |source| JournalError::Io { path: path.to_owned(), source };
+    let mut line = Vec::new();
+    let mut valid_len = 0u64;
+
+    reader.read_until(b'\n', &mut line).map_err(io_err)?;
+    let first = String::from_utf8_lossy(&line).into_owned();
+    let Some(rest) = first.strip_prefix(MAGIC) else {
+        return Err(JournalError::NotAJoblog { path: path.to_owned() });
+    };
+    let (version, command) =
+        rest.trim_end_matches('\n').split_once("\tcommand: ").unwrap_or((rest.trim_end(), ""));
+    if version != VERSION.to_string() {
+        return Err(JournalError::UnknownVersion { path: path.to_owned(), found: version.to_owned() });
+    }
+    let command = String::from_utf8_lossy(&unescape(command.as_bytes())).into_owned();
+    valid_len += line.len() as u64;
+
+    line.clear();
+    reader.read_until(b'\n', &mut line).map_err(io_err)?;
+    if line.strip_suffix(b"\n") != Some(HEADER.as_bytes()) {
+        return Err(JournalError::NotAJoblog { path: path.to_owned() });
+    }
+    valid_len += line.len() as u64;
+
+    let mut resume = Resume::default();
+    let mut pending_error: Option<JournalError> = None;
+    let mut number = 2;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        // A damaged line is only acceptable as the very last one (a torn write).
+        if let Some(err) = pending_error.take() {
+            return Err(err);
+        }
+        let parsed = match line.strip_suffix(b"\n") {
+            Some(complete) => Record::parse(complete),
+            None => Err("incomplete last line".to_owned()),
+        };
+        match parsed {
+            Ok(record) => {
+                valid_len += line.len() as u64;
+                resume.records += 1;
+                let key = record.key();
+                match record.outcome {
+                    RecordOutcome::Done => {
+                        resume.failed.remove(&key);
+                        resume.done.insert(key);
+                    }
+                    RecordOutcome::Failed | RecordOutcome::TimedOut => {
+                        if !resume.done.contains(&key) {
+                            resume.failed.insert(key);
+                        }
+                    }
+                    RecordOutcome::Retry | RecordOutcome::Stopped => {}
+                }
+            }
+            Err(why) => {
+                pending_error = Some(JournalError::Corrupt { path: path.to_owned(), line: number, why });
+            }
+        }
+    }
+    resume.torn_tail = pending_error.is_some();
+    Ok((command, resume, valid_len))
+}
+
+#[cfg(test)]
+mod tests;

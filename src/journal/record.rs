@@ -1,0 +1,164 @@
+//! One joblog line: an attempt at a task, in GNU parallel's columns plus muster's own.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use super::escape::{escape, unescape};
+
+/// What became of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordOutcome {
+    /// Succeeded (exit 0): the task is done.
+    Done,
+    /// Failed, and it will be retried.
+    Retry,
+    /// Failed for good.
+    Failed,
+    /// Ran past its time limit, for good.
+    TimedOut,
+    /// Stopped by a shutdown before it finished; a resume runs it again.
+    Stopped,
+}
+
+impl RecordOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordOutcome::Done => "done",
+            RecordOutcome::Retry => "retry",
+            RecordOutcome::Failed => "failed",
+            RecordOutcome::TimedOut => "timeout",
+            RecordOutcome::Stopped => "stopped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RecordOutcome> {
+        Some(match text {
+            "done" => RecordOutcome::Done,
+            "retry" => RecordOutcome::Retry,
+            "failed" => RecordOutcome::Failed,
+            "timeout" => RecordOutcome::TimedOut,
+            "stopped" => RecordOutcome::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// Identifies a task across runs: a hash of its input and which occurrence of that input it
+/// is (1 for the first time the input appears).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InputKey {
+    hash: u64,
+    occurrence: u32,
+}
+
+/// The key of the `occurrence`-th appearance of `input`.
+pub fn input_key(input: &[u8], occurrence: u32) -> InputKey {
+    InputKey { hash: input_hash(input), occurrence }
+}
+
+/// The hash part of an [`InputKey`]; lets a caller count occurrences without keeping inputs.
+pub fn input_hash(input: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    input.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl InputKey {
+    /// The key of the `occurrence`-th appearance of the input whose [`input_hash`] is `hash`.
+    pub fn new(hash: u64, occurrence: u32) -> InputKey {
+        InputKey { hash, occurrence }
+    }
+}
+
+/// One attempt at one task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The task's sequence number in this run.
+    pub seq: u64,
+    /// Where it ran; `:` is this machine, as in GNU parallel.
+    pub host: String,
+    /// Start time, seconds since the Unix epoch.
+    pub start: f64,
+    /// Wall time of the attempt, seconds.
+    pub runtime: f64,
+    /// Bytes sent to its stdin.
+    pub send: u64,
+    /// Bytes it wrote to stdout and stderr.
+    pub receive: u64,
+    /// Exit status (0 when killed by a signal, -1 when it could not start).
+    pub exitval: i32,
+    /// The signal that killed it, or 0.
+    pub signal: i32,
+    /// The command line that ran.
+    pub command: Vec<u8>,
+    /// What became of the attempt.
+    pub outcome: RecordOutcome,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Which occurrence of this input the task is, from 1.
+    pub occurrence: u32,
+    /// The task's input (several sources' values joined by NUL).
+    pub input: Vec<u8>,
+}
+
+impl Record {
+    /// The task's identity across runs.
+    pub fn key(&self) -> InputKey {
+        input_key(&self.input, self.occurrence)
+    }
+
+    /// The line, with its checksum and newline.
+    pub fn to_line(&self) -> String {
+        let body = format!(
+            "{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            self.seq,
+            escape(self.host.as_bytes()),
+            self.start,
+            self.runtime,
+            self.send,
+            self.receive,
+            self.exitval,
+            self.signal,
+            escape(&self.command),
+            self.outcome.as_str(),
+            self.attempt,
+            self.occurrence,
+            escape(&self.input),
+        );
+        let check = crc32fast::hash(body.as_bytes());
+        format!("{body}\t{check:08x}\n")
+    }
+
+    /// Parses a line (without its newline), verifying the checksum.
+    pub fn parse(line: &[u8]) -> Result<Record, String> {
+        let split = line.iter().rposition(|&b| b == b'\t').ok_or("no fields")?;
+        let (body, check) = (&line[..split], &line[split + 1..]);
+        let check = std::str::from_utf8(check).ok().and_then(|c| u32::from_str_radix(c, 16).ok());
+        if check != Some(crc32fast::hash(body)) {
+            return Err("checksum mismatch".into());
+        }
+        let fields: Vec<&[u8]> = body.split(|&b| b == b'\t').collect();
+        let [seq, host, start, runtime, send, receive, exitval, signal, command, outcome, attempt, occurrence, input] =
+            fields[..]
+        else {
+            return Err(format!("{} fields instead of 13", fields.len()));
+        };
+        fn num<T: std::str::FromStr>(field: &[u8], name: &str) -> Result<T, String> {
+            std::str::from_utf8(field).ok().and_then(|f| f.parse().ok()).ok_or_else(|| format!("bad {name}"))
+        }
+        Ok(Record {
+            seq: num(seq, "Seq")?,
+            host: String::from_utf8_lossy(&unescape(host)).into_owned(),
+            start: num(start, "Starttime")?,
+            runtime: num(runtime, "JobRuntime")?,
+            send: num(send, "Send")?,
+            receive: num(receive, "Receive")?,
+            exitval: num(exitval, "Exitval")?,
+            signal: num(signal, "Signal")?,
+            command: unescape(command),
+            outcome: std::str::from_utf8(outcome).ok().and_then(RecordOutcome::parse).ok_or("bad Outcome")?,
+            attempt: num(attempt, "Attempt")?,
+            occurrence: num(occurrence, "Occurrence")?,
+            input: unescape(input),
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! The orphan watchdog: a tiny helper process that kills muster's task groups if muster dies.
+//!
+//! Process groups let muster stop a task's whole tree, but only while muster is alive to do
+//! it. If muster is killed with SIGKILL, nothing runs in it any more; so a helper, started
+//! once, learns each task's process group over a pipe (`+PGID` when started, `-PGID` when
+//! reaped). The pipe is also the death notice: when it reaches end-of-file — muster exited,
+//! or was killed — the helper terminates every group still listed (TERM, a moment, KILL) and
+//! exits. On a normal exit the list is empty and the helper just leaves.
+//!
+//! This keeps tasks on `posix_spawn`'s fast path: no `pre_exec` closure is needed to set a
+//! parent-death signal in every task. The helper ignores SIGINT, SIGTERM and SIGHUP (a
+//! terminal's Ctrl-C or hang-up reaches the whole foreground group) so it can always clean up,
+//! and it runs in its own process group so a signal to muster's group does not reach it.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+/// A running watchdog; see the [module docs](self).
+pub struct Watchdog {
+    pipe: Mutex<Option<ChildStdin>>,
+    child: Child,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog").field("pid", &self.child.id()).finish()
+    }
+}
+
+impl Watchdog {
+    /// Starts `command`, which must run [`serve`] on its standard input (the muster binary
+    /// does this for a hidden subcommand).
+    pub fn start(mut command: Command) -> io::Result<Watchdog> {
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::null()).process_group(0).spawn()?;
+        let pipe = child.stdin.take();
+        Ok(Watchdog { pipe: Mutex::new(pipe), child })
+    }
+
+    fn send(&self, line: &str) {
+        let mut pipe = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
+        // If the helper is gone we cannot do better than the process groups alone.
+        if let Some(stdin) = pipe.as_mut() {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                pipe.take();
+            }
+        }
+    }
+
+    /// Adds a process group to kill if muster dies.
+    pub fn watch(&self, pgid: u32) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    /// Removes a process group (it has been reaped).
+    pub fn unwatch(&self, pgid: u32) {
+        self.send(&format!("-{pgid}\n"));
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.pipe.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let _ = self.child.wait();
+    }
+}
+
+/// The helper's side: reads `+PGID`/`-PGID` lines until end-of-file, then stops every group
+/// still listed. Returns the groups it had to stop.
+pub fn serve(input: impl BufRead) -> Vec<u32> {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        // Catching into an unused flag means ignoring; failure only loses that protection.
+        let _ = signal_hook::flag::register(
+            signal,
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+    }
+    let mut groups = HashSet::new();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        let (sign, number) = line.split_at(line.len().min(1));
+        let Ok(pgid) = number.parse::<u32>() else { continue };
+        match sign {
+            "+" => groups.insert(pgid),
+            "-" => groups.remove(&pgid),
+            _ => false,
+        };
+    }
+    let orphans: Vec<u32> = groups.into_iter().collect();
+    stop_groups(&orphans, Duration::from_secs(2));
+    orphans
+}
+
+/// SIGTERM to each group, up to `grace` for them to go, then SIGKILL to what is left.
+pub fn stop_groups(pgids: &[u32], grace: Duration) {
+    let signal_all = |signal| {
+        for &pgid in pgids {
+            if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process_group(pid, signal);
+            }
+        }
+    };
+    signal_all(Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        let alive = pgids.iter().any(|&g| super::live_group_members(g).map_or(true, |m| !m.is_empty()));
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal_all(Signal::KILL);
+}
