@@ -13,13 +13,16 @@
 //! and it runs in its own process group so a signal to muster's group does not reach it.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
+
+/// How long the helper sleeps between reads of its pipe.
+const NAP: Duration = Duration::from_millis(50);
 
 /// A running watchdog; see the [module docs](self).
 pub struct Watchdog {
@@ -71,8 +74,9 @@ impl Drop for Watchdog {
 }
 
 /// The helper's side: reads `+PGID`/`-PGID` lines until end-of-file, then stops every group
-/// still listed. Returns the groups it had to stop.
-pub fn serve(input: impl BufRead) -> Vec<u32> {
+/// still listed. Returns the groups it had to stop. Reads in batches, napping in between, so
+/// it costs muster no context switch per task.
+pub fn serve(input: impl Read) -> Vec<u32> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         // Catching into an unused flag means ignoring; failure only loses that protection.
         let _ = signal_hook::flag::register(
@@ -81,15 +85,34 @@ pub fn serve(input: impl BufRead) -> Vec<u32> {
         );
     }
     let mut groups = HashSet::new();
-    for line in input.lines() {
-        let Ok(line) = line else { break };
-        let (sign, number) = line.split_at(line.len().min(1));
-        let Ok(pgid) = number.parse::<u32>() else { continue };
-        match sign {
-            "+" => groups.insert(pgid),
-            "-" => groups.remove(&pgid),
-            _ => false,
+    let mut input = input;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
+        pending.extend_from_slice(&buf[..n]);
+        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in pending[..complete].split(|&b| b == b'\n') {
+            let Some(pgid) =
+                std::str::from_utf8(line.get(1..).unwrap_or_default()).ok().and_then(|n| n.parse().ok())
+            else {
+                continue;
+            };
+            match line.first() {
+                Some(b'+') => groups.insert(pgid),
+                Some(b'-') => groups.remove(&pgid),
+                _ => false,
+            };
+        }
+        pending.drain(..complete);
+        // Reading in batches: waking per message would cost muster a context switch per task.
+        // The pipe buffers what arrives meanwhile; end-of-file is noticed within one nap.
+        std::thread::sleep(NAP);
     }
     let orphans: Vec<u32> = groups.into_iter().collect();
     stop_groups(&orphans, Duration::from_secs(2));
