@@ -136,6 +136,7 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
     let _signals = shutdown
         .watch_signals()
         .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
+    announce_drain(&shutdown, args.grace);
     let interactive = io::stderr().is_terminal();
     let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));
     let progress = show_progress.then(|| Progress::new(known_total));
@@ -159,6 +160,21 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
         eprintln!("{}", describe(&summary, jobs));
     }
     Ok(exit_code(&summary, shutdown.signal()))
+}
+
+/// Tells the user, once, what the first signal did and how to stop now.
+fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
+    let token = shutdown.clone();
+    // Detached: it waits for a trip that may never come, and ends with the process.
+    let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
+        token.wait();
+        if token.signal().is_some() && !token.is_stopping_now() {
+            eprintln!(
+                "muster: stopping: starting no new tasks; running ones get {}s to finish (signal again to stop now)",
+                grace.as_secs_f64()
+            );
+        }
+    });
 }
 
 /// `muster __watchdog` from this very binary, when it can be found.

@@ -237,14 +237,16 @@ fn timeout_stops_the_whole_process_group() {
             "300ms",
             "--grace",
             "100ms",
+            "--summary",
             "--shell",
-            "sleep 60 & echo $! > bg.pid; wait",
+            ": {}; sleep 60 & echo $! > bg.pid; wait",
             ":::",
             "x",
         ],
         b"",
     );
     assert_code(&out, 1);
+    assert!(stderr(&out).contains("0 done, 0 failed, 1 timed out"), "{}", stderr(&out));
     assert_gone(&pids_in(&sb.read("bg.pid")));
 }
 
@@ -390,14 +392,14 @@ fn first_sigint_drains_running_tasks_and_exits_130() {
 #[test]
 fn second_signal_stops_now_and_leaves_nothing() {
     let sb = Sandbox::new();
-    let child = sb.spawn(&[
+    let mut child = sb.spawn(&[
         "run",
         "-j",
         "3",
         "--grace",
         "30s",
         "--shell",
-        "echo $$ >> started; sleep 60",
+        ": {}; echo $$ >> started; sleep 60",
         ":::",
         "a",
         "b",
@@ -405,11 +407,15 @@ fn second_signal_stops_now_and_leaves_nothing() {
     ]);
     assert!(wait_for(Duration::from_secs(10), || pids_in(&sb.read("started")).len() == 3));
     signal(&child, Signal::TERM);
-    // The second signal must not wait out the 30 s grace.
-    assert!(wait_for(Duration::from_secs(5), || sb.read("started").lines().count() == 3));
+    // Signals do not queue: wait until the first was handled before sending the second.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).expect("read stderr");
+    assert!(line.starts_with("muster: stopping: starting no new tasks; running ones get 30s"), "{line}");
     signal(&child, Signal::TERM);
-    let out = child.wait_with_output().expect("muster exits");
-    assert_code(&out, 143);
+    // Without the second signal this would wait out the 30 s grace.
+    let status = child.wait().expect("muster exits");
+    assert_eq!(status.code(), Some(143));
     assert_gone(&pids_in(&sb.read("started")));
 }
 
@@ -421,7 +427,7 @@ fn kill_9_of_muster_leaves_no_task_running() {
         "-j",
         "3",
         "--shell",
-        "sleep 60 & echo $! >> started; echo $$ >> started; wait",
+        ": {}; sleep 60 & echo $! >> started; echo $$ >> started; wait",
         ":::",
         "a",
         "b",

@@ -368,3 +368,36 @@ impl Pipes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_output_spills_to_a_file_and_comes_back_whole() {
+        let mut capture = Capture::new(1024);
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        for _ in 0..10 {
+            capture.push(&chunk).expect("push");
+        }
+        assert!(
+            capture.spill.is_some() && capture.memory.is_empty(),
+            "past the threshold, memory is released"
+        );
+        assert_eq!(capture.len(), 7000);
+        let mut out = Vec::new();
+        capture.write_to(&mut out, None).expect("write");
+        assert_eq!(out, chunk.repeat(10));
+    }
+
+    #[test]
+    fn tags_prefix_every_line_in_memory_and_spilled() {
+        for threshold in [1 << 20, 4] {
+            let mut capture = Capture::new(threshold);
+            capture.push(b"one\ntwo\nthree").expect("push");
+            let mut out = Vec::new();
+            capture.write_to(&mut out, Some(b"in\t")).expect("write");
+            assert_eq!(out, b"in\tone\nin\ttwo\nin\tthree", "threshold {threshold}");
+        }
+    }
+}

@@ -139,3 +139,25 @@ pub fn stop_groups(pgids: &[u32], grace: Duration) {
     }
     signal_all(Signal::KILL);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::GroupChild;
+
+    #[test]
+    fn at_end_of_input_it_stops_the_groups_still_listed() {
+        let watched = GroupChild::spawn(Command::new("sleep").arg("1000")).expect("sleep");
+        let released = GroupChild::spawn(Command::new("sleep").arg("1000")).expect("sleep");
+        let (a, b) = (watched.id(), released.id());
+        let script = format!("+{a}\n+{b}\n-{b}\n");
+        let orphans = serve(script.as_bytes());
+        assert_eq!(orphans, vec![a]);
+        assert!(super::super::live_group_members(a).expect("/proc").is_empty());
+        assert!(
+            !super::super::live_group_members(b).expect("/proc").is_empty(),
+            "unlisted groups are left alone"
+        );
+        drop((watched, released));
+    }
+}
