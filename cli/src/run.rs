@@ -34,8 +34,9 @@ fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Vec<OsString>>) {
     (command, parts.map(<[OsString]>::to_vec).collect())
 }
 
-/// Checks that `program` can be executed, the way a shell would look it up.
-fn check_program(program: &OsStr) -> Result<(), Fatal> {
+/// Finds `program` the way a shell would, and checks it can be executed. Returns its path,
+/// so tasks skip the `PATH` search (one failed `execve` per `PATH` entry before it, per task).
+fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
     let shown = program.to_string_lossy();
     let hint = if shown.contains(' ') { " (to run a shell command line, pass --shell)" } else { "" };
     let not_found = || Fatal { code: 127, message: format!("command not found: {shown}{hint}") };
@@ -46,14 +47,15 @@ fn check_program(program: &OsStr) -> Result<(), Fatal> {
         return match executable(Path::new(program)) {
             None => Err(not_found()),
             Some(false) => Err(Fatal { code: 126, message: format!("not executable: {shown}") }),
-            Some(true) => Ok(()),
+            Some(true) => Ok(PathBuf::from(program)),
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut found_unexecutable = false;
     for dir in std::env::split_paths(&path) {
-        match executable(&dir.join(program)) {
-            Some(true) => return Ok(()),
+        let candidate = dir.join(program);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
             Some(false) => found_unexecutable = true,
             None => {}
         }
@@ -105,9 +107,10 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
         sources.push(Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) });
     }
     let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
+    let mut program_path = None;
     if !args.dry_run {
         if let Some(program) = template.program() {
-            check_program(&program)?;
+            program_path = Some(check_program(&program)?);
         }
     }
     let inputs = Inputs::new(sources, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
@@ -130,6 +133,7 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
     };
     config.dry_run = args.dry_run;
     config.watchdog = watchdog_command();
+    config.program_path = program_path;
     let jobs = config.jobs;
 
     let shutdown = Shutdown::new();

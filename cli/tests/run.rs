@@ -320,6 +320,14 @@ fn summary_reports_counts_and_speedup() {
 }
 
 #[test]
+fn tasks_keep_the_program_name_they_were_given_as_argv0() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "sh", "-c", "tr '\\000' ' ' < /proc/$$/cmdline", ":::", "x"], b"");
+    assert_code(&out, 0);
+    assert!(stdout(&out).starts_with("sh -c "), "{}", stdout(&out));
+}
+
+#[test]
 fn tasks_see_their_slot_sequence_and_attempt() {
     let sb = Sandbox::new();
     let out = sb.run(

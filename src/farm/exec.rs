@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::BorrowedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
@@ -137,6 +138,8 @@ pub(crate) struct Limits<'a> {
     pub(crate) drain_started: &'a OnceLock<Instant>,
     pub(crate) watchdog: Option<&'a Watchdog>,
     pub(crate) spill_threshold: usize,
+    /// The resolved path of `argv[0]`, when known.
+    pub(crate) program_path: Option<&'a std::path::Path>,
 }
 
 /// Why an attempt is being stopped.
@@ -165,7 +168,14 @@ pub(crate) fn run_attempt(
         let err = io::Error::new(io::ErrorKind::InvalidInput, "empty command");
         return finish(Ending::StartFailed(err), stdout, stderr);
     };
-    let mut command = Command::new(program);
+    let mut command = match limits.program_path {
+        Some(path) => {
+            let mut command = Command::new(path);
+            command.arg0(program);
+            command
+        }
+        None => Command::new(program),
+    };
     command.args(args).envs(env.iter().map(|(k, v)| (*k, v))).stdin(Stdio::null());
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match GroupChild::spawn(&mut command) {

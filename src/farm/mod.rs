@@ -174,6 +174,9 @@ pub struct FarmConfig {
     pub spill_threshold: usize,
     /// How to start the orphan watchdog (see [`crate::process::watchdog`]); `None` runs without.
     pub watchdog: Option<std::process::Command>,
+    /// Where the command's program was found, so each task can skip the `PATH` search. The
+    /// task still sees the name it was given as `argv[0]`.
+    pub program_path: Option<PathBuf>,
 }
 
 impl FarmConfig {
@@ -194,6 +197,7 @@ impl FarmConfig {
             dry_run: false,
             spill_threshold: 1 << 20,
             watchdog: None,
+            program_path: None,
         }
     }
 
@@ -322,6 +326,7 @@ pub fn run(
         drain_started: &drain_started,
         watchdog: watchdog.as_ref(),
         spill_threshold: config.spill_threshold,
+        program_path: if config.template.is_shell() { None } else { config.program_path.as_deref() },
     };
     let window = (jobs * 4).max(64);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
