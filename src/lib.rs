@@ -40,6 +40,7 @@
 
 pub mod farm;
 pub mod journal;
+pub mod persistent;
 pub mod pipeline;
 pub mod pool;
 pub mod process;

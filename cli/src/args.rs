@@ -113,6 +113,19 @@ pub struct RunArgs {
     #[arg(long = "no-progress")]
     pub no_progress: bool,
 
+    /// Keep -j long-lived worker processes and stream inputs through them: one input record per
+    /// line on a worker's stdin, one result line back on its stdout.
+    #[arg(long, conflicts_with_all = ["shell", "joblog", "timeout", "line_buffer", "dry_run", "halt"])]
+    pub persistent: bool,
+
+    /// With --persistent: tasks in flight per worker.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+
+    /// With --persistent: replace a worker after N tasks (for leaky workers).
+    #[arg(long = "max-tasks-per-worker", value_name = "N", requires = "persistent")]
+    pub max_tasks_per_worker: Option<u64>,
+
     /// Print the commands that would run, and run nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,

@@ -2,6 +2,7 @@
 //! status. Everything else lives in the `muster` library crate.
 
 mod args;
+mod persistent;
 mod progress;
 mod run;
 

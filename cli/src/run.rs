@@ -23,7 +23,7 @@ pub struct Fatal {
     pub message: String,
 }
 
-fn usage(message: impl std::fmt::Display) -> Fatal {
+pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
     Fatal { code: 2, message: message.to_string() }
 }
 
@@ -36,7 +36,7 @@ fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Vec<OsString>>) {
 
 /// Finds `program` the way a shell would, and checks it can be executed. Returns its path,
 /// so tasks skip the `PATH` search (one failed `execve` per `PATH` entry before it, per task).
-fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
+pub(crate) fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
     let shown = program.to_string_lossy();
     let hint = if shown.contains(' ') { " (to run a shell command line, pass --shell)" } else { "" };
     let not_found = || Fatal { code: 127, message: format!("command not found: {shown}{hint}") };
@@ -67,7 +67,7 @@ fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
     }
 }
 
-fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>) -> usize {
+pub(crate) fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>) -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     match jobs {
         None => cpus,
@@ -78,7 +78,7 @@ fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>) -> usize {
     }
 }
 
-fn stdout_writer() -> io::Result<BufWriter<File>> {
+pub(crate) fn stdout_writer() -> io::Result<BufWriter<File>> {
     // Our own buffered handle on fd 1: whole outputs go out in few write calls.
     let fd = io::stdout().as_fd().try_clone_to_owned()?;
     Ok(BufWriter::with_capacity(64 * 1024, File::from(fd)))
@@ -88,8 +88,8 @@ fn stderr_writer() -> io::Result<File> {
     Ok(File::from(io::stderr().as_fd().try_clone_to_owned()?))
 }
 
-pub fn run(args: RunArgs) -> Result<u8, Fatal> {
-    let (command, groups) = split_groups(args.command);
+pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
+    let (command, groups) = split_groups(std::mem::take(&mut args.command));
     if command.is_empty() {
         return Err(usage("no command given before ':::'"));
     }
@@ -107,6 +107,9 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
         sources.push(Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) });
     }
     let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
+    if args.persistent {
+        return crate::persistent::run(&args, &template, command, sources, separator);
+    }
     let mut program_path = None;
     if !args.dry_run {
         if let Some(program) = template.program() {
@@ -167,7 +170,7 @@ pub fn run(args: RunArgs) -> Result<u8, Fatal> {
 }
 
 /// Tells the user, once, what the first signal did and how to stop now.
-fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
+pub(crate) fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
     let token = shutdown.clone();
     // Detached: it waits for a trip that may never come, and ends with the process.
     let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
@@ -182,7 +185,7 @@ fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
 }
 
 /// `muster __watchdog` from this very binary, when it can be found.
-fn watchdog_command() -> Option<std::process::Command> {
+pub(crate) fn watchdog_command() -> Option<std::process::Command> {
     let exe: PathBuf = std::env::current_exe().ok()?;
     let mut command = std::process::Command::new(exe);
     command.arg("__watchdog");

@@ -129,6 +129,11 @@ impl Template {
         words.join(" ")
     }
 
+    /// True when some word holds a replacement string (otherwise inputs are appended).
+    pub fn substitutes(&self) -> bool {
+        self.substitutes
+    }
+
     /// Number of input sources the template was parsed for.
     pub fn sources(&self) -> usize {
         self.sources

@@ -1,0 +1,199 @@
+//! Long-lived worker processes speaking a line protocol: the GIL escape hatch.
+//!
+//! Each worker is started once and kept: muster writes one task per record (a line, or a
+//! NUL-terminated record) to its stdin and reads exactly one result record per task from its
+//! stdout, in order. Several tasks are kept in flight per worker (`window`), so the cost of a
+//! cross-CPU wake-up is paid per batch, not per task. stderr is passed through, line by line.
+//!
+//! - **Crash**: a worker that exits (or closes stdout) while holding tasks is replaced. With one
+//!   task in flight, that task is charged an attempt. With several, none is charged yet: the
+//!   replacement runs the held tasks one at a time (probing), so only the task that kills a
+//!   worker on its own burns its retries.
+//! - **Recycling**: `max_tasks_per_worker` replaces a worker between tasks (leaky workers).
+//! - **Shutdown**: drain stops feeding, waits for replies in flight, then closes stdin (EOF is
+//!   the seed's `'quit'`), waits `grace`, TERM, `grace`, KILL. Stop-now kills at once; tasks in
+//!   flight are reported not run.
+//!
+//! Members: `worker` (one process and its reader threads).
+
+mod worker;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel as cb;
+
+use crate::process::watchdog::Watchdog;
+use crate::shutdown::Shutdown;
+use crate::task::{Failure, Seq};
+
+/// How to run persistent workers.
+#[derive(Clone, Debug)]
+pub struct PersistentConfig {
+    /// The worker program.
+    pub program: PathBuf,
+    /// Its arguments (after `argv[0]`).
+    pub args: Vec<OsString>,
+    /// Number of worker processes.
+    pub workers: usize,
+    /// Tasks in flight per worker (at least 1).
+    pub window: usize,
+    /// Record separator on stdin and stdout: `b'\n'` or NUL.
+    pub separator: u8,
+    /// Extra attempts for a task that kills its worker.
+    pub retries: u32,
+    /// Replace a worker after this many tasks.
+    pub max_tasks_per_worker: Option<u64>,
+    /// Time a worker gets to exit after its stdin closes, and again after SIGTERM.
+    pub grace: Duration,
+    /// Tells a watchdog about every worker's process group, so `kill -9` of muster leaves
+    /// none behind (see [`crate::process::watchdog`]).
+    pub watchdog: Option<Arc<Watchdog>>,
+}
+
+impl PersistentConfig {
+    /// A configuration for `program args...` with 16 tasks in flight per worker.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>, workers: usize) -> Self {
+        PersistentConfig {
+            program: program.into(),
+            args,
+            workers: workers.max(1),
+            window: 16,
+            separator: b'\n',
+            retries: 0,
+            max_tasks_per_worker: None,
+            grace: Duration::from_secs(10),
+            watchdog: None,
+        }
+    }
+}
+
+/// What became of one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The worker's result record (without the separator).
+    Done(Vec<u8>),
+    /// The task killed its worker on every attempt; how the last worker ended.
+    Failed(Failure),
+    /// Never answered because of a shutdown.
+    NotRun,
+}
+
+/// Counts for a run. `read == done + failed + not_run`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Tasks read.
+    pub read: u64,
+    /// Tasks answered.
+    pub done: u64,
+    /// Tasks that failed for good.
+    pub failed: u64,
+    /// Tasks never answered (shutdown).
+    pub not_run: u64,
+    /// Workers started, replacements and recycling included.
+    pub workers_started: u64,
+    /// Workers that died holding tasks.
+    pub crashes: u64,
+}
+
+/// A task on its way to a worker.
+#[derive(Clone, Debug)]
+pub(crate) struct Job {
+    pub(crate) seq: Seq,
+    pub(crate) input: Vec<u8>,
+    /// Attempts charged so far.
+    pub(crate) charged: u32,
+}
+
+/// What the worker slots report to the caller's thread.
+pub(crate) enum Event {
+    Reply(Seq, Reply),
+    Stderr(usize, Vec<u8>),
+    WorkerStarted,
+    Crash,
+}
+
+/// Streams `inputs` through persistent workers, calling `on_reply` (on this thread) for every
+/// task and `on_stderr` for every stderr line of a worker (with its slot). Returns when every
+/// input read has a reply and every worker is reaped. A worker that cannot be started fails
+/// the tasks its slot takes, with the reason.
+pub fn run<I>(
+    config: &PersistentConfig,
+    inputs: I,
+    shutdown: &Shutdown,
+    mut on_reply: impl FnMut(Seq, Reply),
+    mut on_stderr: impl FnMut(usize, &[u8]),
+) -> Summary
+where
+    I: Iterator<Item = Vec<u8>> + Send,
+{
+    let workers = config.workers.max(1);
+    let (jobs_tx, jobs_rx) = cb::bounded::<Job>(workers * config.window.max(1));
+    let (events_tx, events_rx) = cb::unbounded::<Event>();
+    let mut summary = Summary::default();
+
+    std::thread::scope(|scope| {
+        let mut slots = Vec::new();
+        for slot in 1..=workers {
+            let ctx = worker::SlotContext {
+                slot,
+                config,
+                shutdown,
+                jobs: jobs_rx.clone(),
+                events: events_tx.clone(),
+            };
+            slots.push(scope.spawn(move || worker::run_slot(ctx)));
+        }
+        drop((jobs_rx, events_tx));
+
+        let feeder = scope.spawn(move || {
+            let mut read = 0u64;
+            for input in inputs {
+                if shutdown.is_tripped() {
+                    break;
+                }
+                read += 1;
+                if jobs_tx.send(Job { seq: read, input, charged: 0 }).is_err() {
+                    // Only if every slot ended early, which a slot never does while input
+                    // flows; the task is still accounted for.
+                    return (read, Some(read));
+                }
+            }
+            (read, None)
+        });
+
+        for event in events_rx.iter() {
+            match event {
+                Event::Reply(seq, reply) => {
+                    match &reply {
+                        Reply::Done(_) => summary.done += 1,
+                        Reply::Failed(_) => summary.failed += 1,
+                        Reply::NotRun => summary.not_run += 1,
+                    }
+                    on_reply(seq, reply);
+                }
+                Event::Stderr(slot, line) => on_stderr(slot, &line),
+                Event::WorkerStarted => summary.workers_started += 1,
+                Event::Crash => summary.crashes += 1,
+            }
+        }
+        let (read, unsent) = feeder.join().unwrap_or((0, None));
+        summary.read = read;
+        if let Some(seq) = unsent {
+            summary.not_run += 1;
+            on_reply(seq, Reply::NotRun);
+        }
+        for slot in slots {
+            // A slot only panics on a bug in muster; let it surface.
+            if let Err(payload) = slot.join() {
+                std::panic::resume_unwind(payload);
+            }
+        }
+    });
+    summary
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Named scenarios for persistent workers, with small shell workers.
+
+use super::*;
+use std::collections::BTreeMap;
+
+fn sh(script: &str, workers: usize) -> PersistentConfig {
+    let mut config = PersistentConfig::new("/bin/sh", vec!["-c".into(), script.into()], workers);
+    config.grace = Duration::from_secs(5);
+    config
+}
+
+const ECHO: &str = r#"while IFS= read -r l; do echo "r:$l"; done"#;
+
+fn inputs(n: usize) -> Vec<Vec<u8>> {
+    (1..=n).map(|i| format!("in{i}").into_bytes()).collect()
+}
+
+fn collect(
+    config: &PersistentConfig,
+    items: Vec<Vec<u8>>,
+    shutdown: &Shutdown,
+) -> (BTreeMap<Seq, Reply>, Vec<String>, Summary) {
+    let mut replies = BTreeMap::new();
+    let mut stderr = Vec::new();
+    let summary = run(
+        config,
+        items.into_iter(),
+        shutdown,
+        |seq, reply| {
+            assert!(replies.insert(seq, reply).is_none(), "task {seq} answered twice");
+        },
+        |slot, line| stderr.push(format!("{slot}:{}", String::from_utf8_lossy(line))),
+    );
+    (replies, stderr, summary)
+}
+
+#[test]
+fn every_task_gets_its_own_reply() {
+    let (replies, _, summary) = collect(&sh(ECHO, 2), inputs(2000), &Shutdown::new());
+    assert_eq!(replies.len(), 2000);
+    for (seq, reply) in &replies {
+        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    }
+    assert_eq!((summary.read, summary.done, summary.workers_started), (2000, 2000, 2));
+}
+
+#[test]
+fn nul_separated_records() {
+    let mut config = sh(r#"while IFS= read -r -d '' l; do printf 'r:%s\0' "$l"; done"#, 1);
+    config.program = "/bin/bash".into();
+    config.separator = 0;
+    let (replies, _, _) = collect(&config, vec![b"a\nb".to_vec(), b"c".to_vec()], &Shutdown::new());
+    assert_eq!(replies[&1], Reply::Done(b"r:a\nb".to_vec()));
+    assert_eq!(replies[&2], Reply::Done(b"r:c".to_vec()));
+}
+
+#[test]
+fn a_worker_killed_mid_task_is_replaced_and_the_task_retried() {
+    // The first worker to see "die" exits; the retry succeeds on its replacement.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("died");
+    let script = format!(
+        r#"while IFS= read -r l; do if [ "$l" = in5 ] && [ ! -e {m} ]; then touch {m}; exit 3; fi; echo "r:$l"; done"#,
+        m = marker.display()
+    );
+    let mut config = sh(&script, 1);
+    config.retries = 1;
+    let (replies, _, summary) = collect(&config, inputs(20), &Shutdown::new());
+    assert!(replies.values().all(|r| matches!(r, Reply::Done(_))), "{replies:?}");
+    assert_eq!(summary.done, 20);
+    assert_eq!(summary.crashes, 1);
+    assert!(summary.workers_started >= 2);
+}
+
+#[test]
+fn only_the_task_that_kills_workers_is_charged() {
+    // "in7" kills every worker it reaches; with 16 tasks in flight its crashes also hold
+    // innocent tasks, which must all still succeed.
+    let mut config = sh(r#"while IFS= read -r l; do [ "$l" = in7 ] && exit 9; echo "r:$l"; done"#, 1);
+    config.retries = 2;
+    let (replies, _, summary) = collect(&config, inputs(50), &Shutdown::new());
+    assert_eq!(replies[&7], Reply::Failed(Failure::Exit(9)));
+    assert_eq!(summary.done, 49, "{replies:?}");
+    assert_eq!(summary.failed, 1);
+}
+
+#[test]
+fn recycling_replaces_workers_between_tasks() {
+    let mut config = sh(ECHO, 1);
+    config.max_tasks_per_worker = Some(10);
+    let (replies, _, summary) = collect(&config, inputs(100), &Shutdown::new());
+    assert_eq!(replies.len(), 100);
+    assert_eq!(summary.workers_started, 10);
+}
+
+#[test]
+fn stderr_floods_do_not_deadlock_and_lines_come_through() {
+    // 1,000 stderr lines per task, far beyond a pipe's buffer, while replies keep flowing.
+    let script = r#"while IFS= read -r l; do i=0; while [ $i -lt 1000 ]; do echo "noise $l $i" >&2; i=$((i+1)); done; echo "r:$l"; done"#;
+    let (replies, stderr, _) = collect(&sh(script, 2), inputs(20), &Shutdown::new());
+    assert_eq!(replies.len(), 20);
+    assert_eq!(stderr.len(), 20_000);
+}
+
+#[test]
+fn end_of_input_closes_stdin_as_the_quit() {
+    let script = r#"while IFS= read -r l; do echo "r:$l"; done; echo "bye from $MUSTER_WORKER" >&2"#;
+    let (_, stderr, _) = collect(&sh(script, 2), inputs(10), &Shutdown::new());
+    let mut byes: Vec<&String> = stderr.iter().filter(|l| l.contains("bye")).collect();
+    byes.sort();
+    assert_eq!(byes, ["1:bye from 1", "2:bye from 2"]);
+}
+
+#[test]
+fn stop_now_answers_everything_and_leaves_no_worker() {
+    // The worker reads tasks but never answers.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let script = format!("echo $$ >> {}; while IFS= read -r l; do :; done; sleep 1000", pids.display());
+    let shutdown = Shutdown::new();
+    let stopper = shutdown.clone();
+    let pid_file = pids.clone();
+    let thread = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&pid_file).map_or(0, |s| s.lines().count()) < 2
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopper.stop_now();
+    });
+    let (replies, _, summary) = collect(&sh(&script, 2), inputs(30), &shutdown);
+    thread.join().expect("stopper");
+    assert_eq!(summary.read as usize, replies.len());
+    assert!(replies.values().all(|r| *r == Reply::NotRun));
+    for pid in std::fs::read_to_string(&pids).expect("pids").lines() {
+        let pid: u32 = pid.parse().expect("pid");
+        assert!(
+            crate::process::live_group_members(pid).expect("/proc").is_empty(),
+            "worker {pid} left running"
+        );
+    }
+}
+
+#[test]
+fn a_program_that_cannot_start_fails_every_task_with_the_reason() {
+    let config = PersistentConfig::new("/no/such/worker", vec![], 2);
+    let (replies, _, summary) = collect(&config, inputs(5), &Shutdown::new());
+    assert_eq!(summary.failed, 5);
+    assert!(replies
+        .values()
+        .all(|r| matches!(r, Reply::Failed(Failure::Start(msg)) if msg.contains("/no/such/worker"))));
+}
