@@ -1,0 +1,25 @@
+"""Python's own process pools on the same tiny task (square a number), for comparison with
+muster --persistent. Usage: python3 python_pools.py N   (ProcessPoolExecutor runs N/10)."""
+
+import concurrent.futures
+import multiprocessing
+import sys
+import time
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1])
+    start = time.time()
+    with multiprocessing.Pool(2) as pool:
+        sum(pool.imap(square, range(n), chunksize=1))
+    pool_rate = n / (time.time() - start)
+    start = time.time()
+    with concurrent.futures.ProcessPoolExecutor(2) as executor:
+        sum(executor.map(square, range(n // 10)))
+    executor_rate = n / 10 / (time.time() - start)
+    print("pool_imap\t%.0f" % pool_rate)
+    print("process_pool_executor\t%.0f" % executor_rate)
