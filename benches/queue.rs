@@ -10,46 +10,33 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 const ITEMS: u64 = 100_000;
 
-fn muster_queue(capacity: usize) -> u64 {
-    let (tx, rx) = muster::queue::bounded(capacity);
+/// Moves ITEMS from a producer thread through `send` to `drain` on this thread.
+fn one_to_one<S: Send + 'static>(sender: S, send: fn(&S, u64) -> bool, drain: impl FnOnce() -> u64) -> u64 {
     let producer = thread::spawn(move || {
         for i in 0..ITEMS {
-            if tx.send(i).is_err() {
+            if !send(&sender, i) {
                 break;
             }
         }
     });
-    let sum = rx.iter().sum();
+    let sum = drain();
     producer.join().expect("producer");
     sum
+}
+
+fn muster_queue(capacity: usize) -> u64 {
+    let (tx, rx) = muster::queue::bounded(capacity);
+    one_to_one(tx, |tx, i| tx.send(i).is_ok(), || rx.iter().sum())
 }
 
 fn crossbeam_raw(capacity: usize) -> u64 {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
-    let producer = thread::spawn(move || {
-        for i in 0..ITEMS {
-            if tx.send(i).is_err() {
-                break;
-            }
-        }
-    });
-    let sum = rx.iter().sum();
-    producer.join().expect("producer");
-    sum
+    one_to_one(tx, |tx, i| tx.send(i).is_ok(), || rx.iter().sum())
 }
 
 fn std_sync_channel(capacity: usize) -> u64 {
     let (tx, rx) = mpsc::sync_channel(capacity);
-    let producer = thread::spawn(move || {
-        for i in 0..ITEMS {
-            if tx.send(i).is_err() {
-                break;
-            }
-        }
-    });
-    let sum = rx.iter().sum();
-    producer.join().expect("producer");
-    sum
+    one_to_one(tx, |tx, i| tx.send(i).is_ok(), || rx.iter().sum())
 }
 
 fn queues(c: &mut Criterion) {
