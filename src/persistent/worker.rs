@@ -46,6 +46,8 @@ struct Worker {
     permits: cb::Sender<()>,
     /// Disconnects when the reader thread ends (stdout closed: the worker died or misbehaved).
     alive: cb::Receiver<()>,
+    /// Signalled by the reader when half the window has been answered.
+    space: cb::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
     sent: u64,
     watchdog: Option<std::sync::Arc<crate::process::watchdog::Watchdog>>,
@@ -78,6 +80,8 @@ impl Worker {
         let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
         let (alive_tx, alive) = cb::bounded::<()>(0);
+        let (space_tx, space) = cb::bounded::<()>(1);
+        let half_window = ctx.config.window.max(1) / 2;
         let mut threads = Vec::new();
         if let Some(stdout) = stdout {
             let (in_flight, events, separator) =
@@ -90,6 +94,9 @@ impl Worker {
                         break;
                     };
                     let _ = permits_rx.try_recv();
+                    if permits_rx.len() <= half_window {
+                        let _ = space_tx.try_send(());
+                    }
                     let _ = events.send(Event::Reply(job.seq, Reply::Done(record)));
                 }
                 drop(alive_tx);
@@ -106,7 +113,7 @@ impl Worker {
         }
         let _ = ctx.events.send(Event::WorkerStarted);
         let watchdog = ctx.config.watchdog.clone();
-        Ok(Worker { child, stdin, in_flight, permits, alive, threads, sent: 0, watchdog })
+        Ok(Worker { child, stdin, in_flight, permits, alive, space, threads, sent: 0, watchdog })
     }
 
     fn is_idle(&self) -> bool {
@@ -293,11 +300,21 @@ fn feed(
             }
             continue;
         }
-        // A permit first, so at most `window` tasks are in flight.
-        cb::select! {
-            send(worker.permits, ()) -> sent => if sent.is_err() { return (End::Died, worker) },
-            recv(worker.alive) -> _ => return (End::Died, worker),
-            recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
+        // At most `window` tasks in flight. When the window is full, refill only once half of
+        // it is answered, so the worker gets a batch per wake-up instead of one task.
+        if worker.permits.is_full() {
+            cb::select! {
+                recv(worker.space) -> _ => {}
+                recv(worker.alive) -> _ => return (End::Died, worker),
+                recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
+            }
+            continue;
+        }
+        match worker.permits.try_send(()) {
+            Ok(()) => {}
+            Err(cb::TrySendError::Full(())) => continue,
+            // The reader holds the other end; it is gone with the worker's stdout.
+            Err(cb::TrySendError::Disconnected(())) => return (End::Died, worker),
         }
         let job = if let Some(job) = carried.take() {
             Some(job)
