@@ -159,6 +159,32 @@ impl<T: Send + 'static> Pipeline<T> {
         Fo: Fn(&mut A, T) + Send + Sync + 'static,
         Re: Fn(A, A) -> A,
     {
+        self.fold_seq(workers, identity, move |acc, _, item| fold(acc, item), reduce)
+    }
+
+    /// Runs the pipeline, calling `f` with each item's sequence number and value from `workers`
+    /// threads (at least 1).
+    pub fn for_each<F>(self, workers: usize, f: F) -> std::io::Result<Run<()>>
+    where
+        F: Fn(Seq, T) + Send + Sync + 'static,
+    {
+        self.fold_seq(workers, || (), move |_, seq, item| f(seq, item), |_, _| ())
+    }
+
+    /// [`fold`](Self::fold), with each item's sequence number passed to the fold operation.
+    fn fold_seq<A, Id, Fo, Re>(
+        self,
+        workers: usize,
+        identity: Id,
+        fold: Fo,
+        reduce: Re,
+    ) -> std::io::Result<Run<A>>
+    where
+        A: Send + 'static,
+        Id: Fn() -> A + Send + Sync + 'static,
+        Fo: Fn(&mut A, Seq, T) + Send + Sync + 'static,
+        Re: Fn(A, A) -> A,
+    {
         let (partials_tx, partials) = cb::unbounded();
         let identity = Arc::new(identity);
         let fold = Arc::new(fold);
@@ -168,7 +194,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 let (identity, fold, partials_tx) = (identity.clone(), fold.clone(), partials_tx.clone());
                 launch.spawn("muster-fold", move || {
                     let mut acc = identity();
-                    let ledger = consume(&input, &shutdown, |item| fold(&mut acc, item));
+                    let ledger = consume_seq(&input, &shutdown, &mut |seq, item| fold(&mut acc, seq, item));
                     // The receiver is read only after every fold thread has been joined.
                     let _ = partials_tx.send(acc);
                     ledger
@@ -179,15 +205,6 @@ impl<T: Send + 'static> Pipeline<T> {
         drop(partials_tx);
         let value = partials.try_iter().reduce(reduce).unwrap_or_else(|| identity());
         Ok(Run { value, report })
-    }
-
-    /// Runs the pipeline, calling `f` on every item from `workers` threads (at least 1).
-    pub fn for_each<F>(self, workers: usize, f: F) -> std::io::Result<Run<()>>
-    where
-        F: Fn(Seq, T) + Send + Sync + 'static,
-    {
-        self.fold(workers, || (), move |_, item| f(0, item), |_, _| ())
-            .map(|run| Run { value: (), report: run.report })
     }
 
     /// Runs the pipeline, calling `f` with each item's sequence number and value on the
@@ -270,10 +287,6 @@ fn run_stage<T, U>(
         }
     }
     ledger
-}
-
-fn consume<T>(input: &cb::Receiver<Item<T>>, shutdown: &Shutdown, mut f: impl FnMut(T)) -> Ledger {
-    consume_seq(input, shutdown, &mut |_, item| f(item))
 }
 
 /// The last consumer's loop: every item is processed, failed (panic), or not run (stop-now).

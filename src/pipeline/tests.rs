@@ -153,3 +153,16 @@ fn tripped_before_start_reads_nothing() {
     let run = Pipeline::from_iter(1..=10u32, 2, shutdown).sink(|_, _| {}).expect("threads start");
     assert_eq!(run.report.read, 0);
 }
+
+#[test]
+fn for_each_sees_each_items_sequence_number() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let run = Pipeline::from_iter(["a", "b", "c"], 2, Shutdown::new())
+        .for_each(2, move |seq, item| sink.lock().expect("lock").push((seq, item)))
+        .expect("threads start");
+    assert_eq!(run.report.processed, 3);
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort();
+    assert_eq!(seen, [(1, "a"), (2, "b"), (3, "c")]);
+}
