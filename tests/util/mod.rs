@@ -3,10 +3,14 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/poll.rs"]
+mod poll;
+pub use poll::wait_for;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The compiled example `name` (cargo builds examples alongside the tests), built on demand
 /// when it is missing.
@@ -57,20 +61,6 @@ pub fn read_until(reader: &mut impl BufRead, wanted: impl Fn(&str) -> bool) -> V
         if done {
             return lines;
         }
-    }
-}
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -3,10 +3,14 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/poll.rs"]
+mod poll;
+pub use poll::wait_for;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A test's sandbox: a temp dir that is the working directory of every muster it runs.
 pub struct Sandbox {
@@ -91,20 +95,6 @@ pub fn assert_code(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
-}
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Sends `signal` to `child`.
