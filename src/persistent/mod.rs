@@ -179,7 +179,12 @@ where
                 Event::Crash => summary.crashes += 1,
             }
         }
-        let (read, unsent) = feeder.join().unwrap_or((0, None));
+        // The feeder runs the caller's iterator; its panic is the caller's, so pass it on
+        // rather than report zero tasks read.
+        let (read, unsent) = match feeder.join() {
+            Ok(counts) => counts,
+            Err(payload) => std::panic::resume_unwind(payload),
+        };
         summary.read = read;
         if let Some(seq) = unsent {
             summary.not_run += 1;
