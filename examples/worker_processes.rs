@@ -1,11 +1,12 @@
 //! The seed's master that starts 4 worker processes running forever — stopped properly.
 //!
 //! The seed starts `multiprocessing.Process` workers that print the time every second and
-//! leaves stopping them to Ctrl-C. Here the master starts the workers (this same program,
-//! re-run with `--worker`), each in its own process group, waits `--seconds N` or for Ctrl-C /
-//! SIGTERM, then stops them all: SIGTERM, a shared grace period, SIGKILL for any that ignore
-//! it, and every one reaped. Workers also get a parent-death signal, so even `kill -9` of the
-//! master leaves none behind.
+//! leaves stopping them to Ctrl-C. Here the master supervises the workers (this same program,
+//! re-run with `--worker`) with the library's [`Supervisor`]: each runs in its own process
+//! group, one that crashes is restarted after a backoff, and on `--seconds N`, Ctrl-C or
+//! SIGTERM all are stopped: SIGTERM, a shared grace period, SIGKILL for any that ignore it,
+//! and every one reaped. Workers also get a parent-death signal, so even `kill -9` of the
+//! master leaves none behind. (`muster up -n 4 -- CMD` is the same machinery as a command.)
 //!
 //! Options: `--workers N` (default 4), `--seconds S` (default: until Ctrl-C), `--grace MS`
 //! (default 2000), `--stubborn` (workers ignore SIGTERM, to show the escalation to SIGKILL).
@@ -17,7 +18,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use muster::process::ProcessSet;
+use muster::supervise::{describe_exit, Event, SuperviseConfig, Supervisor};
 use muster::Shutdown;
 
 fn fail(msg: &str) -> ! {
@@ -44,18 +45,19 @@ fn master(options: &common::Options) {
     let shutdown = Shutdown::new();
     let _signals =
         shutdown.watch_signals().unwrap_or_else(|err| fail(&format!("cannot watch signals: {err}")));
-    let set = ProcessSet::spawn(workers, |slot| {
+    let mut config = SuperviseConfig::new(workers);
+    config.grace = grace;
+    let master_pid = std::process::id().to_string();
+    let command = move |slot: usize| {
         let mut cmd = Command::new(&exe);
-        cmd.args(["--worker", &slot.to_string(), "--parent", &std::process::id().to_string()]);
+        cmd.args(["--worker", &slot.to_string(), "--parent", &master_pid]);
         if stubborn {
             cmd.arg("--stubborn");
         }
         cmd
-    })
-    .unwrap_or_else(|err| fail(&format!("cannot start workers: {err}")));
-    for member in set.members() {
-        println!("master: started worker {} (pid {})", member.slot, member.child.id());
-    }
+    };
+    let supervisor = Supervisor::start(config, command, report)
+        .unwrap_or_else(|err| fail(&format!("cannot start workers: {err}")));
 
     match seconds.map(Duration::try_from_secs_f64) {
         Some(Ok(limit)) => {
@@ -65,15 +67,31 @@ fn master(options: &common::Options) {
         None => shutdown.wait(),
     }
 
-    println!("master: stopping {} workers (grace {} ms)", set.len(), grace.as_millis());
-    let stopped = set.stop(grace).unwrap_or_else(|err| fail(&format!("stopping workers: {err}")));
-    for (slot, how) in stopped {
-        let verdict = if how.killed { "killed after the grace period" } else { "stopped" };
-        println!("master: worker {slot} {verdict} ({})", how.status);
-    }
+    println!("master: stopping {workers} workers (grace {} ms)", grace.as_millis());
+    supervisor.stop();
     println!("master: all workers stopped");
     if let Some(signal) = shutdown.signal() {
         std::process::exit(128 + signal);
+    }
+}
+
+/// The master's log of what happens to its workers.
+fn report(event: Event<'_>) {
+    match event {
+        Event::Started { slot, pid, .. } => println!("master: started worker {slot} (pid {pid})"),
+        Event::SpawnFailed { slot, error } => println!("master: worker {slot} could not start: {error}"),
+        Event::Exited { slot, status, .. } => {
+            println!("master: worker {slot} died ({})", describe_exit(status))
+        }
+        Event::Restarting { slot, delay, .. } => {
+            println!("master: restarting worker {slot} in {} ms", delay.as_millis())
+        }
+        Event::GaveUp { slot, .. } => println!("master: worker {slot} keeps crashing; giving up on it"),
+        Event::Stopped { slot, how, .. } => {
+            let verdict = if how.killed { "killed after the grace period" } else { "stopped" };
+            println!("master: worker {slot} {verdict} ({})", how.status);
+        }
+        Event::Line { .. } => {} // output is not captured: workers print straight to stdout
     }
 }
 

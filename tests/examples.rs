@@ -7,16 +7,29 @@ use std::io::Read;
 use rustix::process::Signal;
 use util::*;
 
-/// The worker pids announced by `worker_processes`, in slot order.
+/// The worker pids announced by `worker_processes`, in slot order (workers start
+/// concurrently, so they are announced in any order).
 fn announced_pids(lines: &[String]) -> Vec<u32> {
-    lines
+    let mut started: Vec<(usize, u32)> = lines
         .iter()
         .filter_map(|line| line.strip_prefix("master: started worker "))
         .map(|rest| {
+            let slot = rest.split(' ').next().and_then(|s| s.parse().ok()).expect("slot in line");
             let pid = rest.split("(pid ").nth(1).and_then(|p| p.strip_suffix(')')).expect("pid in line");
-            pid.parse().expect("numeric pid")
+            (slot, pid.parse().expect("numeric pid"))
         })
-        .collect()
+        .collect();
+    started.sort();
+    started.into_iter().map(|(_, pid)| pid).collect()
+}
+
+/// Reads `worker_processes` output until all 4 workers are announced.
+fn read_until_all_started(out: &mut impl std::io::BufRead) -> Vec<String> {
+    let mut count = 0;
+    read_until(out, |l| {
+        count += usize::from(l.starts_with("master: started worker "));
+        count == 4
+    })
 }
 
 #[test]
@@ -146,7 +159,7 @@ fn worker_processes_kills_workers_that_ignore_sigterm() {
 #[test]
 fn worker_processes_stops_properly_on_ctrl_c() {
     let (mut child, mut out) = spawn_example("worker_processes", &["--grace", "5000"]);
-    let lines = read_until(&mut out, |l| l.starts_with("master: started worker 4 "));
+    let lines = read_until_all_started(&mut out);
     let pids = announced_pids(&lines);
     signal(&child, Signal::INT);
     let rest = read_until(&mut out, |l| l == "master: all workers stopped");
@@ -162,10 +175,30 @@ fn worker_processes_stops_properly_on_ctrl_c() {
 #[test]
 fn worker_processes_leave_nothing_when_the_master_is_killed() {
     let (mut child, mut out) = spawn_example("worker_processes", &[]);
-    let lines = read_until(&mut out, |l| l.starts_with("master: started worker 4 "));
+    let lines = read_until_all_started(&mut out);
     let pids = announced_pids(&lines);
     assert_eq!(pids.len(), 4);
     signal(&child, Signal::KILL);
     child.wait().expect("wait");
     assert_groups_gone(&pids);
+}
+
+#[test]
+fn worker_processes_restarts_a_worker_that_dies() {
+    let (mut child, mut out) = spawn_example("worker_processes", &["--grace", "5000"]);
+    let lines = read_until_all_started(&mut out);
+    let pids = announced_pids(&lines);
+    let victim = rustix::process::Pid::from_raw(pids[1] as i32).expect("pid");
+    rustix::process::kill_process(victim, Signal::KILL).expect("kill worker 2");
+    let restart = read_until(&mut out, |l| l.starts_with("master: started worker 2 "));
+    assert!(restart.iter().any(|l| l == "master: worker 2 died (signal 9 (KILL))"), "{restart:#?}");
+    assert!(restart.iter().any(|l| l.starts_with("master: restarting worker 2 in ")), "{restart:#?}");
+    let replacement = announced_pids(&restart);
+    assert_eq!(replacement.len(), 1);
+    signal(&child, Signal::INT);
+    read_until(&mut out, |l| l == "master: all workers stopped");
+    assert_eq!(child.wait().expect("wait").code(), Some(130));
+    let mut all = pids;
+    all.extend(replacement);
+    assert_groups_gone(&all);
 }

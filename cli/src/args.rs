@@ -19,6 +19,18 @@ Exit status:
   130/143  stopped by SIGINT/SIGTERM (first signal drains, second stops now)
   141      our standard output was closed by its reader (quietly)";
 
+const UP_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0        stopped by `muster stop`, or every worker ended cleanly by itself
+  1        every worker ended by itself and at least one failed or was given up on
+  2        usage error, or a `muster up` with this --name is already running
+  126/127  the command is not executable / not found
+  130/143  stopped by SIGINT/SIGTERM (a second signal skips the grace period)
+  141      our standard output was closed by its reader (workers stopped first)
+
+`muster stop` and `muster status` exit 0 when answered, 1 when no `muster up` with that
+name is running, 2 on other errors.";
+
 /// Run work in parallel, shut it down cleanly, lose nothing.
 #[derive(Debug, Parser)]
 #[command(name = "muster", version, about, propagate_version = true)]
@@ -38,6 +50,19 @@ pub enum Command {
     /// --shell is given.
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
+    /// Start N copies of COMMAND and keep them running until stopped.
+    ///
+    /// Each worker leads its own process group and sees its index in MUSTER_WORKER. Output is
+    /// merged line by line, each line prefixed with its worker (coloured on a terminal). A
+    /// worker that ends is restarted as --restart says, with exponential backoff; one that
+    /// keeps crashing is given up on. SIGINT/SIGTERM or `muster stop` stops every worker:
+    /// SIGTERM, --grace, SIGKILL; muster exits once all are reaped.
+    #[command(after_help = UP_EXIT_STATUS_HELP)]
+    Up(UpArgs),
+    /// Stop a running `muster up` and wait until every worker is reaped.
+    Stop(ControlArgs),
+    /// Show each worker of a running `muster up`: state, pid, uptime, restarts, last exit.
+    Status(ControlArgs),
     /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -137,6 +162,76 @@ pub struct RunArgs {
     /// The command and its arguments, then optionally `::: INPUT...` groups.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Number of workers.
+    #[arg(short = 'n', long = "workers", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: u32,
+
+    /// When a worker that ended is started again.
+    #[arg(long, value_enum, default_value_t = RestartPolicy::OnFailure)]
+    pub restart: RestartPolicy,
+
+    /// Restarts in a row after which a crashing worker is given up on.
+    #[arg(long = "max-restarts", value_name = "N", default_value_t = 5)]
+    pub max_restarts: u32,
+
+    /// Delay before the first restart; it doubles with each restart in a row.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "100ms")]
+    pub backoff: Duration,
+
+    /// The longest the backoff grows.
+    #[arg(long = "backoff-max", value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
+    pub backoff_max: Duration,
+
+    /// A worker that ran this long has its count of restarts in a row reset.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    pub stable: Duration,
+
+    /// Time between SIGTERM and SIGKILL when stopping.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
+
+    /// Name of this group of workers, for `muster stop` / `muster status` (several can run).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub name: String,
+
+    /// Colour the worker prefixes: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The command and its arguments.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartPolicy {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a non-zero exit or death by a signal.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Which `muster up` (its --name).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub name: String,
 }
 
 /// A `-j` value.

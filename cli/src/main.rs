@@ -5,6 +5,7 @@ mod args;
 mod persistent;
 mod progress;
 mod run;
+mod up;
 
 use std::process::ExitCode;
 
@@ -19,17 +20,21 @@ fn main() -> ExitCode {
             return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    match cli.command {
-        args::Command::Run(run_args) => match run::run(run_args) {
-            Ok(code) => ExitCode::from(code),
-            Err(fatal) => {
-                eprintln!("muster: {}", fatal.message);
-                ExitCode::from(fatal.code)
-            }
-        },
+    let result = match cli.command {
+        args::Command::Run(run_args) => run::run(run_args),
+        args::Command::Up(up_args) => up::up(up_args),
+        args::Command::Stop(control_args) => up::control(control_args, "stop"),
+        args::Command::Status(control_args) => up::control(control_args, "status"),
         args::Command::Watchdog => {
             muster::process::watchdog::serve(std::io::stdin().lock());
-            ExitCode::SUCCESS
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(fatal) => {
+            eprintln!("muster: {}", fatal.message);
+            ExitCode::from(fatal.code)
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn spawn_example(name: &str, args: &[&str]) -> (Child, BufReader<ChildStdout
 }
 
 /// Reads lines until one satisfies `wanted`, returning every line read. Panics at EOF.
-pub fn read_until(reader: &mut impl BufRead, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+pub fn read_until(reader: &mut impl BufRead, mut wanted: impl FnMut(&str) -> bool) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();

@@ -43,7 +43,8 @@ impl Sandbox {
     /// `muster ARGS` in the sandbox.
     pub fn muster(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
-        command.args(args).current_dir(self.dir());
+        // `muster up` keeps its control socket here: tests never meet each other's.
+        command.args(args).current_dir(self.dir()).env("XDG_RUNTIME_DIR", self.dir());
         command
     }
 
