@@ -7,13 +7,17 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use muster::farm::ResumeMode;
 use muster::farm::{Inputs, Source};
-use muster::persistent::{self, PersistentConfig, Reply};
+use muster::journal::{input_hash, InputKey, JournalWriter, Record, RecordOutcome, Resume};
+use muster::persistent::{self, Attempt, PersistentConfig, Reply};
 use muster::process::template::Template;
 use muster::process::watchdog::Watchdog;
+use muster::Failure;
 use muster::{Seq, Shutdown};
 
 use crate::args::RunArgs;
+use crate::progress::Progress;
 use crate::run::{
     announce_drain, check_program, resolve_jobs, stdout_writer, usage, watchdog_command, Fatal,
 };
@@ -41,6 +45,10 @@ pub fn run(
     config.grace = args.grace;
     config.watchdog = watchdog_command().and_then(|command| Watchdog::start(command).ok()).map(Arc::new);
 
+    config.timeout = args.timeout;
+    let label = journal_label(&command);
+    let (mut journal, resume) = open_journal(args, &label)?;
+
     let shutdown = Shutdown::new();
     let _signals = shutdown
         .watch_signals()
@@ -48,34 +56,98 @@ pub fn run(
     announce_drain(&shutdown, args.grace);
     escalate_after_grace(&shutdown, args.grace);
 
-    // Inputs are remembered per task only when --tag needs them for the prefix.
-    let tags: Arc<Mutex<HashMap<Seq, Vec<u8>>>> = Arc::default();
+    // What is remembered of a task while it is in flight: only what --tag or the joblog need.
+    let tasks: Arc<Mutex<HashMap<Seq, TaskMeta>>> = Arc::default();
     let input_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let (tag_inputs, errors) = (tags.clone(), input_error.clone());
-    let tagging = args.tag;
-    let mut seq = 0;
-    let records = inputs.map_while(move |input| match input {
-        Ok(input) => {
-            seq += 1;
+    let (feeder_tasks, errors) = (tasks.clone(), input_error.clone());
+    let interactive = io::stderr().is_terminal();
+    let progress =
+        (args.progress || (interactive && !args.no_progress)).then(|| Progress::new(inputs.known_total()));
+    let bar = progress.as_ref();
+    // Messages on stderr hide the bar while they are printed.
+    let note = |text: String| match bar {
+        Some(bar) => bar.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
+    };
+    let remember = args.tag || journal.is_some();
+    let journaling = journal.is_some();
+    let mut occurrences: HashMap<u64, u32> = HashMap::new();
+    let (mut read, mut sent) = (0u64, 0u64);
+    let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let skips = skipped.clone();
+    let records = inputs
+        .map_while(move |input| match input {
+            Ok(input) => Some(Some(input)),
+            Err(err) => {
+                *errors.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(format!("reading input: {err}"));
+                None
+            }
+        })
+        .filter_map(move |input| {
+            let input = input?;
+            read += 1;
+            let identity = input.identity();
+            // Occurrences tell repeated inputs apart in the joblog (as `muster run` does).
+            let mut occurrence = 0;
+            if journaling {
+                let hash = input_hash(&identity);
+                let count = occurrences.entry(hash).or_insert(0);
+                *count += 1;
+                occurrence = *count;
+                if let Some((mode, resume)) = &resume {
+                    let key = InputKey::new(hash, occurrence);
+                    if resume.done.contains(&key)
+                        || (*mode == ResumeMode::SkipFinished && resume.failed.contains(&key))
+                    {
+                        skips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(bar) = bar {
+                            bar.settled(true);
+                        }
+                        return None;
+                    }
+                }
+            }
+            sent += 1;
             let record = input.display();
-            if tagging {
-                tag_inputs.lock().unwrap_or_else(PoisonError::into_inner).insert(seq, record.clone());
+            if remember {
+                let meta = TaskMeta { input_no: read, identity, occurrence, display: record.clone() };
+                feeder_tasks.lock().unwrap_or_else(PoisonError::into_inner).insert(sent, meta);
             }
             Some(record)
-        }
-        Err(err) => {
-            *errors.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("reading input: {err}"));
-            None
-        }
-    });
+        });
 
-    let mut out = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
+    let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
+    // Buffered outside the bar's suspension, so the bar is hidden once per buffer, not per line.
+    let mut out: Box<dyn Write> = match bar {
+        Some(bar) => Box::new(io::BufWriter::with_capacity(64 * 1024, bar.writer(stdout))),
+        None => Box::new(stdout),
+    };
     let mut broken_pipe = false;
-    let mut held: BTreeMap<Seq, Reply> = BTreeMap::new();
+    let mut journal_error: Option<String> = None;
+    let mut held: BTreeMap<Seq, (Reply, Attempt)> = BTreeMap::new();
     let mut next = 1;
     let started = Instant::now();
-    let mut print = |seq: Seq, reply: Reply, out: &mut dyn Write| {
-        let tag = tags.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+    let tagging = args.tag;
+    let mut print = |seq: Seq, reply: Reply, attempt: Attempt, out: &mut dyn Write| {
+        let meta = tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+        if let Some(bar) = bar {
+            if !matches!(reply, Reply::NotRun) {
+                bar.settled(matches!(reply, Reply::Done(_)));
+            }
+        }
+        if let (Some(writer), Some(meta)) = (journal.as_mut(), meta.as_ref()) {
+            if let Some(record) = journal_record(&label, &reply, attempt, meta) {
+                if let Err(err) = writer.write(&record) {
+                    // Without the journal a resume would run finished tasks again: stop.
+                    journal_error.get_or_insert_with(|| err.to_string());
+                    shutdown.trip();
+                }
+            }
+        }
+        // Skipped inputs leave gaps: name a task by its place among all inputs.
+        let seq = meta.as_ref().map_or(seq, |m| m.input_no);
+        let tag = meta.filter(|_| tagging).map(|m| m.display);
         match reply {
             Reply::Done(mut record) if !broken_pipe => {
                 record.push(separator);
@@ -93,7 +165,14 @@ pub fn run(
             }
             Reply::Failed(failure) => {
                 let shown = tag.map(|t| format!(" ({})", String::from_utf8_lossy(&t))).unwrap_or_default();
-                eprintln!("muster: task {seq}{shown}: {failure}, every attempt");
+                note(format!("muster: task {seq}{shown}: {failure}, every attempt"));
+            }
+            Reply::TimedOut => {
+                let shown = tag.map(|t| format!(" ({})", String::from_utf8_lossy(&t))).unwrap_or_default();
+                let limit = args.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+                note(format!(
+                    "muster: task {seq}{shown}: no reply within {limit}s, every attempt (worker replaced)"
+                ));
             }
             _ => {}
         }
@@ -103,31 +182,43 @@ pub fn run(
         &config,
         records,
         &shutdown,
-        |seq, reply| {
+        |seq, reply, attempt| {
             if !keep_order {
-                print(seq, reply, &mut out);
+                print(seq, reply, attempt, &mut out);
                 return;
             }
-            held.insert(seq, reply);
-            while let Some(reply) = held.remove(&next) {
-                print(next, reply, &mut out);
+            held.insert(seq, (reply, attempt));
+            while let Some((reply, attempt)) = held.remove(&next) {
+                print(next, reply, attempt, &mut out);
                 next += 1;
             }
         },
-        |slot, line| eprintln!("worker {slot}: {}", String::from_utf8_lossy(line)),
+        |slot, line| note(format!("worker {slot}: {}", String::from_utf8_lossy(line))),
     );
-    for (seq, reply) in std::mem::take(&mut held) {
-        print(seq, reply, &mut out);
+    for (seq, (reply, attempt)) in std::mem::take(&mut held) {
+        print(seq, reply, attempt, &mut out);
     }
     let flushed = out.flush();
+    drop(out);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     broken_pipe |= flushed.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe);
     if let Some(problem) = input_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
         eprintln!("muster: {problem}");
     }
-    if (args.summary || io::stderr().is_terminal()) && !broken_pipe {
+    if let Some(problem) = &journal_error {
+        eprintln!("muster: writing the joblog: {problem}");
+    }
+    let skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
+    if (args.summary || interactive) && !broken_pipe {
+        let timed_out =
+            if summary.timed_out > 0 { format!(", {} timed out", summary.timed_out) } else { String::new() };
+        let skipped_text =
+            if skipped > 0 { format!(", {skipped} skipped (already done)") } else { String::new() };
         eprintln!(
-            "muster: {} tasks: {} done, {} failed, {} not run; wall {:.2}s; {} workers started, {} crashed",
-            summary.read,
+            "muster: {} tasks: {} done, {} failed{timed_out}, {} not run{skipped_text}; wall {:.2}s; {} workers started, {} crashed",
+            summary.read + skipped,
             summary.done,
             summary.failed,
             summary.not_run,
@@ -142,9 +233,73 @@ pub fn run(
     if broken_pipe {
         return Ok(141);
     }
-    Ok(match summary.failed {
+    Ok(match summary.failed + summary.timed_out {
+        0 if journal_error.is_some() => 2,
         n @ 0..=100 => n as u8,
         _ => 101,
+    })
+}
+
+/// What a task in flight needs for its tag and its joblog record.
+struct TaskMeta {
+    /// Its number among all inputs read (skipped ones included), as the joblog's Seq.
+    input_no: u64,
+    identity: Vec<u8>,
+    occurrence: u32,
+    display: Vec<u8>,
+}
+
+/// The joblog's command: a resume is refused when it changed.
+fn journal_label(command: &[OsString]) -> String {
+    let words: Vec<String> = command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+    format!("{} (--persistent)", words.join(" "))
+}
+
+/// The joblog writer, and what a resume skips.
+type Journal = (Option<JournalWriter>, Option<(ResumeMode, Resume)>);
+
+fn open_journal(args: &RunArgs, label: &str) -> Result<Journal, Fatal> {
+    let mode = match (args.resume, args.resume_failed) {
+        (true, _) => Some(ResumeMode::SkipFinished),
+        (_, true) => Some(ResumeMode::SkipDone),
+        _ => None,
+    };
+    let Some(path) = &args.joblog else { return Ok((None, None)) };
+    let fatal = |err: muster::journal::JournalError| usage(err.to_string());
+    match mode {
+        None => Ok((Some(JournalWriter::create(path, label).map_err(fatal)?), None)),
+        Some(mode) => {
+            let (writer, resume) = JournalWriter::resume(path, label).map_err(fatal)?;
+            Ok((Some(writer), Some((mode, resume))))
+        }
+    }
+}
+
+/// The joblog record for a settled task; none for a task never answered (a resume runs it).
+fn journal_record(label: &str, reply: &Reply, attempt: Attempt, meta: &TaskMeta) -> Option<Record> {
+    let (outcome, exitval, signal, receive) = match reply {
+        Reply::Done(record) => (RecordOutcome::Done, 0, 0, record.len() as u64 + 1),
+        Reply::Failed(Failure::Exit(code)) => (RecordOutcome::Failed, *code, 0, 0),
+        Reply::Failed(Failure::Signal(signal)) => (RecordOutcome::Failed, -1, *signal, 0),
+        Reply::Failed(_) => (RecordOutcome::Failed, -1, 0, 0),
+        Reply::TimedOut => (RecordOutcome::TimedOut, -1, 9, 0),
+        Reply::NotRun => return None,
+    };
+    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Some(Record {
+        seq: meta.input_no,
+        host: ":".into(),
+        start: end.saturating_sub(attempt.runtime).as_secs_f64(),
+        runtime: attempt.runtime.as_secs_f64(),
+        send: meta.display.len() as u64 + 1,
+        receive,
+        exitval,
+        signal,
+        command: label.as_bytes().to_vec(),
+        outcome,
+        attempt: attempt.number.max(1),
+        occurrence: meta.occurrence,
+        input: meta.identity.clone(),
     })
 }
 

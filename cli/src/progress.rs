@@ -38,6 +38,20 @@ impl Progress {
         self.bar.set_message(format!("{failed} failed, {running} running"));
     }
 
+    /// A task settled without being seen starting (persistent workers, skipped inputs).
+    pub fn settled(&self, ok: bool) {
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.refresh();
+        }
+        self.bar.inc(1);
+    }
+
+    /// Runs `write` with the bar hidden, so what it prints and the bar never mix.
+    pub fn suspend<R>(&self, write: impl FnOnce() -> R) -> R {
+        self.bar.suspend(write)
+    }
+
     /// Removes the bar from the screen.
     pub fn finish(&self) {
         self.bar.finish_and_clear();

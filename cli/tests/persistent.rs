@@ -106,3 +106,66 @@ fn kill_9_of_muster_leaves_no_worker() {
     child.wait().expect("reaped");
     assert_gone(&pids_in(&sb.read("pids")));
 }
+
+/// A worker that answers `ok:LINE`, hangs on "hang" and dies on "die" (unless fixed).
+const MOODY: &str = r#"while IFS= read -r l; do
+  if [ ! -e fixed ]; then case "$l" in hang) exec sleep 1000;; die) exit 7;; esac; fi
+  echo "ok:$l"
+done"#;
+
+#[test]
+fn a_worker_that_never_replies_times_out_and_the_run_goes_on() {
+    let sb = Sandbox::new();
+    let out = sb.run(
+        &["run", "--persistent", "-k", "-j", "1", "--timeout", "300ms", "--summary", "sh", "-c", MOODY],
+        b"a\nhang\nb\nc\n",
+    );
+    assert_code(&out, 1);
+    assert_eq!(stdout(&out), "ok:a\nok:b\nok:c\n");
+    let err = stderr(&out);
+    assert!(err.contains("task 2: no reply within 0.3s"), "{err}");
+    assert!(err.contains("3 done, 0 failed, 1 timed out, 0 not run"), "{err}");
+}
+
+#[test]
+fn the_joblog_records_every_task_and_resume_runs_only_what_is_missing() {
+    let sb = Sandbox::new();
+    let args = ["run", "--persistent", "-k", "-j", "1", "--timeout", "300ms", "--joblog", "j.log"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all.extend(["sh", "-c", MOODY].map(String::from));
+        all
+    };
+    let run = |extra: &[&str], input: &[u8]| {
+        let owned = with(extra);
+        let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+        sb.run(&argv, input)
+    };
+
+    let first = run(&[], b"a\nhang\nb\ndie\nc\n");
+    assert_code(&first, 2);
+    let records = joblog_records(&sb.read("j.log"));
+    let outcomes: Vec<(&str, &str)> = records.iter().map(|r| (r[12].as_str(), r[9].as_str())).collect();
+    assert_eq!(
+        outcomes,
+        [("a", "done"), ("hang", "timeout"), ("b", "done"), ("die", "failed"), ("c", "done")]
+    );
+    assert_eq!(records[3][6], "7", "exit value of the worker that died: {records:?}");
+
+    // --resume skips done and failed ones: only the new input runs.
+    let resumed = run(&["--resume"], b"a\nhang\nb\ndie\nc\nd\n");
+    assert_code(&resumed, 0);
+    assert_eq!(stdout(&resumed), "ok:d\n");
+
+    // --resume-failed runs the failures again, now that the worker is fixed.
+    sb.write("fixed", "");
+    let retried = run(&["--resume-failed"], b"a\nhang\nb\ndie\nc\nd\n");
+    assert_code(&retried, 0);
+    assert_eq!(stdout(&retried), "ok:hang\nok:die\n");
+    let records = joblog_records(&sb.read("j.log"));
+    let done: Vec<&str> = records.iter().filter(|r| r[9] == "done").map(|r| r[12].as_str()).collect();
+    assert_eq!(done, ["a", "b", "c", "d", "hang", "die"]);
+    // Each record keeps its place among all inputs.
+    assert_eq!(records.last().map(|r| r[0].as_str()), Some("4"));
+}

@@ -9,6 +9,9 @@
 //!   task in flight, that task is charged an attempt. With several, none is charged yet: the
 //!   replacement runs the held tasks one at a time (probing), so only the task that kills a
 //!   worker on its own burns its retries.
+//! - **Timeout**: replies come in order, so the oldest task in flight is the one being worked
+//!   on (since it was sent, or since the previous reply). When it runs past `timeout` the
+//!   worker is killed and replaced; that task is charged, the rest run again uncharged.
 //! - **Recycling**: `max_tasks_per_worker` replaces a worker between tasks (leaky workers).
 //! - **Shutdown**: drain stops feeding, waits for replies in flight, then closes stdin (EOF is
 //!   the seed's `'quit'`), waits `grace`, TERM, `grace`, KILL. Stop-now kills at once; tasks in
@@ -48,6 +51,9 @@ pub struct PersistentConfig {
     pub max_tasks_per_worker: Option<u64>,
     /// Time a worker gets to exit after its stdin closes, and again after SIGTERM.
     pub grace: Duration,
+    /// Longest a task may take; a worker whose oldest task runs past it is killed and
+    /// replaced, that task is charged an attempt, and the others it held run again uncharged.
+    pub timeout: Option<Duration>,
     /// Tells a watchdog about every worker's process group, so `kill -9` of muster leaves
     /// none behind (see [`crate::process::watchdog`]).
     pub watchdog: Option<Arc<Watchdog>>,
@@ -65,6 +71,7 @@ impl PersistentConfig {
             retries: 0,
             max_tasks_per_worker: None,
             grace: Duration::from_secs(10),
+            timeout: None,
             watchdog: None,
         }
     }
@@ -77,19 +84,39 @@ pub enum Reply {
     Done(Vec<u8>),
     /// The task killed its worker on every attempt; how the last worker ended.
     Failed(Failure),
+    /// The task ran past the timeout on every attempt.
+    TimedOut,
     /// Never answered because of a shutdown.
     NotRun,
 }
 
-/// Counts for a run. `read == done + failed + not_run`.
+/// The attempt that settled a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Which attempt it was, from 1 (0: never attempted).
+    pub number: u32,
+    /// How long the worker spent on it: from when it was sent or the previous reply came,
+    /// whichever is later, to its reply. Zero when it never ran or killed its worker.
+    pub runtime: Duration,
+}
+
+impl Attempt {
+    fn never() -> Attempt {
+        Attempt { number: 0, runtime: Duration::ZERO }
+    }
+}
+
+/// Counts for a run. `read == done + failed + timed_out + not_run`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Tasks read.
     pub read: u64,
     /// Tasks answered.
     pub done: u64,
-    /// Tasks that failed for good.
+    /// Tasks that failed for good (killed their worker on every attempt).
     pub failed: u64,
+    /// Tasks that ran past the timeout on every attempt.
+    pub timed_out: u64,
     /// Tasks never answered (shutdown).
     pub not_run: u64,
     /// Workers started, replacements and recycling included.
@@ -109,21 +136,22 @@ pub(crate) struct Job {
 
 /// What the worker slots report to the caller's thread.
 pub(crate) enum Event {
-    Reply(Seq, Reply),
+    /// A task's final reply and how long the worker spent on it.
+    Reply(Seq, Reply, Attempt),
     Stderr(usize, Vec<u8>),
     WorkerStarted,
     Crash,
 }
 
 /// Streams `inputs` through persistent workers, calling `on_reply` (on this thread) for every
-/// task and `on_stderr` for every stderr line of a worker (with its slot). Returns when every
+/// task, with the [`Attempt`] that settled it, and `on_stderr` for every stderr line of a worker (with its slot). Returns when every
 /// input read has a reply and every worker is reaped. A worker that cannot be started fails
 /// the tasks its slot takes, with the reason.
 pub fn run<I>(
     config: &PersistentConfig,
     inputs: I,
     shutdown: &Shutdown,
-    mut on_reply: impl FnMut(Seq, Reply),
+    mut on_reply: impl FnMut(Seq, Reply, Attempt),
     mut on_stderr: impl FnMut(usize, &[u8]),
 ) -> Summary
 where
@@ -166,13 +194,14 @@ where
 
         for event in events_rx.iter() {
             match event {
-                Event::Reply(seq, reply) => {
+                Event::Reply(seq, reply, attempt) => {
                     match &reply {
                         Reply::Done(_) => summary.done += 1,
                         Reply::Failed(_) => summary.failed += 1,
+                        Reply::TimedOut => summary.timed_out += 1,
                         Reply::NotRun => summary.not_run += 1,
                     }
-                    on_reply(seq, reply);
+                    on_reply(seq, reply, attempt);
                 }
                 Event::Stderr(slot, line) => on_stderr(slot, &line),
                 Event::WorkerStarted => summary.workers_started += 1,
@@ -188,7 +217,7 @@ where
         summary.read = read;
         if let Some(seq) = unsent {
             summary.not_run += 1;
-            on_reply(seq, Reply::NotRun);
+            on_reply(seq, Reply::NotRun, Attempt::never());
         }
         for slot in slots {
             // A slot only panics on a bug in muster; let it surface.

@@ -26,7 +26,7 @@ fn collect(
         config,
         items.into_iter(),
         shutdown,
-        |seq, reply| {
+        |seq, reply, _| {
             assert!(replies.insert(seq, reply).is_none(), "task {seq} answered twice");
         },
         |slot, line| stderr.push(format!("{slot}:{}", String::from_utf8_lossy(line))),
@@ -150,4 +150,54 @@ fn a_program_that_cannot_start_fails_every_task_with_the_reason() {
     assert!(replies
         .values()
         .all(|r| matches!(r, Reply::Failed(Failure::Start(msg)) if msg.contains("/no/such/worker"))));
+}
+
+#[test]
+fn a_task_past_the_timeout_is_charged_and_the_innocent_ones_it_held_are_not() {
+    // "in4" hangs its worker; with a window of 16 it holds innocent tasks behind it.
+    let mut config =
+        sh(r#"while IFS= read -r l; do [ "$l" = in4 ] && exec sleep 1000; echo "r:$l"; done"#, 1);
+    config.timeout = Some(Duration::from_millis(200));
+    config.retries = 1;
+    let (replies, _, summary) = collect(&config, inputs(30), &Shutdown::new());
+    assert_eq!(replies[&4], Reply::TimedOut);
+    for (seq, reply) in replies.iter().filter(|(seq, _)| **seq != 4) {
+        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    }
+    assert_eq!((summary.read, summary.done, summary.timed_out), (30, 29, 1));
+    // Two attempts, each costing a worker: the first, the replacement after attempt one, and
+    // the one after attempt two.
+    assert_eq!((summary.crashes, summary.workers_started), (2, 3), "{summary:?}");
+}
+
+#[test]
+fn a_worker_that_never_answers_cannot_hang_the_run() {
+    let mut config = sh("while IFS= read -r l; do :; done", 2);
+    config.timeout = Some(Duration::from_millis(100));
+    let (replies, _, summary) = collect(&config, inputs(4), &Shutdown::new());
+    assert_eq!(replies.len(), 4);
+    assert!(replies.values().all(|r| *r == Reply::TimedOut), "{replies:?}");
+    assert_eq!(summary.timed_out, 4);
+}
+
+#[test]
+fn a_slow_stream_of_input_does_not_count_against_the_task_in_flight() {
+    // Inputs trickle in more slowly than the timeout, but every task is answered at once.
+    let mut config = sh(ECHO, 1);
+    config.timeout = Some(Duration::from_millis(150));
+    let trickle = (1..=4).map(|i| {
+        std::thread::sleep(Duration::from_millis(if i == 1 { 0 } else { 200 }));
+        format!("in{i}").into_bytes()
+    });
+    let mut replies = BTreeMap::new();
+    let summary = run(
+        &config,
+        trickle,
+        &Shutdown::new(),
+        |seq, reply, _| {
+            replies.insert(seq, reply);
+        },
+        |_, _| {},
+    );
+    assert_eq!(summary.done, 4, "{replies:?}");
 }

@@ -12,12 +12,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 use rustix::process::Signal;
 
-use super::{Event, Job, PersistentConfig, Reply};
+use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::farm::input::Records;
 use crate::process::GroupChild;
 use crate::shutdown::Shutdown;
@@ -31,11 +31,21 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) events: cb::Sender<Event>,
 }
 
-type InFlight = Arc<Mutex<VecDeque<Job>>>;
+/// The tasks a worker holds, oldest first, and when it last answered: the oldest task has been
+/// worked on since it was sent or since the previous reply, whichever is later.
+struct Flight {
+    jobs: VecDeque<(Job, Instant)>,
+    last_reply: Instant,
+}
 
-fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+type InFlight = Arc<Mutex<Flight>>;
+
+fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Flight> {
     in_flight.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// How long a select waits when no task can be overdue.
+const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A running worker process and its helper threads.
 struct Worker {
@@ -63,6 +73,8 @@ enum End {
     Died,
     /// Stop now.
     StopNow,
+    /// The oldest task in flight ran past the timeout.
+    TimedOut,
 }
 
 impl Worker {
@@ -77,7 +89,8 @@ impl Worker {
         let stdin = child.child_mut().stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
         let stdout = child.child_mut().stdout.take();
         let stderr = child.child_mut().stderr.take();
-        let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
+        let in_flight: InFlight =
+            Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
         let (alive_tx, alive) = cb::bounded::<()>(0);
         let (space_tx, space) = cb::bounded::<()>(1);
@@ -89,7 +102,13 @@ impl Worker {
             threads.push(std::thread::spawn(move || {
                 for record in Records::new(BufReader::with_capacity(64 * 1024, stdout), separator) {
                     let Ok(record) = record else { break };
-                    let Some(job) = lock(&in_flight).pop_front() else {
+                    let popped = {
+                        let mut flight = lock(&in_flight);
+                        let now = Instant::now();
+                        let previous = std::mem::replace(&mut flight.last_reply, now);
+                        flight.jobs.pop_front().map(|(job, sent)| (job, now - sent.max(previous)))
+                    };
+                    let Some((job, runtime)) = popped else {
                         // A reply nobody asked for: the worker broke the protocol.
                         break;
                     };
@@ -97,7 +116,11 @@ impl Worker {
                     if permits_rx.len() <= half_window {
                         let _ = space_tx.try_send(());
                     }
-                    let _ = events.send(Event::Reply(job.seq, Reply::Done(record)));
+                    let _ = events.send(Event::Reply(
+                        job.seq,
+                        Reply::Done(record),
+                        Attempt { number: job.charged + 1, runtime },
+                    ));
                 }
                 drop(alive_tx);
             }));
@@ -117,7 +140,21 @@ impl Worker {
     }
 
     fn is_idle(&self) -> bool {
-        lock(&self.in_flight).is_empty()
+        lock(&self.in_flight).jobs.is_empty()
+    }
+
+    /// How long until the oldest task in flight runs past `timeout` (zero: it has); a long
+    /// wait when nothing can time out.
+    fn until_overdue(&self, timeout: Option<Duration>) -> Duration {
+        let Some(timeout) = timeout else { return NO_DEADLINE };
+        let flight = lock(&self.in_flight);
+        match flight.jobs.front() {
+            Some((_, sent)) => {
+                let working_since = (*sent).max(flight.last_reply);
+                (working_since + timeout).saturating_duration_since(Instant::now())
+            }
+            None => NO_DEADLINE,
+        }
     }
 
     /// Sends one task; false if the worker can no longer be written to.
@@ -125,7 +162,7 @@ impl Worker {
         let Some(stdin) = self.stdin.as_mut() else { return false };
         let mut record = job.input.clone();
         record.push(separator);
-        lock(&self.in_flight).push_back(job);
+        lock(&self.in_flight).jobs.push_back((job, Instant::now()));
         self.sent += 1;
         stdin.write_all(&record).is_ok() && (!flush || stdin.flush().is_ok())
     }
@@ -134,20 +171,23 @@ impl Worker {
         self.stdin.as_mut().is_some_and(|s| s.flush().is_ok())
     }
 
-    /// Flushes what is buffered, then waits until every task in flight is answered; false if
-    /// the worker died first.
-    fn wait_idle(&mut self, shutdown: &Shutdown) -> bool {
+    /// Flushes what is buffered, then waits until every task in flight is answered, or says
+    /// why not.
+    fn wait_idle(&mut self, shutdown: &Shutdown, timeout: Option<Duration>) -> Result<(), End> {
         if !self.is_idle() && !self.flush() {
-            return false;
+            return Err(End::Died);
         }
         while !self.is_idle() {
+            if self.until_overdue(timeout).is_zero() {
+                return Err(End::TimedOut);
+            }
             cb::select! {
-                recv(self.alive) -> _ => return self.is_idle(),
-                recv(shutdown.stopping_now()) -> _ => return false,
+                recv(self.alive) -> _ => return if self.is_idle() { Ok(()) } else { Err(End::Died) },
+                recv(shutdown.stopping_now()) -> _ => return Err(End::StopNow),
                 default(Duration::from_millis(1)) => {}
             }
         }
-        true
+        Ok(())
     }
 
     /// Ends the worker: EOF on stdin (the quit), `grace` to exit, then TERM, `grace`, KILL.
@@ -163,7 +203,7 @@ impl Worker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        let held = std::mem::take(&mut *lock(&self.in_flight));
+        let held = std::mem::take(&mut lock(&self.in_flight).jobs).into_iter().map(|(job, _)| job).collect();
         (held, status)
     }
 
@@ -194,7 +234,11 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 // Without a worker, every task this slot takes fails with the reason.
                 let failure = Failure::Start(format!("{}: {err}", ctx.config.program.display()));
                 for job in probe.drain(..).chain(carried.take()).chain(ctx.jobs.iter()) {
-                    let _ = ctx.events.send(Event::Reply(job.seq, Reply::Failed(failure.clone())));
+                    let _ = ctx.events.send(Event::Reply(
+                        job.seq,
+                        Reply::Failed(failure.clone()),
+                        Attempt::never(),
+                    ));
                 }
                 return;
             }
@@ -202,7 +246,11 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
         let (mut end, mut worker) = feed(&ctx, worker, &mut probe, &mut carried);
         let mut idle = true;
         if matches!(end, End::InputDone | End::Recycle) {
-            idle = worker.wait_idle(ctx.shutdown);
+            match worker.wait_idle(ctx.shutdown, ctx.config.timeout) {
+                Ok(()) => {}
+                Err(why @ (End::TimedOut | End::StopNow)) => end = why,
+                Err(_) => idle = false,
+            }
             if ctx.shutdown.is_stopping_now() {
                 end = End::StopNow;
             }
@@ -213,7 +261,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 let rest =
                     held.into_iter().chain(probe.drain(..)).chain(carried.take()).chain(ctx.jobs.iter());
                 for job in rest {
-                    let _ = ctx.events.send(Event::Reply(job.seq, Reply::NotRun));
+                    let _ = ctx.events.send(Event::Reply(job.seq, Reply::NotRun, Attempt::never()));
                 }
                 return;
             }
@@ -239,7 +287,32 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 let finished = worker.kill();
                 crashed(&ctx, finished, &mut probe);
             }
+            End::TimedOut => {
+                let (held, _) = worker.kill();
+                timed_out(&ctx, held, &mut probe);
+            }
         }
+    }
+}
+
+/// Handles a worker killed because its oldest task ran past the timeout: that task is charged
+/// (and retried alone, within the retries); the others never started and run next, one at a
+/// time, uncharged.
+fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
+    let Some(mut culprit) = held.pop_front() else { return };
+    let _ = ctx.events.send(Event::Crash);
+    for job in held.into_iter().rev() {
+        probe.push_front(job);
+    }
+    culprit.charged += 1;
+    if culprit.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
+        let _ = ctx.events.send(Event::Reply(
+            culprit.seq,
+            Reply::TimedOut,
+            Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default() },
+        ));
+    } else {
+        probe.push_back(culprit);
     }
 }
 
@@ -264,7 +337,11 @@ fn crashed(
     for mut job in held {
         job.charged += 1;
         if job.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-            let _ = ctx.events.send(Event::Reply(job.seq, Reply::Failed(failure_of(status))));
+            let _ = ctx.events.send(Event::Reply(
+                job.seq,
+                Reply::Failed(failure_of(status)),
+                Attempt { number: job.charged, runtime: Duration::ZERO },
+            ));
         } else {
             // Retried alone, so a second crash is charged to it again.
             probe.push_back(job);
@@ -280,22 +357,28 @@ fn feed(
     carried: &mut Option<Job>,
 ) -> (End, Worker) {
     let separator = ctx.config.separator;
+    let timeout = ctx.config.timeout;
     loop {
         if ctx.shutdown.is_stopping_now() {
             return (End::StopNow, worker);
+        }
+        let until_overdue = worker.until_overdue(timeout);
+        if until_overdue.is_zero() {
+            return (End::TimedOut, worker);
         }
         if ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
             return (End::Recycle, worker);
         }
         if let Some(job) = probe.pop_front() {
             // Probing: the suspect runs alone.
-            if !worker.wait_idle(ctx.shutdown) {
+            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout) {
                 probe.push_front(job);
-                let end = if ctx.shutdown.is_stopping_now() { End::StopNow } else { End::Died };
                 return (end, worker);
             }
-            if !worker.send(job, separator, true) || !worker.wait_idle(ctx.shutdown) {
-                let end = if ctx.shutdown.is_stopping_now() { End::StopNow } else { End::Died };
+            if !worker.send(job, separator, true) {
+                return (End::Died, worker);
+            }
+            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout) {
                 return (end, worker);
             }
             continue;
@@ -307,14 +390,9 @@ fn feed(
                 recv(worker.space) -> _ => {}
                 recv(worker.alive) -> _ => return (End::Died, worker),
                 recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
+                default(until_overdue) => {}
             }
             continue;
-        }
-        match worker.permits.try_send(()) {
-            Ok(()) => {}
-            Err(cb::TrySendError::Full(())) => continue,
-            // The reader holds the other end; it is gone with the worker's stdout.
-            Err(cb::TrySendError::Disconnected(())) => return (End::Died, worker),
         }
         let job = if let Some(job) = carried.take() {
             Some(job)
@@ -323,10 +401,24 @@ fn feed(
                 recv(ctx.jobs) -> job => job.ok(),
                 recv(worker.alive) -> _ => return (End::Died, worker),
                 recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
+                // Look at the clock again: the oldest task in flight may be overdue.
+                default(until_overdue) => continue,
             }
         };
-        // Input is exhausted (the unused permit dies with the worker).
         let Some(job) = job else { return (End::InputDone, worker) };
+        // Only this thread adds permits and the window had room, so this fails only when the
+        // reader (which holds the other end) is gone with the worker's stdout.
+        match worker.permits.try_send(()) {
+            Ok(()) => {}
+            Err(cb::TrySendError::Full(())) => {
+                *carried = Some(job);
+                continue;
+            }
+            Err(cb::TrySendError::Disconnected(())) => {
+                *carried = Some(job);
+                return (End::Died, worker);
+            }
+        }
         // Flush when nothing else is waiting, so a lone task is not held in our buffer.
         let more_waiting = !ctx.jobs.is_empty() && !worker.permits.is_full();
         if !worker.send(job, separator, !more_waiting) {
