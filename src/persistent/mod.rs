@@ -125,6 +125,17 @@ pub struct Summary {
     pub crashes: u64,
 }
 
+impl Summary {
+    fn count(&mut self, reply: &Reply) {
+        match reply {
+            Reply::Done(_) => self.done += 1,
+            Reply::Failed(_) => self.failed += 1,
+            Reply::TimedOut => self.timed_out += 1,
+            Reply::NotRun => self.not_run += 1,
+        }
+    }
+}
+
 /// A task on its way to a worker.
 #[derive(Clone, Debug)]
 pub(crate) struct Job {
@@ -136,8 +147,10 @@ pub(crate) struct Job {
 
 /// What the worker slots report to the caller's thread.
 pub(crate) enum Event {
-    /// A task's final reply and how long the worker spent on it.
+    /// A task's final reply and the attempt that settled it.
     Reply(Seq, Reply, Attempt),
+    /// Replies that arrived together.
+    Replies(Vec<(Seq, Reply, Attempt)>),
     Stderr(usize, Vec<u8>),
     WorkerStarted,
     Crash,
@@ -158,7 +171,14 @@ where
     I: Iterator<Item = Vec<u8>> + Send,
 {
     let workers = config.workers.max(1);
-    let (jobs_tx, jobs_rx) = cb::bounded::<Job>(workers * config.window.max(1));
+    // Room for several windows per worker, so the feeder is woken rarely. A drain starts none
+    // of the queued tasks (they are answered not run), so the size costs no extra work.
+    let capacity = (workers * config.window.max(1) * 8).max(256);
+    let (jobs_tx, jobs_rx) = cb::bounded::<Job>(capacity);
+    let (space_tx, space_rx) = cb::bounded::<()>(1);
+    let queue = worker::JobQueue::new(jobs_rx.clone(), space_tx);
+    // Set once every slot has ended: the feeder then stops waiting for room.
+    let slots_ended = std::sync::atomic::AtomicBool::new(false);
     let (events_tx, events_rx) = cb::unbounded::<Event>();
     let mut summary = Summary::default();
 
@@ -169,13 +189,14 @@ where
                 slot,
                 config,
                 shutdown,
-                jobs: jobs_rx.clone(),
+                jobs: queue.clone(),
                 events: events_tx.clone(),
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }
-        drop((jobs_rx, events_tx));
+        drop((queue, events_tx));
 
+        let ended = &slots_ended;
         let feeder = scope.spawn(move || {
             let mut read = 0u64;
             for input in inputs {
@@ -183,7 +204,7 @@ where
                     break;
                 }
                 read += 1;
-                if jobs_tx.send(Job { seq: read, input, charged: 0 }).is_err() {
+                if !send_job(&jobs_tx, &space_rx, ended, Job { seq: read, input, charged: 0 }) {
                     // Only if every slot ended early, which a slot never does while input
                     // flows; the task is still accounted for.
                     return (read, Some(read));
@@ -195,19 +216,21 @@ where
         for event in events_rx.iter() {
             match event {
                 Event::Reply(seq, reply, attempt) => {
-                    match &reply {
-                        Reply::Done(_) => summary.done += 1,
-                        Reply::Failed(_) => summary.failed += 1,
-                        Reply::TimedOut => summary.timed_out += 1,
-                        Reply::NotRun => summary.not_run += 1,
-                    }
+                    summary.count(&reply);
                     on_reply(seq, reply, attempt);
+                }
+                Event::Replies(replies) => {
+                    for (seq, reply, attempt) in replies {
+                        summary.count(&reply);
+                        on_reply(seq, reply, attempt);
+                    }
                 }
                 Event::Stderr(slot, line) => on_stderr(slot, &line),
                 Event::WorkerStarted => summary.workers_started += 1,
                 Event::Crash => summary.crashes += 1,
             }
         }
+        slots_ended.store(true, std::sync::atomic::Ordering::Release);
         // The feeder runs the caller's iterator; its panic is the caller's, so pass it on
         // rather than report zero tasks read.
         let (read, unsent) = match feeder.join() {
@@ -215,7 +238,9 @@ where
             Err(payload) => std::panic::resume_unwind(payload),
         };
         summary.read = read;
-        if let Some(seq) = unsent {
+        // What was queued but never taken (a drain, or slots that all ended) was not run.
+        let leftovers = unsent.into_iter().chain(jobs_rx.try_iter().map(|job| job.seq));
+        for seq in leftovers {
             summary.not_run += 1;
             on_reply(seq, Reply::NotRun, Attempt::never());
         }
@@ -227,6 +252,32 @@ where
         }
     });
     summary
+}
+
+/// Queues `job`; when the queue is full, sleeps until the slots have taken half of it (see
+/// [`worker::JobQueue`]). False when every slot has ended.
+fn send_job(
+    jobs: &cb::Sender<Job>,
+    space: &cb::Receiver<()>,
+    slots_ended: &std::sync::atomic::AtomicBool,
+    mut job: Job,
+) -> bool {
+    loop {
+        if slots_ended.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        match jobs.try_send(job) {
+            Ok(()) => return true,
+            Err(cb::TrySendError::Disconnected(_)) => return false,
+            Err(cb::TrySendError::Full(back)) => {
+                job = back;
+                // The slots signal after every take that leaves the queue half empty, so a
+                // signal cannot be missed; a stale one only costs another look. The timeout
+                // notices slots that all ended while the queue was full.
+                let _ = space.recv_timeout(Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -201,3 +201,32 @@ fn a_slow_stream_of_input_does_not_count_against_the_task_in_flight() {
     );
     assert_eq!(summary.done, 4, "{replies:?}");
 }
+
+#[test]
+fn a_drain_finishes_the_tasks_in_flight_and_starts_none_of_the_queued_ones() {
+    // One task at a time, each slow: when the drain comes, hundreds are still queued.
+    let mut config = sh(r#"while IFS= read -r l; do sleep 0.05; echo "r:$l"; done"#, 1);
+    config.window = 1;
+    let shutdown = Shutdown::new();
+    let mut replies = BTreeMap::new();
+    let started = std::time::Instant::now();
+    let summary = run(
+        &config,
+        inputs(500).into_iter(),
+        &shutdown,
+        |seq, reply, _| {
+            if seq == 2 {
+                shutdown.trip();
+            }
+            replies.insert(seq, reply);
+        },
+        |_, _| {},
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "queued tasks ran: {:?}", started.elapsed());
+    assert!((2..=4).contains(&summary.done), "{summary:?}");
+    assert_eq!(summary.read, summary.done + summary.not_run, "{summary:?}");
+    assert_eq!(replies.len() as u64, summary.read);
+    // Done ones come first; after the drain nothing more is done.
+    let first_not_run = replies.iter().find(|(_, r)| **r == Reply::NotRun).map(|(seq, _)| *seq);
+    assert_eq!(first_not_run, Some(summary.done + 1), "{replies:?}");
+}

@@ -7,7 +7,7 @@
 //! or closed it) the reader drops `alive`, which wakes the slot in its `select!`.
 
 use std::collections::VecDeque;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,13 +22,67 @@ use crate::farm::input::Records;
 use crate::process::GroupChild;
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
+use crate::task::Seq;
 
 pub(crate) struct SlotContext<'a> {
     pub(crate) slot: usize,
     pub(crate) config: &'a PersistentConfig,
     pub(crate) shutdown: &'a Shutdown,
-    pub(crate) jobs: cb::Receiver<Job>,
+    pub(crate) jobs: JobQueue,
     pub(crate) events: cb::Sender<Event>,
+}
+
+/// The slots' end of the queue of tasks from the feeder. The feeder, finding the queue full,
+/// sleeps until it is half empty again (not until one slot is free), so a full queue costs
+/// one wake-up of the feeder per half queue instead of one per task.
+#[derive(Clone)]
+pub(crate) struct JobQueue {
+    jobs: cb::Receiver<Job>,
+    /// Wakes the feeder.
+    space: cb::Sender<()>,
+}
+
+impl JobQueue {
+    pub(crate) fn new(jobs: cb::Receiver<Job>, space: cb::Sender<()>) -> JobQueue {
+        JobQueue { jobs, space }
+    }
+
+    /// For `select!`; call [`took`](Self::took) after receiving from it.
+    fn receiver(&self) -> &cb::Receiver<Job> {
+        &self.jobs
+    }
+
+    fn took(&self) {
+        if self.jobs.len() <= self.jobs.capacity().unwrap_or(0) / 2 {
+            let _ = self.space.try_send(());
+        }
+    }
+
+    fn try_recv(&self) -> Option<Job> {
+        let job = self.jobs.try_recv().ok()?;
+        self.took();
+        Some(job)
+    }
+
+    fn recv(&self) -> Result<Job, cb::RecvError> {
+        let job = self.jobs.recv()?;
+        self.took();
+        Ok(job)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Every job still to come, until the feeder ends.
+    fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
+        std::iter::from_fn(|| self.recv().ok())
+    }
+
+    /// The jobs queued now, without waiting for more.
+    fn queued_now(&self) -> impl Iterator<Item = Job> + '_ {
+        std::iter::from_fn(|| self.try_recv())
+    }
 }
 
 /// The tasks a worker holds, oldest first, and when it last answered: the oldest task has been
@@ -99,29 +153,9 @@ impl Worker {
         if let Some(stdout) = stdout {
             let (in_flight, events, separator) =
                 (in_flight.clone(), ctx.events.clone(), ctx.config.separator);
+            let window = Window { permits: permits_rx, space: space_tx, half: half_window };
             threads.push(std::thread::spawn(move || {
-                for record in Records::new(BufReader::with_capacity(64 * 1024, stdout), separator) {
-                    let Ok(record) = record else { break };
-                    let popped = {
-                        let mut flight = lock(&in_flight);
-                        let now = Instant::now();
-                        let previous = std::mem::replace(&mut flight.last_reply, now);
-                        flight.jobs.pop_front().map(|(job, sent)| (job, now - sent.max(previous)))
-                    };
-                    let Some((job, runtime)) = popped else {
-                        // A reply nobody asked for: the worker broke the protocol.
-                        break;
-                    };
-                    let _ = permits_rx.try_recv();
-                    if permits_rx.len() <= half_window {
-                        let _ = space_tx.try_send(());
-                    }
-                    let _ = events.send(Event::Reply(
-                        job.seq,
-                        Reply::Done(record),
-                        Attempt { number: job.charged + 1, runtime },
-                    ));
-                }
+                read_replies(stdout, separator, &in_flight, &window, &events);
                 drop(alive_tx);
             }));
         }
@@ -213,6 +247,76 @@ impl Worker {
     }
 }
 
+/// The reader's side of a worker's window of tasks in flight.
+struct Window {
+    /// One token per task in flight; the reader takes one back per reply.
+    permits: cb::Receiver<()>,
+    /// Tells the slot that half the window is free again.
+    space: cb::Sender<()>,
+    half: usize,
+}
+
+/// Matches reply records to the tasks in flight, oldest first, until stdout ends or the worker
+/// breaks the protocol (a reply nobody asked for). Replies already in the buffer are handled
+/// as one batch — one lock, one event, one wake-up of the caller — so a worker that answers
+/// in bursts costs a wake-up per burst, not per task.
+fn read_replies(
+    stdout: std::process::ChildStdout,
+    separator: u8,
+    in_flight: &InFlight,
+    window: &Window,
+    events: &cb::Sender<Event>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    loop {
+        let mut records = Vec::new();
+        // The first record may block; the rest are taken only while whole ones are buffered.
+        loop {
+            let mut record = Vec::new();
+            match reader.read_until(separator, &mut record) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if record.last() == Some(&separator) {
+                record.pop();
+            }
+            records.push(record);
+            if !reader.buffer().contains(&separator) {
+                break;
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        let wanted = records.len();
+        let answered: Vec<(Seq, Reply, Attempt)> = {
+            let mut flight = lock(in_flight);
+            let now = Instant::now();
+            let mut previous = std::mem::replace(&mut flight.last_reply, now);
+            let mut answered = Vec::with_capacity(wanted);
+            for record in records {
+                let Some((job, sent)) = flight.jobs.pop_front() else { break };
+                let runtime = now - sent.max(previous);
+                previous = now;
+                answered.push((job.seq, Reply::Done(record), Attempt { number: job.charged + 1, runtime }));
+            }
+            answered
+        };
+        for _ in 0..answered.len() {
+            let _ = window.permits.try_recv();
+        }
+        if window.permits.len() <= window.half {
+            let _ = window.space.try_send(());
+        }
+        let complete = answered.len() == wanted;
+        let _ = events.send(Event::Replies(answered));
+        if !complete {
+            // A reply nobody asked for: the worker broke the protocol.
+            return;
+        }
+    }
+}
+
 /// The failure a dead worker's status describes.
 fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
     match status.map(|s| (s.code(), s.signal())) {
@@ -233,7 +337,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
             Err(err) => {
                 // Without a worker, every task this slot takes fails with the reason.
                 let failure = Failure::Start(format!("{}: {err}", ctx.config.program.display()));
-                for job in probe.drain(..).chain(carried.take()).chain(ctx.jobs.iter()) {
+                for job in probe.drain(..).chain(carried.take()).chain(ctx.jobs.until_end()) {
                     let _ = ctx.events.send(Event::Reply(
                         job.seq,
                         Reply::Failed(failure.clone()),
@@ -258,8 +362,11 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
         match end {
             End::StopNow => {
                 let (held, _) = worker.kill();
-                let rest =
-                    held.into_iter().chain(probe.drain(..)).chain(carried.take()).chain(ctx.jobs.iter());
+                let rest = held
+                    .into_iter()
+                    .chain(probe.drain(..))
+                    .chain(carried.take())
+                    .chain(ctx.jobs.queued_now());
                 for job in rest {
                     let _ = ctx.events.send(Event::Reply(job.seq, Reply::NotRun, Attempt::never()));
                 }
@@ -396,9 +503,14 @@ fn feed(
         }
         let job = if let Some(job) = carried.take() {
             Some(job)
+        } else if ctx.shutdown.is_tripped() {
+            // Draining: start nothing new; what is still queued is answered not run.
+            None
+        } else if let Some(job) = ctx.jobs.try_recv() {
+            Some(job)
         } else {
             cb::select! {
-                recv(ctx.jobs) -> job => job.ok(),
+                recv(ctx.jobs.receiver()) -> job => job.ok().inspect(|_| ctx.jobs.took()),
                 recv(worker.alive) -> _ => return (End::Died, worker),
                 recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
                 // Look at the clock again: the oldest task in flight may be overdue.
