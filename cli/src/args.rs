@@ -143,8 +143,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["shell", "line_buffer", "dry_run", "halt"])]
     pub persistent: bool,
 
-    /// With --persistent: tasks in flight per worker.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub window: u32,
 
     /// With --persistent: replace a worker after N tasks (for leaky workers).

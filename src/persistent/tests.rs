@@ -230,3 +230,16 @@ fn a_drain_finishes_the_tasks_in_flight_and_starts_none_of_the_queued_ones() {
     let first_not_run = replies.iter().find(|(_, r)| **r == Reply::NotRun).map(|(seq, _)| *seq);
     assert_eq!(first_not_run, Some(summary.done + 1), "{replies:?}");
 }
+
+#[test]
+fn slow_tasks_are_not_queued_behind_one_worker() {
+    // With a window of 64 and 12 slow tasks, a fixed window would hand them all to whichever
+    // worker asked first; the paced window keeps about one at a time at each worker.
+    let mut config = sh(r#"while IFS= read -r l; do sleep 0.1; echo "$MUSTER_WORKER"; done"#, 2);
+    config.window = 64;
+    let (replies, _, summary) = collect(&config, inputs(12), &Shutdown::new());
+    assert_eq!(summary.done, 12);
+    let by_worker = |w: &[u8]| replies.values().filter(|r| **r == Reply::Done(w.to_vec())).count();
+    let (first, second) = (by_worker(b"1"), by_worker(b"2"));
+    assert!(first >= 4 && second >= 4, "worker 1 ran {first}, worker 2 ran {second}");
+}

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -112,6 +113,8 @@ struct Worker {
     alive: cb::Receiver<()>,
     /// Signalled by the reader when half the window has been answered.
     space: cb::Receiver<()>,
+    /// Tasks to keep in flight now (see [`Pace`]).
+    limit: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     sent: u64,
     watchdog: Option<std::sync::Arc<crate::process::watchdog::Watchdog>>,
@@ -148,14 +151,19 @@ impl Worker {
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
         let (alive_tx, alive) = cb::bounded::<()>(0);
         let (space_tx, space) = cb::bounded::<()>(1);
-        let half_window = ctx.config.window.max(1) / 2;
+        let limit = Arc::new(AtomicUsize::new(1));
         let mut threads = Vec::new();
         if let Some(stdout) = stdout {
             let (in_flight, events, separator) =
                 (in_flight.clone(), ctx.events.clone(), ctx.config.separator);
-            let window = Window { permits: permits_rx, space: space_tx, half: half_window };
+            let window = Window {
+                permits: permits_rx,
+                space: space_tx,
+                limit: limit.clone(),
+                pace: Pace::new(ctx.config.window.max(1)),
+            };
             threads.push(std::thread::spawn(move || {
-                read_replies(stdout, separator, &in_flight, &window, &events);
+                read_replies(stdout, separator, &in_flight, window, &events);
                 drop(alive_tx);
             }));
         }
@@ -170,7 +178,11 @@ impl Worker {
         }
         let _ = ctx.events.send(Event::WorkerStarted);
         let watchdog = ctx.config.watchdog.clone();
-        Ok(Worker { child, stdin, in_flight, permits, alive, space, threads, sent: 0, watchdog })
+        Ok(Worker { child, stdin, in_flight, permits, alive, space, limit, threads, sent: 0, watchdog })
+    }
+
+    fn window_full(&self) -> bool {
+        self.permits.len() >= self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
     }
 
     fn is_idle(&self) -> bool {
@@ -253,7 +265,42 @@ struct Window {
     permits: cb::Receiver<()>,
     /// Tells the slot that half the window is free again.
     space: cb::Sender<()>,
-    half: usize,
+    /// Tasks to keep in flight now, set from `pace`.
+    limit: Arc<AtomicUsize>,
+    pace: Pace,
+}
+
+/// How much work to keep queued at a worker.
+///
+/// In flight, tasks hide the wake-ups between a reply and the next request — but tasks
+/// queued at one worker cannot move to an idle one, so a deep queue of slow tasks leaves the
+/// run's tail to a single worker. The window therefore holds about [`Pace::QUEUED_WORK`] of
+/// work: as many tasks as fit in it at the worker's measured pace, between 1 and the
+/// configured window. Tiny tasks get the whole window; one-second tasks get one at a time.
+struct Pace {
+    /// Smoothed time the worker takes per task, in nanoseconds; `None` before the first reply.
+    per_task_ns: Option<f64>,
+    max: usize,
+}
+
+impl Pace {
+    const QUEUED_WORK: Duration = Duration::from_millis(2);
+
+    fn new(max: usize) -> Pace {
+        Pace { per_task_ns: None, max }
+    }
+
+    /// Learns from `tasks` replies that took `busy` of the worker's time; returns the window.
+    fn observe(&mut self, tasks: usize, busy: Duration) -> usize {
+        let sample = busy.as_nanos() as f64 / tasks.max(1) as f64;
+        let smoothed = match self.per_task_ns {
+            Some(previous) => previous * 0.8 + sample * 0.2,
+            None => sample,
+        };
+        self.per_task_ns = Some(smoothed);
+        let fits = Pace::QUEUED_WORK.as_nanos() as f64 / smoothed.max(1.0);
+        (fits.ceil() as usize).clamp(1, self.max)
+    }
 }
 
 /// Matches reply records to the tasks in flight, oldest first, until stdout ends or the worker
@@ -264,7 +311,7 @@ fn read_replies(
     stdout: std::process::ChildStdout,
     separator: u8,
     in_flight: &InFlight,
-    window: &Window,
+    mut window: Window,
     events: &cb::Sender<Event>,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
@@ -305,8 +352,13 @@ fn read_replies(
         for _ in 0..answered.len() {
             let _ = window.permits.try_recv();
         }
-        if window.permits.len() <= window.half {
-            let _ = window.space.try_send(());
+        // The first reply's runtime spans the worker's whole time on this batch.
+        if let Some((_, _, first)) = answered.first() {
+            let limit = window.pace.observe(answered.len(), first.runtime);
+            window.limit.store(limit, Ordering::Relaxed);
+            if window.permits.len() <= limit / 2 {
+                let _ = window.space.try_send(());
+            }
         }
         let complete = answered.len() == wanted;
         let _ = events.send(Event::Replies(answered));
@@ -490,9 +542,13 @@ fn feed(
             }
             continue;
         }
-        // At most `window` tasks in flight. When the window is full, refill only once half of
+        // At most `limit` tasks in flight. When the window is full, refill only once half of
         // it is answered, so the worker gets a batch per wake-up instead of one task.
-        if worker.permits.is_full() {
+        if worker.window_full() {
+            // Nothing may sit in our buffer while we wait for the worker to answer it.
+            if !worker.flush() {
+                return (End::Died, worker);
+            }
             cb::select! {
                 recv(worker.space) -> _ => {}
                 recv(worker.alive) -> _ => return (End::Died, worker),
@@ -509,6 +565,9 @@ fn feed(
         } else if let Some(job) = ctx.jobs.try_recv() {
             Some(job)
         } else {
+            if !worker.flush() {
+                return (End::Died, worker);
+            }
             cb::select! {
                 recv(ctx.jobs.receiver()) -> job => job.ok().inspect(|_| ctx.jobs.took()),
                 recv(worker.alive) -> _ => return (End::Died, worker),
@@ -532,7 +591,7 @@ fn feed(
             }
         }
         // Flush when nothing else is waiting, so a lone task is not held in our buffer.
-        let more_waiting = !ctx.jobs.is_empty() && !worker.permits.is_full();
+        let more_waiting = !ctx.jobs.is_empty() && !worker.window_full();
         if !worker.send(job, separator, !more_waiting) {
             return (End::Died, worker);
         }
