@@ -1,30 +1,52 @@
 #!/usr/bin/env bash
-# Persistent workers against Python's process pools and spawn-per-task, on the same tiny
-# work (square a number) with 2 workers, side by side in one run. Not run by CI.
+# Persistent workers against Python's process pools, spawn-per-task and the raw pipe floor, on
+# the same tiny work (square a number) with 2 workers, side by side in one run. Medians of
+# RUNS runs. Not run by CI.
 #
-# Usage: scripts/bench-persistent.sh [N]      (default 100000; spawn-per-task runs N/100)
+# Usage: scripts/bench-persistent.sh [N] [RUNS]   (default 100000 tasks, 5 runs; spawn-per-task
+#                                                  runs N/100 tasks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
+runs=${2:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 cargo build --release --quiet -p muster-cli
+gcc -O2 -o "$work/pipe-floor" scripts/pipe-floor.c
 muster=$PWD/target/release/muster
-python=$(command -v python3)
+# The interpreter itself, not a version-manager shim (pyenv's adds ~60 ms per start).
+python=$(python3 -c 'import sys; print(sys.executable)')
+seq "$n" > "$work/in"
+seq $((n / 100)) > "$work/in-spawn"
 
-rate() { # tasks, command...
-  local tasks=$1; shift
-  local start end
-  start=$(date +%s.%N); "$@" > /dev/null; end=$(date +%s.%N)
-  awk -v n="$tasks" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", n / (e - s) }'
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+rate() { # tasks, command (run RUNS times; prints the median rate in tasks/s)
+  local tasks=$1 command=$2
+  for _ in $(seq "$runs"); do
+    local start end
+    start=$(date +%s.%N); bash -c "$command" > /dev/null; end=$(date +%s.%N)
+    awk -v n="$tasks" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f\n", n / (e - s) }'
+  done | median
 }
 
-persistent=$(rate "$n" sh -c "seq $n | $muster run --persistent -j 2 $python examples/square_worker.py")
-spawn=$(rate $((n / 100)) sh -c "seq $((n / 100)) | $muster run -j 2 $python -c 'import sys; print(int(sys.argv[1]) ** 2)'")
-eval "$(python3 scripts/python_pools.py "$n" | awk -F'\t' '{ printf "%s=%s\n", $1, $2 }')"
+floor1=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 1; done | median)
+floor64=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 64; done | median)
+muster_c=$(rate "$n" "$muster run --persistent -j 2 $work/pipe-floor --worker < $work/in")
+muster_py=$(rate "$n" "$muster run --persistent -j 2 $python examples/square_worker.py < $work/in")
+spawn=$(rate $((n / 100)) "$muster run -j 2 $python -c 'import sys; print(int(sys.argv[1]) ** 2)' < $work/in-spawn")
+pools=$(for _ in $(seq "$runs"); do "$python" scripts/python_pools.py "$n"; done)
+pool_imap=$(awk -F'\t' '$1 == "pool_imap" { print $2 }' <<< "$pools" | median)
+executor=$(awk -F'\t' '$1 == "process_pool_executor" { print $2 }' <<< "$pools" | median)
 
-printf 'square a number, 2 workers (tasks/s)\n'
-printf '  %-40s %10s\n' "muster run --persistent (Python worker)" "$persistent"
-printf '  %-40s %10s\n' "multiprocessing.Pool.imap(chunksize=1)" "$pool_imap"
-printf '  %-40s %10s\n' "ProcessPoolExecutor.map" "$process_pool_executor"
-printf '  %-40s %10s\n' "muster run, a python3 per task" "$spawn"
-awk -v p="$persistent" -v i="$pool_imap" -v s="$spawn" 'BEGIN {
-  printf "  persistent / Pool.imap = %.1fx, persistent / spawn-per-task = %.0fx\n", p / i, p / s }'
+printf 'square a number, %d tasks, 2 workers, median of %d runs (tasks/s)\n' "$n" "$runs"
+row() { printf '  %-52s %10s\n' "$1" "$2"; }
+row "floor: C master + C workers, 1 in flight" "$floor1"
+row "floor: C master + C workers, 64 in flight" "$floor64"
+row "muster run --persistent, C worker" "$muster_c"
+row "muster run --persistent, Python worker" "$muster_py"
+row "multiprocessing.Pool(2).imap(chunksize=1)" "$pool_imap"
+row "ProcessPoolExecutor(2).map" "$executor"
+row "muster run, a python3 per task" "$spawn"
+awk -v f="$floor64" -v c="$muster_c" -v p="$muster_py" -v i="$pool_imap" -v e="$executor" -v s="$spawn" 'BEGIN {
+  printf "  persistent (Python) / Pool.imap = %.1fx, / ProcessPoolExecutor = %.0fx, / spawn-per-task = %.0fx\n", p / i, p / e, p / s
+  printf "  muster with a C worker runs at %.2f of the 64-in-flight floor\n", c / f }'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # muster run against its peers — xargs -P, GNU parallel, rust-parallel — and the raw spawn
-# floor, side by side in one run on this machine. Prints a table of medians and ratios.
+# floor, side by side in one run on this machine. Prints a table of medians and ratios; then
+# persistent workers against Python's pools and the pipe floor (scripts/bench-persistent.sh).
 # Installs GNU parallel, hyperfine and rust-parallel when missing. Not run by CI.
 #
 # Usage: scripts/bench-vs-peers.sh [RUNS]      (default 5 runs per command)
@@ -114,3 +115,7 @@ print("\n5. peak RSS, lines read and printed as commands (--dry-run)")
 print(f"  muster 100k lines {rss[0]:7.1f} MB,  1M lines {rss[1]:7.1f} MB")
 print(f"  GNU parallel 10k lines {rss[2]:7.1f} MB,  with --bar {rss[3]:7.1f} MB")
 PY
+
+echo
+echo "== 6. persistent workers: square a number, 100,000 tasks, 2 workers"
+scripts/bench-persistent.sh 100000 "$runs"

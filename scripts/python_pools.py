@@ -1,5 +1,7 @@
 """Python's own process pools on the same tiny task (square a number), for comparison with
-muster --persistent. Usage: python3 python_pools.py N   (ProcessPoolExecutor runs N/10)."""
+muster --persistent. Usage: python3 python_pools.py N   (ProcessPoolExecutor runs N/10).
+Each rate is timed from creating the pool to its last result, start-up included, as muster's
+are timed from its start to its exit."""
 
 import concurrent.futures
 import multiprocessing
