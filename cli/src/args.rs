@@ -140,7 +140,7 @@ pub struct RunArgs {
 
     /// Keep -j long-lived worker processes and stream inputs through them: one input record per
     /// line on a worker's stdin, one result line back on its stdout.
-    #[arg(long, conflicts_with_all = ["shell", "line_buffer", "dry_run", "halt"])]
+    #[arg(long, conflicts_with_all = ["shell", "line_buffer", "dry_run"])]
     pub persistent: bool,
 
     /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).

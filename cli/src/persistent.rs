@@ -46,6 +46,8 @@ pub fn run(
     config.watchdog = watchdog_command().and_then(|command| Watchdog::start(command).ok()).map(Arc::new);
 
     config.timeout = args.timeout;
+    config.halt = args.halt;
+    config.known_total = inputs.known_total();
     let label = journal_label(&command);
     let (mut journal, resume) = open_journal(args, &label)?;
 
@@ -211,6 +213,19 @@ pub fn run(
         eprintln!("muster: writing the joblog: {problem}");
     }
     let skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
+    if summary.protocol_breaks > 0 {
+        note(format!(
+            "muster: {} worker(s) sent a reply with no task waiting for it and were replaced \
+             (the protocol is exactly one reply per input, in order)",
+            summary.protocol_breaks
+        ));
+    }
+    if summary.halted {
+        note(format!(
+            "muster: halted (--halt): {} tasks failed; the rest were not started",
+            summary.failed + summary.timed_out
+        ));
+    }
     if (args.summary || interactive) && !broken_pipe {
         let timed_out =
             if summary.timed_out > 0 { format!(", {} timed out", summary.timed_out) } else { String::new() };

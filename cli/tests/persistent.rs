@@ -169,3 +169,35 @@ fn the_joblog_records_every_task_and_resume_runs_only_what_is_missing() {
     // Each record keeps its place among all inputs.
     assert_eq!(records.last().map(|r| r[0].as_str()), Some("4"));
 }
+
+#[test]
+fn halt_soon_starts_nothing_after_the_threshold() {
+    let sb = Sandbox::new();
+    let script = r#"while IFS= read -r l; do case "$l" in 5|9|13) exit 3;; esac; echo "r$l"; done"#;
+    let input: String = (1..=300).map(|i| format!("{i}\n")).collect();
+    let out = sb.run(
+        // One task in flight at a time, so "running" at the halt is exactly the failing task.
+        &[
+            "run",
+            "--persistent",
+            "-k",
+            "-j",
+            "1",
+            "--window",
+            "1",
+            "--halt",
+            "soon,fail=2",
+            "--summary",
+            "sh",
+            "-c",
+            script,
+        ],
+        input.as_bytes(),
+    );
+    assert_code(&out, 2);
+    // One worker, in order: tasks 1-4 and 6-8 done, 5 and 9 failed, nothing after 9 started.
+    assert_eq!(stdout(&out), "r1\nr2\nr3\nr4\nr6\nr7\nr8\n");
+    let err = stderr(&out);
+    assert!(err.contains("halted (--halt): 2 tasks failed"), "{err}");
+    assert!(err.contains("7 done, 2 failed"), "{err}");
+}

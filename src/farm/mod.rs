@@ -69,7 +69,7 @@ pub struct Halt {
 
 /// Applies `--halt` as tasks finish. The slots consult it before starting each task, and
 /// record into it as soon as a task ends, so no task starts after the threshold is reached.
-struct HaltGate {
+pub(crate) struct HaltGate {
     halt: Option<Halt>,
     known_total: Option<u64>,
     finished: AtomicU64,
@@ -80,7 +80,7 @@ struct HaltGate {
 }
 
 impl HaltGate {
-    fn new(halt: Option<Halt>, known_total: Option<u64>) -> HaltGate {
+    pub(crate) fn new(halt: Option<Halt>, known_total: Option<u64>) -> HaltGate {
         HaltGate {
             halt,
             known_total,
@@ -92,15 +92,25 @@ impl HaltGate {
     }
 
     /// True once no new task may start.
-    fn closed(&self) -> bool {
+    pub(crate) fn closed(&self) -> bool {
         self.soon.load(Ordering::SeqCst)
+    }
+
+    /// True once the threshold was reached.
+    pub(crate) fn reached(&self) -> bool {
+        self.reached.load(Ordering::SeqCst)
     }
 
     /// Counts a finished task (tasks stopped by a shutdown do not count) and halts if due.
     fn record(&self, outcome: &Outcome, shutdown: &Shutdown) {
+        self.record_finished(outcome.is_done(), shutdown);
+    }
+
+    /// Counts a finished task that succeeded (`done`) or failed, and halts if due.
+    pub(crate) fn record_finished(&self, done: bool, shutdown: &Shutdown) {
         let Some(halt) = self.halt else { return };
         let finished = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
-        let failures = if outcome.is_done() {
+        let failures = if done {
             self.failures.load(Ordering::SeqCst)
         } else {
             self.failures.fetch_add(1, Ordering::SeqCst) + 1

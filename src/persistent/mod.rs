@@ -12,6 +12,8 @@
 //! - **Timeout**: replies come in order, so the oldest task in flight is the one being worked
 //!   on (since it was sent, or since the previous reply). When it runs past `timeout` the
 //!   worker is killed and replaced; that task is charged, the rest run again uncharged.
+//! - **Protocol**: a reply with no task waiting for it (more than one reply per input) ends
+//!   the worker; it is replaced and counted in [`Summary::protocol_breaks`].
 //! - **Recycling**: `max_tasks_per_worker` replaces a worker between tasks (leaky workers).
 //! - **Shutdown**: drain stops feeding, waits for replies in flight, then closes stdin (EOF is
 //!   the seed's `'quit'`), waits `grace`, TERM, `grace`, KILL. Stop-now kills at once; tasks in
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
+use crate::farm::{Halt, HaltGate};
 use crate::process::watchdog::Watchdog;
 use crate::shutdown::Shutdown;
 use crate::task::{Failure, Seq};
@@ -53,6 +56,11 @@ pub struct PersistentConfig {
     pub max_tasks_per_worker: Option<u64>,
     /// Time a worker gets to exit after its stdin closes, and again after SIGTERM.
     pub grace: Duration,
+    /// Stop early on failures (tasks that failed or timed out for good): `soon` starts no
+    /// more tasks, `now` stops the workers at once.
+    pub halt: Option<Halt>,
+    /// The number of inputs, when known (for a percentage `halt`).
+    pub known_total: Option<u64>,
     /// Longest a task may take; a worker whose oldest task runs past it is killed and
     /// replaced, that task is charged an attempt, and the others it held run again uncharged.
     pub timeout: Option<Duration>,
@@ -74,6 +82,8 @@ impl PersistentConfig {
             max_tasks_per_worker: None,
             grace: Duration::from_secs(10),
             timeout: None,
+            halt: None,
+            known_total: None,
             watchdog: None,
         }
     }
@@ -125,6 +135,10 @@ pub struct Summary {
     pub workers_started: u64,
     /// Workers that died holding tasks.
     pub crashes: u64,
+    /// Workers replaced because they sent a reply with no task waiting for it.
+    pub protocol_breaks: u64,
+    /// `halt` was reached.
+    pub halted: bool,
 }
 
 impl Summary {
@@ -156,6 +170,8 @@ pub(crate) enum Event {
     Stderr(usize, Vec<u8>),
     WorkerStarted,
     Crash,
+    /// A worker sent a reply with no task waiting for it.
+    ProtocolBreak,
 }
 
 /// Streams `inputs` through persistent workers, calling `on_reply` (on this thread) for every
@@ -183,6 +199,8 @@ where
     let slots_ended = std::sync::atomic::AtomicBool::new(false);
     let (events_tx, events_rx) = cb::unbounded::<Event>();
     let mut summary = Summary::default();
+    let halt = Arc::new(HaltGate::new(config.halt, config.known_total));
+    let settle = worker::Settle::new(events_tx.clone(), halt.clone(), shutdown.clone());
 
     std::thread::scope(|scope| {
         let mut slots = Vec::new();
@@ -193,10 +211,11 @@ where
                 shutdown,
                 jobs: queue.clone(),
                 events: events_tx.clone(),
+                settle: settle.clone(),
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }
-        drop((queue, events_tx));
+        drop((queue, events_tx, settle));
 
         let ended = &slots_ended;
         let feeder = scope.spawn(move || {
@@ -230,6 +249,7 @@ where
                 Event::Stderr(slot, line) => on_stderr(slot, &line),
                 Event::WorkerStarted => summary.workers_started += 1,
                 Event::Crash => summary.crashes += 1,
+                Event::ProtocolBreak => summary.protocol_breaks += 1,
             }
         }
         slots_ended.store(true, std::sync::atomic::Ordering::Release);
@@ -253,6 +273,7 @@ where
             }
         }
     });
+    summary.halted = halt.reached();
     summary
 }
 

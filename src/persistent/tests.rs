@@ -243,3 +243,16 @@ fn slow_tasks_are_not_queued_behind_one_worker() {
     let (first, second) = (by_worker(b"1"), by_worker(b"2"));
     assert!(first >= 4 && second >= 4, "worker 1 ran {first}, worker 2 ran {second}");
 }
+
+#[test]
+fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
+    // For "in3" the worker writes two lines in one write: a reply nobody asked for.
+    let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
+    let mut config = sh(script, 1);
+    config.window = 1;
+    let (replies, _, summary) = collect(&config, inputs(6), &Shutdown::new());
+    for (seq, reply) in &replies {
+        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    }
+    assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
+}

@@ -20,6 +20,7 @@ use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::farm::input::Records;
+use crate::farm::HaltGate;
 use crate::process::GroupChild;
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
@@ -31,6 +32,49 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) shutdown: &'a Shutdown,
     pub(crate) jobs: JobQueue,
     pub(crate) events: cb::Sender<Event>,
+    pub(crate) settle: Settle,
+}
+
+/// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
+/// failure trips the drain itself, so no task starts after the threshold.
+#[derive(Clone)]
+pub(crate) struct Settle {
+    events: cb::Sender<Event>,
+    halt: Arc<HaltGate>,
+    shutdown: Shutdown,
+}
+
+impl Settle {
+    pub(crate) fn new(events: cb::Sender<Event>, halt: Arc<HaltGate>, shutdown: Shutdown) -> Settle {
+        Settle { events, halt, shutdown }
+    }
+
+    fn record(&self, reply: &Reply) {
+        if matches!(reply, Reply::NotRun) {
+            return;
+        }
+        self.halt.record_finished(matches!(reply, Reply::Done(_)), &self.shutdown);
+        // `soon` drains: nothing new starts, what is in flight is answered.
+        if self.halt.closed() && !self.shutdown.is_tripped() {
+            self.shutdown.trip();
+        }
+    }
+
+    fn one(&self, seq: Seq, reply: Reply, attempt: Attempt) {
+        self.record(&reply);
+        let _ = self.events.send(Event::Reply(seq, reply, attempt));
+    }
+
+    fn protocol_break(&self) {
+        let _ = self.events.send(Event::ProtocolBreak);
+    }
+
+    fn batch(&self, answered: Vec<(Seq, Reply, Attempt)>) {
+        for (_, reply, _) in &answered {
+            self.record(reply);
+        }
+        let _ = self.events.send(Event::Replies(answered));
+    }
 }
 
 /// The slots' end of the queue of tasks from the feeder. The feeder, finding the queue full,
@@ -154,8 +198,8 @@ impl Worker {
         let limit = Arc::new(AtomicUsize::new(1));
         let mut threads = Vec::new();
         if let Some(stdout) = stdout {
-            let (in_flight, events, separator) =
-                (in_flight.clone(), ctx.events.clone(), ctx.config.separator);
+            let (in_flight, settle, separator) =
+                (in_flight.clone(), ctx.settle.clone(), ctx.config.separator);
             let window = Window {
                 permits: permits_rx,
                 space: space_tx,
@@ -163,7 +207,7 @@ impl Worker {
                 pace: Pace::new(ctx.config.window.max(1)),
             };
             threads.push(std::thread::spawn(move || {
-                read_replies(stdout, separator, &in_flight, window, &events);
+                read_replies(stdout, separator, &in_flight, window, &settle);
                 drop(alive_tx);
             }));
         }
@@ -312,7 +356,7 @@ fn read_replies(
     separator: u8,
     in_flight: &InFlight,
     mut window: Window,
-    events: &cb::Sender<Event>,
+    settle: &Settle,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     loop {
@@ -361,9 +405,11 @@ fn read_replies(
             }
         }
         let complete = answered.len() == wanted;
-        let _ = events.send(Event::Replies(answered));
+        settle.batch(answered);
         if !complete {
-            // A reply nobody asked for: the worker broke the protocol.
+            // A reply nobody asked for: the worker broke the protocol. Ending here closes
+            // `alive`, and the slot replaces the worker.
+            settle.protocol_break();
             return;
         }
     }
@@ -390,11 +436,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 // Without a worker, every task this slot takes fails with the reason.
                 let failure = Failure::Start(format!("{}: {err}", ctx.config.program.display()));
                 for job in probe.drain(..).chain(carried.take()).chain(ctx.jobs.until_end()) {
-                    let _ = ctx.events.send(Event::Reply(
-                        job.seq,
-                        Reply::Failed(failure.clone()),
-                        Attempt::never(),
-                    ));
+                    ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
                 }
                 return;
             }
@@ -420,7 +462,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                     .chain(carried.take())
                     .chain(ctx.jobs.queued_now());
                 for job in rest {
-                    let _ = ctx.events.send(Event::Reply(job.seq, Reply::NotRun, Attempt::never()));
+                    ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
                 }
                 return;
             }
@@ -465,11 +507,8 @@ fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDequ
     }
     culprit.charged += 1;
     if culprit.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-        let _ = ctx.events.send(Event::Reply(
-            culprit.seq,
-            Reply::TimedOut,
-            Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default() },
-        ));
+        let attempt = Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default() };
+        ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
     } else {
         probe.push_back(culprit);
     }
@@ -496,11 +535,8 @@ fn crashed(
     for mut job in held {
         job.charged += 1;
         if job.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-            let _ = ctx.events.send(Event::Reply(
-                job.seq,
-                Reply::Failed(failure_of(status)),
-                Attempt { number: job.charged, runtime: Duration::ZERO },
-            ));
+            let attempt = Attempt { number: job.charged, runtime: Duration::ZERO };
+            ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
         } else {
             // Retried alone, so a second crash is charged to it again.
             probe.push_back(job);
