@@ -268,13 +268,17 @@ impl Worker {
             return Err(End::Died);
         }
         while !self.is_idle() {
-            if self.until_overdue(timeout).is_zero() {
+            let until_overdue = self.until_overdue(timeout);
+            if until_overdue.is_zero() {
                 return Err(End::TimedOut);
             }
+            // The reader signals `space` after every batch that leaves the window half empty,
+            // an empty one included, and it empties `in_flight` before signalling.
             cb::select! {
+                recv(self.space) -> _ => {}
                 recv(self.alive) -> _ => return if self.is_idle() { Ok(()) } else { Err(End::Died) },
                 recv(shutdown.stopping_now()) -> _ => return Err(End::StopNow),
-                default(Duration::from_millis(1)) => {}
+                default(until_overdue) => {}
             }
         }
         Ok(())
