@@ -89,7 +89,7 @@ pub fn run(
         .filter_map(move |input| {
             let input = input?;
             read += 1;
-            let identity = input.identity();
+            let identity = if journaling { input.identity() } else { Vec::new() };
             // Occurrences tell repeated inputs apart in the joblog (as `muster run` does).
             let mut occurrence = 0;
             if journaling {
@@ -111,7 +111,7 @@ pub fn run(
                 }
             }
             sent += 1;
-            let record = input.display();
+            let record = input.into_display();
             if remember {
                 let meta = TaskMeta { input_no: read, identity, occurrence, display: record.clone() };
                 feeder_tasks.lock().unwrap_or_else(PoisonError::into_inner).insert(sent, meta);

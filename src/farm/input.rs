@@ -26,6 +26,14 @@ impl Input {
     pub fn display(&self) -> Vec<u8> {
         self.values.join(&b' ')
     }
+
+    /// [`display`](Self::display), consuming the input (no copy for a single value).
+    pub fn into_display(mut self) -> Vec<u8> {
+        match self.values.len() {
+            1 => self.values.pop().unwrap_or_default(),
+            _ => self.display(),
+        }
+    }
 }
 
 /// One source of input values.

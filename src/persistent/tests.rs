@@ -256,3 +256,23 @@ fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
     }
     assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
 }
+
+#[test]
+fn records_bigger_than_the_write_buffer_go_through_whole() {
+    // `cat` answers every line with itself: a protocol-abiding worker.
+    let config = PersistentConfig::new("cat", vec![], 2);
+    let items: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            if i % 5 == 0 {
+                vec![b'a' + (i % 26) as u8; 150_000]
+            } else {
+                format!("small {i}").into_bytes()
+            }
+        })
+        .collect();
+    let (replies, _, summary) = collect(&config, items.clone(), &Shutdown::new());
+    assert_eq!(summary.done, 40);
+    for (seq, reply) in replies {
+        assert_eq!(reply, Reply::Done(items[seq as usize - 1].clone()), "task {seq}");
+    }
+}

@@ -250,6 +250,17 @@ impl Worker {
     /// Sends one task; false if the worker can no longer be written to.
     fn send(&mut self, job: Job, separator: u8, flush: bool) -> bool {
         let Some(stdin) = self.stdin.as_mut() else { return false };
+        // The task must be in flight before any of it reaches the worker, or a quick reply
+        // would find nothing to match. A record that fits the buffer's free space is copied
+        // there (no write to the pipe can happen) and then recorded in flight; a bigger one is
+        // recorded first and written from a copy.
+        let room = stdin.capacity() - stdin.buffer().len();
+        if job.input.len() < room || (stdin.flush().is_ok() && job.input.len() < stdin.capacity()) {
+            let buffered = stdin.write_all(&job.input).and_then(|()| stdin.write_all(&[separator]));
+            lock(&self.in_flight).jobs.push_back((job, Instant::now()));
+            self.sent += 1;
+            return buffered.is_ok() && (!flush || stdin.flush().is_ok());
+        }
         let mut record = job.input.clone();
         record.push(separator);
         lock(&self.in_flight).jobs.push_back((job, Instant::now()));
