@@ -139,8 +139,9 @@ pub struct RunArgs {
     pub no_progress: bool,
 
     /// Keep -j long-lived worker processes and stream inputs through them: one input record per
-    /// line on a worker's stdin, one result line back on its stdout.
-    #[arg(long, conflicts_with_all = ["shell", "line_buffer", "dry_run"])]
+    /// line on a worker's stdin, one result line back on its stdout. (Each result is one
+    /// record, so --group and --line-buffer print the same.)
+    #[arg(long, conflicts_with_all = ["shell", "dry_run"])]
     pub persistent: bool,
 
     /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).

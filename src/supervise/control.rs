@@ -133,6 +133,13 @@ pub fn runtime_dir() -> Result<PathBuf, ControlError> {
         Some(base) => PathBuf::from(base).join("muster"),
         None => std::env::temp_dir().join(format!("muster-{uid}")),
     };
+    private_dir(dir)
+}
+
+/// Creates `dir` (mode 0700) unless it exists, and checks that it is a directory of ours that
+/// nobody else can enter: in a shared /tmp, someone else could otherwise plant the socket.
+fn private_dir(dir: PathBuf) -> Result<PathBuf, ControlError> {
+    let uid = rustix::process::getuid().as_raw();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
@@ -303,5 +310,28 @@ pub fn request(endpoint: &Endpoint, request: &str, out: &mut dyn Write) -> Resul
         Ok(())
     } else {
         Err(ControlError::Interrupted(endpoint.name.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_runtime_dir_is_created_private_and_an_open_one_is_refused() {
+        let base = tempfile::tempdir().expect("temp dir");
+        let fresh = private_dir(base.path().join("muster")).expect("created");
+        let mode = std::fs::metadata(&fresh).expect("exists").mode() & 0o777;
+        assert_eq!(mode, 0o700);
+
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(matches!(private_dir(open), Err(ControlError::UnsafeDir { mode: 0o777, .. })));
+
+        let file = base.path().join("file");
+        std::fs::write(&file, "").expect("write");
+        assert!(matches!(private_dir(file), Err(ControlError::UnsafeDir { .. })));
     }
 }
