@@ -26,7 +26,8 @@ fn main() -> ExitCode {
         args::Command::Stop(control_args) => up::control(control_args, "stop"),
         args::Command::Status(control_args) => up::control(control_args, "status"),
         args::Command::Watchdog => {
-            muster::process::watchdog::serve(std::io::stdin().lock());
+            let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
+            muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());
             Ok(0)
         }
     };

@@ -177,6 +177,10 @@ pub(crate) fn run_attempt(
         None => Command::new(program),
     };
     command.args(args).envs(env.iter().map(|(k, v)| (*k, v))).stdin(Stdio::null());
+    if let Some(watchdog) = limits.watchdog {
+        let (name, token) = watchdog.marker();
+        command.env(name, token);
+    }
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match GroupChild::spawn(&mut command) {
         Ok(child) => child,

@@ -183,6 +183,10 @@ impl Worker {
         let mut command = Command::new(&ctx.config.program);
         command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(watchdog) = &ctx.config.watchdog {
+            let (name, token) = watchdog.marker();
+            command.env(name, token);
+        }
         let mut child = GroupChild::spawn(&mut command)?;
         if let Some(watchdog) = &ctx.config.watchdog {
             watchdog.watch(child.id());

@@ -23,5 +23,5 @@ pub mod template;
 pub mod watchdog;
 
 pub use group::{GroupChild, Stopped};
-pub use scan::live_group_members;
+pub use scan::{groups_marked, live_group_members};
 pub use set::{Member, ProcessSet};

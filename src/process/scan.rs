@@ -26,6 +26,31 @@ pub fn live_group_members(pgid: u32) -> io::Result<Vec<u32>> {
     Ok(members)
 }
 
+/// The process groups of running processes whose environment holds `name=value` — how the
+/// watchdog finds tasks that were started but not yet registered when muster died.
+pub fn groups_marked(name: &str, value: &str) -> io::Result<Vec<u32>> {
+    let entry_bytes = format!("{name}={value}").into_bytes();
+    let mut groups = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        if entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()).is_none() {
+            continue;
+        }
+        // Other users' processes are unreadable, and processes come and go: skip those.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if !environ.split(|&b| b == 0).any(|var| var == entry_bytes.as_slice()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if let Some((state, group)) = parse_stat(&stat) {
+            if state != 'Z' && state != 'X' && !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+    }
+    Ok(groups)
+}
+
 /// Reads the state and process group from a `/proc/PID/stat` line. The command name is in
 /// parentheses and may itself contain spaces and parentheses, so parse after the last `)`.
 fn parse_stat(stat: &str) -> Option<(char, u32)> {
@@ -40,12 +65,27 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn parses_names_with_spaces_and_parentheses() {
         assert_eq!(parse_stat("42 (a (weird) name) S 1 42 42 0 -1"), Some(('S', 42)));
         assert_eq!(parse_stat("7 (z) Z 1 9 9"), Some(('Z', 9)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn finds_groups_by_a_mark_in_their_environment() {
+        let mut marked = std::process::Command::new("sleep");
+        marked.arg("1000").env("MUSTER_TEST_MARK", "scan-42").process_group(0);
+        let mut child = marked.spawn().expect("sleep");
+        let pgid = child.id();
+        let found = groups_marked("MUSTER_TEST_MARK", "scan-42").expect("/proc readable");
+        let other = groups_marked("MUSTER_TEST_MARK", "scan-4").expect("/proc readable");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, vec![pgid]);
+        assert!(other.is_empty(), "only the exact value matches: {other:?}");
     }
 
     #[test]

@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
+/// The environment variable that marks every process muster starts under a watchdog. Its
+/// value is the watchdog's token, so the helper can also find tasks that were started but
+/// not yet registered when muster died (the instant between spawn and `+PGID`).
+pub const MARKER_VAR: &str = "MUSTER_WATCHDOG";
+
 /// How long the helper sleeps between reads of its pipe.
 const NAP: Duration = Duration::from_millis(50);
 
@@ -28,6 +33,7 @@ const NAP: Duration = Duration::from_millis(50);
 pub struct Watchdog {
     pipe: Mutex<Option<ChildStdin>>,
     child: Child,
+    token: String,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -39,10 +45,20 @@ impl std::fmt::Debug for Watchdog {
 impl Watchdog {
     /// Starts `command`, which must run [`serve`] on its standard input (the muster binary
     /// does this for a hidden subcommand).
+    /// The helper is told its token in [`MARKER_VAR`].
     pub fn start(mut command: Command) -> io::Result<Watchdog> {
+        let since_epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let token = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
+        command.env(MARKER_VAR, &token);
         let mut child = command.stdin(Stdio::piped()).stdout(Stdio::null()).process_group(0).spawn()?;
         let pipe = child.stdin.take();
-        Ok(Watchdog { pipe: Mutex::new(pipe), child })
+        Ok(Watchdog { pipe: Mutex::new(pipe), child, token })
+    }
+
+    /// The environment variable and value to give every watched process (see [`MARKER_VAR`]).
+    pub fn marker(&self) -> (&'static str, &str) {
+        (MARKER_VAR, &self.token)
     }
 
     fn send(&self, line: &str) {
@@ -74,9 +90,10 @@ impl Drop for Watchdog {
 }
 
 /// The helper's side: reads `+PGID`/`-PGID` lines until end-of-file, then stops every group
-/// still listed. Returns the groups it had to stop. Reads in batches, napping in between, so
-/// it costs muster no context switch per task.
-pub fn serve(input: impl Read) -> Vec<u32> {
+/// still listed, and every group whose processes carry `token` in [`MARKER_VAR`]. Returns the
+/// groups it had to stop. Reads in batches, napping in between, so it costs muster no context
+/// switch per task.
+pub fn serve(input: impl Read, token: Option<&str>) -> Vec<u32> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         // Catching into an unused flag means ignoring; failure only loses that protection.
         let _ = signal_hook::flag::register(
@@ -114,7 +131,14 @@ pub fn serve(input: impl Read) -> Vec<u32> {
         // The pipe buffers what arrives meanwhile; end-of-file is noticed within one nap.
         std::thread::sleep(NAP);
     }
-    let orphans: Vec<u32> = groups.into_iter().collect();
+    if let Some(token) = token {
+        // Our own group carries the mark too (we were started with it): leave it out.
+        let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+        let marked = super::groups_marked(MARKER_VAR, token).unwrap_or_default();
+        groups.extend(marked.into_iter().filter(|&g| g != own));
+    }
+    let mut orphans: Vec<u32> = groups.into_iter().collect();
+    orphans.sort_unstable();
     stop_groups(&orphans, Duration::from_secs(2));
     orphans
 }
@@ -151,7 +175,7 @@ mod tests {
         let released = GroupChild::spawn(Command::new("sleep").arg("1000")).expect("sleep");
         let (a, b) = (watched.id(), released.id());
         let script = format!("+{a}\n+{b}\n-{b}\n");
-        let orphans = serve(script.as_bytes());
+        let orphans = serve(script.as_bytes(), None);
         assert_eq!(orphans, vec![a]);
         assert!(super::super::live_group_members(a).expect("/proc").is_empty());
         assert!(
@@ -159,5 +183,18 @@ mod tests {
             "unlisted groups are left alone"
         );
         drop((watched, released));
+    }
+
+    #[test]
+    fn it_also_stops_marked_groups_that_were_never_listed() {
+        let token = format!("test-{}", std::process::id());
+        let mut unlisted = Command::new("sleep");
+        unlisted.arg("1000").env(MARKER_VAR, &token);
+        let unlisted = GroupChild::spawn(&mut unlisted).expect("sleep");
+        let pgid = unlisted.id();
+        let orphans = serve(&b""[..], Some(&token));
+        assert_eq!(orphans, vec![pgid]);
+        assert!(super::super::live_group_members(pgid).expect("/proc").is_empty());
+        drop(unlisted);
     }
 }

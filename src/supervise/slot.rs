@@ -94,6 +94,10 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
     shared.board.update(slot, |w| w.state = State::Starting);
     let mut command = (shared.command)(slot);
     command.env("MUSTER_WORKER", slot.to_string());
+    if let Some(watchdog) = &config.watchdog {
+        let (name, token) = watchdog.marker();
+        command.env(name, token);
+    }
     if config.capture_output {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
