@@ -91,7 +91,7 @@ fn report(event: Event<'_>) {
             let verdict = if how.killed { "killed after the grace period" } else { "stopped" };
             println!("master: worker {slot} {verdict} ({})", how.status);
         }
-        Event::Line { .. } => {} // output is not captured: workers print straight to stdout
+        Event::Lines { .. } => {} // output is not captured: workers print straight to stdout
     }
 }
 

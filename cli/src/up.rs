@@ -178,11 +178,15 @@ impl Printer {
         self.broken.load(Ordering::Acquire)
     }
 
-    fn line(&self, slot: usize, stream: Stream, line: &[u8]) {
+    /// Writes whole `lines`, each with the worker's prefix, in one write.
+    fn lines(&self, slot: usize, stream: Stream, lines: &[u8]) {
         let prefix = self.prefixes.get(slot - 1).map_or("", String::as_str);
-        let mut whole = Vec::with_capacity(prefix.len() + line.len());
-        whole.extend_from_slice(prefix.as_bytes());
-        whole.extend_from_slice(line);
+        let count = lines.iter().filter(|&&b| b == b'\n').count();
+        let mut whole = Vec::with_capacity(lines.len() + count * prefix.len());
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            whole.extend_from_slice(prefix.as_bytes());
+            whole.extend_from_slice(line);
+        }
         match stream {
             Stream::Stdout => {
                 let written = self.stdout.lock().unwrap_or_else(PoisonError::into_inner).write_all(&whole);
@@ -203,7 +207,7 @@ impl Printer {
 
     fn event(&self, event: Event<'_>) {
         match event {
-            Event::Line { slot, stream, line } => self.line(slot, stream, line),
+            Event::Lines { slot, stream, lines } => self.lines(slot, stream, lines),
             Event::Started { slot, pid, restarts: 0 } => self.note(&format!("w{slot} started (pid {pid})")),
             Event::Started { slot, pid, restarts } => {
                 self.note(&format!("w{slot} restarted (pid {pid}, restart {restarts})"))

@@ -9,7 +9,7 @@
 //!
 //! [`Supervisor::stop`] stops every worker at once — SIGTERM to its group, one shared grace
 //! period, SIGKILL — and returns only when every one is reaped. Output can be captured line by
-//! line and handed to the caller whole ([`Event::Line`]), so merged output never splits a line.
+//! line and handed to the caller whole ([`Event::Lines`]), so merged output never splits a line.
 //! [`control`] serves `status` and `stop` requests over a Unix socket.
 
 pub mod control;
@@ -58,7 +58,7 @@ pub struct SuperviseConfig {
     pub stable: Duration,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
-    /// Pipe the workers' stdout and stderr and deliver them as [`Event::Line`]s; otherwise the
+    /// Pipe the workers' stdout and stderr and deliver them as [`Event::Lines`]; otherwise the
     /// workers inherit ours.
     pub capture_output: bool,
     /// Tells a watchdog about every worker's process group, so `kill -9` of the supervisor
@@ -156,15 +156,16 @@ pub enum Event<'a> {
         /// How it ended, and whether SIGKILL was needed.
         how: Stopped,
     },
-    /// A whole line of a worker's output (with its newline; one is added to a last line that
-    /// lacked it). Only with [`SuperviseConfig::capture_output`].
-    Line {
+    /// One or more whole lines of a worker's output, each with its newline (one is added to a
+    /// last line that lacked it): whatever whole lines arrived together, so a chatty worker
+    /// costs one event per read, not per line. Only with [`SuperviseConfig::capture_output`].
+    Lines {
         /// The worker's slot.
         slot: usize,
         /// Which stream.
         stream: Stream,
-        /// The line's bytes.
-        line: &'a [u8],
+        /// The lines' bytes.
+        lines: &'a [u8],
     },
 }
 

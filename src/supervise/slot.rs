@@ -257,19 +257,28 @@ impl Readers {
 
 fn forward_lines(pipe: Box<dyn Read + Send>, slot: usize, stream: Stream, on_event: &EventSink) {
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-    let mut line = Vec::new();
+    let mut lines = Vec::new();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                if line.last() != Some(&b'\n') {
-                    line.push(b'\n');
-                }
-                on_event(Event::Line { slot, stream, line: &line });
+        lines.clear();
+        // The first line may block; more are taken only while whole ones are buffered.
+        loop {
+            match reader.read_until(b'\n', &mut lines) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+            if lines.last() != Some(&b'\n') {
+                lines.push(b'\n');
+                break;
+            }
+            if !reader.buffer().contains(&b'\n') || lines.len() >= 64 * 1024 {
+                break;
+            }
         }
+        if lines.is_empty() {
+            return;
+        }
+        on_event(Event::Lines { slot, stream, lines: &lines });
     }
 }

@@ -28,8 +28,12 @@ impl Heard {
                 }
                 Event::GaveUp { slot, in_a_row } => format!("gave up {slot} after {in_a_row}"),
                 Event::Stopped { slot, how, .. } => format!("stopped {slot} killed={}", how.killed),
-                Event::Line { slot, stream, line } => {
-                    format!("line {slot} {stream:?} {}", String::from_utf8_lossy(line))
+                Event::Lines { slot, stream, lines } => {
+                    let mut heard = heard.lock().expect("lock");
+                    for line in lines.split_inclusive(|&b| b == b'\n') {
+                        heard.push(format!("line {slot} {stream:?} {}", String::from_utf8_lossy(line)));
+                    }
+                    return;
                 }
             };
             heard.lock().expect("lock").push(text);
