@@ -313,3 +313,23 @@ fn a_missing_command_is_refused_before_anything_starts() {
     assert!(stderr(&spaced).contains("sh -c"), "{}", stderr(&spaced));
     assert_code(&sandbox.run(&["up", "-n", "0", "--", "true"], b""), 2);
 }
+
+#[test]
+fn a_closed_stdout_stops_every_worker_and_exits_141() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn(&["up", "-n", "2", "--", "yes"]);
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let collector = collect(child.stderr.take().expect("piped"), Arc::clone(&stderr));
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a line");
+    assert!(first.ends_with("| y\n"), "{first:?}");
+    // Stop reading: the next write fails, and muster must stop the workers, not run blind.
+    drop(stdout);
+    let status = child.wait().expect("wait");
+    collector.join().expect("collector");
+    let err = stderr.lock().expect("lock").clone();
+    assert_eq!(status.code(), Some(141), "{err:#?}");
+    assert!(err.iter().any(|l| l.contains("stopping (standard output closed)")), "{err:#?}");
+    assert_eq!(err.iter().filter(|l| l.contains(") stopped: signal 15")).count(), 2, "{err:#?}");
+}
