@@ -30,7 +30,7 @@ rate() { # tasks, command (run RUNS times; prints the median rate in tasks/s)
 }
 
 floor1=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 1; done | median)
-floor64=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 64; done | median)
+floor_wide=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 256; done | median)
 muster_c=$(rate "$n" "$muster run --persistent -j 2 $work/pipe-floor --worker < $work/in")
 muster_py=$(rate "$n" "$muster run --persistent -j 2 $python examples/square_worker.py < $work/in")
 spawn=$(rate $((n / 100)) "$muster run -j 2 $python -c 'import sys; print(int(sys.argv[1]) ** 2)' < $work/in-spawn")
@@ -41,12 +41,12 @@ executor=$(awk -F'\t' '$1 == "process_pool_executor" { print $2 }' <<< "$pools" 
 printf 'square a number, %d tasks, 2 workers, median of %d runs (tasks/s)\n' "$n" "$runs"
 row() { printf '  %-52s %10s\n' "$1" "$2"; }
 row "floor: C master + C workers, 1 in flight" "$floor1"
-row "floor: C master + C workers, 64 in flight" "$floor64"
+row "floor: C master + C workers, 256 in flight" "$floor_wide"
 row "muster run --persistent, C worker" "$muster_c"
 row "muster run --persistent, Python worker" "$muster_py"
 row "multiprocessing.Pool(2).imap(chunksize=1)" "$pool_imap"
 row "ProcessPoolExecutor(2).map" "$executor"
 row "muster run, a python3 per task" "$spawn"
-awk -v f="$floor64" -v c="$muster_c" -v p="$muster_py" -v i="$pool_imap" -v e="$executor" -v s="$spawn" 'BEGIN {
+awk -v f="$floor_wide" -v c="$muster_c" -v p="$muster_py" -v i="$pool_imap" -v e="$executor" -v s="$spawn" 'BEGIN {
   printf "  persistent (Python) / Pool.imap = %.1fx, / ProcessPoolExecutor = %.0fx, / spawn-per-task = %.0fx\n", p / i, p / e, p / s
-  printf "  muster with a C worker runs at %.2f of the 64-in-flight floor\n", c / f }'
+  printf "  muster with a C worker runs at %.2f of the 256-in-flight floor\n", c / f }'

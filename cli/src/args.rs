@@ -145,7 +145,7 @@ pub struct RunArgs {
     pub persistent: bool,
 
     /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub window: u32,
 
     /// With --persistent: replace a worker after N tasks (for leaky workers).

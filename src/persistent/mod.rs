@@ -70,13 +70,13 @@ pub struct PersistentConfig {
 }
 
 impl PersistentConfig {
-    /// A configuration for `program args...` with up to 64 tasks in flight per worker.
+    /// A configuration for `program args...` with up to 256 tasks in flight per worker.
     pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>, workers: usize) -> Self {
         PersistentConfig {
             program: program.into(),
             args,
             workers: workers.max(1),
-            window: 64,
+            window: 256,
             separator: b'\n',
             retries: 0,
             max_tasks_per_worker: None,
