@@ -12,16 +12,30 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
-/// The compiled example `name` (cargo builds examples alongside the tests), built on demand
-/// when it is missing.
+/// The compiled example `name`. `cargo test` builds examples alongside the tests, but
+/// `cargo test --test examples` does not, so an example older than this test binary (or
+/// missing) is rebuilt first, once per run, rather than testing a stale binary.
 pub fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("test binary path");
-    let profile_dir = deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let profile_dir = test_binary.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
     let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&path), modified(&test_binary)) {
+        (Some(example), Some(test)) => example < test,
+        _ => true,
+    };
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if stale && !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "--example", name]).status().expect("run cargo");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--example", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo");
         assert!(status.success(), "building example {name}");
+        built.push(name.to_owned());
     }
     path
 }
