@@ -246,7 +246,8 @@ fn slow_tasks_are_not_queued_behind_one_worker() {
 
 #[test]
 fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
-    // For "in3" the worker writes two lines in one write: a reply nobody asked for.
+    // For "in3" the worker writes two lines in one write: a reply nobody asked for. No task
+    // may be sent to it after that (it would die with the worker, uncharged or not).
     let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
     let mut config = sh(script, 1);
     config.window = 1;

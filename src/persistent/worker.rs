@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -159,6 +159,8 @@ struct Worker {
     space: cb::Receiver<()>,
     /// Tasks to keep in flight now (see [`Pace`]).
     limit: Arc<AtomicUsize>,
+    /// Set by the reader when the worker broke the protocol (see [`lost`]).
+    broke_protocol: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     sent: u64,
     watchdog: Option<std::sync::Arc<crate::process::watchdog::Watchdog>>,
@@ -200,6 +202,7 @@ impl Worker {
         let (alive_tx, alive) = cb::bounded::<()>(0);
         let (space_tx, space) = cb::bounded::<()>(1);
         let limit = Arc::new(AtomicUsize::new(1));
+        let broke_protocol = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if let Some(stdout) = stdout {
             let (in_flight, settle, separator) =
@@ -209,6 +212,7 @@ impl Worker {
                 space: space_tx,
                 limit: limit.clone(),
                 pace: Pace::new(ctx.config.window.max(1)),
+                broke_protocol: broke_protocol.clone(),
             };
             threads.push(std::thread::spawn(move || {
                 read_replies(stdout, separator, &in_flight, window, &settle);
@@ -226,7 +230,19 @@ impl Worker {
         }
         let _ = ctx.events.send(Event::WorkerStarted);
         let watchdog = ctx.config.watchdog.clone();
-        Ok(Worker { child, stdin, in_flight, permits, alive, space, limit, threads, sent: 0, watchdog })
+        Ok(Worker {
+            child,
+            stdin,
+            in_flight,
+            permits,
+            alive,
+            space,
+            limit,
+            broke_protocol,
+            threads,
+            sent: 0,
+            watchdog,
+        })
     }
 
     fn window_full(&self) -> bool {
@@ -331,6 +347,8 @@ struct Window {
     /// Tasks to keep in flight now, set from `pace`.
     limit: Arc<AtomicUsize>,
     pace: Pace,
+    /// Set when the worker sent a reply with no task waiting for it.
+    broke_protocol: Arc<AtomicBool>,
 }
 
 /// How much work to keep queued at a worker.
@@ -412,6 +430,15 @@ fn read_replies(
             }
             answered
         };
+        if answered.len() < wanted {
+            // A reply nobody asked for: the worker broke the protocol. The permits are not
+            // given back, so no new task is sent to it; ending here closes `alive`, and the
+            // slot replaces the worker (see `lost`).
+            window.broke_protocol.store(true, Ordering::Release);
+            settle.batch(answered);
+            settle.protocol_break();
+            return;
+        }
         for _ in 0..answered.len() {
             let _ = window.permits.try_recv();
         }
@@ -423,14 +450,7 @@ fn read_replies(
                 let _ = window.space.try_send(());
             }
         }
-        let complete = answered.len() == wanted;
         settle.batch(answered);
-        if !complete {
-            // A reply nobody asked for: the worker broke the protocol. Ending here closes
-            // `alive`, and the slot replaces the worker.
-            settle.protocol_break();
-            return;
-        }
     }
 }
 
@@ -486,9 +506,10 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 return;
             }
             End::InputDone | End::Recycle => {
+                let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
                 let finished = worker.finish(ctx.config.grace);
                 if !idle || !finished.0.is_empty() {
-                    crashed(&ctx, finished, &mut probe);
+                    lost(&ctx, broke_protocol, finished, &mut probe);
                     continue;
                 }
                 if probe.is_empty() {
@@ -504,8 +525,9 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
             }
             End::Died => {
                 worker.stdin.take();
+                let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
                 let finished = worker.kill();
-                crashed(&ctx, finished, &mut probe);
+                lost(&ctx, broke_protocol, finished, &mut probe);
             }
             End::TimedOut => {
                 let (held, _) = worker.kill();
@@ -530,6 +552,24 @@ fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDequ
         ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
     } else {
         probe.push_back(culprit);
+    }
+}
+
+/// Handles a worker lost while holding tasks. One that broke the protocol is to blame itself
+/// (its extra reply came from a task already answered): the tasks it held — which it may have
+/// died on only because we stopped reading — run again, one at a time, uncharged. Otherwise
+/// see [`crashed`].
+fn lost(
+    ctx: &SlotContext<'_>,
+    broke_protocol: bool,
+    finished: (VecDeque<Job>, Option<std::process::ExitStatus>),
+    probe: &mut VecDeque<Job>,
+) {
+    if !broke_protocol {
+        return crashed(ctx, finished, probe);
+    }
+    for job in finished.0.into_iter().rev() {
+        probe.push_front(job);
     }
 }
 
