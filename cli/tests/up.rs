@@ -333,3 +333,45 @@ fn a_closed_stdout_stops_every_worker_and_exits_141() {
     assert!(err.iter().any(|l| l.contains("stopping (standard output closed)")), "{err:#?}");
     assert_eq!(err.iter().filter(|l| l.contains(") stopped: signal 15")).count(), 2, "{err:#?}");
 }
+
+fn ticker() -> String {
+    format!("{}/../examples/ticker.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_python_ticker_stops_cleanly_and_a_crashing_one_is_given_up() {
+    let sandbox = Sandbox::new();
+    let ticker = ticker();
+    let up = Up::start(&sandbox, &["-n", "2", "--", "python3", &ticker]);
+    let ticked = wait_for(Duration::from_secs(20), || up.stdout().len() >= 2);
+    assert!(ticked, "{:#?}", up.stderr());
+    assert_code(&sandbox.run(&["stop"], b""), 0);
+    let (code, out, err) = up.finish();
+    assert_eq!(code, Some(0), "{err:#?}");
+    for worker in 1..=2 {
+        let bye = format!("w{worker} | worker {worker}: asked to stop after ");
+        assert!(out.iter().any(|l| l.starts_with(&bye)), "SIGTERM handled cleanly: {out:#?}");
+    }
+
+    let crashing = sandbox.run(
+        &[
+            "up",
+            "-n",
+            "1",
+            "--backoff",
+            "10ms",
+            "--max-restarts",
+            "1",
+            "--",
+            "python3",
+            &ticker,
+            "--crash-after",
+            "1",
+        ],
+        b"",
+    );
+    assert_code(&crashing, 1);
+    let err = stderr(&crashing);
+    assert_eq!(err.matches("w1 | worker 1: crashing on purpose").count(), 2, "{err}");
+    assert!(err.contains("w1 gave up after 1 restarts in a row"), "{err}");
+}
