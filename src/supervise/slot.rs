@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+use rustix::process::Signal;
+
 use super::{Event, EventSink, Restart, State, Stream, SuperviseConfig};
 use crate::process::{GroupChild, Stopped};
-use rustix::process::Signal;
 
 /// How long a stopped worker's output readers get to deliver what is left in the pipes (they
 /// only outlast it when a descendant escaped the process group and holds the pipe open).
@@ -91,7 +92,10 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
         shared.board.update(slot, |w| w.state = State::Stopped);
         return None;
     }
-    shared.board.update(slot, |w| w.state = State::Starting);
+    shared.board.update(slot, |w| {
+        w.state = State::Starting;
+        w.restarts = restarts;
+    });
     let mut command = (shared.command)(slot);
     command.env("MUSTER_WORKER", slot.to_string());
     if let Some(watchdog) = &config.watchdog {
@@ -118,7 +122,6 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
         w.state = State::Running;
         w.pid = Some(pid);
         w.started = Some(started);
-        w.restarts = restarts;
     });
     (shared.on_event)(Event::Started { slot, pid, restarts });
 

@@ -362,3 +362,16 @@ fn kill_now_cuts_the_grace_period_short() {
     assert_eq!(heard.count("stopped"), 2);
     assert!(heard.all().iter().filter(|t| t.starts_with("stopped")).all(|t| t.ends_with("killed=true")));
 }
+
+#[test]
+fn the_board_counts_restarts_of_a_command_that_never_starts() {
+    let heard = Heard::default();
+    let mut config = quick(1);
+    config.max_restarts = 2;
+    let supervisor =
+        Supervisor::start(config, |_| Command::new("/nonexistent/muster-test-program"), heard.sink())
+            .expect("start");
+    assert!(ended(&supervisor));
+    let last = supervisor.stop();
+    assert_eq!((last[0].state, last[0].restarts, last[0].pid), (State::GaveUp, 2, None));
+}
