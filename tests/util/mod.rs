@@ -13,17 +13,20 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
 /// The compiled example `name`. `cargo test` builds examples alongside the tests, but
-/// `cargo test --test examples` does not, so an example older than this test binary (or
-/// missing) is rebuilt first, once per run, rather than testing a stale binary.
+/// `cargo test --test examples` does not, so an example older than the sources it is built
+/// from (or missing) is rebuilt first, once per run, rather than testing a stale binary.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let test_binary = std::env::current_exe().expect("test binary path");
     let profile_dir = test_binary.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
     let path = profile_dir.join("examples").join(name);
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = match (modified(&path), modified(&test_binary)) {
-        (Some(example), Some(test)) => example < test,
-        _ => true,
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = newest_change(&root.join("src")).max(newest_change(&root.join("examples")));
+    let built_at = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let stale = match (built_at, sources) {
+        (Some(built_at), Some(sources)) => built_at < sources,
+        (None, _) => true,
+        (Some(_), None) => false,
     };
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if stale && !built.iter().any(|b| b == name) {
@@ -38,6 +41,21 @@ pub fn example(name: &str) -> PathBuf {
         built.push(name.to_owned());
     }
     path
+}
+
+/// The latest modification time of any file below `dir`.
+fn newest_change(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_change(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// Runs example `name` with `args` to completion.
