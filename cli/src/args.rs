@@ -62,7 +62,7 @@ pub enum Command {
     /// Stop a running `muster up` and wait until every worker is reaped.
     Stop(ControlArgs),
     /// Show each worker of a running `muster up`: state, pid, uptime, restarts, last exit.
-    Status(ControlArgs),
+    Status(StatusArgs),
     /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -226,6 +226,16 @@ pub enum ColorChoice {
     Always,
     /// Never.
     Never,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+
+    /// Print a JSON array (worker, state, pid, uptime_s, restarts, exit_code, exit_signal).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,7 +24,9 @@ fn main() -> ExitCode {
         args::Command::Run(run_args) => run::run(run_args),
         args::Command::Up(up_args) => up::up(up_args),
         args::Command::Stop(control_args) => up::control(control_args, "stop"),
-        args::Command::Status(control_args) => up::control(control_args, "status"),
+        args::Command::Status(status) => {
+            up::control(status.control, if status.json { "status json" } else { "status" })
+        }
         args::Command::Watchdog => {
             let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
             muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());

@@ -111,6 +111,22 @@ fn stop_from_another_terminal_stops_every_worker_and_reports_them() {
         assert_eq!(row[4], "0", "{table}");
     }
 
+    // The same for scripts: a JSON array (checked by Python's own parser).
+    let json = stdout(&sandbox.run(&["status", "--json"], b""));
+    let check = "import json, sys; rows = json.load(sys.stdin); \
+                 print(len(rows), all(r['state'] == 'running' and r['pid'] and r['exit_code'] is None for r in rows))";
+    let parsed = std::process::Command::new("python3")
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut python| {
+            std::io::Write::write_all(&mut python.stdin.take().expect("stdin"), json.as_bytes())?;
+            python.wait_with_output()
+        })
+        .expect("python3 runs");
+    assert_eq!(String::from_utf8_lossy(&parsed.stdout), "3 True\n", "{json}");
+
     let stop = sandbox.run(&["stop"], b"");
     assert_code(&stop, 0);
     let answer = stdout(&stop);

@@ -7,7 +7,7 @@
 //! `NAME.sock`, the socket. A second supervisor with the same name is refused while the lock is
 //! held; a socket left by a killed one is replaced.
 //!
-//! The protocol is one request line (`status` or `stop`), answered with text and a last line
+//! The protocol is one request line (`status`, `status json` or `stop`), answered with text and a last line
 //! `ok`. `stop` answers only once every worker is reaped, so `muster stop` returning means
 //! everything is down. A reply without `ok` means the supervisor went away mid-answer.
 
@@ -273,6 +273,9 @@ fn answer(stream: UnixStream, board: &StatusBoard, on_stop: &dyn Fn(), pending: 
         "status" => {
             let _ = writeln!(writer, "{}{DONE}", board.render());
         }
+        "status json" => {
+            let _ = writeln!(writer, "{}\n{DONE}", StatusBoard::render_json_rows(&board.snapshot()));
+        }
         "stop" => {
             let workers = board.snapshot().len();
             let _ = writeln!(writer, "stopping {workers} workers (SIGTERM, grace, SIGKILL)...");
@@ -280,7 +283,7 @@ fn answer(stream: UnixStream, board: &StatusBoard, on_stop: &dyn Fn(), pending: 
             on_stop();
         }
         other => {
-            let _ = writeln!(writer, "error: unknown request '{other}' (known: status, stop)");
+            let _ = writeln!(writer, "error: unknown request '{other}' (known: status, status json, stop)");
         }
     }
 }

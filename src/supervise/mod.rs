@@ -280,6 +280,29 @@ impl StatusBoard {
         }
         text
     }
+
+    /// The status as a JSON array, one object per worker, for scripts: `worker`, `state`,
+    /// `pid`, `uptime_s`, `restarts`, `exit_code`, `exit_signal` (absent values are `null`).
+    pub fn render_json_rows(workers: &[WorkerStatus]) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        let null = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
+        let rows: Vec<String> = workers
+            .iter()
+            .map(|w| {
+                format!(
+                    "{{\"worker\":{},\"state\":\"{}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"exit_code\":{},\"exit_signal\":{}}}",
+                    w.slot,
+                    w.state.label(),
+                    null(w.pid.map(|p| p.to_string())),
+                    null(w.started.map(|at| format!("{:.3}", at.elapsed().as_secs_f64()))),
+                    w.restarts,
+                    null(w.last_exit.and_then(|s| s.code()).map(|c| c.to_string())),
+                    null(w.last_exit.and_then(|s| s.signal()).map(|s| s.to_string())),
+                )
+            })
+            .collect();
+        format!("[{}]", rows.join(","))
+    }
 }
 
 /// "exit 3" or "signal 9 (KILL)".

@@ -375,3 +375,42 @@ fn the_board_counts_restarts_of_a_command_that_never_starts() {
     let last = supervisor.stop();
     assert_eq!((last[0].state, last[0].restarts, last[0].pid), (State::GaveUp, 2, None));
 }
+
+#[test]
+fn the_json_status_has_every_field_and_null_for_the_absent() {
+    use std::os::unix::process::ExitStatusExt;
+    let rows = [
+        WorkerStatus {
+            slot: 1,
+            state: State::GaveUp,
+            pid: Some(41),
+            started: None,
+            restarts: 3,
+            last_exit: Some(std::process::ExitStatus::from_raw(4 << 8)),
+        },
+        WorkerStatus {
+            slot: 2,
+            state: State::Starting,
+            pid: None,
+            started: None,
+            restarts: 0,
+            last_exit: None,
+        },
+        WorkerStatus {
+            slot: 3,
+            state: State::Stopped,
+            pid: Some(43),
+            started: None,
+            restarts: 1,
+            last_exit: Some(std::process::ExitStatus::from_raw(9)),
+        },
+    ];
+    assert_eq!(
+        StatusBoard::render_json_rows(&rows),
+        concat!(
+            r#"[{"worker":1,"state":"gave up","pid":41,"uptime_s":null,"restarts":3,"exit_code":4,"exit_signal":null},"#,
+            r#"{"worker":2,"state":"starting","pid":null,"uptime_s":null,"restarts":0,"exit_code":null,"exit_signal":null},"#,
+            r#"{"worker":3,"state":"stopped","pid":43,"uptime_s":null,"restarts":1,"exit_code":null,"exit_signal":9}]"#
+        )
+    );
+}
