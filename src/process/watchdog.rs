@@ -34,6 +34,8 @@ pub struct Watchdog {
     pipe: Mutex<Option<ChildStdin>>,
     child: Child,
     token: String,
+    /// Groups watched and not yet released.
+    watched: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -53,7 +55,7 @@ impl Watchdog {
         command.env(MARKER_VAR, &token);
         let mut child = command.stdin(Stdio::piped()).stdout(Stdio::null()).process_group(0).spawn()?;
         let pipe = child.stdin.take();
-        Ok(Watchdog { pipe: Mutex::new(pipe), child, token })
+        Ok(Watchdog { pipe: Mutex::new(pipe), child, token, watched: Default::default() })
     }
 
     /// The environment variable and value to give every watched process (see [`MARKER_VAR`]).
@@ -73,18 +75,25 @@ impl Watchdog {
 
     /// Adds a process group to kill if muster dies.
     pub fn watch(&self, pgid: u32) {
+        self.watched.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.send(&format!("+{pgid}\n"));
     }
 
     /// Removes a process group (it has been reaped).
     pub fn unwatch(&self, pgid: u32) {
         self.send(&format!("-{pgid}\n"));
+        self.watched.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.pipe.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // With nothing left to guard, the helper would only finish its nap (up to 50 ms on
+        // every exit of muster): end it now. Otherwise let it stop what is still listed.
+        if self.watched.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
