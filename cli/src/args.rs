@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use muster::farm::{FailThreshold, Halt, HaltWhen};
+use muster::journal::ResumeMode;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -243,6 +244,17 @@ pub struct ControlArgs {
     /// Which `muster up` (its --name).
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub name: String,
+}
+
+impl RunArgs {
+    /// What `--resume` / `--resume-failed` ask to skip.
+    pub fn resume_mode(&self) -> Option<ResumeMode> {
+        match (self.resume, self.resume_failed) {
+            (true, _) => Some(ResumeMode::SkipFinished),
+            (_, true) => Some(ResumeMode::SkipDone),
+            _ => None,
+        }
+    }
 }
 
 /// A `-j` value.

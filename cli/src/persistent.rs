@@ -7,9 +7,8 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use muster::farm::ResumeMode;
 use muster::farm::{Inputs, Source};
-use muster::journal::{input_hash, InputKey, JournalWriter, Record, RecordOutcome, Resume};
+use muster::journal::{InputLedger, JournalWriter, Record, RecordOutcome};
 use muster::persistent::{self, Attempt, PersistentConfig, Reply};
 use muster::process::template::Template;
 use muster::process::watchdog::Watchdog;
@@ -49,7 +48,14 @@ pub fn run(
     config.halt = args.halt;
     config.known_total = inputs.known_total();
     let label = journal_label(&command);
-    let (mut journal, resume) = open_journal(args, &label)?;
+    let (mut journal, mut ledger) = match &args.joblog {
+        None => (None, None),
+        Some(path) => {
+            let (writer, resume) = JournalWriter::open(path, &label, args.resume_mode())
+                .map_err(|err| usage(err.to_string()))?;
+            (Some(writer), Some(InputLedger::new(resume)))
+        }
+    };
 
     let shutdown = Shutdown::new();
     let _signals = shutdown
@@ -72,14 +78,12 @@ pub fn run(
         None => eprintln!("{text}"),
     };
     let remember = args.tag || journal.is_some();
-    let journaling = journal.is_some();
-    let mut occurrences: HashMap<u64, u32> = HashMap::new();
     let (mut read, mut sent) = (0u64, 0u64);
     let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let skips = skipped.clone();
     let records = inputs
         .map_while(move |input| match input {
-            Ok(input) => Some(Some(input)),
+            Ok(input) => Some(input),
             Err(err) => {
                 *errors.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(format!("reading input: {err}"));
@@ -87,29 +91,23 @@ pub fn run(
             }
         })
         .filter_map(move |input| {
-            let input = input?;
             read += 1;
-            let identity = if journaling { input.identity() } else { Vec::new() };
             // Occurrences tell repeated inputs apart in the joblog (as `muster run` does).
-            let mut occurrence = 0;
-            if journaling {
-                let hash = input_hash(&identity);
-                let count = occurrences.entry(hash).or_insert(0);
-                *count += 1;
-                occurrence = *count;
-                if let Some((mode, resume)) = &resume {
-                    let key = InputKey::new(hash, occurrence);
-                    if resume.done.contains(&key)
-                        || (*mode == ResumeMode::SkipFinished && resume.failed.contains(&key))
-                    {
+            let (identity, occurrence) = match ledger.as_mut() {
+                Some(ledger) => {
+                    let identity = input.identity();
+                    let (occurrence, skip) = ledger.admit(&identity);
+                    if skip {
                         skips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Some(bar) = bar {
                             bar.settled(true);
                         }
                         return None;
                     }
+                    (identity, occurrence)
                 }
-            }
+                None => (Vec::new(), 0),
+            };
             sent += 1;
             let record = input.into_display();
             if remember {
@@ -132,7 +130,8 @@ pub fn run(
     let started = Instant::now();
     let tagging = args.tag;
     let mut print = |seq: Seq, reply: Reply, attempt: Attempt, out: &mut dyn Write| {
-        let meta = tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+        let meta =
+            if remember { tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq) } else { None };
         if let Some(bar) = bar {
             if !matches!(reply, Reply::NotRun) {
                 bar.settled(matches!(reply, Reply::Done(_)));
@@ -165,16 +164,16 @@ pub fn run(
                     }
                 }
             }
-            Reply::Failed(failure) => {
+            Reply::Failed(_) | Reply::TimedOut => {
                 let shown = tag.map(|t| format!(" ({})", String::from_utf8_lossy(&t))).unwrap_or_default();
-                note(format!("muster: task {seq}{shown}: {failure}, every attempt"));
-            }
-            Reply::TimedOut => {
-                let shown = tag.map(|t| format!(" ({})", String::from_utf8_lossy(&t))).unwrap_or_default();
-                let limit = args.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-                note(format!(
-                    "muster: task {seq}{shown}: no reply within {limit}s, every attempt (worker replaced)"
-                ));
+                let (why, replaced) = match &reply {
+                    Reply::Failed(failure) => (failure.to_string(), ""),
+                    _ => {
+                        let limit = args.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+                        (format!("no reply within {limit}s"), " (worker replaced)")
+                    }
+                };
+                note(format!("muster: task {seq}{shown}: {why}, every attempt{replaced}"));
             }
             _ => {}
         }
@@ -268,26 +267,6 @@ struct TaskMeta {
 fn journal_label(command: &[OsString]) -> String {
     let words: Vec<String> = command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
     format!("{} (--persistent)", words.join(" "))
-}
-
-/// The joblog writer, and what a resume skips.
-type Journal = (Option<JournalWriter>, Option<(ResumeMode, Resume)>);
-
-fn open_journal(args: &RunArgs, label: &str) -> Result<Journal, Fatal> {
-    let mode = match (args.resume, args.resume_failed) {
-        (true, _) => Some(ResumeMode::SkipFinished),
-        (_, true) => Some(ResumeMode::SkipDone),
-        _ => None,
-    };
-    let Some(path) = &args.joblog else { return Ok((None, None)) };
-    let fatal = |err: muster::journal::JournalError| usage(err.to_string());
-    match mode {
-        None => Ok((Some(JournalWriter::create(path, label).map_err(fatal)?), None)),
-        Some(mode) => {
-            let (writer, resume) = JournalWriter::resume(path, label).map_err(fatal)?;
-            Ok((Some(writer), Some((mode, resume))))
-        }
-    }
 }
 
 /// The joblog record for a settled task; none for a task never answered (a resume runs it).

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use muster::farm::{self, FarmConfig, Inputs, NoObserver, Observer, OutputMode, ResumeMode, Source, Summary};
+use muster::farm::{self, FarmConfig, Inputs, NoObserver, Observer, OutputMode, Source, Summary};
 use muster::process::template::Template;
 use muster::Shutdown;
 
@@ -128,12 +128,8 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
     config.timeout = args.timeout;
     config.grace = args.grace;
     config.halt = args.halt;
+    config.resume = args.resume_mode();
     config.joblog = args.joblog;
-    config.resume = match (args.resume, args.resume_failed) {
-        (true, _) => Some(ResumeMode::SkipFinished),
-        (_, true) => Some(ResumeMode::SkipDone),
-        _ => None,
-    };
     config.dry_run = args.dry_run;
     config.watchdog = watchdog_command();
     config.program_path = program_path;

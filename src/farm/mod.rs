@@ -19,7 +19,6 @@ mod exec;
 pub mod input;
 mod output;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -32,7 +31,8 @@ use crossbeam_channel as cb;
 pub use exec::Stream;
 pub use input::{Input, Inputs, Source};
 
-use crate::journal::{input_hash, InputKey, JournalError, JournalWriter, Record, RecordOutcome};
+pub use crate::journal::ResumeMode;
+use crate::journal::{InputLedger, JournalError, JournalWriter, Record, RecordOutcome};
 use crate::process::template::Template;
 use crate::process::watchdog::Watchdog;
 use crate::shutdown::{Level, Shutdown};
@@ -133,15 +133,6 @@ impl HaltGate {
             }
         }
     }
-}
-
-/// Which tasks a resumed run skips.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResumeMode {
-    /// Skip tasks that are done or failed for good (GNU parallel's `--resume`).
-    SkipFinished,
-    /// Skip only tasks that are done; run failed ones again (`--resume-failed`).
-    SkipDone,
 }
 
 /// How output reaches the terminal.
@@ -312,12 +303,11 @@ pub fn run(
         return Ok(dry_run(&config, inputs, stdout));
     }
     let command = config.command_label();
-    let (journal, resume) = match (&config.joblog, config.resume) {
-        (None, _) => (None, None),
-        (Some(path), None) => (Some(JournalWriter::create(path, &command)?), None),
-        (Some(path), Some(mode)) => {
-            let (writer, resume) = JournalWriter::resume(path, &command)?;
-            (Some(writer), Some((mode, resume)))
+    let (journal, mut ledger) = match &config.joblog {
+        None => (None, None),
+        Some(path) => {
+            let (writer, resume) = JournalWriter::open(path, &command, config.resume)?;
+            (Some(writer), Some(InputLedger::new(resume)))
         }
     };
     let watchdog = match config.watchdog.take() {
@@ -365,7 +355,6 @@ pub fn run(
         drop(tasks_rx);
 
         // The feeder: read, skip what the joblog says is done, and queue the rest.
-        let mut occurrences: HashMap<u64, u32> = HashMap::new();
         let mut read = 0u64;
         let mut input_error = None;
         for input in inputs {
@@ -384,23 +373,15 @@ pub fn run(
             if config.keep_order && credits_tx.send(()).is_err() {
                 break;
             }
-            // Occurrences identify repeated inputs in the joblog; counted only when journaling
-            // (the map grows with the number of distinct inputs).
+            // Occurrences identify repeated inputs in the joblog; counted only when journaling.
             let mut occurrence = 0;
-            if journaling {
-                let hash = input_hash(&input.identity());
-                let count = occurrences.entry(hash).or_insert(0);
-                *count += 1;
-                occurrence = *count;
-                if let Some((mode, resume)) = &resume {
-                    let key = InputKey::new(hash, occurrence);
-                    let skip = resume.done.contains(&key)
-                        || (*mode == ResumeMode::SkipFinished && resume.failed.contains(&key));
-                    if skip {
-                        let _ = events_tx.send(Event::Skipped(seq));
-                        continue;
-                    }
+            if let Some(ledger) = ledger.as_mut() {
+                let (nth, skip) = ledger.admit(&input.identity());
+                if skip {
+                    let _ = events_tx.send(Event::Skipped(seq));
+                    continue;
                 }
+                occurrence = nth;
             }
             if let Err(cb::SendError(queued)) = tasks_tx.send(Queued { seq, occurrence, input }) {
                 let _ = events_tx.send(Event::NotRun(queued.seq));

@@ -20,7 +20,7 @@
 mod escape;
 mod record;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -85,6 +85,45 @@ pub enum JournalError {
     },
 }
 
+/// Which tasks a resumed run skips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeMode {
+    /// Skip tasks that are done or failed for good (GNU parallel's `--resume`).
+    SkipFinished,
+    /// Skip only tasks that are done; run failed ones again (`--resume-failed`).
+    SkipDone,
+}
+
+/// Counts the occurrences of each input (telling repeated inputs apart in the joblog) and,
+/// when resuming, says which ones the joblog already settled. It remembers every distinct
+/// input's hash, so keep one only when journaling.
+#[derive(Debug, Default)]
+pub struct InputLedger {
+    seen: HashMap<u64, u32>,
+    resume: Option<(ResumeMode, Resume)>,
+}
+
+impl InputLedger {
+    /// A ledger for a run that resumes as `resume` says (`None`: a fresh joblog).
+    pub fn new(resume: Option<(ResumeMode, Resume)>) -> InputLedger {
+        InputLedger { seen: HashMap::new(), resume }
+    }
+
+    /// Counts one more occurrence of the input `identity`; returns which occurrence it is and
+    /// whether the joblog says it needs no run.
+    pub fn admit(&mut self, identity: &[u8]) -> (u32, bool) {
+        let hash = input_hash(identity);
+        let count = self.seen.entry(hash).or_insert(0);
+        *count += 1;
+        let occurrence = *count;
+        let skip = self.resume.as_ref().is_some_and(|(mode, resume)| {
+            let key = InputKey::new(hash, occurrence);
+            resume.done.contains(&key) || (*mode == ResumeMode::SkipFinished && resume.failed.contains(&key))
+        });
+        (occurrence, skip)
+    }
+}
+
 /// What an existing joblog says about the tasks it saw.
 #[derive(Debug, Default)]
 pub struct Resume {
@@ -122,6 +161,22 @@ impl JournalWriter {
         let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
         file.write_all(head.as_bytes()).map_err(io_err)?;
         Ok(JournalWriter { file, path: path.to_owned() })
+    }
+
+    /// Opens the joblog for `command`: a new one, or, with a resume `mode`, the existing one
+    /// and what it says (see [`create`](Self::create) and [`resume`](Self::resume)).
+    pub fn open(
+        path: &Path,
+        command: &str,
+        mode: Option<ResumeMode>,
+    ) -> Result<(JournalWriter, Option<(ResumeMode, Resume)>), JournalError> {
+        match mode {
+            None => Ok((JournalWriter::create(path, command)?, None)),
+            Some(mode) => {
+                let (writer, resume) = JournalWriter::resume(path, command)?;
+                Ok((writer, Some((mode, resume))))
+            }
+        }
     }
 
     /// Opens an existing joblog to resume `command`: reads what it says, checks it was written
