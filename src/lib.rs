@@ -39,6 +39,7 @@
 //! ```
 
 pub mod farm;
+pub mod halt;
 pub mod journal;
 pub mod persistent;
 pub mod pipeline;

@@ -70,6 +70,9 @@ pub enum Failure {
     Panic(String),
     /// The task could not be started at all (command not found, spawn error, ...).
     Start(String),
+    /// The task ran, but its output could not be captured or written (a full disk, a closed
+    /// device), so it is not done: a resume runs it again.
+    Output(String),
 }
 
 impl fmt::Display for Failure {
@@ -79,6 +82,7 @@ impl fmt::Display for Failure {
             Failure::Signal(sig) => write!(f, "killed by signal {sig}"),
             Failure::Panic(msg) => write!(f, "panicked: {msg}"),
             Failure::Start(msg) => write!(f, "could not start: {msg}"),
+            Failure::Output(msg) => write!(f, "output lost: {msg}"),
         }
     }
 }

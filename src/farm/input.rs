@@ -9,6 +9,10 @@
 
 use std::io::{self, BufRead};
 
+use crossbeam_channel as cb;
+
+use crate::shutdown::Shutdown;
+
 /// One task's input: one value per source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
@@ -91,6 +95,8 @@ pub struct Inputs {
     odometer: Vec<usize>,
     total: Option<u64>,
     failed: bool,
+    /// The first source is a stream, whose reads can block for as long as it likes.
+    streamed: bool,
 }
 
 impl Inputs {
@@ -98,6 +104,7 @@ impl Inputs {
     /// to the end now.
     pub fn new(sources: Vec<Source>, separator: u8) -> io::Result<Inputs> {
         let mut sources = sources.into_iter();
+        let streamed = matches!(sources.as_slice().first(), Some(Source::Stream { .. }));
         let (first, first_len): (ValueStream, Option<usize>) = match sources.next() {
             None => (Box::new(std::iter::empty()), Some(0)),
             Some(Source::Values(values)) => {
@@ -118,7 +125,7 @@ impl Inputs {
         let product: usize = rest.iter().map(Vec::len).product();
         let total = first_len.map(|n| (n * product) as u64);
         let odometer = vec![0; rest.len()];
-        Ok(Inputs { first, rest, current: None, odometer, total, failed: false })
+        Ok(Inputs { first, rest, current: None, odometer, total, failed: false, streamed })
     }
 
     /// The number of inputs, when it is known without reading ahead.
@@ -161,6 +168,76 @@ impl Iterator for Inputs {
             values.push(source[*wheel].clone());
         }
         Some(Ok(Input { values }))
+    }
+}
+
+/// Inputs read on a thread of their own, so that a read that blocks (a terminal, a stalled
+/// pipe) never holds up a shutdown: iterating a `Feed` ends as soon as the [`Shutdown`] trips.
+/// The thread reads at most [`Feed::AHEAD`] records ahead of the consumer. If the run ends
+/// while it is blocked in a read, it is left behind and ends with that read (or the process).
+/// Inputs known up front (`:::`) cannot block and are read in place.
+pub struct Feed {
+    source: FeedSource,
+    shutdown: Shutdown,
+}
+
+enum FeedSource {
+    InPlace(Inputs),
+    Thread(cb::Receiver<io::Result<Input>>),
+    Ended,
+}
+
+impl Feed {
+    /// Records read ahead, at most.
+    pub const AHEAD: usize = 64;
+
+    /// Feeds `inputs` until they end or `shutdown` trips.
+    pub fn new(inputs: Inputs, shutdown: Shutdown) -> Feed {
+        if !inputs.streamed {
+            return Feed { source: FeedSource::InPlace(inputs), shutdown };
+        }
+        let (tx, rx) = cb::bounded(Feed::AHEAD);
+        let spawned = std::thread::Builder::new().name("muster-input".into()).spawn(move || {
+            for input in inputs {
+                if tx.send(input).is_err() {
+                    break;
+                }
+            }
+        });
+        let source = match spawned {
+            Ok(_) => FeedSource::Thread(rx),
+            Err(err) => {
+                // Without the thread, report the failure as a read error: nothing is run blind.
+                let (tx, rx) = cb::bounded(1);
+                let _ =
+                    tx.send(Err(io::Error::new(err.kind(), format!("cannot start the input reader: {err}"))));
+                FeedSource::Thread(rx)
+            }
+        };
+        Feed { source, shutdown }
+    }
+}
+
+impl Iterator for Feed {
+    type Item = io::Result<Input>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.shutdown.is_tripped() {
+            self.source = FeedSource::Ended;
+        }
+        let next = match &mut self.source {
+            FeedSource::Ended => None,
+            FeedSource::InPlace(inputs) => inputs.next(),
+            FeedSource::Thread(rx) => cb::select! {
+                recv(rx) -> input => input.ok(),
+                recv(self.shutdown.tripped()) -> _ => None,
+            },
+        };
+        if next.is_none() {
+            // Dropping the receiver lets a reader that is not blocked end at its next send.
+            self.source = FeedSource::Ended;
+        }
+        next
     }
 }
 
@@ -220,6 +297,28 @@ mod tests {
     #[test]
     fn an_empty_source_means_no_tasks() {
         assert_eq!(Inputs::new(vec![values(&["a"]), values(&[])], b'\n').expect("ok").count(), 0);
+    }
+
+    #[test]
+    fn a_feed_ends_when_shutdown_trips_even_while_its_read_blocks() {
+        // A pipe whose writer stays open: the read blocks forever.
+        let (reader, _writer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        let source = Source::Stream { name: "pipe".into(), reader: Box::new(io::BufReader::new(reader)) };
+        let shutdown = Shutdown::new();
+        let mut feed = Feed::new(Inputs::new(vec![source], b'\n').expect("ok"), shutdown.clone());
+        let tripper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            shutdown.trip();
+        });
+        assert!(feed.next().is_none(), "the blocked read does not hold the feed");
+        tripper.join().expect("tripper");
+    }
+
+    #[test]
+    fn a_feed_passes_every_record_through() {
+        let feed = Feed::new(Inputs::new(vec![stream(b"a\nb\nc\n")], b'\n').expect("ok"), Shutdown::new());
+        let got: Vec<_> = feed.map(|i| i.expect("ok").values).collect();
+        assert_eq!(got, [vec![b"a".to_vec()], vec![b"b".to_vec()], vec![b"c".to_vec()]]);
     }
 
     #[test]

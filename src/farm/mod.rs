@@ -1,12 +1,15 @@
 //! The process task farm: run a command once per input, in parallel, losing nothing.
 //!
-//! This is the engine behind `muster run`. The caller's thread reads inputs and feeds a bounded
-//! queue (so input is never read far ahead); `jobs` slot threads each take a task, render its
-//! command from the [`Template`], run it in its own process group (see `exec`) and retry it if
-//! asked; one output thread prints, journals and counts (see `output`).
+//! This is the engine behind `muster run`. Inputs are read on a thread of their own (a
+//! [`Feed`], so a blocked read never holds up a shutdown); the caller's thread admits them
+//! (skipping what a resumed joblog says is done) into a bounded queue, so input is never read
+//! far ahead. One event loop per CPU takes tasks from the queue into its share of the `jobs`
+//! slots, runs each in its own process group and multiplexes all of their pipes and exits
+//! (see `reactor`: `-j 10000` costs descriptors, not threads); one output thread prints,
+//! journals and counts (see `output`).
 //!
 //! ```text
-//!  inputs ─▶ feeder ─queue(jobs)─▶ slot 1..=jobs ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!  input thread ─▶ feeder ─queue─▶ event loop × CPUs (slots 1..=jobs) ─events─▶ output thread ─▶ stdout/stderr, joblog
 //! ```
 //!
 //! Shutdown follows DESIGN.md: when the [`Shutdown`] token trips, nothing new starts and
@@ -15,125 +18,30 @@
 //! [`Summary`]: done, failed, timed out, stopped, not run, or skipped (already done according
 //! to the joblog being resumed).
 
-mod exec;
+mod capture;
 pub mod input;
 mod output;
+mod reactor;
 
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 
-pub use exec::Stream;
-pub use input::{Input, Inputs, Source};
+pub use capture::Stream;
+pub use input::{Feed, Input, Inputs, Source};
 
+pub use crate::halt::{FailThreshold, Halt, HaltGate, HaltWhen};
 pub use crate::journal::ResumeMode;
-use crate::journal::{InputLedger, JournalError, JournalWriter, Record, RecordOutcome};
+use crate::journal::{InputLedger, JournalError, JournalWriter};
 use crate::process::template::Template;
 use crate::process::watchdog::Watchdog;
+use crate::process::Launcher;
 use crate::shutdown::{Level, Shutdown};
-use crate::task::{Failure, Outcome, Seq};
-use exec::{Ending, Limits};
-use output::{Event, Finished, OutputConfig, OutputThread};
-
-/// When `--halt` acts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum HaltWhen {
-    /// Stop running tasks at once.
-    Now,
-    /// Start no more tasks; let running ones finish.
-    Soon,
-}
-
-/// How many failures trigger `--halt`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FailThreshold {
-    /// This many failed tasks.
-    Count(u64),
-    /// This percentage of the tasks (of the known total, or of those finished so far).
-    Percent(f64),
-}
-
-/// `--halt now|soon,fail=N|P%`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Halt {
-    /// When to act.
-    pub when: HaltWhen,
-    /// On how many failures.
-    pub threshold: FailThreshold,
-}
-
-/// Applies `--halt` as tasks finish. The slots consult it before starting each task, and
-/// record into it as soon as a task ends, so no task starts after the threshold is reached.
-pub(crate) struct HaltGate {
-    halt: Option<Halt>,
-    known_total: Option<u64>,
-    finished: AtomicU64,
-    failures: AtomicU64,
-    /// `--halt soon` reached: start no more (without the drain's grace clock).
-    soon: AtomicBool,
-    reached: AtomicBool,
-}
-
-impl HaltGate {
-    pub(crate) fn new(halt: Option<Halt>, known_total: Option<u64>) -> HaltGate {
-        HaltGate {
-            halt,
-            known_total,
-            finished: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            soon: AtomicBool::new(false),
-            reached: AtomicBool::new(false),
-        }
-    }
-
-    /// True once no new task may start.
-    pub(crate) fn closed(&self) -> bool {
-        self.soon.load(Ordering::SeqCst)
-    }
-
-    /// True once the threshold was reached.
-    pub(crate) fn reached(&self) -> bool {
-        self.reached.load(Ordering::SeqCst)
-    }
-
-    /// Counts a finished task (tasks stopped by a shutdown do not count) and halts if due.
-    fn record(&self, outcome: &Outcome, shutdown: &Shutdown) {
-        self.record_finished(outcome.is_done(), shutdown);
-    }
-
-    /// Counts a finished task that succeeded (`done`) or failed, and halts if due.
-    pub(crate) fn record_finished(&self, done: bool, shutdown: &Shutdown) {
-        let Some(halt) = self.halt else { return };
-        let finished = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
-        let failures = if done {
-            self.failures.load(Ordering::SeqCst)
-        } else {
-            self.failures.fetch_add(1, Ordering::SeqCst) + 1
-        };
-        let reached = match halt.threshold {
-            FailThreshold::Count(n) => failures >= n,
-            FailThreshold::Percent(p) => {
-                // A percentage needs a denominator: the total when known, else what finished.
-                let base = self.known_total.unwrap_or(finished).max(1);
-                failures > 0 && failures as f64 * 100.0 / base as f64 >= p
-            }
-        };
-        if reached && !self.reached.swap(true, Ordering::SeqCst) {
-            match halt.when {
-                HaltWhen::Now => {
-                    self.soon.store(true, Ordering::SeqCst);
-                    shutdown.stop_now();
-                }
-                HaltWhen::Soon => self.soon.store(true, Ordering::SeqCst),
-            }
-        }
-    }
-}
+use crate::task::{Outcome, Seq};
+use output::{Event, OutputConfig, OutputThread};
 
 /// How output reaches the terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,8 +139,11 @@ pub struct Summary {
     pub read: u64,
     /// Tasks that succeeded.
     pub done: u64,
-    /// Tasks that failed for good (non-zero exit, signal, could not start).
+    /// Tasks that failed for good (non-zero exit, signal, could not start, output lost).
     pub failed: u64,
+    /// Of the failed, tasks whose output could not be captured or written (a resume runs
+    /// them again).
+    pub lost: u64,
     /// Tasks that ran past the time limit.
     pub timed_out: u64,
     /// Tasks stopped by a shutdown while running; a resume runs them again.
@@ -299,6 +210,7 @@ pub fn run(
 ) -> Result<Summary, FarmError> {
     let started = Instant::now();
     let known_total = inputs.known_total();
+    let inputs = Feed::new(inputs, shutdown.clone());
     if config.dry_run {
         return Ok(dry_run(&config, inputs, stdout));
     }
@@ -311,28 +223,52 @@ pub fn run(
         }
     };
     let watchdog = match config.watchdog.take() {
-        Some(command) => Some(
+        Some(command) => Some(Arc::new(
             Watchdog::start(command).map_err(|source| FarmError::Start { what: "the watchdog", source })?,
-        ),
+        )),
         None => None,
     };
     let jobs = config.jobs.max(1);
+    reactor::raise_fd_limit(jobs);
     let halt = HaltGate::new(config.halt, known_total);
     let drain_started = OnceLock::new();
-    let limits = Limits {
-        timeout: config.timeout,
-        grace: config.grace,
-        shutdown,
-        drain_started: &drain_started,
-        watchdog: watchdog.as_ref(),
-        spill_threshold: config.spill_threshold,
-        program_path: if config.template.is_shell() { None } else { config.program_path.as_deref() },
-    };
-    let window = (jobs * 4).max(64);
+    let window = (jobs.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
-    let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(jobs);
+    let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(jobs.min(MAX_QUEUE));
     let (events_tx, events_rx) = cb::unbounded::<Event>();
     let journaling = journal.is_some();
+    let shared = reactor::Shared {
+        config: &config,
+        limits: reactor::Limits {
+            timeout: config.timeout,
+            grace: config.grace,
+            shutdown,
+            drain_started: &drain_started,
+            spill_threshold: config.spill_threshold,
+            program_path: if config.template.is_shell() { None } else { config.program_path.as_deref() },
+        },
+        launcher: Launcher::new(watchdog.clone()),
+        halt: &halt,
+        journaling,
+        tasks: tasks_rx,
+        observer,
+    };
+    // One loop per CPU, each with its share of the slots; never more loops than slots.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let loops = jobs.min(cpus).max(1);
+    let mut wakers = Vec::with_capacity(loops);
+    for _ in 0..loops {
+        wakers.push(
+            reactor::Waker::new().map_err(|source| FarmError::Start { what: "an event loop", source })?,
+        );
+    }
+    let mut event_loops = Vec::with_capacity(loops);
+    for (index, waker) in wakers.iter().enumerate() {
+        let slots: Vec<usize> = (1..=jobs).skip(index).step_by(loops).collect();
+        let event_loop = reactor::EventLoop::new(&shared, events_tx.clone(), waker, slots)
+            .map_err(|source| FarmError::Start { what: "an event loop", source })?;
+        event_loops.push(event_loop);
+    }
 
     let (mut summary, journal_error, read, input_error) = std::thread::scope(|scope| {
         let output = OutputThread::new(
@@ -347,12 +283,9 @@ pub fn run(
             journal,
         );
         let output = scope.spawn(move || output.run(events_rx));
-        for slot in 1..=jobs {
-            let (tasks, events) = (tasks_rx.clone(), events_tx.clone());
-            let (config, limits, halt) = (&config, &limits, &halt);
-            scope.spawn(move || run_slot(slot, config, limits, halt, journaling, tasks, events, observer));
+        for event_loop in event_loops {
+            scope.spawn(move || event_loop.run());
         }
-        drop(tasks_rx);
 
         // The feeder: read, skip what the joblog says is done, and queue the rest.
         let mut read = 0u64;
@@ -383,11 +316,15 @@ pub fn run(
                 }
                 occurrence = nth;
             }
-            if let Err(cb::SendError(queued)) = tasks_tx.send(Queued { seq, occurrence, input }) {
-                let _ = events_tx.send(Event::NotRun(queued.seq));
+            match tasks_tx.send(Queued { seq, occurrence, input }) {
+                Ok(()) => wakers.iter().for_each(reactor::Waker::wake),
+                Err(cb::SendError(queued)) => {
+                    let _ = events_tx.send(Event::NotRun(queued.seq));
+                }
             }
         }
         drop(tasks_tx);
+        wakers.iter().for_each(reactor::Waker::ring);
         drop(events_tx);
         // The output thread only panics on a bug in muster; let it surface.
         let (summary, journal_error) = match output.join() {
@@ -405,146 +342,23 @@ pub fn run(
     summary.wall = started.elapsed();
     summary.input_error = input_error;
     summary.stopped_level = Some(shutdown.level());
-    summary.halted = halt.reached.load(Ordering::SeqCst);
+    summary.halted = halt.reached();
     Ok(summary)
 }
 
+/// The most tasks queued ahead of the loops, however large `-j` is.
+const MAX_QUEUE: usize = 4096;
+
 /// A task waiting for a slot.
-struct Queued {
-    seq: Seq,
+pub(crate) struct Queued {
+    pub(crate) seq: Seq,
     /// Which occurrence of this input it is (0 when not journaling).
-    occurrence: u32,
-    input: Input,
-}
-
-/// One slot's loop: take tasks, run them (with retries), report each.
-#[allow(clippy::too_many_arguments)]
-fn run_slot(
-    slot: usize,
-    config: &FarmConfig,
-    limits: &Limits<'_>,
-    halt: &HaltGate,
-    journaling: bool,
-    tasks: cb::Receiver<Queued>,
-    events: cb::Sender<Event>,
-    observer: &dyn Observer,
-) {
-    for Queued { seq, occurrence, input } in tasks {
-        if limits.shutdown.is_tripped() || halt.closed() {
-            let _ = events.send(Event::NotRun(seq));
-            continue;
-        }
-        observer.task_started();
-        let tag = config.tag.then(|| [input.display(), b"\t".to_vec()].concat());
-        let argv = config.template.render(&input.values, seq, slot);
-        let mut attempt_number = 0;
-        loop {
-            attempt_number += 1;
-            let env = [
-                ("MUSTER_TASK", seq.to_string()),
-                ("MUSTER_ATTEMPT", attempt_number.to_string()),
-                ("MUSTER_WORKER", slot.to_string()),
-            ];
-            let mut forward = |stream, line| {
-                let _ = events.send(Event::Line { stream, tag: tag.clone(), line });
-            };
-            let on_line: Option<&mut dyn FnMut(Stream, Vec<u8>)> = match config.output {
-                OutputMode::LineBuffer => Some(&mut forward),
-                OutputMode::Group => None,
-            };
-            let attempt = exec::run_attempt(&argv, &env, limits, on_line);
-            let (outcome, stopped) = classify(&attempt.ending, config.timeout);
-            let retry = !outcome.is_done()
-                && !stopped
-                && attempt_number <= config.retries
-                && !limits.shutdown.is_tripped()
-                && !halt.closed();
-            let record = journaling.then(|| Record {
-                seq,
-                host: ":".into(),
-                start: attempt.start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-                runtime: attempt.runtime.as_secs_f64(),
-                send: 0,
-                receive: attempt.stdout.len() + attempt.stderr.len(),
-                exitval: exit_value(&attempt.ending),
-                signal: signal_number(&attempt.ending),
-                command: argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
-                outcome: match (&outcome, stopped, retry) {
-                    (Outcome::Done, _, _) => RecordOutcome::Done,
-                    (_, true, _) => RecordOutcome::Stopped,
-                    (_, _, true) => RecordOutcome::Retry,
-                    (Outcome::TimedOut(_), _, _) => RecordOutcome::TimedOut,
-                    _ => RecordOutcome::Failed,
-                },
-                attempt: attempt_number,
-                occurrence,
-                input: input.identity(),
-            });
-            if retry {
-                if let Some(record) = record {
-                    let _ = events.send(Event::Retry(record));
-                }
-                continue;
-            }
-            let note = match &attempt.ending {
-                Ending::StartFailed(err) => Some(format!(
-                    "muster: task {seq}: cannot run '{}': {err}",
-                    argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned())
-                )),
-                _ => None,
-            };
-            let finished = Finished {
-                seq,
-                tag: tag.clone(),
-                outcome,
-                stopped,
-                stdout: attempt.stdout,
-                stderr: attempt.stderr,
-                note,
-                runtime: attempt.runtime,
-                record,
-            };
-            if !stopped {
-                halt.record(&finished.outcome, limits.shutdown);
-            }
-            let _ = events.send(Event::Finished(Box::new(finished)));
-            break;
-        }
-    }
-}
-
-/// The outcome of an attempt, and whether a shutdown stopped it.
-fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
-    let from_status = |status: &std::process::ExitStatus| match (status.code(), status.signal()) {
-        (Some(0), _) => Outcome::Done,
-        (Some(code), _) => Outcome::Failed(Failure::Exit(code)),
-        (None, Some(signal)) => Outcome::Failed(Failure::Signal(signal)),
-        (None, None) => Outcome::Failed(Failure::Exit(-1)),
-    };
-    match ending {
-        Ending::Exited(status) => (from_status(status), false),
-        Ending::TimedOut(_) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
-        Ending::Stopped(status) => (from_status(status), !status.success()),
-        Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
-    }
-}
-
-fn exit_value(ending: &Ending) -> i32 {
-    match ending {
-        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.code().unwrap_or(0),
-        Ending::StartFailed(_) => -1,
-    }
-}
-
-fn signal_number(ending: &Ending) -> i32 {
-    match ending {
-        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.signal().unwrap_or(0),
-        Ending::StartFailed(_) => 0,
-    }
+    pub(crate) occurrence: u32,
+    pub(crate) input: Input,
 }
 
 /// `--dry-run`: print each command line (shell-quoted where needed) instead of running it.
-fn dry_run(config: &FarmConfig, inputs: Inputs, mut stdout: Box<dyn Write + Send + '_>) -> Summary {
+fn dry_run(config: &FarmConfig, inputs: Feed, mut stdout: Box<dyn Write + Send + '_>) -> Summary {
     let mut summary = Summary { jobs: config.jobs, ..Summary::default() };
     for input in inputs {
         let input = match input {

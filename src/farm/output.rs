@@ -5,18 +5,21 @@
 //! by a resume — so the counts in the [`Summary`](super::Summary) always add up. A task's final
 //! joblog record is written after its output, so a crash between the two re-runs the task on
 //! resume rather than losing its output (at-least-once execution, exactly-once records).
+//!
+//! A task whose output could not be written (a full disk, a closed pipe) is not done: it is
+//! recorded `lost`, counted as failed and named on stderr, so `--resume` runs it again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 use std::time::Duration;
 
 use crossbeam_channel as cb;
 
-use super::exec::{write_tagged, Capture, Stream};
+use super::capture::{write_tagged, Capture, Stream};
 use super::{Observer, Summary};
-use crate::journal::{JournalError, JournalWriter, Record};
+use crate::journal::{JournalError, JournalWriter, Record, RecordOutcome};
 use crate::shutdown::Shutdown;
-use crate::task::{Outcome, Seq};
+use crate::task::{Failure, Outcome, Seq};
 
 /// A finished task, ready to print.
 pub(crate) struct Finished {
@@ -37,6 +40,7 @@ pub(crate) struct Finished {
 pub(crate) enum Event {
     /// A complete line of a running task (line-buffered mode).
     Line {
+        seq: Seq,
         stream: Stream,
         tag: Option<Vec<u8>>,
         line: Vec<u8>,
@@ -73,6 +77,10 @@ pub(crate) struct OutputThread<'a> {
     reorder: BTreeMap<Seq, Pending>,
     next_seq: Seq,
     summary: Summary,
+    /// Running tasks (line-buffered) with a line that could not be written, and why.
+    lost_lines: HashSet<Seq>,
+    /// Why output cannot be written any more, once a write failed.
+    output_failure: Option<String>,
 }
 
 impl<'a> OutputThread<'a> {
@@ -91,6 +99,8 @@ impl<'a> OutputThread<'a> {
             reorder: BTreeMap::new(),
             next_seq: 1,
             summary: Summary::default(),
+            lost_lines: HashSet::new(),
+            output_failure: None,
         }
     }
 
@@ -98,10 +108,16 @@ impl<'a> OutputThread<'a> {
     pub(crate) fn run(mut self, events: cb::Receiver<Event>) -> (Summary, Option<JournalError>) {
         for event in events {
             match event {
-                Event::Line { stream, tag, line } => {
+                Event::Line { seq, stream, tag, line } => {
+                    if self.output_failure.is_some() {
+                        self.lost_lines.insert(seq);
+                        continue;
+                    }
                     let out = self.stream(stream);
                     let result = write_tagged(out, &line, tag.as_deref()).and_then(|()| out.flush());
-                    self.check_write(stream, result);
+                    if !self.check_write(stream, result) {
+                        self.lost_lines.insert(seq);
+                    }
                 }
                 Event::Retry(record) => self.journal(&record),
                 Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
@@ -133,17 +149,25 @@ impl<'a> OutputThread<'a> {
     }
 
     /// A write to our own stdout failing with a broken pipe means nobody reads any more: stop
-    /// now, quietly. Other write errors are reported once.
-    fn check_write(&mut self, stream: Stream, result: io::Result<()>) {
-        let Err(err) = result else { return };
+    /// now, quietly. Other write errors are reported once and start no new task (their output
+    /// would be lost too). False when the write failed: the task's output is lost.
+    fn check_write(&mut self, stream: Stream, result: io::Result<()>) -> bool {
+        let Err(err) = result else { return true };
+        let name = match stream {
+            Stream::Stdout => "standard output",
+            Stream::Stderr => "standard error",
+        };
+        self.output_failure.get_or_insert_with(|| format!("writing to muster's {name} failed: {err}"));
         if stream == Stream::Stdout && err.kind() == io::ErrorKind::BrokenPipe {
             if !self.summary.broken_pipe {
                 self.summary.broken_pipe = true;
                 self.config.shutdown.stop_now();
             }
         } else if self.summary.write_error.is_none() {
-            self.summary.write_error = Some(format!("writing output: {err}"));
+            self.summary.write_error = Some(format!("writing output: {err}; starting no new tasks"));
+            self.config.shutdown.trip();
         }
+        false
     }
 
     fn arrive(&mut self, seq: Seq, pending: Pending) {
@@ -163,21 +187,38 @@ impl<'a> OutputThread<'a> {
 
     fn print(&mut self, pending: Pending) {
         let Pending::Finished(mut finished) = pending else { return };
-        if !self.summary.broken_pipe {
+        let mut written = !self.lost_lines.remove(&finished.seq);
+        if self.output_failure.is_none() {
             let tag = finished.tag.as_deref();
             let result = finished.stdout.write_to(&mut *self.stdout, tag).and_then(|()| self.stdout.flush());
-            self.check_write(Stream::Stdout, result);
-            let mut result = finished.stderr.write_to(&mut *self.stderr, tag);
+            written &= self.check_write(Stream::Stdout, result);
+            let result = finished.stderr.write_to(&mut *self.stderr, tag).and_then(|()| self.stderr.flush());
+            written &= self.output_failure.is_some() || self.check_write(Stream::Stderr, result);
             if let Some(note) = &finished.note {
-                result = result.and_then(|()| writeln!(self.stderr, "{note}"));
+                let _ = writeln!(self.stderr, "{note}").and_then(|()| self.stderr.flush());
             }
-            let result = result.and_then(|()| self.stderr.flush());
-            self.check_write(Stream::Stderr, result);
+        } else {
+            written = false;
+        }
+        let has_output = finished.stdout.len() + finished.stderr.len() > 0;
+        if !written && has_output && !finished.stopped {
+            self.output_lost(&mut finished);
         }
         if let Some(record) = &finished.record {
             self.journal(record);
         }
         self.count(&finished);
+    }
+
+    /// The task's output could not be written: it is not done, and a resume runs it again.
+    fn output_lost(&mut self, finished: &mut Finished) {
+        let why = self.output_failure.clone().unwrap_or_else(|| "its output could not be written".into());
+        if let Some(record) = &mut finished.record {
+            record.outcome = RecordOutcome::Lost;
+        }
+        if !matches!(finished.outcome, Outcome::Failed(Failure::Output(_))) {
+            finished.outcome = Outcome::Failed(Failure::Output(why));
+        }
     }
 
     fn journal(&mut self, record: &Record) {
@@ -198,6 +239,10 @@ impl<'a> OutputThread<'a> {
             Outcome::Done => summary.done += 1,
             Outcome::TimedOut(_) => summary.timed_out += 1,
             Outcome::Failed(_) if finished.stopped => summary.stopped += 1,
+            Outcome::Failed(Failure::Output(_)) => {
+                summary.failed += 1;
+                summary.lost += 1;
+            }
             Outcome::Failed(_) | Outcome::NotRun => summary.failed += 1,
         }
         self.config.observer.task_finished(&finished.outcome);

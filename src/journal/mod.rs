@@ -283,7 +283,7 @@ fn read(path: &Path, mut reader: impl BufRead) -> Result<(String, Resume, u64), 
                             resume.failed.insert(key);
                         }
                     }
-                    RecordOutcome::Retry | RecordOutcome::Stopped => {}
+                    RecordOutcome::Retry | RecordOutcome::Stopped | RecordOutcome::Lost => {}
                 }
             }
             Err(why) => {

@@ -17,6 +17,8 @@ pub enum RecordOutcome {
     TimedOut,
     /// Stopped by a shutdown before it finished; a resume runs it again.
     Stopped,
+    /// Ran, but its output could not be captured or written; a resume runs it again.
+    Lost,
 }
 
 impl RecordOutcome {
@@ -27,6 +29,7 @@ impl RecordOutcome {
             RecordOutcome::Failed => "failed",
             RecordOutcome::TimedOut => "timeout",
             RecordOutcome::Stopped => "stopped",
+            RecordOutcome::Lost => "lost",
         }
     }
 
@@ -37,6 +40,7 @@ impl RecordOutcome {
             "failed" => RecordOutcome::Failed,
             "timeout" => RecordOutcome::TimedOut,
             "stopped" => RecordOutcome::Stopped,
+            "lost" => RecordOutcome::Lost,
             _ => return None,
         })
     }

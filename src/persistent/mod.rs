@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
-use crate::farm::{Halt, HaltGate};
+use crate::halt::{Halt, HaltGate};
 use crate::process::watchdog::Watchdog;
 use crate::shutdown::Shutdown;
 use crate::task::{Failure, Seq};

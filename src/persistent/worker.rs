@@ -20,7 +20,7 @@ use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::farm::input::Records;
-use crate::farm::HaltGate;
+use crate::halt::HaltGate;
 use crate::process::GroupChild;
 use crate::shutdown::Shutdown;
 use crate::task::Failure;

@@ -6,6 +6,7 @@
 //! the leader is reaped. The group is killed once more just before reaping even after a clean
 //! exit, so background grandchildren do not outlive their task.
 //!
+//! - [`Launcher`]: the one way muster starts a child (new group, watchdog, escalation).
 //! - [`GroupChild`]: one child in its own group, with waits that have deadlines.
 //! - [`ProcessSet`]: N long-running children (the seed's four "slave" processes), stopped
 //!   together within one shared grace period.
@@ -17,11 +18,13 @@
 //! `Command::process_group`, not a `pre_exec` closure.
 
 mod group;
+mod launch;
 mod scan;
 mod set;
 pub mod template;
 pub mod watchdog;
 
 pub use group::{GroupChild, Stopped};
+pub use launch::{Launched, Launcher};
 pub use scan::{groups_marked, live_group_members};
 pub use set::{Member, ProcessSet};
