@@ -11,6 +11,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Writes one line to stderr. Unlike `eprintln!` it never panics: a closed or full stderr
+/// (`2>&1 | head -1`) costs the message, not the run.
+pub(crate) fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fatal) => {
-            eprintln!("muster: {}", fatal.message);
+            say(format_args!("muster: {}", fatal.message));
             ExitCode::from(fatal.code)
         }
     }

@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use muster::farm::{Inputs, Source};
+use muster::farm::{Feed, Inputs, Source};
 use muster::journal::{InputLedger, JournalWriter, Record, RecordOutcome};
 use muster::persistent::{self, Attempt, PersistentConfig, Reply};
 use muster::process::template::Template;
@@ -62,25 +62,33 @@ pub fn run(
         .watch_signals()
         .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
     announce_drain(&shutdown, args.grace);
-    escalate_after_grace(&shutdown, args.grace);
+    let known_total = inputs.known_total();
+    // A blocked read (a terminal, a stalled pipe) must not hold up Ctrl-C.
+    let inputs = Feed::new(inputs, shutdown.clone());
 
     // What is remembered of a task while it is in flight: only what --tag or the joblog need.
     let tasks: Arc<Mutex<HashMap<Seq, TaskMeta>>> = Arc::default();
     let input_error: Arc<Mutex<Option<String>>> = Arc::default();
     let (feeder_tasks, errors) = (tasks.clone(), input_error.clone());
     let interactive = io::stderr().is_terminal();
-    let progress =
-        (args.progress || (interactive && !args.no_progress)).then(|| Progress::new(inputs.known_total()));
+    let progress = (args.progress || (interactive && !args.no_progress)).then(|| Progress::new(known_total));
     let bar = progress.as_ref();
     // Messages on stderr hide the bar while they are printed.
     let note = |text: String| match bar {
-        Some(bar) => bar.suspend(|| eprintln!("{text}")),
-        None => eprintln!("{text}"),
+        Some(bar) => bar.suspend(|| crate::say(&text)),
+        None => crate::say(&text),
     };
     let remember = args.tag || journal.is_some();
+    // --keep-order holds replies behind the oldest unanswered task: one credit per task from
+    // when it is read until it is printed bounds what is held (and how far input runs ahead).
+    let reorder_window = (config.workers * config.window * 4).max(1024);
+    let (credits_tx, credits_rx) = crossbeam_channel::bounded::<()>(reorder_window);
+    let keep_order = args.keep_order;
+    let credit_shutdown = shutdown.clone();
     let (mut read, mut sent) = (0u64, 0u64);
     let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let skips = skipped.clone();
+    let skip_credits = credits_rx.clone();
     let records = inputs
         .map_while(move |input| match input {
             Ok(input) => Some(input),
@@ -90,6 +98,14 @@ pub fn run(
                 None
             }
         })
+        .map_while(move |input| {
+            let credited = !keep_order
+                || crossbeam_channel::select! {
+                    send(credits_tx, ()) -> sent => sent.is_ok(),
+                    recv(credit_shutdown.tripped()) -> _ => false,
+                };
+            credited.then_some(input)
+        })
         .filter_map(move |input| {
             read += 1;
             // Occurrences tell repeated inputs apart in the joblog (as `muster run` does).
@@ -98,6 +114,9 @@ pub fn run(
                     let identity = input.identity();
                     let (occurrence, skip) = ledger.admit(&identity);
                     if skip {
+                        if keep_order {
+                            let _ = skip_credits.try_recv();
+                        }
                         skips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Some(bar) = bar {
                             bar.settled(true);
@@ -119,7 +138,7 @@ pub fn run(
 
     let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
     // Buffered outside the bar's suspension, so the bar is hidden once per buffer, not per line.
-    let mut out: Box<dyn Write> = match bar {
+    let out: Box<dyn Write> = match bar {
         Some(bar) => Box::new(io::BufWriter::with_capacity(64 * 1024, bar.writer(stdout))),
         None => Box::new(stdout),
     };
@@ -178,26 +197,34 @@ pub fn run(
             _ => {}
         }
     };
-    let keep_order = args.keep_order;
-    let summary = persistent::run(
+    // Shared by the reply handler and the idle flush (both on this thread).
+    let out = std::cell::RefCell::new(out);
+    let summary = persistent::run_with_idle(
         &config,
         records,
         &shutdown,
         |seq, reply, attempt| {
+            let out = &mut **out.borrow_mut();
             if !keep_order {
-                print(seq, reply, attempt, &mut out);
+                print(seq, reply, attempt, out);
                 return;
             }
             held.insert(seq, (reply, attempt));
             while let Some((reply, attempt)) = held.remove(&next) {
-                print(next, reply, attempt, &mut out);
+                print(next, reply, attempt, out);
+                let _ = credits_rx.try_recv();
                 next += 1;
             }
         },
         |slot, line| note(format!("worker {slot}: {}", String::from_utf8_lossy(line))),
+        // Nothing more to print right now: show what is buffered (a slow input stream).
+        || {
+            let _ = out.borrow_mut().flush();
+        },
     );
+    let mut out = out.into_inner();
     for (seq, (reply, attempt)) in std::mem::take(&mut held) {
-        print(seq, reply, attempt, &mut out);
+        print(seq, reply, attempt, &mut *out);
     }
     let flushed = out.flush();
     drop(out);
@@ -206,10 +233,10 @@ pub fn run(
     }
     broken_pipe |= flushed.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe);
     if let Some(problem) = input_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        eprintln!("muster: {problem}");
+        crate::say(format_args!("muster: {problem}"));
     }
     if let Some(problem) = &journal_error {
-        eprintln!("muster: writing the joblog: {problem}");
+        crate::say(format_args!("muster: writing the joblog: {problem}"));
     }
     let skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
     if summary.protocol_breaks > 0 {
@@ -230,7 +257,7 @@ pub fn run(
             if summary.timed_out > 0 { format!(", {} timed out", summary.timed_out) } else { String::new() };
         let skipped_text =
             if skipped > 0 { format!(", {skipped} skipped (already done)") } else { String::new() };
-        eprintln!(
+        crate::say(format_args!(
             "muster: {} tasks: {} done, {} failed{timed_out}, {} not run{skipped_text}; wall {:.2}s; {} workers started, {} crashed",
             summary.read + skipped,
             summary.done,
@@ -239,7 +266,7 @@ pub fn run(
             started.elapsed().as_secs_f64(),
             summary.workers_started,
             summary.crashes
-        );
+        ));
     }
     if let Some(signal) = shutdown.signal() {
         return Ok(u8::try_from(128 + signal).unwrap_or(130));
@@ -295,15 +322,4 @@ fn journal_record(label: &str, reply: &Reply, attempt: Attempt, meta: &TaskMeta)
         occurrence: meta.occurrence,
         input: meta.identity.clone(),
     })
-}
-
-/// A drain waits for replies in flight; a worker that never answers must not hold it forever.
-fn escalate_after_grace(shutdown: &Shutdown, grace: std::time::Duration) {
-    let token = shutdown.clone();
-    let _ = std::thread::Builder::new().name("muster-grace".into()).spawn(move || {
-        token.wait();
-        if !token.wait_stop_now_timeout(grace) {
-            token.stop_now();
-        }
-    });
 }

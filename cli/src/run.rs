@@ -157,10 +157,10 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
     }
     let summary = result.map_err(|err| Fatal { code: 2, message: err.to_string() })?;
     if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
-        eprintln!("muster: {problem}");
+        crate::say(format_args!("muster: {problem}"));
     }
     if (args.summary || interactive) && !args.dry_run && !summary.broken_pipe {
-        eprintln!("{}", describe(&summary, jobs));
+        crate::say(describe(&summary, jobs));
     }
     Ok(exit_code(&summary, shutdown.signal()))
 }
@@ -172,10 +172,10 @@ pub(crate) fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
     let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
         token.wait();
         if token.signal().is_some() && !token.is_stopping_now() {
-            eprintln!(
+            crate::say(format_args!(
                 "muster: stopping: starting no new tasks; running ones get {}s to finish (signal again to stop now)",
                 grace.as_secs_f64()
-            );
+            ));
         }
     });
 }

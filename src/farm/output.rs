@@ -150,15 +150,17 @@ impl<'a> OutputThread<'a> {
 
     /// A write to our own stdout failing with a broken pipe means nobody reads any more: stop
     /// now, quietly. Other write errors are reported once and start no new task (their output
-    /// would be lost too). False when the write failed: the task's output is lost.
+    /// would be lost too). False when the write failed: the task's output is lost. Failures
+    /// on stderr are ignored.
     fn check_write(&mut self, stream: Stream, result: io::Result<()>) -> bool {
         let Err(err) = result else { return true };
-        let name = match stream {
-            Stream::Stdout => "standard output",
-            Stream::Stderr => "standard error",
-        };
-        self.output_failure.get_or_insert_with(|| format!("writing to muster's {name} failed: {err}"));
-        if stream == Stream::Stdout && err.kind() == io::ErrorKind::BrokenPipe {
+        if stream == Stream::Stderr {
+            // stderr carries diagnostics: a closed or full one costs them, not the run.
+            return true;
+        }
+        self.output_failure
+            .get_or_insert_with(|| format!("writing to muster's standard output failed: {err}"));
+        if err.kind() == io::ErrorKind::BrokenPipe {
             if !self.summary.broken_pipe {
                 self.summary.broken_pipe = true;
                 self.config.shutdown.stop_now();
@@ -193,7 +195,7 @@ impl<'a> OutputThread<'a> {
             let result = finished.stdout.write_to(&mut *self.stdout, tag).and_then(|()| self.stdout.flush());
             written &= self.check_write(Stream::Stdout, result);
             let result = finished.stderr.write_to(&mut *self.stderr, tag).and_then(|()| self.stderr.flush());
-            written &= self.output_failure.is_some() || self.check_write(Stream::Stderr, result);
+            self.check_write(Stream::Stderr, result);
             if let Some(note) = &finished.note {
                 let _ = writeln!(self.stderr, "{note}").and_then(|()| self.stderr.flush());
             }

@@ -14,15 +14,16 @@
 //! - **Bytes**: tabs, newlines, backslashes, control bytes and invalid UTF-8 are escaped
 //!   (`\t`, `\n`, `\\`, `\xNN`), so any input survives a round trip.
 //!
-//! Each record is written with one `write` call to a file opened for appending, so a crash
-//! loses at most the record being written.
+//! Each record is written with one `write` call, so a crash loses at most the record being
+//! written. A run holds an exclusive lock on its joblog (`flock`), so a second run on the same
+//! joblog is refused instead of interleaving its records.
 
 mod escape;
 mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub use escape::{escape, unescape};
@@ -72,6 +73,12 @@ pub enum JournalError {
         line: usize,
         /// What is wrong with it.
         why: String,
+    },
+    /// Another run holds the joblog.
+    #[error("{path} is in use by another muster run; wait for it to end, or use another joblog")]
+    InUse {
+        /// The joblog.
+        path: PathBuf,
     },
     /// The joblog was written for another command.
     #[error("{path} was written for the command '{logged}', not '{current}'; use the same command to resume, or another joblog")]
@@ -149,15 +156,21 @@ impl JournalWriter {
     /// exists, is not empty and is not a joblog is refused rather than overwritten.
     pub fn create(path: &Path, command: &str) -> Result<JournalWriter, JournalError> {
         let io_err = |source| JournalError::Io { path: path.to_owned(), source };
-        if let Ok(existing) = File::open(path) {
-            let mut first = String::new();
-            let mut reader = BufReader::new(existing).take(256);
-            reader.read_line(&mut first).map_err(io_err)?;
-            if !first.is_empty() && !first.starts_with(MAGIC) {
-                return Err(JournalError::NotAJoblog { path: path.to_owned() });
-            }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
+        lock(&file, path)?;
+        let mut first = String::new();
+        BufReader::new(&file).take(256).read_line(&mut first).map_err(io_err)?;
+        if !first.is_empty() && !first.starts_with(MAGIC) {
+            return Err(JournalError::NotAJoblog { path: path.to_owned() });
         }
-        let mut file = File::create(path).map_err(io_err)?;
+        file.set_len(0).map_err(io_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
         file.write_all(head.as_bytes()).map_err(io_err)?;
         Ok(JournalWriter { file, path: path.to_owned() })
@@ -184,17 +197,19 @@ impl JournalWriter {
     /// empty file starts a new joblog.
     pub fn resume(path: &Path, command: &str) -> Result<(JournalWriter, Resume), JournalError> {
         let io_err = |source| JournalError::Io { path: path.to_owned(), source };
-        let file = match File::open(path) {
+        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 return Ok((JournalWriter::create(path, command)?, Resume::default()));
             }
             Err(err) => return Err(io_err(err)),
         };
+        lock(&file, path)?;
         if file.metadata().map_err(io_err)?.len() == 0 {
+            drop(file);
             return Ok((JournalWriter::create(path, command)?, Resume::default()));
         }
-        let (logged, resume, valid_len) = read(path, BufReader::new(file))?;
+        let (logged, resume, valid_len) = read(path, BufReader::new(&file))?;
         if logged != command {
             return Err(JournalError::CommandChanged {
                 path: path.to_owned(),
@@ -202,10 +217,9 @@ impl JournalWriter {
                 current: command.to_owned(),
             });
         }
-        let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
         file.set_len(valid_len).map_err(io_err)?;
-        drop(file);
-        let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
+        // The lock makes this the only writer, so writing at the end is appending.
+        file.seek(SeekFrom::End(0)).map_err(io_err)?;
         Ok((JournalWriter { file, path: path.to_owned() }, resume))
     }
 
@@ -220,6 +234,16 @@ impl JournalWriter {
     /// The joblog's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Holds the joblog for this run: the kernel drops the lock when the file is closed or the
+/// process dies (even by `kill -9`), so a crashed run never leaves it locked.
+fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+    match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(JournalError::InUse { path: path.to_owned() }),
+        Err(errno) => Err(JournalError::Io { path: path.to_owned(), source: errno.into() }),
     }
 }
 

@@ -146,3 +146,32 @@ proptest! {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[test]
+fn a_joblog_in_use_is_refused_until_its_run_ends() {
+    let path = temp_path("locked");
+    let writer = JournalWriter::create(&path, "echo {}").expect("create");
+    for mode in [None, Some(ResumeMode::SkipFinished)] {
+        let second = JournalWriter::open(&path, "echo {}", mode).expect_err("in use");
+        assert!(matches!(second, JournalError::InUse { .. }), "{second}");
+    }
+    assert!(
+        std::fs::read_to_string(&path).expect("read").starts_with(MAGIC),
+        "the refused open did not truncate"
+    );
+    drop(writer);
+    JournalWriter::resume(&path, "echo {}").expect("free once the first writer is gone");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn lost_records_are_run_again_by_either_resume() {
+    let path = temp_path("lost");
+    let mut writer = JournalWriter::create(&path, "echo {}").expect("create");
+    writer.write(&record(1, b"a", RecordOutcome::Lost)).expect("write");
+    drop(writer);
+    let (_, resume) = JournalWriter::resume(&path, "echo {}").expect("resume");
+    let key = record(1, b"a", RecordOutcome::Lost).key();
+    assert!(!resume.done.contains(&key) && !resume.failed.contains(&key));
+    let _ = std::fs::remove_file(&path);
+}

@@ -16,8 +16,9 @@
 //!   the worker; it is replaced and counted in [`Summary::protocol_breaks`].
 //! - **Recycling**: `max_tasks_per_worker` replaces a worker between tasks (leaky workers).
 //! - **Shutdown**: drain stops feeding, waits for replies in flight, then closes stdin (EOF is
-//!   the seed's `'quit'`), waits `grace`, TERM, `grace`, KILL. Stop-now kills at once; tasks in
-//!   flight are reported not run.
+//!   the seed's `'quit'`), waits `grace`, TERM, `grace`, KILL. A drain that has not ended
+//!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
+//!   once; tasks in flight are reported not run.
 //!
 //! Members: `worker` (one process and its reader threads).
 
@@ -175,15 +176,32 @@ pub(crate) enum Event {
 }
 
 /// Streams `inputs` through persistent workers, calling `on_reply` (on this thread) for every
-/// task, with the [`Attempt`] that settled it, and `on_stderr` for every stderr line of a worker (with its slot). Returns when every
-/// input read has a reply and every worker is reaped. A worker that cannot be started fails
-/// the tasks its slot takes, with the reason.
+/// task, with the [`Attempt`] that settled it, and `on_stderr` for every stderr line of a
+/// worker (with its slot). Returns when every input read has a reply and every worker is
+/// reaped. A worker that cannot be started fails the tasks its slot takes, with the reason.
 pub fn run<I>(
+    config: &PersistentConfig,
+    inputs: I,
+    shutdown: &Shutdown,
+    on_reply: impl FnMut(Seq, Reply, Attempt),
+    on_stderr: impl FnMut(usize, &[u8]),
+) -> Summary
+where
+    I: Iterator<Item = Vec<u8>> + Send,
+{
+    run_with_idle(config, inputs, shutdown, on_reply, on_stderr, || {})
+}
+
+/// [`run`], also calling `on_idle` whenever every reply so far has been handed over and none
+/// is waiting: the moment to flush buffered output, so a slow stream of inputs still shows its
+/// results as they come.
+pub fn run_with_idle<I>(
     config: &PersistentConfig,
     inputs: I,
     shutdown: &Shutdown,
     mut on_reply: impl FnMut(Seq, Reply, Attempt),
     mut on_stderr: impl FnMut(usize, &[u8]),
+    mut on_idle: impl FnMut(),
 ) -> Summary
 where
     I: Iterator<Item = Vec<u8>> + Send,
@@ -202,7 +220,10 @@ where
     let halt = Arc::new(HaltGate::new(config.halt, config.known_total));
     let settle = worker::Settle::new(events_tx.clone(), halt.clone(), shutdown.clone());
 
+    // Closed when the run is over, to end the grace watcher.
+    let (over_tx, over_rx) = cb::bounded::<()>(0);
     std::thread::scope(|scope| {
+        scope.spawn(move || stop_after_grace(shutdown, config.grace, &over_rx));
         let mut slots = Vec::new();
         for slot in 1..=workers {
             let ctx = worker::SlotContext {
@@ -251,6 +272,9 @@ where
                 Event::Crash => summary.crashes += 1,
                 Event::ProtocolBreak => summary.protocol_breaks += 1,
             }
+            if events_rx.is_empty() {
+                on_idle();
+            }
         }
         slots_ended.store(true, std::sync::atomic::Ordering::Release);
         // The feeder runs the caller's iterator; its panic is the caller's, so pass it on
@@ -272,9 +296,24 @@ where
                 std::panic::resume_unwind(payload);
             }
         }
+        drop(over_tx);
     });
     summary.halted = halt.reached();
     summary
+}
+
+/// A drain waits for the replies in flight; a worker that never answers must not hold it
+/// forever. Once `grace` has passed since the drain began, stop now.
+fn stop_after_grace(shutdown: &Shutdown, grace: Duration, over: &cb::Receiver<()>) {
+    cb::select! {
+        recv(shutdown.tripped()) -> _ => {}
+        recv(over) -> _ => return,
+    }
+    cb::select! {
+        recv(shutdown.stopping_now()) -> _ => {}
+        recv(over) -> _ => {}
+        default(grace) => shutdown.stop_now(),
+    }
 }
 
 /// Queues `job`; when the queue is full, sleeps until the slots have taken half of it (see

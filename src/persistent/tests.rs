@@ -277,3 +277,25 @@ fn records_bigger_than_the_write_buffer_go_through_whole() {
         assert_eq!(reply, Reply::Done(items[seq as usize - 1].clone()), "task {seq}");
     }
 }
+
+#[test]
+fn a_drain_with_a_silent_worker_ends_after_the_grace() {
+    // The worker reads its task and never answers; only the library's grace can end the drain.
+    let mut config = sh("while IFS= read -r l; do :; done; sleep 1000", 1);
+    config.grace = Duration::from_millis(200);
+    let shutdown = Shutdown::new();
+    let tripper = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            shutdown.trip();
+        })
+    };
+    let started = std::time::Instant::now();
+    let (replies, _, summary) = collect(&config, inputs(3), &shutdown);
+    tripper.join().expect("tripper");
+    assert!(started.elapsed() < Duration::from_secs(4), "the drain waited {:?}", started.elapsed());
+    assert!(shutdown.is_stopping_now(), "the drain became stop-now");
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert_eq!(summary.read, summary.done + summary.failed + summary.timed_out + summary.not_run);
+}

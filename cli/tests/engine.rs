@@ -1,0 +1,227 @@
+//! The seams between muster's modes, tried as a user would: signals while input blocks, output
+//! that cannot be captured or written, a task hit by the Ctrl-C meant for muster, huge -j, a
+//! closed stderr, two runs on one joblog, and --keep-order's bound in persistent mode.
+
+mod util;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use util::*;
+
+/// Waits up to `limit` for `child` to exit; kills it and fails if it does not.
+fn exits_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("muster did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_signal_ends_a_run_whose_input_is_blocked() {
+    for (mode, signal, code) in [
+        (&["run", "echo"][..], Signal::INT, 130),
+        (&["run", "echo"][..], Signal::TERM, 143),
+        (&["run", "--persistent", "cat"][..], Signal::INT, 130),
+    ] {
+        let sb = Sandbox::new();
+        // stdin stays open and silent, like a terminal nobody types into.
+        let mut child = sb
+            .muster(mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("muster starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"first\n").expect("write");
+        stdin.flush().expect("flush");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 6];
+        std::io::Read::read_exact(&mut stdout, &mut first).expect("the first input ran");
+        util::signal(&child, signal);
+        let status = exits_within(&mut child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(code), "{mode:?} {signal:?}");
+        drop(stdin);
+    }
+}
+
+#[test]
+fn output_that_cannot_be_captured_is_not_done_and_resume_runs_it_again() {
+    let sb = Sandbox::new();
+    // Past 1 MB a task's output spills to a temp file; with no usable TMPDIR it cannot.
+    let args = ["run", "--joblog", "log", "sh", "-c", "head -c 3000000 /dev/zero; echo"];
+    let out = sb.muster(&args).arg(":::").arg("big").env("TMPDIR", sb.path("missing")).output().expect("run");
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("task 1") && stderr(&out).contains("output lost"), "{}", stderr(&out));
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0][9], "lost", "{records:?}");
+
+    let resumed = sb
+        .muster(&[
+            "run",
+            "--joblog",
+            "log",
+            "--resume",
+            "sh",
+            "-c",
+            "head -c 3000000 /dev/zero; echo",
+            ":::",
+            "big",
+        ])
+        .output()
+        .expect("resume");
+    assert_code(&resumed, 0);
+    assert_eq!(resumed.stdout.len(), 3_000_001, "the resume ran it and printed all of it");
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.iter().map(|r| r[9].as_str()).collect::<Vec<_>>(), ["lost", "done"]);
+}
+
+#[test]
+fn output_written_to_a_full_device_is_not_done() {
+    let sb = Sandbox::new();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = sb
+        .muster(&["run", "--joblog", "log", "echo", ":::", "a", "b"])
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(out.status.code().is_some_and(|c| (1..=2).contains(&c)), "{:?} {}", out.status, stderr(&out));
+    assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
+    let outcomes: Vec<String> = joblog_records(&sb.read("log")).into_iter().map(|r| r[9].clone()).collect();
+    assert!(!outcomes.iter().any(|o| o == "done"), "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| o == "lost"), "{outcomes:?}");
+}
+
+#[test]
+fn a_task_killed_by_the_signal_meant_for_muster_is_interrupted_not_failed() {
+    let sb = Sandbox::new();
+    // The first run's task delivers SIGINT to muster and dies of SIGINT itself, as a task does
+    // when a terminal's Ctrl-C reaches it an instant after its spawn.
+    let script = "if [ -e marker ]; then echo ran; else touch marker; kill -INT $PPID; kill -INT $$; fi";
+    let out = sb.muster(&["run", "--joblog", "log", "sh", "-c", script, ":::", "x"]).output().expect("run");
+    assert_code(&out, 130);
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0][9], "stopped", "{records:?}");
+
+    let resumed = sb
+        .muster(&["run", "--joblog", "log", "--resume", "sh", "-c", script, ":::", "x"])
+        .output()
+        .expect("run");
+    assert_code(&resumed, 0);
+    assert_eq!(stdout(&resumed), "ran\n", "--resume runs the interrupted task again");
+}
+
+#[test]
+fn a_huge_job_count_costs_no_thread_per_slot() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "-k", "-j", "100000", "echo", ":::", "a", "b"], b"");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "a\nb\n");
+    // Many concurrent tasks, each slot distinct.
+    let out = sb.run(
+        &["run", "-j", "300", "sh", "-c", "sleep 0.3; echo $MUSTER_WORKER"],
+        &(1..=300).map(|i| format!("{i}\n")).collect::<String>().into_bytes(),
+    );
+    assert_code(&out, 0);
+    let mut slots: Vec<u32> = stdout(&out).lines().map(|l| l.parse().expect("slot")).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=300).collect::<Vec<_>>(), "300 tasks ran at once, one per slot");
+}
+
+#[test]
+fn a_closed_stderr_is_survived_quietly() {
+    let sb = Sandbox::new();
+    // stderr is a pipe whose reader is gone: every write to it fails.
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    drop(reader);
+    let out = sb
+        .muster(&["run", "--summary", "sh", "-c", "echo out; echo err >&2; exit 3", ":::", "a"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::os::fd::OwnedFd::from(writer)))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "one failed task, no panic");
+    assert_eq!(stdout(&out), "out\n");
+}
+
+#[test]
+fn a_second_run_on_a_joblog_in_use_is_refused() {
+    let sb = Sandbox::new();
+    let mut first = sb.spawn(&["run", "--joblog", "log", "sleep", ":::", "30"]);
+    assert!(wait_for(Duration::from_secs(10), || sb.read("log").contains("Seq\t")), "first run started");
+    let second = sb.run(&["run", "--joblog", "log", "--resume", "echo", ":::", "x"], b"");
+    assert_code(&second, 2);
+    assert!(stderr(&second).contains("in use by another muster run"), "{}", stderr(&second));
+    let fresh = sb.run(&["run", "--joblog", "log", "echo", ":::", "x"], b"");
+    assert_code(&fresh, 2);
+    util::signal(&first, Signal::KILL);
+    let _ = first.wait();
+    let after = sb.run(&["run", "--joblog", "log", "echo", ":::", "x"], b"");
+    assert_code(&after, 0);
+}
+
+#[test]
+fn persistent_keep_order_holds_a_bounded_window_behind_a_slow_task() {
+    let sb = Sandbox::new();
+    // Input 1 waits until the test says go; the rest are answered at once. With --keep-order,
+    // the reorder window (1,024 tasks at -j2 --window 1) bounds what is read past it.
+    let worker = "import os, sys, time\nfor l in sys.stdin:\n    while l.endswith('x\\n') and not os.path.exists('go'):\n        time.sleep(0.01)\n    sys.stdout.write(l)\n    sys.stdout.flush()\n";
+    let mut child = sb
+        .muster(&["run", "--persistent", "-k", "-j", "2", "--window", "1", "python3", "-c", worker])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("muster starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = written.clone();
+    let total = 3000u64;
+    let writer = std::thread::spawn(move || {
+        for i in 1..=total {
+            // 1,000 bytes a line, so the pipe's own buffer holds few of them.
+            let line = if i == 1 { format!("{:0>999}\n", "x") } else { format!("{i:0>999}\n") };
+            if stdin.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+            counter.store(i, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    // Wait until the writer stalls (muster stopped reading), or writes everything.
+    let mut last = (0, Instant::now());
+    let stalled = wait_for(Duration::from_secs(30), || {
+        let now = written.load(std::sync::atomic::Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        now == total || (now > 0 && last.1.elapsed() > Duration::from_millis(500))
+    });
+    let read_ahead = written.load(std::sync::atomic::Ordering::SeqCst);
+    sb.write("go", "");
+    let output = child.wait_with_output().expect("muster finishes");
+    writer.join().expect("writer");
+    assert!(stalled);
+    assert!(read_ahead < 1400, "{read_ahead} inputs read while task 1 was unanswered");
+    assert_code(&output, 0);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, total, "none lost");
+    assert!(
+        lines[0].ends_with('x')
+            && lines[1..].iter().enumerate().all(|(i, l)| l.trim_start_matches('0') == (i + 2).to_string()),
+        "in order"
+    );
+}
