@@ -51,7 +51,7 @@ echo "== 3. CPU-bound: 16 x a 0.2 s busy loop at -j2 (parallel efficiency)"
 cat > "$work/spin.sh" <<'SPIN'
 i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done
 SPIN
-one=$( { /usr/bin/time -f %e sh "$work/spin.sh" >/dev/null; } 2>&1 )
+one=$(python3 scripts/peak_rss.py "sh $work/spin.sh" | cut -f1)
 seq 16 | sed "s|.*|$work/spin.sh|" > "$work/spins"
 bench cpu \
   -n muster "$muster run -j2 sh < $work/spins" \
@@ -80,7 +80,8 @@ switches[rust-parallel]=$(grouping "rust-parallel -j2 sh $work/lines.sh")
 switches[gnu-parallel]=$(grouping "parallel -j2 sh $work/lines.sh")
 
 echo "== 5. memory: peak RSS reading input lines (commands printed, not run)"
-rss() { { timeout 300 /usr/bin/time -f %M bash -c "$1" >/dev/null 2>/dev/null; } 2>&1 | tail -1 || true; }
+# Peak RSS in kB, by Python (a fresh machine has no /usr/bin/time).
+rss() { timeout 300 python3 scripts/peak_rss.py "$1" | awk -F'\t' '{ printf "%d\n", $2 * 1024 }' || echo 0; }
 seq 100000 > "$work/in100k"; seq 1000000 > "$work/in1m"
 rss_muster_100k=$(rss "$muster run --dry-run echo < $work/in100k")
 rss_muster_1m=$(rss "$muster run --dry-run echo < $work/in1m")
@@ -89,6 +90,14 @@ rss_muster_1m=$(rss "$muster run --dry-run echo < $work/in1m")
 seq 10000 > "$work/in10k"
 rss_gnu_1m=$(rss "parallel --dry-run echo < $work/in10k")
 rss_gnu_bar_1m=$(rss "parallel --bar --dry-run echo < $work/in10k")
+
+echo "== 6. scale: 10,000 x sleep 2 at -j10000 (ideal 2 s): wall time and peak RSS"
+seq 10000 | sed 's/.*/2/' > "$work/sleeps10k"
+scale_muster=$(python3 scripts/peak_rss.py "$muster run -j10000 sleep < $work/sleeps10k")
+scale_xargs=$(python3 scripts/peak_rss.py "xargs -P10000 -n1 sleep < $work/sleeps10k")
+scale_rust=$(python3 scripts/peak_rss.py "rust-parallel -j10000 sleep < $work/sleeps10k")
+printf '  %-14s %s\n' muster "$scale_muster" xargs "$scale_xargs" rust-parallel "$scale_rust" | tr '\t' ' '
+echo "  (seconds, then peak RSS in MB of the largest process: muster's own, or a task's if larger)"
 
 python3 - "$work" "$one" "$bytes" "${switches[muster]}" "${switches[xargs]}" "${switches[rust-parallel]}" "${switches[gnu-parallel]}" \
   "$rss_muster_100k" "$rss_muster_1m" "$rss_gnu_1m" "$rss_gnu_bar_1m" <<'PY'
@@ -117,5 +126,5 @@ print(f"  GNU parallel 10k lines {rss[2]:7.1f} MB,  with --bar {rss[3]:7.1f} MB"
 PY
 
 echo
-echo "== 6. persistent workers: square a number, 100,000 tasks, 2 workers"
+echo "== 7. persistent workers: square a number, 100,000 tasks, 2 workers"
 scripts/bench-persistent.sh 100000 "$runs"

@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use muster::farm::{Feed, Inputs, Source};
+use muster::farm::{Inputs, Source};
 use muster::journal::{InputLedger, JournalWriter, Record, RecordOutcome};
 use muster::persistent::{self, Attempt, PersistentConfig, Reply};
 use muster::process::template::Template;
@@ -27,6 +27,7 @@ pub fn run(
     command: Vec<OsString>,
     sources: Vec<Source>,
     separator: u8,
+    shutdown: &Shutdown,
 ) -> Result<u8, Fatal> {
     if template.substitutes() {
         return Err(usage(
@@ -57,14 +58,8 @@ pub fn run(
         }
     };
 
-    let shutdown = Shutdown::new();
-    let _signals = shutdown
-        .watch_signals()
-        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
-    announce_drain(&shutdown, args.grace);
+    announce_drain(shutdown, args.grace);
     let known_total = inputs.known_total();
-    // A blocked read (a terminal, a stalled pipe) must not hold up Ctrl-C.
-    let inputs = Feed::new(inputs, shutdown.clone());
 
     // What is remembered of a task while it is in flight: only what --tag or the joblog need.
     let tasks: Arc<Mutex<HashMap<Seq, TaskMeta>>> = Arc::default();
@@ -202,7 +197,7 @@ pub fn run(
     let summary = persistent::run_with_idle(
         &config,
         records,
-        &shutdown,
+        shutdown,
         |seq, reply, attempt| {
             let out = &mut **out.borrow_mut();
             if !keep_order {

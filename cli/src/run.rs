@@ -94,21 +94,29 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
         return Err(usage("no command given before ':::'"));
     }
     let separator = if args.null { 0 } else { b'\n' };
+    // Signals are watched before any input is read, and streams are read so that a blocked
+    // read (a terminal, a stalled pipe) never holds up Ctrl-C.
+    let shutdown = Shutdown::new();
+    let _signals = shutdown
+        .watch_signals()
+        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
     let mut sources = Vec::new();
     for path in &args.arg_files {
         let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
         let name = path.display().to_string();
-        sources.push(Source::Stream { name, reader: Box::new(BufReader::new(file)) });
+        sources
+            .push(Source::Stream { name, reader: Box::new(BufReader::new(file)) }.interruptible(&shutdown));
     }
     for group in groups {
         sources.push(Source::Values(group.into_iter().map(OsStringExt::into_vec).collect()));
     }
     if sources.is_empty() {
-        sources.push(Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) });
+        let stdin = Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) };
+        sources.push(stdin.interruptible(&shutdown));
     }
     let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
     if args.persistent {
-        return crate::persistent::run(&args, &template, command, sources, separator);
+        return crate::persistent::run(&args, &template, command, sources, separator, &shutdown);
     }
     let mut program_path = None;
     if !args.dry_run {
@@ -135,10 +143,6 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
     config.program_path = program_path;
     let jobs = config.jobs;
 
-    let shutdown = Shutdown::new();
-    let _signals = shutdown
-        .watch_signals()
-        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
     announce_drain(&shutdown, args.grace);
     let interactive = io::stderr().is_terminal();
     let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));

@@ -95,8 +95,6 @@ pub struct Inputs {
     odometer: Vec<usize>,
     total: Option<u64>,
     failed: bool,
-    /// The first source is a stream, whose reads can block for as long as it likes.
-    streamed: bool,
 }
 
 impl Inputs {
@@ -104,7 +102,6 @@ impl Inputs {
     /// to the end now.
     pub fn new(sources: Vec<Source>, separator: u8) -> io::Result<Inputs> {
         let mut sources = sources.into_iter();
-        let streamed = matches!(sources.as_slice().first(), Some(Source::Stream { .. }));
         let (first, first_len): (ValueStream, Option<usize>) = match sources.next() {
             None => (Box::new(std::iter::empty()), Some(0)),
             Some(Source::Values(values)) => {
@@ -125,7 +122,7 @@ impl Inputs {
         let product: usize = rest.iter().map(Vec::len).product();
         let total = first_len.map(|n| (n * product) as u64);
         let odometer = vec![0; rest.len()];
-        Ok(Inputs { first, rest, current: None, odometer, total, failed: false, streamed })
+        Ok(Inputs { first, rest, current: None, odometer, total, failed: false })
     }
 
     /// The number of inputs, when it is known without reading ahead.
@@ -171,73 +168,105 @@ impl Iterator for Inputs {
     }
 }
 
-/// Inputs read on a thread of their own, so that a read that blocks (a terminal, a stalled
-/// pipe) never holds up a shutdown: iterating a `Feed` ends as soon as the [`Shutdown`] trips.
-/// The thread reads at most [`Feed::AHEAD`] records ahead of the consumer. If the run ends
-/// while it is blocked in a read, it is left behind and ends with that read (or the process).
-/// Inputs known up front (`:::`) cannot block and are read in place.
-pub struct Feed {
-    source: FeedSource,
+impl Source {
+    /// This source, made to end when `shutdown` trips even while a read blocks (a terminal, a
+    /// stalled pipe): a stream is then read on a thread of its own (see [`Interruptible`]).
+    /// Values known up front are returned as they are.
+    pub fn interruptible(self, shutdown: &Shutdown) -> Source {
+        match self {
+            Source::Stream { name, reader } => {
+                Source::Stream { name, reader: Box::new(Interruptible::new(reader, shutdown.clone())) }
+            }
+            values => values,
+        }
+    }
+}
+
+/// A stream read on a thread of its own, in chunks of whatever each `read` returns (up to
+/// 64 KiB), at most [`Interruptible::CHUNKS_AHEAD`] chunks ahead. Reading from it ends (as at
+/// end of file) as soon as the [`Shutdown`] trips, so a blocked read never holds up Ctrl-C;
+/// the thread is then left to end with its read (or the process). Records are split where
+/// they are consumed, so a fast stream costs one hand-off per chunk, not per record.
+pub struct Interruptible {
+    chunks: cb::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    consumed: usize,
+    ended: bool,
     shutdown: Shutdown,
 }
 
-enum FeedSource {
-    InPlace(Inputs),
-    Thread(cb::Receiver<io::Result<Input>>),
-    Ended,
-}
+impl Interruptible {
+    /// Chunks read ahead of the consumer, at most.
+    pub const CHUNKS_AHEAD: usize = 4;
 
-impl Feed {
-    /// Records read ahead, at most.
-    pub const AHEAD: usize = 64;
-
-    /// Feeds `inputs` until they end or `shutdown` trips.
-    pub fn new(inputs: Inputs, shutdown: Shutdown) -> Feed {
-        if !inputs.streamed {
-            return Feed { source: FeedSource::InPlace(inputs), shutdown };
-        }
-        let (tx, rx) = cb::bounded(Feed::AHEAD);
+    /// Reads `reader` on a new thread until `shutdown` trips or it ends.
+    pub fn new(mut reader: Box<dyn BufRead + Send>, shutdown: Shutdown) -> Interruptible {
+        let (tx, chunks) = cb::bounded(Self::CHUNKS_AHEAD);
         let spawned = std::thread::Builder::new().name("muster-input".into()).spawn(move || {
-            for input in inputs {
-                if tx.send(input).is_err() {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let chunk = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => Ok(buf[..n].to_vec()),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => Err(err),
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).is_err() || failed {
                     break;
                 }
             }
         });
-        let source = match spawned {
-            Ok(_) => FeedSource::Thread(rx),
+        let chunks = match spawned {
+            Ok(_) => chunks,
             Err(err) => {
-                // Without the thread, report the failure as a read error: nothing is run blind.
+                // Without the thread, report it as a read error: nothing is run blind.
                 let (tx, rx) = cb::bounded(1);
                 let _ =
                     tx.send(Err(io::Error::new(err.kind(), format!("cannot start the input reader: {err}"))));
-                FeedSource::Thread(rx)
+                rx
             }
         };
-        Feed { source, shutdown }
+        Interruptible { chunks, chunk: Vec::new(), consumed: 0, ended: false, shutdown }
     }
 }
 
-impl Iterator for Feed {
-    type Item = io::Result<Input>;
+impl io::Read for Interruptible {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl BufRead for Interruptible {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.shutdown.is_tripped() {
-            self.source = FeedSource::Ended;
+            self.ended = true;
         }
-        let next = match &mut self.source {
-            FeedSource::Ended => None,
-            FeedSource::InPlace(inputs) => inputs.next(),
-            FeedSource::Thread(rx) => cb::select! {
-                recv(rx) -> input => input.ok(),
-                recv(self.shutdown.tripped()) -> _ => None,
-            },
-        };
-        if next.is_none() {
-            // Dropping the receiver lets a reader that is not blocked end at its next send.
-            self.source = FeedSource::Ended;
+        while self.consumed == self.chunk.len() && !self.ended {
+            cb::select! {
+                recv(self.chunks) -> chunk => match chunk {
+                    Ok(Ok(chunk)) => {
+                        self.chunk = chunk;
+                        self.consumed = 0;
+                    }
+                    Ok(Err(err)) => return Err(err),
+                    Err(_) => self.ended = true,
+                },
+                recv(self.shutdown.tripped()) -> _ => self.ended = true,
+            }
         }
-        next
+        if self.ended && self.consumed == self.chunk.len() {
+            return Ok(&[]);
+        }
+        Ok(&self.chunk[self.consumed..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.consumed = (self.consumed + amount).min(self.chunk.len());
     }
 }
 
@@ -300,12 +329,13 @@ mod tests {
     }
 
     #[test]
-    fn a_feed_ends_when_shutdown_trips_even_while_its_read_blocks() {
-        // A pipe whose writer stays open: the read blocks forever.
+    fn an_interruptible_stream_ends_when_shutdown_trips_even_while_its_read_blocks() {
+        // A socket whose writer stays open: the read blocks forever.
         let (reader, _writer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
         let source = Source::Stream { name: "pipe".into(), reader: Box::new(io::BufReader::new(reader)) };
         let shutdown = Shutdown::new();
-        let mut feed = Feed::new(Inputs::new(vec![source], b'\n').expect("ok"), shutdown.clone());
+        let source = source.interruptible(&shutdown);
+        let mut feed = Inputs::new(vec![source], b'\n').expect("ok");
         let tripper = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(50));
             shutdown.trip();
@@ -315,10 +345,15 @@ mod tests {
     }
 
     #[test]
-    fn a_feed_passes_every_record_through() {
-        let feed = Feed::new(Inputs::new(vec![stream(b"a\nb\nc\n")], b'\n').expect("ok"), Shutdown::new());
+    fn an_interruptible_stream_passes_every_record_through() {
+        let source = stream(b"a\nb\nc").interruptible(&Shutdown::new());
+        let feed = Inputs::new(vec![source], b'\n').expect("ok");
         let got: Vec<_> = feed.map(|i| i.expect("ok").values).collect();
-        assert_eq!(got, [vec![b"a".to_vec()], vec![b"b".to_vec()], vec![b"c".to_vec()]]);
+        assert_eq!(
+            got,
+            [vec![b"a".to_vec()], vec![b"b".to_vec()], vec![b"c".to_vec()]],
+            "the last one unterminated"
+        );
     }
 
     #[test]

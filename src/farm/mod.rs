@@ -1,7 +1,8 @@
 //! The process task farm: run a command once per input, in parallel, losing nothing.
 //!
-//! This is the engine behind `muster run`. Inputs are read on a thread of their own (a
-//! [`Feed`], so a blocked read never holds up a shutdown); the caller's thread admits them
+//! This is the engine behind `muster run`. Streams are best made [`Source::interruptible`]
+//! (read on a thread of their own, so a blocked read never holds up a shutdown); the caller's
+//! thread admits inputs
 //! (skipping what a resumed joblog says is done) into a bounded queue, so input is never read
 //! far ahead. One event loop per CPU takes tasks from the queue into its share of the `jobs`
 //! slots, runs each in its own process group and multiplexes all of their pipes and exits
@@ -9,7 +10,7 @@
 //! journals and counts (see `output`).
 //!
 //! ```text
-//!  input thread ─▶ feeder ─queue─▶ event loop × CPUs (slots 1..=jobs) ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!  inputs ─▶ feeder ─queue─▶ event loop × CPUs (slots 1..=jobs) ─events─▶ output thread ─▶ stdout/stderr, joblog
 //! ```
 //!
 //! Shutdown follows DESIGN.md: when the [`Shutdown`] token trips, nothing new starts and
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel as cb;
 
 pub use capture::Stream;
-pub use input::{Feed, Input, Inputs, Source};
+pub use input::{Input, Inputs, Interruptible, Source};
 
 pub use crate::halt::{FailThreshold, Halt, HaltGate, HaltWhen};
 pub use crate::journal::ResumeMode;
@@ -210,9 +211,8 @@ pub fn run(
 ) -> Result<Summary, FarmError> {
     let started = Instant::now();
     let known_total = inputs.known_total();
-    let inputs = Feed::new(inputs, shutdown.clone());
     if config.dry_run {
-        return Ok(dry_run(&config, inputs, stdout));
+        return Ok(dry_run(&config, inputs, shutdown, stdout));
     }
     let command = config.command_label();
     let (journal, mut ledger) = match &config.joblog {
@@ -358,9 +358,17 @@ pub(crate) struct Queued {
 }
 
 /// `--dry-run`: print each command line (shell-quoted where needed) instead of running it.
-fn dry_run(config: &FarmConfig, inputs: Feed, mut stdout: Box<dyn Write + Send + '_>) -> Summary {
+fn dry_run(
+    config: &FarmConfig,
+    inputs: Inputs,
+    shutdown: &Shutdown,
+    mut stdout: Box<dyn Write + Send + '_>,
+) -> Summary {
     let mut summary = Summary { jobs: config.jobs, ..Summary::default() };
     for input in inputs {
+        if shutdown.is_tripped() {
+            break;
+        }
         let input = match input {
             Ok(input) => input,
             Err(err) => {
