@@ -18,6 +18,8 @@ fi
 need rust-parallel || cargo install rust-parallel --locked --quiet
 cargo build --release --quiet -p muster-cli
 gcc -O2 -o "$work/spawn-floor" scripts/spawn-floor.c
+gcc -O2 -o "$work/peak-rss" scripts/peak-rss.c
+peak_rss=$work/peak-rss
 muster=$PWD/target/release/muster
 floor=$work/spawn-floor
 
@@ -51,7 +53,7 @@ echo "== 3. CPU-bound: 16 x a 0.2 s busy loop at -j2 (parallel efficiency)"
 cat > "$work/spin.sh" <<'SPIN'
 i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done
 SPIN
-one=$(python3 scripts/peak_rss.py "sh $work/spin.sh" | cut -f1)
+one=$("$peak_rss" "sh $work/spin.sh" | cut -f1)
 seq 16 | sed "s|.*|$work/spin.sh|" > "$work/spins"
 bench cpu \
   -n muster "$muster run -j2 sh < $work/spins" \
@@ -80,8 +82,8 @@ switches[rust-parallel]=$(grouping "rust-parallel -j2 sh $work/lines.sh")
 switches[gnu-parallel]=$(grouping "parallel -j2 sh $work/lines.sh")
 
 echo "== 5. memory: peak RSS reading input lines (commands printed, not run)"
-# Peak RSS in kB, by Python (a fresh machine has no /usr/bin/time).
-rss() { timeout 300 python3 scripts/peak_rss.py "$1" | awk -F'\t' '{ printf "%d\n", $2 * 1024 }' || echo 0; }
+# Peak RSS in kB (scripts/peak-rss.c: a fresh machine has no /usr/bin/time).
+rss() { timeout 300 "$peak_rss" "$1" | awk -F'\t' '{ printf "%d\n", $2 * 1024 }' || echo 0; }
 seq 100000 > "$work/in100k"; seq 1000000 > "$work/in1m"
 rss_muster_100k=$(rss "$muster run --dry-run echo < $work/in100k")
 rss_muster_1m=$(rss "$muster run --dry-run echo < $work/in1m")
@@ -93,9 +95,9 @@ rss_gnu_bar_1m=$(rss "parallel --bar --dry-run echo < $work/in10k")
 
 echo "== 6. scale: 10,000 x sleep 2 at -j10000 (ideal 2 s): wall time and peak RSS"
 seq 10000 | sed 's/.*/2/' > "$work/sleeps10k"
-scale_muster=$(python3 scripts/peak_rss.py "$muster run -j10000 sleep < $work/sleeps10k")
-scale_xargs=$(python3 scripts/peak_rss.py "xargs -P10000 -n1 sleep < $work/sleeps10k")
-scale_rust=$(python3 scripts/peak_rss.py "rust-parallel -j10000 sleep < $work/sleeps10k")
+scale_muster=$("$peak_rss" "$muster run -j10000 sleep < $work/sleeps10k")
+scale_xargs=$("$peak_rss" "xargs -P10000 -n1 sleep < $work/sleeps10k")
+scale_rust=$("$peak_rss" "rust-parallel -j10000 sleep < $work/sleeps10k")
 printf '  %-14s %s\n' muster "$scale_muster" xargs "$scale_xargs" rust-parallel "$scale_rust" | tr '\t' ' '
 echo "  (seconds, then peak RSS in MB of the largest process: muster's own, or a task's if larger)"
 

@@ -12,7 +12,7 @@
 //! | one worker thread | [`Worker`] | `Slave_thread` + `'quit'` |
 //! | thread pool with handles | [`Pool`], [`pool::scope`] | `ThreadPoolExecutor` |
 //! | source → stages → fold | [`pipeline`] | producer/consumer |
-//! | supervised processes | [`supervise::Supervisor`], [`process::ProcessSet`] | `multiprocessing.Process` ×4 |
+//! | supervised processes | [`supervise::Supervisor`], [`process::Launcher`] | `multiprocessing.Process` ×4 |
 //! | what became of each input | [`Task`], [`Outcome`] | — |
 //!
 //! Every task that is read ends with exactly one [`Outcome`]: done, failed, timed out, or not

@@ -35,13 +35,7 @@ fn a_signal_ends_a_run_whose_input_is_blocked() {
     ] {
         let sb = Sandbox::new();
         // stdin stays open and silent, like a terminal nobody types into.
-        let mut child = sb
-            .muster(mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("muster starts");
+        let mut child = sb.spawn_piped(mode);
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(b"first\n").expect("write");
         stdin.flush().expect("flush");
@@ -179,13 +173,8 @@ fn persistent_keep_order_holds_a_bounded_window_behind_a_slow_task() {
     // Input 1 waits until the test says go; the rest are answered at once. With --keep-order,
     // the reorder window (1,024 tasks at -j2 --window 1) bounds what is read past it.
     let worker = "import os, sys, time\nfor l in sys.stdin:\n    while l.endswith('x\\n') and not os.path.exists('go'):\n        time.sleep(0.01)\n    sys.stdout.write(l)\n    sys.stdout.flush()\n";
-    let mut child = sb
-        .muster(&["run", "--persistent", "-k", "-j", "2", "--window", "1", "python3", "-c", worker])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("muster starts");
+    let mut child =
+        sb.spawn_piped(&["run", "--persistent", "-k", "-j", "2", "--window", "1", "python3", "-c", worker]);
     let mut stdin = child.stdin.take().expect("stdin");
     let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = written.clone();

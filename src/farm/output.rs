@@ -250,3 +250,176 @@ impl<'a> OutputThread<'a> {
         self.config.observer.task_finished(&finished.outcome);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The settle stage on its own: events in, prints, counts and records out — no processes.
+
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+    use crate::farm::NoObserver;
+
+    /// A writer whose bytes the test can read, or one that fails every write.
+    #[derive(Clone, Default)]
+    struct Sink {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        fail: Option<io::ErrorKind>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(kind) = self.fail {
+                return Err(io::Error::new(kind, "refused"));
+            }
+            self.bytes.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.bytes.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+        }
+    }
+
+    fn record(seq: Seq, outcome: RecordOutcome) -> Record {
+        Record {
+            seq,
+            host: ":".into(),
+            start: 0.0,
+            runtime: 0.0,
+            send: 0,
+            receive: 0,
+            exitval: 0,
+            signal: 0,
+            command: b"x".to_vec(),
+            outcome,
+            attempt: 1,
+            occurrence: 1,
+            input: seq.to_string().into_bytes(),
+        }
+    }
+
+    fn finished(seq: Seq, outcome: Outcome, stdout: &str) -> Event {
+        let mut capture = Capture::new(1 << 20);
+        capture.push(stdout.as_bytes()).expect("in memory");
+        let recorded = match outcome {
+            Outcome::Done => RecordOutcome::Done,
+            Outcome::TimedOut(_) => RecordOutcome::TimedOut,
+            _ => RecordOutcome::Failed,
+        };
+        Event::Finished(Box::new(Finished {
+            seq,
+            tag: None,
+            outcome,
+            stopped: false,
+            stdout: capture,
+            stderr: Capture::new(0),
+            note: None,
+            runtime: Duration::from_millis(seq),
+            record: Some(record(seq, recorded)),
+        }))
+    }
+
+    /// Runs the output thread over `events`; returns the summary, stdout, and the joblog's
+    /// outcome column in order.
+    fn settle(
+        events: Vec<Event>,
+        keep_order: bool,
+        stdout: Sink,
+        shutdown: &Shutdown,
+    ) -> (Summary, String, Vec<String>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log");
+        let journal = JournalWriter::create(&path, "x").expect("joblog");
+        let (tx, rx) = cb::unbounded();
+        for event in events {
+            tx.send(event).expect("queued");
+        }
+        drop(tx);
+        let config = OutputConfig { keep_order, shutdown, observer: &NoObserver, credits: None };
+        let output =
+            OutputThread::new(config, Box::new(stdout.clone()), Box::new(Sink::default()), Some(journal));
+        let (summary, error) = output.run(rx);
+        assert!(error.is_none());
+        let log = std::fs::read_to_string(&path).expect("read joblog");
+        let outcomes = log.lines().skip(2).map(|l| l.split('\t').nth(9).unwrap_or("").to_owned()).collect();
+        (summary, stdout.text(), outcomes)
+    }
+
+    #[test]
+    fn keep_order_prints_in_input_order_whatever_order_tasks_end_in() {
+        let events = vec![
+            finished(3, Outcome::Done, "three\n"),
+            Event::Skipped(2),
+            finished(1, Outcome::Done, "one\n"),
+            finished(4, Outcome::Done, "four\n"),
+        ];
+        let (_, out, outcomes) = settle(events, true, Sink::default(), &Shutdown::new());
+        assert_eq!(out, "one\nthree\nfour\n");
+        assert_eq!(outcomes, ["done", "done", "done"], "records follow the printing");
+    }
+
+    #[test]
+    fn every_task_is_counted_exactly_once() {
+        let stopped = {
+            let Event::Finished(mut f) = finished(5, Outcome::Failed(Failure::Signal(15)), "") else {
+                unreachable!()
+            };
+            f.stopped = true;
+            Event::Finished(f)
+        };
+        let events = vec![
+            finished(1, Outcome::Done, "a\n"),
+            finished(2, Outcome::Failed(Failure::Exit(3)), ""),
+            finished(3, Outcome::TimedOut(Duration::from_secs(1)), ""),
+            finished(4, Outcome::Failed(Failure::Output("disk full".into())), "partial"),
+            stopped,
+            Event::NotRun(6),
+            Event::Skipped(7),
+        ];
+        let (mut summary, _, _) = settle(events, false, Sink::default(), &Shutdown::new());
+        summary.read = 7;
+        assert_eq!(
+            (
+                summary.done,
+                summary.failed,
+                summary.lost,
+                summary.timed_out,
+                summary.stopped,
+                summary.not_run,
+                summary.skipped
+            ),
+            (1, 2, 1, 1, 1, 1, 1)
+        );
+        assert!(summary.accounts_for_everything());
+    }
+
+    #[test]
+    fn output_that_cannot_be_written_is_recorded_lost_and_starts_nothing_new() {
+        let full = Sink { fail: Some(io::ErrorKind::StorageFull), ..Sink::default() };
+        let shutdown = Shutdown::new();
+        let events = vec![finished(1, Outcome::Done, "one\n"), finished(2, Outcome::Done, "")];
+        let (summary, _, outcomes) = settle(events, false, full, &shutdown);
+        assert_eq!(outcomes, ["lost", "done"], "a task with nothing to print lost nothing");
+        assert_eq!((summary.done, summary.failed, summary.lost), (1, 1, 1));
+        assert!(summary.write_error.is_some());
+        assert!(shutdown.is_tripped() && !shutdown.is_stopping_now(), "a drain: start nothing new");
+    }
+
+    #[test]
+    fn a_closed_stdout_stops_now_and_what_it_could_not_print_is_lost() {
+        let closed = Sink { fail: Some(io::ErrorKind::BrokenPipe), ..Sink::default() };
+        let shutdown = Shutdown::new();
+        let events = vec![finished(1, Outcome::Done, "one\n"), finished(2, Outcome::Done, "two\n")];
+        let (summary, _, outcomes) = settle(events, false, closed, &shutdown);
+        assert_eq!(outcomes, ["lost", "lost"]);
+        assert!(summary.broken_pipe && summary.write_error.is_none());
+        assert!(shutdown.is_stopping_now());
+    }
+}

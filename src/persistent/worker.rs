@@ -21,7 +21,7 @@ use rustix::process::Signal;
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::farm::input::Records;
 use crate::halt::HaltGate;
-use crate::process::GroupChild;
+use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
 use crate::task::Seq;
@@ -148,7 +148,7 @@ const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A running worker process and its helper threads.
 struct Worker {
-    child: GroupChild,
+    child: Launched,
     stdin: Option<BufWriter<ChildStdin>>,
     in_flight: InFlight,
     /// Holds one token per task in flight; capacity is the window.
@@ -163,7 +163,6 @@ struct Worker {
     broke_protocol: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     sent: u64,
-    watchdog: Option<std::sync::Arc<crate::process::watchdog::Watchdog>>,
 }
 
 /// Why feeding a worker stopped.
@@ -185,17 +184,11 @@ impl Worker {
         let mut command = Command::new(&ctx.config.program);
         command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        if let Some(watchdog) = &ctx.config.watchdog {
-            let (name, token) = watchdog.marker();
-            command.env(name, token);
-        }
-        let mut child = GroupChild::spawn(&mut command)?;
-        if let Some(watchdog) = &ctx.config.watchdog {
-            watchdog.watch(child.id());
-        }
-        let stdin = child.child_mut().stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
-        let stdout = child.child_mut().stdout.take();
-        let stderr = child.child_mut().stderr.take();
+        let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
+        let pipes = child.child_mut().child_mut();
+        let stdin = pipes.stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
+        let stdout = pipes.stdout.take();
+        let stderr = pipes.stderr.take();
         let in_flight: InFlight =
             Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
@@ -229,20 +222,7 @@ impl Worker {
             }));
         }
         let _ = ctx.events.send(Event::WorkerStarted);
-        let watchdog = ctx.config.watchdog.clone();
-        Ok(Worker {
-            child,
-            stdin,
-            in_flight,
-            permits,
-            alive,
-            space,
-            limit,
-            broke_protocol,
-            threads,
-            sent: 0,
-            watchdog,
-        })
+        Ok(Worker { child, stdin, in_flight, permits, alive, space, limit, broke_protocol, threads, sent: 0 })
     }
 
     fn window_full(&self) -> bool {
@@ -319,12 +299,9 @@ impl Worker {
     /// Returns the tasks it still held (only if it had to be stopped mid-task).
     fn finish(mut self, grace: Duration) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
         self.stdin.take();
-        let exited = self.child.wait_exit_timeout(grace).unwrap_or(false);
+        let exited = self.child.child().wait_exit_timeout(grace).unwrap_or(false);
         let status =
             if exited { self.child.wait().ok() } else { self.child.terminate(grace).ok().map(|s| s.status) };
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.unwatch(self.child.id());
-        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -333,7 +310,7 @@ impl Worker {
     }
 
     fn kill(self) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
-        let _ = self.child.signal_group(Signal::KILL);
+        let _ = self.child.child().signal_group(Signal::KILL);
         self.finish(Duration::ZERO)
     }
 }

@@ -8,8 +8,6 @@
 //!
 //! - [`Launcher`]: the one way muster starts a child (new group, watchdog, escalation).
 //! - [`GroupChild`]: one child in its own group, with waits that have deadlines.
-//! - [`ProcessSet`]: N long-running children (the seed's four "slave" processes), stopped
-//!   together within one shared grace period.
 //! - [`template`]: replacement strings substituted into argv elements (or quoted for `sh`).
 //! - [`watchdog`]: a helper process that stops the task groups if muster itself is killed.
 //! - [`live_group_members`]: what of a group is still running, read from `/proc`.
@@ -20,11 +18,9 @@
 mod group;
 mod launch;
 mod scan;
-mod set;
 pub mod template;
 pub mod watchdog;
 
 pub use group::{GroupChild, Stopped};
 pub use launch::{Launched, Launcher};
 pub use scan::{groups_marked, live_group_members};
-pub use set::{Member, ProcessSet};

@@ -13,7 +13,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Signal;
 
 use super::{Event, EventSink, Restart, State, Stream, SuperviseConfig};
-use crate::process::{GroupChild, Stopped};
+use crate::process::{GroupChild, Launched, Launcher, Stopped};
 
 /// How long a stopped worker's output readers get to deliver what is left in the pipes (they
 /// only outlast it when a descendant escaped the process group and holds the pipe open).
@@ -98,14 +98,10 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
     });
     let mut command = (shared.command)(slot);
     command.env("MUSTER_WORKER", slot.to_string());
-    if let Some(watchdog) = &config.watchdog {
-        let (name, token) = watchdog.marker();
-        command.env(name, token);
-    }
     if config.capture_output {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    let mut child = match GroupChild::spawn(&mut command) {
+    let mut child = match Launcher::new(config.watchdog.clone()).spawn(&mut command) {
         Ok(child) => child,
         Err(error) => {
             (shared.on_event)(Event::SpawnFailed { slot, error: &error });
@@ -114,10 +110,7 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
     };
     let pid = child.id();
     let started = Instant::now();
-    if let Some(watchdog) = &config.watchdog {
-        watchdog.watch(pid);
-    }
-    let readers = Readers::start(shared, slot, &mut child);
+    let readers = Readers::start(shared, slot, child.child_mut());
     shared.board.update(slot, |w| {
         w.state = State::Running;
         w.pid = Some(pid);
@@ -125,7 +118,7 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
     });
     (shared.on_event)(Event::Started { slot, pid, restarts });
 
-    let woken = wait(&shared.stop_notice, Some(&child), None);
+    let woken = wait(&shared.stop_notice, Some(child.child()), None);
     let stopping = matches!(woken, Woken::Notified);
     if stopping {
         shared.board.update(slot, |w| w.state = State::Stopping);
@@ -135,9 +128,6 @@ fn run_once(shared: &Arc<Shared>, slot: usize, restarts: u32) -> Option<Ran> {
     } else {
         child.wait().map(|status| Stopped { status, killed: false })
     };
-    if let Some(watchdog) = &config.watchdog {
-        watchdog.unwatch(pid);
-    }
     readers.finish(READERS_LINGER);
     let uptime = started.elapsed();
     let status = match outcome {
@@ -174,9 +164,10 @@ fn stop_requested(shared: &Shared) -> bool {
 }
 
 /// SIGTERM to the group, the grace period (cut short by a hurry request), SIGKILL, reap.
-fn terminate(shared: &Shared, child: &mut GroupChild) -> io::Result<Stopped> {
-    child.signal_group(Signal::TERM)?;
-    let killed = !matches!(wait(&shared.hurry_notice, Some(child), Some(shared.config.grace)), Woken::Exited);
+fn terminate(shared: &Shared, child: &mut Launched) -> io::Result<Stopped> {
+    child.child().signal_group(Signal::TERM)?;
+    let killed =
+        !matches!(wait(&shared.hurry_notice, Some(child.child()), Some(shared.config.grace)), Woken::Exited);
     let status = child.reap()?;
     Ok(Stopped { status, killed })
 }

@@ -67,6 +67,16 @@ impl Sandbox {
         output
     }
 
+    /// Starts muster in the background with stdin, stdout and stderr piped.
+    pub fn spawn_piped(&self, args: &[&str]) -> Child {
+        self.muster(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("muster starts")
+    }
+
     /// Starts muster in the background (stdin closed, output piped).
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.muster(args)
