@@ -40,6 +40,7 @@
 
 pub mod farm;
 pub mod halt;
+pub mod input;
 pub mod journal;
 pub mod persistent;
 pub mod pipeline;

@@ -20,7 +20,6 @@
 //! to the joblog being resumed).
 
 mod capture;
-pub mod input;
 mod output;
 mod reactor;
 
@@ -31,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 
+pub use crate::input::{Input, Inputs, Interruptible, Source};
 pub use capture::Stream;
-pub use input::{Input, Inputs, Interruptible, Source};
 
 pub use crate::halt::{FailThreshold, Halt, HaltGate, HaltWhen};
 pub use crate::journal::ResumeMode;

@@ -42,9 +42,9 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::{Capture, Stream};
-use super::input::Input;
 use super::output::{Event, Finished};
 use super::{FarmConfig, HaltGate, Observer, OutputMode, Queued};
+use crate::input::Input;
 use crate::journal::{Record, RecordOutcome};
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;

@@ -19,8 +19,8 @@ use crossbeam_channel as cb;
 use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
-use crate::farm::input::Records;
 use crate::halt::HaltGate;
+use crate::input::Records;
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
 use crate::task::Failure;

@@ -1,5 +1,5 @@
-//! Where a task farm's inputs come from: records read from streams (lines or NUL-separated),
-//! or values given up front, combined across sources as GNU parallel does.
+//! Where inputs come from, for every mode: records read from streams (lines or
+//! NUL-separated), or values given up front, combined across sources as GNU parallel does.
 //!
 //! Several sources combine as a cartesian product, the first source varying slowest
 //! (`::: a b ::: 1 2` gives `a 1`, `a 2`, `b 1`, `b 2`). The first source is streamed — so
