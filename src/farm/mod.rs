@@ -2,15 +2,19 @@
 //!
 //! This is the engine behind `muster run`. Streams are best made [`Source::interruptible`]
 //! (read on a thread of their own, so a blocked read never holds up a shutdown); the caller's
-//! thread admits inputs
-//! (skipping what a resumed joblog says is done) into a bounded queue, so input is never read
-//! far ahead. One event loop per CPU takes tasks from the queue into its share of the `jobs`
-//! slots, runs each in its own process group and multiplexes all of their pipes and exits
-//! (see `reactor`: `-j 10000` costs descriptors, not threads); one output thread prints,
-//! journals and counts (see `output`).
+//! thread admits inputs (skipping what a resumed joblog says is done) into a bounded queue, so
+//! input is never read far ahead. One event loop per CPU takes tasks from the queue into its
+//! share of the `jobs` slots. Each loop is a dispatcher (`dispatch`: slots, retries, time
+//! limits, halts, what an ending means) over an executor (`reactor`: processes in their own
+//! groups, their pipes and exits on one epoll instance — `-j 10000` costs descriptors, not
+//! threads). One output thread prints, journals and counts (`output`).
 //!
 //! ```text
-//!  inputs ─▶ feeder ─queue─▶ event loop × CPUs (slots 1..=jobs) ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!  inputs ─▶ feeder ─queue─▶ dispatcher × CPUs ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!                               │    ▲
+//!                         start/signal  ended (status, captured output)
+//!                               ▼    │
+//!                     executor: processes (reactor), or the scripted fake in the tests
 //! ```
 //!
 //! Shutdown follows DESIGN.md: when the [`Shutdown`] token trips, nothing new starts and
@@ -20,8 +24,13 @@
 //! to the joblog being resumed).
 
 mod capture;
+mod dispatch;
+#[cfg(test)]
+mod fake;
 mod output;
 mod reactor;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -208,11 +217,46 @@ pub fn run(
     shutdown: &Shutdown,
     observer: &dyn Observer,
 ) -> Result<Summary, FarmError> {
-    let started = Instant::now();
-    let known_total = inputs.known_total();
     if config.dry_run {
         return Ok(dry_run(&config, inputs, shutdown, stdout));
     }
+    let watchdog = match config.watchdog.take() {
+        Some(command) => Some(Arc::new(
+            Watchdog::start(command).map_err(|source| FarmError::Start { what: "the watchdog", source })?,
+        )),
+        None => None,
+    };
+    let launcher = Launcher::new(watchdog);
+    let program_path = if config.template.is_shell() { None } else { config.program_path.clone() };
+    let settings = reactor::ProcessSettings {
+        launcher: &launcher,
+        program_path: program_path.as_deref(),
+        spill_threshold: config.spill_threshold,
+        line_mode: config.output == OutputMode::LineBuffer,
+    };
+    reactor::raise_fd_limit(config.jobs.max(1));
+    run_on(config, inputs, stdout, stderr, shutdown, observer, |events, waker, slots| {
+        reactor::ProcessExecutor::new(&settings, events, waker, slots)
+    })
+}
+
+/// Runs the farm with attempts started by the executors `executor` makes (one per event loop,
+/// given the output thread's sender, the loop's waker and its number of slots).
+fn run_on<E, F>(
+    config: FarmConfig,
+    inputs: Inputs,
+    stdout: Box<dyn Write + Send + '_>,
+    stderr: Box<dyn Write + Send + '_>,
+    shutdown: &Shutdown,
+    observer: &dyn Observer,
+    executor: F,
+) -> Result<Summary, FarmError>
+where
+    E: dispatch::Executor + Send,
+    F: Fn(cb::Sender<Event>, Arc<dispatch::Waker>, usize) -> std::io::Result<E>,
+{
+    let started = Instant::now();
+    let known_total = inputs.known_total();
     let command = config.command_label();
     let (journal, mut ledger) = match &config.joblog {
         None => (None, None),
@@ -221,34 +265,19 @@ pub fn run(
             (Some(writer), Some(InputLedger::new(resume)))
         }
     };
-    let watchdog = match config.watchdog.take() {
-        Some(command) => Some(Arc::new(
-            Watchdog::start(command).map_err(|source| FarmError::Start { what: "the watchdog", source })?,
-        )),
-        None => None,
-    };
     let jobs = config.jobs.max(1);
-    reactor::raise_fd_limit(jobs);
     let halt = HaltGate::new(config.halt, known_total);
     let drain_started = OnceLock::new();
     let window = (jobs.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
     let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(jobs.min(MAX_QUEUE));
     let (events_tx, events_rx) = cb::unbounded::<Event>();
-    let journaling = journal.is_some();
-    let shared = reactor::Shared {
+    let shared = dispatch::Shared {
         config: &config,
-        limits: reactor::Limits {
-            timeout: config.timeout,
-            grace: config.grace,
-            shutdown,
-            drain_started: &drain_started,
-            spill_threshold: config.spill_threshold,
-            program_path: if config.template.is_shell() { None } else { config.program_path.as_deref() },
-        },
-        launcher: Launcher::new(watchdog.clone()),
+        shutdown,
+        drain_started: &drain_started,
         halt: &halt,
-        journaling,
+        journaling: journal.is_some(),
         tasks: tasks_rx,
         observer,
     };
@@ -257,16 +286,22 @@ pub fn run(
     let loops = jobs.min(cpus).max(1);
     let mut wakers = Vec::with_capacity(loops);
     for _ in 0..loops {
-        wakers.push(
-            reactor::Waker::new().map_err(|source| FarmError::Start { what: "an event loop", source })?,
-        );
+        wakers.push(Arc::new(
+            dispatch::Waker::new().map_err(|source| FarmError::Start { what: "an event loop", source })?,
+        ));
     }
-    let mut event_loops = Vec::with_capacity(loops);
+    let mut dispatchers = Vec::with_capacity(loops);
     for (index, waker) in wakers.iter().enumerate() {
         let slots: Vec<usize> = (1..=jobs).skip(index).step_by(loops).collect();
-        let event_loop = reactor::EventLoop::new(&shared, events_tx.clone(), waker, slots)
+        let executor = executor(events_tx.clone(), Arc::clone(waker), slots.len())
             .map_err(|source| FarmError::Start { what: "an event loop", source })?;
-        event_loops.push(event_loop);
+        dispatchers.push(dispatch::Dispatcher::new(
+            &shared,
+            executor,
+            events_tx.clone(),
+            Arc::clone(waker),
+            slots,
+        ));
     }
 
     let (mut summary, journal_error, read, input_error) = std::thread::scope(|scope| {
@@ -282,8 +317,8 @@ pub fn run(
             journal,
         );
         let output = scope.spawn(move || output.run(events_rx));
-        for event_loop in event_loops {
-            scope.spawn(move || event_loop.run());
+        for dispatcher in dispatchers {
+            scope.spawn(move || dispatcher.run());
         }
 
         // The feeder: read, skip what the joblog says is done, and queue the rest.
@@ -316,14 +351,14 @@ pub fn run(
                 occurrence = nth;
             }
             match tasks_tx.send(Queued { seq, occurrence, input }) {
-                Ok(()) => wakers.iter().for_each(reactor::Waker::wake),
+                Ok(()) => wakers.iter().for_each(|waker| waker.wake()),
                 Err(cb::SendError(queued)) => {
                     let _ = events_tx.send(Event::NotRun(queued.seq));
                 }
             }
         }
         drop(tasks_tx);
-        wakers.iter().for_each(reactor::Waker::ring);
+        wakers.iter().for_each(|waker| waker.ring());
         drop(events_tx);
         // The output thread only panics on a bug in muster; let it surface.
         let (summary, journal_error) = match output.join() {
@@ -332,7 +367,6 @@ pub fn run(
         };
         (summary, journal_error, read, input_error)
     });
-    drop(watchdog);
     if let Some(err) = journal_error {
         return Err(err.into());
     }

@@ -1,0 +1,618 @@
+//! The dispatcher: what happens to a task between the queue and its outcome, whatever runs it.
+//!
+//! Each event loop of the farm is a dispatcher over an [`Executor`]. The dispatcher owns the
+//! policy — which task starts in which slot, when a refused start is tried again, time limits,
+//! the TERM → grace → KILL escalation of a timeout or a shutdown, retries, `--halt`, and how an
+//! ended attempt becomes an outcome, a joblog record and an event for the output thread. The
+//! executor owns the mechanism: starting an attempt, signalling it, and telling which attempts
+//! ended (with their captured output). The process executor is the `reactor`; the tests run the
+//! same dispatcher over a scripted fake, so the policy is proven without `sh`.
+//!
+//! An attempt lives in a slot position (`id`, 0-based, one per slot the loop owns); the slot
+//! number (`{%}`, `MUSTER_WORKER`) is what the user sees.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel as cb;
+use rustix::io::Errno;
+use rustix::process::Signal;
+
+use super::capture::Capture;
+use super::output::{Event, Finished};
+use super::{FarmConfig, HaltGate, Observer, Queued};
+use crate::input::Input;
+use crate::journal::{Record, RecordOutcome};
+use crate::shutdown::{Level, Shutdown};
+use crate::task::{Failure, Outcome, Seq};
+
+/// The longest a loop goes without checking time limits and the shutdown token.
+pub(crate) const TICK: Duration = Duration::from_millis(50);
+/// Spawn attempts refused by the OS, with nothing running, before a task fails.
+pub(crate) const SPAWN_TRIES: u32 = 8;
+/// How long a task killed by SIGINT/SIGTERM waits to learn whether that signal was meant
+/// for muster (a terminal's Ctrl-C reaching a task an instant after its spawn).
+const SIGNAL_SETTLE: Duration = Duration::from_millis(200);
+/// Tasks started before the loop looks at its running ones again: each process spawn copies
+/// muster's descriptor table, so reaping short tasks between spawns keeps that table (and the
+/// cost) small.
+const STARTS_PER_TURN: usize = 16;
+
+/// One attempt, as an executor is asked to start it.
+pub(crate) struct Attempt<'t> {
+    pub(crate) seq: Seq,
+    /// From 1.
+    pub(crate) attempt: u32,
+    /// The slot number the user sees (`{%}`).
+    pub(crate) slot: usize,
+    pub(crate) argv: &'t [OsString],
+    /// `--tag` prefix for lines passed on while it runs.
+    pub(crate) tag: Option<&'t [u8]>,
+}
+
+/// An attempt that ended: its leader reaped and its output read to the end.
+pub(crate) struct Ended {
+    /// The slot position it ran in.
+    pub(crate) id: usize,
+    pub(crate) status: io::Result<ExitStatus>,
+    pub(crate) reaped_at: Instant,
+    /// stdout and stderr.
+    pub(crate) captures: [Capture; 2],
+    /// Why its output could not be fully captured.
+    pub(crate) output_error: Option<String>,
+}
+
+/// Runs attempts for one dispatcher. Every method is called from the dispatcher's thread.
+pub(crate) trait Executor {
+    /// Starts `attempt` in slot position `id` (free until it is reported ended). An error of
+    /// the kinds [`refused_for_now`] accepts means "try again later".
+    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()>;
+    /// Sends `signal` to the attempt in `id` (its whole process group) unless it has ended.
+    fn signal(&mut self, id: usize, signal: Signal);
+    /// Waits at most `timeout` for attempts to end or the [`Waker`] to ring, and appends the
+    /// attempts that ended.
+    fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>);
+}
+
+/// What the dispatchers of one farm share.
+pub(crate) struct Shared<'a> {
+    pub(crate) config: &'a FarmConfig,
+    pub(crate) shutdown: &'a Shutdown,
+    /// When draining began, as first noticed by any loop; running tasks get `grace` from it.
+    pub(crate) drain_started: &'a OnceLock<Instant>,
+    pub(crate) halt: &'a HaltGate,
+    pub(crate) journaling: bool,
+    pub(crate) tasks: cb::Receiver<Queued>,
+    pub(crate) observer: &'a dyn Observer,
+}
+
+/// Wakes a loop that waits on its attempts while it could take more tasks. The feeder calls
+/// [`wake`](Self::wake) after each task it queues; it costs a write only when the loop said
+/// it was hungry. Executors wait on [`fd`](Self::fd) along with their own events.
+pub(crate) struct Waker {
+    hungry: AtomicBool,
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Waker> {
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        Ok(Waker { hungry: AtomicBool::new(false), fd: rustix::event::eventfd(0, flags)? })
+    }
+
+    /// Wakes the loop if it waits for tasks.
+    pub(crate) fn wake(&self) {
+        // Pairs with the fence in the loop: either it sees the task, or we see it hungry.
+        fence(Ordering::SeqCst);
+        if self.hungry.swap(false, Ordering::SeqCst) {
+            self.ring();
+        }
+    }
+
+    /// Wakes the loop whatever it waits for (the queue closed).
+    pub(crate) fn ring(&self) {
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Readable while a wake is pending.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Clears a pending wake.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
+    }
+}
+
+/// A task between the queue and its final outcome.
+struct Task {
+    seq: Seq,
+    occurrence: u32,
+    input: Input,
+    /// The attempt it is on, from 1.
+    attempt: u32,
+    /// `--tag` prefix, when tagging.
+    tag: Option<Vec<u8>>,
+    /// Starts refused by the OS in a row while nothing else ran.
+    refused: u32,
+    /// Not to be tried again before this (after a refused start).
+    not_before: Option<Instant>,
+    /// The observer was told it started.
+    announced: bool,
+}
+
+impl Task {
+    fn new(queued: Queued, tag: bool) -> Task {
+        let tag = tag.then(|| [queued.input.display(), b"\t".to_vec()].concat());
+        Task {
+            seq: queued.seq,
+            occurrence: queued.occurrence,
+            input: queued.input,
+            attempt: 1,
+            tag,
+            refused: 0,
+            not_before: None,
+            announced: false,
+        }
+    }
+}
+
+/// Why an attempt is being stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    TimedOut,
+    Shutdown,
+}
+
+/// A running attempt, as the dispatcher sees it.
+struct Running {
+    task: Task,
+    argv: Vec<OsString>,
+    start: SystemTime,
+    started: Instant,
+    deadline: Option<Instant>,
+    stopping: Option<(StopReason, Instant)>,
+    /// Set once the executor reported it ended; it settles from here.
+    ended: Option<Ended>,
+}
+
+/// How an attempt ended.
+enum Ending {
+    Exited(ExitStatus),
+    TimedOut(ExitStatus),
+    /// A shutdown stopped it, or it died of the signal that was meant for muster.
+    Stopped(ExitStatus),
+    StartFailed(io::Error),
+}
+
+/// One event loop; see the [module docs](self).
+pub(crate) struct Dispatcher<'s, 'a, E> {
+    shared: &'s Shared<'a>,
+    executor: E,
+    /// To the output thread; it ends when every loop has.
+    events: cb::Sender<Event>,
+    waker: Arc<Waker>,
+    /// Slot number per slot position.
+    slots: Vec<usize>,
+    running: Vec<Option<Running>>,
+    free: Vec<usize>,
+    count: usize,
+    pending: VecDeque<Task>,
+    input_ended: bool,
+    /// Ended attempts not settled yet.
+    held: Vec<usize>,
+    next_scan: Instant,
+    level_seen: Level,
+}
+
+impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
+    /// A loop over `slots` (the `{%}` numbers it hands out), running attempts on `executor`.
+    pub(crate) fn new(
+        shared: &'s Shared<'a>,
+        executor: E,
+        events: cb::Sender<Event>,
+        waker: Arc<Waker>,
+        slots: Vec<usize>,
+    ) -> Self {
+        let free = (0..slots.len()).rev().collect();
+        Dispatcher {
+            shared,
+            executor,
+            events,
+            waker,
+            running: slots.iter().map(|_| None).collect(),
+            slots,
+            free,
+            count: 0,
+            pending: VecDeque::new(),
+            input_ended: false,
+            held: Vec::new(),
+            next_scan: Instant::now() + TICK,
+            level_seen: Level::Running,
+        }
+    }
+
+    fn shutdown(&self) -> &'a Shutdown {
+        self.shared.shutdown
+    }
+
+    /// Runs until the queue is closed and every task taken has an outcome.
+    pub(crate) fn run(mut self) {
+        let mut ended = Vec::new();
+        loop {
+            let more = self.fill();
+            if self.count == 0 && self.pending.is_empty() {
+                if self.input_ended {
+                    return;
+                }
+                match self.shared.tasks.recv() {
+                    Ok(queued) => self.pending.push_back(Task::new(queued, self.shared.config.tag)),
+                    Err(_) => self.input_ended = true,
+                }
+                continue;
+            }
+            let hungry = !more && !self.input_ended && !self.free.is_empty() && self.pending.is_empty();
+            if hungry {
+                self.waker.hungry.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if !self.shared.tasks.is_empty() {
+                    self.waker.hungry.store(false, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            let wait = if more {
+                Duration::ZERO
+            } else {
+                self.next_wake().saturating_duration_since(Instant::now())
+            };
+            self.executor.wait(wait, &mut ended);
+            if hungry {
+                self.waker.hungry.store(false, Ordering::SeqCst);
+            }
+            for attempt in ended.drain(..) {
+                if let Some(run) = self.running.get_mut(attempt.id).and_then(Option::as_mut) {
+                    self.held.push(attempt.id);
+                    run.ended = Some(attempt);
+                }
+            }
+            let level = self.shutdown().level();
+            if level != self.level_seen || Instant::now() >= self.next_scan {
+                self.level_seen = level;
+                self.scan();
+            }
+            self.settle_held();
+        }
+    }
+
+    /// When the loop must look again without an event.
+    fn next_wake(&self) -> Instant {
+        let mut at = self.next_scan;
+        if let Some(not_before) = self.pending.front().and_then(|t| t.not_before) {
+            at = at.min(not_before);
+        }
+        at
+    }
+
+    /// Starts tasks while there are free slots and tasks to start, at most
+    /// [`STARTS_PER_TURN`]; true when it stopped at that limit with more to start.
+    fn fill(&mut self) -> bool {
+        let now = Instant::now();
+        for _ in 0..STARTS_PER_TURN {
+            if self.shutdown().is_tripped() || self.shared.halt.closed() {
+                // Nothing new starts; what is queued or waiting ends as not run.
+                for task in std::mem::take(&mut self.pending) {
+                    let _ = self.events.send(Event::NotRun(task.seq));
+                }
+                while let Ok(queued) = self.shared.tasks.try_recv() {
+                    let _ = self.events.send(Event::NotRun(queued.seq));
+                }
+                return false;
+            }
+            if self.free.is_empty() {
+                return false;
+            }
+            let task = match self.pending.front() {
+                Some(task) if task.not_before.is_some_and(|t| now < t) => return false,
+                Some(_) => self.pending.pop_front(),
+                None if self.input_ended => return false,
+                None => match self.shared.tasks.try_recv() {
+                    Ok(queued) => Some(Task::new(queued, self.shared.config.tag)),
+                    Err(cb::TryRecvError::Empty) => return false,
+                    Err(cb::TryRecvError::Disconnected) => {
+                        self.input_ended = true;
+                        return false;
+                    }
+                },
+            };
+            let Some(task) = task else { return false };
+            if !self.start(task) {
+                return false;
+            }
+        }
+        !self.free.is_empty()
+    }
+
+    /// Starts one attempt; false when the OS refused it and the task waits.
+    fn start(&mut self, mut task: Task) -> bool {
+        let Some(id) = self.free.pop() else {
+            self.pending.push_front(task);
+            return false;
+        };
+        let slot = self.slots[id];
+        let shared = self.shared;
+        if !task.announced {
+            task.announced = true;
+            shared.observer.task_started();
+        }
+        let argv = shared.config.template.render(&task.input.values, task.seq, slot);
+        let start = SystemTime::now();
+        let started = Instant::now();
+        let attempt =
+            Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, tag: task.tag.as_deref() };
+        match self.executor.start(id, &attempt) {
+            Ok(()) => {}
+            Err(err) if refused_for_now(&err) => {
+                self.free.push(id);
+                if self.count == 0 {
+                    task.refused += 1;
+                }
+                if task.refused >= SPAWN_TRIES {
+                    let why = io::Error::new(err.kind(), format!("{err} (refused {SPAWN_TRIES} times)"));
+                    self.settle(task, id, argv, start, started, Ending::StartFailed(why), None, None);
+                    return true;
+                }
+                let backoff = Duration::from_millis(10 << task.refused.min(7)).min(Duration::from_secs(1));
+                task.not_before = Some(Instant::now() + backoff);
+                self.pending.push_front(task);
+                return false;
+            }
+            Err(err) => {
+                self.settle(task, id, argv, start, started, Ending::StartFailed(err), None, None);
+                return true;
+            }
+        }
+        let deadline = shared.config.timeout.map(|t| started + t);
+        if let Some(deadline) = deadline {
+            self.next_scan = self.next_scan.min(deadline);
+        }
+        self.running[id] =
+            Some(Running { task, argv, start, started, deadline, stopping: None, ended: None });
+        self.count += 1;
+        true
+    }
+
+    /// Looks at every running attempt: time limits and shutdown, escalating TERM to KILL.
+    /// Sets when to look again.
+    fn scan(&mut self) {
+        let now = Instant::now();
+        let shared = self.shared;
+        let grace = shared.config.grace;
+        let drain_deadline =
+            shared.shutdown.is_tripped().then(|| *shared.drain_started.get_or_init(Instant::now) + grace);
+        let mut next = now + TICK;
+        for (id, slot) in self.running.iter_mut().enumerate() {
+            let Some(run) = slot else { continue };
+            if run.ended.is_some() {
+                continue;
+            }
+            match run.stopping {
+                None => {
+                    let reason = if run.deadline.is_some_and(|d| now >= d) {
+                        Some(StopReason::TimedOut)
+                    } else if shared.shutdown.is_stopping_now() || drain_deadline.is_some_and(|d| now >= d) {
+                        Some(StopReason::Shutdown)
+                    } else {
+                        None
+                    };
+                    match reason {
+                        Some(reason) => {
+                            self.executor.signal(id, Signal::TERM);
+                            run.stopping = Some((reason, now + grace));
+                            next = next.min(now + grace);
+                        }
+                        None => {
+                            for at in [run.deadline, drain_deadline].into_iter().flatten() {
+                                next = next.min(at);
+                            }
+                        }
+                    }
+                }
+                Some((_, kill_at)) if now >= kill_at => self.executor.signal(id, Signal::KILL),
+                Some((_, kill_at)) => next = next.min(kill_at),
+            }
+        }
+        self.next_scan = next;
+    }
+
+    /// Settles the ended attempts, except one killed by SIGINT/SIGTERM that may have caught
+    /// the signal meant for muster (spawned into our group an instant before Ctrl-C): that one
+    /// gives the signal time to land first.
+    fn settle_held(&mut self) {
+        let now = Instant::now();
+        let shutdown = self.shutdown();
+        let mut waiting = Vec::new();
+        for id in std::mem::take(&mut self.held) {
+            let settle_at = {
+                let Some(run) = self.running.get(id).and_then(Option::as_ref) else { continue };
+                let Some(ended) = &run.ended else { continue };
+                let signal = ended.status.as_ref().ok().and_then(ExitStatus::signal);
+                let ours = signal.is_some_and(|s| s == Signal::INT.as_raw() || s == Signal::TERM.as_raw());
+                let unexplained = ours && run.stopping.is_none() && shutdown.signal().is_none();
+                unexplained.then(|| ended.reaped_at + SIGNAL_SETTLE)
+            };
+            match settle_at {
+                Some(at) if now < at => {
+                    self.next_scan = self.next_scan.min(at);
+                    waiting.push(id);
+                }
+                _ => self.finish(id),
+            }
+        }
+        self.held = waiting;
+    }
+
+    /// Settles an ended attempt.
+    fn finish(&mut self, id: usize) {
+        let Some(mut run) = self.running.get_mut(id).and_then(Option::take) else { return };
+        let Some(ended) = run.ended.take() else {
+            self.running[id] = Some(run);
+            return;
+        };
+        self.count -= 1;
+        let ending = match (ended.status, run.stopping) {
+            (Err(err), _) => Ending::StartFailed(err),
+            (Ok(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
+            (Ok(status), Some((StopReason::Shutdown, _))) => Ending::Stopped(status),
+            (Ok(status), None) if died_of_our_signal(&status, self.shutdown()) => Ending::Stopped(status),
+            (Ok(status), None) => Ending::Exited(status),
+        };
+        let Running { task, argv, start, started, .. } = run;
+        self.settle(task, id, argv, start, started, ending, ended.output_error, Some(ended.captures));
+    }
+
+    /// Records an ended attempt: a retry goes back to the pending queue, a final outcome goes
+    /// to the output thread.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        task: Task,
+        id: usize,
+        argv: Vec<OsString>,
+        start: SystemTime,
+        started: Instant,
+        ending: Ending,
+        output_error: Option<String>,
+        captures: Option<[Capture; 2]>,
+    ) {
+        self.free.push(id);
+        let shared = self.shared;
+        let shutdown = shared.shutdown;
+        let runtime = started.elapsed();
+        let (mut outcome, stopped) = classify(&ending, shared.config.timeout);
+        if let (Some(why), false) = (&output_error, stopped) {
+            if !matches!(outcome, Outcome::TimedOut(_)) {
+                outcome = Outcome::Failed(Failure::Output(why.clone()));
+            }
+        }
+        let retry = !outcome.is_done()
+            && !stopped
+            && task.attempt <= shared.config.retries
+            && !shutdown.is_tripped()
+            && !shared.halt.closed();
+        let [stdout, stderr] = captures.unwrap_or_else(|| [Capture::new(0), Capture::new(0)]);
+        let record = shared.journaling.then(|| Record {
+            seq: task.seq,
+            host: ":".into(),
+            start: start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            runtime: runtime.as_secs_f64(),
+            send: 0,
+            receive: stdout.len() + stderr.len(),
+            exitval: exit_value(&ending),
+            signal: signal_number(&ending),
+            command: argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
+            outcome: match (&outcome, stopped, retry) {
+                (Outcome::Done, _, _) => RecordOutcome::Done,
+                (_, true, _) => RecordOutcome::Stopped,
+                (_, _, true) => RecordOutcome::Retry,
+                (Outcome::TimedOut(_), _, _) => RecordOutcome::TimedOut,
+                (Outcome::Failed(Failure::Output(_)), _, _) => RecordOutcome::Lost,
+                _ => RecordOutcome::Failed,
+            },
+            attempt: task.attempt,
+            occurrence: task.occurrence,
+            input: task.input.identity(),
+        });
+        if retry {
+            if let Some(record) = record {
+                let _ = self.events.send(Event::Retry(record));
+            }
+            let mut task = task;
+            task.attempt += 1;
+            task.refused = 0;
+            task.not_before = None;
+            self.pending.push_back(task);
+            return;
+        }
+        let program = || argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned());
+        let note = match (&ending, &outcome) {
+            (Ending::StartFailed(err), _) => {
+                Some(format!("muster: task {}: cannot run '{}': {err}", task.seq, program()))
+            }
+            (_, Outcome::Failed(failure @ Failure::Output(_))) => Some(format!(
+                "muster: task {}: {failure}; not recorded as done (--resume runs it again)",
+                task.seq
+            )),
+            _ => None,
+        };
+        let finished = Finished {
+            seq: task.seq,
+            tag: task.tag,
+            outcome,
+            stopped,
+            stdout,
+            stderr,
+            note,
+            runtime,
+            record,
+        };
+        if !stopped {
+            shared.halt.record_finished(finished.outcome.is_done(), shutdown);
+        }
+        let _ = self.events.send(Event::Finished(Box::new(finished)));
+    }
+}
+
+/// Errors that mean "not now" rather than "never": the OS is out of processes, descriptors
+/// or memory for the moment.
+pub(crate) fn refused_for_now(err: &io::Error) -> bool {
+    let codes = [Errno::AGAIN, Errno::MFILE, Errno::NFILE, Errno::NOMEM].map(Errno::raw_os_error);
+    err.raw_os_error().is_some_and(|code| codes.contains(&code))
+}
+
+/// True when the task died of SIGINT/SIGTERM and that is the signal that stopped muster:
+/// it was interrupted with muster, not failed, and a resume runs it again.
+fn died_of_our_signal(status: &ExitStatus, shutdown: &Shutdown) -> bool {
+    status.signal().is_some_and(|signal| {
+        (signal == Signal::INT.as_raw() || signal == Signal::TERM.as_raw())
+            && shutdown.signal() == Some(signal)
+    })
+}
+
+/// The outcome of an attempt, and whether a shutdown stopped it.
+fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
+    let from_status = |status: &ExitStatus| match (status.code(), status.signal()) {
+        (Some(0), _) => Outcome::Done,
+        (Some(code), _) => Outcome::Failed(Failure::Exit(code)),
+        (None, Some(signal)) => Outcome::Failed(Failure::Signal(signal)),
+        (None, None) => Outcome::Failed(Failure::Exit(-1)),
+    };
+    match ending {
+        Ending::Exited(status) => (from_status(status), false),
+        Ending::TimedOut(_) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
+        Ending::Stopped(status) => (from_status(status), !status.success()),
+        Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
+    }
+}
+
+fn exit_value(ending: &Ending) -> i32 {
+    match ending {
+        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.code().unwrap_or(0),
+        Ending::StartFailed(_) => -1,
+    }
+}
+
+fn signal_number(ending: &Ending) -> i32 {
+    match ending {
+        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.signal().unwrap_or(0),
+        Ending::StartFailed(_) => 0,
+    }
+}

@@ -1,0 +1,314 @@
+//! The farm's policy — retries, halts, time limits, the reorder window, the journal and the
+//! exactly-once accounting — over the scripted executor in `fake`: no processes, no `sh`.
+//! What only real processes can show (process groups, pipes, signals from a terminal) is
+//! tested through the CLI in `cli/tests/`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::fake::{self, FakeExecutor};
+use super::*;
+use crate::journal::{Record, RecordOutcome};
+use crate::task::Outcome;
+use rustix::process::Signal;
+
+/// A writer whose bytes the test can read.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+/// A farm configuration whose attempts run the input itself as the fake's script word.
+fn config(jobs: usize) -> FarmConfig {
+    let template = Template::parse(&["{}".into()], 1).expect("template");
+    let mut config = FarmConfig::new(template);
+    config.jobs = jobs;
+    config.grace = Duration::from_millis(100);
+    config
+}
+
+struct Ran {
+    summary: Summary,
+    stdout: String,
+    stderr: String,
+    log: fake::Shared,
+}
+
+fn run_fake(config: FarmConfig, inputs: &[&str], shutdown: &Shutdown, observer: &dyn Observer) -> Ran {
+    let values = inputs.iter().map(|word| word.as_bytes().to_vec()).collect();
+    let inputs = Inputs::new(vec![Source::Values(values)], b'\n').expect("inputs");
+    let (stdout, stderr) = (Sink::default(), Sink::default());
+    let log = fake::Shared::default();
+    let summary = run_on(
+        config,
+        inputs,
+        Box::new(stdout.clone()),
+        Box::new(stderr.clone()),
+        shutdown,
+        observer,
+        |_events, waker, slots| Ok(FakeExecutor::new(waker, slots, log.clone())),
+    )
+    .expect("the farm runs");
+    assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");
+    Ran { summary, stdout: stdout.text(), stderr: stderr.text(), log }
+}
+
+/// The joblog's records (header skipped), in the order written.
+fn records(path: &Path) -> Vec<Record> {
+    let text = std::fs::read(path).expect("read joblog");
+    text.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty() && !line.starts_with(b"#") && !line.starts_with(b"Seq\t"))
+        .map(|line| Record::parse(line).expect("a whole record"))
+        .collect()
+}
+
+/// Each task's records' outcomes, in order.
+fn outcomes_by_task(records: &[Record]) -> BTreeMap<u64, Vec<RecordOutcome>> {
+    let mut by_task: BTreeMap<u64, Vec<RecordOutcome>> = BTreeMap::new();
+    for record in records {
+        by_task.entry(record.seq).or_default().push(record.outcome);
+    }
+    by_task
+}
+
+#[test]
+fn a_failing_task_is_retried_until_it_succeeds_or_its_attempts_run_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(2);
+    config.retries = 2;
+    config.joblog = Some(joblog.clone());
+    let ran = run_fake(config, &["flaky:2", "flaky:5", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!((ran.summary.done, ran.summary.failed), (2, 1));
+    let attempts = |seq| ran.log.with(|log| log.starts.iter().filter(|(s, _)| *s == seq).count());
+    assert_eq!((attempts(1), attempts(2), attempts(3)), (3, 3, 1), "retries + 1 attempts at most");
+    let by_task = outcomes_by_task(&records(&joblog));
+    use RecordOutcome::{Done, Failed, Retry};
+    assert_eq!(by_task[&1], [Retry, Retry, Done]);
+    assert_eq!(by_task[&2], [Retry, Retry, Failed]);
+    assert_eq!(by_task[&3], [Done]);
+    assert!(ran.stdout.contains("flaky:2 3\n"), "the successful attempt's output: {}", ran.stdout);
+    assert!(!ran.stdout.contains("flaky:2 1\n"), "a retried attempt's output is not printed");
+}
+
+#[test]
+fn halt_now_stops_running_tasks_at_once_and_starts_nothing_more() {
+    let mut config = config(4);
+    config.halt = Some(Halt { when: HaltWhen::Now, threshold: FailThreshold::Count(1) });
+    let mut inputs = vec!["hang", "hang", "hang", "exit:3"];
+    inputs.extend(std::iter::repeat_n("ok", 50));
+    let shutdown = Shutdown::new();
+    let ran = run_fake(config, &inputs, &shutdown, &NoObserver);
+    let summary = &ran.summary;
+    assert!(summary.halted && shutdown.is_stopping_now());
+    assert_eq!((summary.failed, summary.stopped, summary.done), (1, 3, 0), "{summary:?}");
+    assert_eq!(ran.log.with(|log| log.starts.len()), 4, "nothing started after the failure");
+    let termed = ran.log.with(|log| log.signals.iter().filter(|(_, s)| *s == Signal::TERM.as_raw()).count());
+    assert_eq!(termed, 3, "each hanging task got SIGTERM without waiting out the grace");
+}
+
+#[test]
+fn halt_soon_lets_running_tasks_finish_and_starts_nothing_more() {
+    let mut config = config(3);
+    config.halt = Some(Halt { when: HaltWhen::Soon, threshold: FailThreshold::Count(1) });
+    let mut inputs = vec!["sleep:150", "sleep:150", "exit:1"];
+    inputs.extend(std::iter::repeat_n("ok", 50));
+    let shutdown = Shutdown::new();
+    let ran = run_fake(config, &inputs, &shutdown, &NoObserver);
+    let summary = &ran.summary;
+    assert!(summary.halted && !shutdown.is_tripped(), "soon is not a shutdown");
+    assert_eq!((summary.done, summary.failed, summary.stopped), (2, 1, 0), "{summary:?}");
+    assert_eq!(ran.log.with(|log| log.starts.len()), 3);
+    assert!(ran.log.with(|log| log.signals.is_empty()), "running tasks were left to finish");
+}
+
+#[test]
+fn a_task_past_its_time_limit_gets_sigterm_then_sigkill_after_the_grace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(2);
+    config.timeout = Some(Duration::from_millis(100));
+    config.retries = 1;
+    config.joblog = Some(joblog.clone());
+    let ran = run_fake(config, &["hang", "stubborn", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!((ran.summary.timed_out, ran.summary.done), (2, 1));
+    let signals = ran.log.with(|log| log.signals.clone());
+    let (term, kill) = (Signal::TERM.as_raw(), Signal::KILL.as_raw());
+    assert!(signals.contains(&(1, term)) && !signals.contains(&(1, kill)), "{signals:?}");
+    assert!(signals.contains(&(2, term)) && signals.contains(&(2, kill)), "{signals:?}");
+    let by_task = outcomes_by_task(&records(&joblog));
+    use RecordOutcome::{Retry, TimedOut};
+    assert_eq!(by_task[&1], [Retry, TimedOut], "a timeout is retried like a failure");
+    assert_eq!(by_task[&2], [Retry, TimedOut]);
+}
+
+#[test]
+fn keep_order_reads_no_further_ahead_than_its_window_behind_a_slow_task() {
+    let mut config = config(2);
+    config.keep_order = true;
+    let mut inputs = vec!["sleep:300"];
+    inputs.extend(std::iter::repeat_n("ok", 500));
+    let ran = run_fake(config, &inputs, &Shutdown::new(), &NoObserver);
+    assert_eq!(ran.summary.done, 501);
+    let window = 64; // jobs × 4, at least 64: see `run_on`
+    let highest = ran.log.with(|log| log.highest_beside_first);
+    assert!(highest <= window, "task {highest} started while task 1 held the window of {window}");
+    let printed: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(printed.first(), Some(&"sleep:300 1"));
+    assert_eq!(printed.len(), 501, "everything printed, in order");
+}
+
+#[test]
+fn slots_are_never_oversubscribed() {
+    let mut inputs = vec!["sleep:20"; 40];
+    inputs.extend(std::iter::repeat_n("ok", 40));
+    let ran = run_fake(config(3), &inputs, &Shutdown::new(), &NoObserver);
+    assert_eq!(ran.summary.done, 80);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_loop = 3usize.div_ceil(3.min(cpus));
+    assert!(ran.log.with(|log| log.max_running) <= per_loop);
+}
+
+/// Trips a shutdown (a drain, or stop-now) once `after` tasks have finished.
+struct TripAfter<'a> {
+    after: u64,
+    now: bool,
+    finished: AtomicU64,
+    shutdown: &'a Shutdown,
+}
+
+impl<'a> TripAfter<'a> {
+    fn new(after: u64, now: bool, shutdown: &'a Shutdown) -> Self {
+        TripAfter { after, now, finished: AtomicU64::new(0), shutdown }
+    }
+}
+
+impl Observer for TripAfter<'_> {
+    fn task_finished(&self, _outcome: &Outcome) {
+        if self.finished.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            if self.now {
+                self.shutdown.stop_now();
+            } else {
+                self.shutdown.trip();
+            }
+        }
+    }
+}
+
+#[test]
+fn stop_now_journals_each_task_once_and_a_resume_runs_exactly_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    // Two tasks that never end on their own, so stop-now is what ends them; the other loop's
+    // slots keep finishing tasks until then.
+    let inputs: Vec<String> =
+        (0..60).map(|i| if i < 2 { "hang".into() } else { format!("sleep:{}", 1 + i % 9) }).collect();
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut first = config(4);
+    first.joblog = Some(joblog.clone());
+    let shutdown = Shutdown::new();
+    let observer = TripAfter::new(10, true, &shutdown);
+    let ran = run_fake(first, &inputs, &shutdown, &observer);
+    let summary = &ran.summary;
+    assert!(summary.stopped > 0 && summary.done >= 9, "{summary:?}");
+    let by_task = outcomes_by_task(&records(&joblog));
+    for (seq, outcomes) in &by_task {
+        assert_eq!(outcomes.len(), 1, "task {seq} recorded {outcomes:?}");
+    }
+    let count = |outcome| by_task.values().filter(|o| o[0] == outcome).count() as u64;
+    assert_eq!(count(RecordOutcome::Done), summary.done);
+    assert_eq!(count(RecordOutcome::Stopped), summary.stopped);
+    assert_eq!(by_task.len() as u64, summary.done + summary.stopped, "not-run tasks are not journaled");
+
+    // The resume runs every task that is not done, and only those.
+    let mut second = config(4);
+    second.joblog = Some(joblog.clone());
+    second.resume = Some(ResumeMode::SkipFinished);
+    // Hanging tasks hang again; a time limit settles them this time.
+    second.timeout = Some(Duration::from_millis(30));
+    let again = run_fake(second, &inputs, &Shutdown::new(), &NoObserver);
+    assert_eq!(again.summary.skipped, summary.done, "done tasks are skipped, nothing else");
+    assert_eq!(again.summary.read, 60);
+    let by_task = outcomes_by_task(&records(&joblog));
+    let done_twice =
+        by_task.values().filter(|o| o.iter().filter(|x| **x == RecordOutcome::Done).count() > 1).count();
+    assert_eq!(done_twice, 0, "no task is recorded done twice");
+    let settled = by_task.values().filter(|o| o.last().is_some_and(|x| *x != RecordOutcome::Stopped)).count();
+    assert_eq!(settled, 60, "after the resume every task has a final record");
+}
+
+#[test]
+fn a_refused_start_waits_and_tries_again() {
+    let ran = run_fake(config(2), &["refuse:2", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!(ran.summary.done, 2);
+    assert_eq!(ran.log.with(|log| log.starts.iter().filter(|(s, _)| *s == 1).count()), 1);
+}
+
+#[test]
+fn a_task_that_cannot_start_fails_with_the_reason_named() {
+    let ran = run_fake(config(2), &["missing", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!((ran.summary.failed, ran.summary.done), (1, 1));
+    assert!(ran.stderr.contains("task 1: cannot run 'missing'"), "{}", ran.stderr);
+}
+
+#[test]
+fn output_that_could_not_be_captured_fails_the_task_as_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(2);
+    config.joblog = Some(joblog.clone());
+    let ran = run_fake(config, &["lost", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!((ran.summary.failed, ran.summary.lost, ran.summary.done), (1, 1, 1));
+    assert_eq!(outcomes_by_task(&records(&joblog))[&1], [RecordOutcome::Lost]);
+    assert!(ran.stderr.contains("task 1: output lost"), "{}", ran.stderr);
+}
+
+/// Trips a drain once `after` tasks have started (called on the loop that starts them).
+struct DrainOnStart<'a> {
+    after: u64,
+    started: AtomicU64,
+    shutdown: &'a Shutdown,
+}
+
+impl Observer for DrainOnStart<'_> {
+    fn task_started(&self) {
+        if self.started.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            self.shutdown.trip();
+        }
+    }
+}
+
+#[test]
+fn a_drain_lets_running_tasks_finish_within_the_grace_then_stops_the_rest() {
+    let mut config = config(2);
+    config.grace = Duration::from_millis(500);
+    let mut inputs = vec!["sleep:50", "hang"];
+    inputs.extend(std::iter::repeat_n("ok", 20));
+    let shutdown = Shutdown::new();
+    let observer = DrainOnStart { after: 2, started: AtomicU64::new(0), shutdown: &shutdown };
+    let ran = run_fake(config, &inputs, &shutdown, &observer);
+    let summary = &ran.summary;
+    assert_eq!((summary.done, summary.stopped), (1, 1), "{summary:?}");
+    assert_eq!(ran.log.with(|log| log.starts.len()), 2, "nothing new started in the drain");
+    let signals = ran.log.with(|log| log.signals.clone());
+    assert_eq!(signals, [(2, Signal::TERM.as_raw())], "only the task still running after the grace");
+}
