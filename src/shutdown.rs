@@ -192,12 +192,14 @@ impl Shutdown {
     pub fn watch_signals(&self) -> std::io::Result<SignalWatch> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let give_default = Arc::new(AtomicBool::new(false));
+        // The receiving handler first: a signal that lands between the two registrations
+        // must be received, not swallowed by a conditional default that is not armed yet.
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let mut ids = Vec::new();
         for sig in [SIGINT, SIGTERM] {
-            // Registered first, so that once `give_default` is set the default action runs.
+            // Once `give_default` is set (after the second signal), the default action runs.
             ids.push(signal_hook::flag::register_conditional_default(sig, give_default.clone())?);
         }
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
         let token = self.clone();
         let after_second = give_default.clone();
