@@ -316,5 +316,6 @@ fn journal_record(label: &str, reply: &Reply, attempt: Attempt, meta: &TaskMeta)
         attempt: attempt.number.max(1),
         occurrence: meta.occurrence,
         input: meta.identity.clone(),
+        slot: u32::try_from(attempt.slot).unwrap_or(u32::MAX),
     })
 }

@@ -530,6 +530,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             attempt: task.attempt,
             occurrence: task.occurrence,
             input: task.input.identity(),
+            slot: u32::try_from(self.slots[id]).unwrap_or(u32::MAX),
         });
         if retry {
             if let Some(record) = record {

@@ -302,6 +302,7 @@ mod tests {
             attempt: 1,
             occurrence: 1,
             input: seq.to_string().into_bytes(),
+            slot: 1,
         }
     }
 

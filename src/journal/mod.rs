@@ -4,7 +4,8 @@
 //! The file is tab-separated text that GNU parallel's joblog readers understand: a version
 //! line (a `#` comment naming the format and the command), then GNU's header — `Seq Host
 //! Starttime JobRuntime Send Receive Exitval Signal Command` — extended with `Outcome Attempt
-//! Occurrence Input Check`, then one line per attempt.
+//! Occurrence Input Slot Check`, then one line per attempt. Version 1 joblogs (no `Slot`) are
+//! still read, and a resumed one is continued in its own format.
 //!
 //! - **Identity by input, not position**: a task is its input bytes plus which occurrence of
 //!   that input it is, so a reordered or extended input resumes correctly.
@@ -32,9 +33,11 @@ pub use record::{input_hash, input_key, InputKey, Record, RecordOutcome};
 /// The first line's prefix; the format version follows it.
 const MAGIC: &str = "# muster joblog v";
 /// The format written by this version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Column names, GNU parallel's first.
-pub const HEADER: &str =
+pub const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome\tAttempt\tOccurrence\tInput\tSlot\tCheck";
+/// Column names of version 1 (no `Slot`).
+const HEADER_V1: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome\tAttempt\tOccurrence\tInput\tCheck";
 
 /// Why a joblog could not be used.
@@ -149,6 +152,8 @@ pub struct Resume {
 pub struct JournalWriter {
     file: File,
     path: PathBuf,
+    /// The format of the file's records (a resumed version 1 joblog stays version 1).
+    version: u32,
 }
 
 impl JournalWriter {
@@ -173,7 +178,7 @@ impl JournalWriter {
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
         file.write_all(head.as_bytes()).map_err(io_err)?;
-        Ok(JournalWriter { file, path: path.to_owned() })
+        Ok(JournalWriter { file, path: path.to_owned(), version: VERSION })
     }
 
     /// Opens the joblog for `command`: a new one, or, with a resume `mode`, the existing one
@@ -209,7 +214,10 @@ impl JournalWriter {
             drop(file);
             return Ok((JournalWriter::create(path, command)?, Resume::default()));
         }
-        let (logged, resume, valid_len) = read(path, BufReader::new(&file))?;
+        let mut resume = Resume::default();
+        let head = read(path, BufReader::new(&file), |record| resume.note(&record))?;
+        let (logged, version, valid_len) = (head.command, head.version, head.valid_len);
+        resume.torn_tail = head.torn_tail;
         if logged != command {
             return Err(JournalError::CommandChanged {
                 path: path.to_owned(),
@@ -220,12 +228,12 @@ impl JournalWriter {
         file.set_len(valid_len).map_err(io_err)?;
         // The lock makes this the only writer, so writing at the end is appending.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
-        Ok((JournalWriter { file, path: path.to_owned() }, resume))
+        Ok((JournalWriter { file, path: path.to_owned(), version }, resume))
     }
 
     /// Appends one record with a single write.
     pub fn write(&mut self, record: &Record) -> Result<(), JournalError> {
-        let line = record.to_line();
+        let line = record.to_line_in(self.version);
         self.file
             .write_all(line.as_bytes())
             .map_err(|source| JournalError::Io { path: self.path.clone(), source })
@@ -247,9 +255,64 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     }
 }
 
-/// Reads a joblog: its command, what it says about each task, and the length of its valid
-/// prefix (everything but a torn last line).
-fn read(path: &Path, mut reader: impl BufRead) -> Result<(String, Resume, u64), JournalError> {
+/// A whole joblog, as read back (for reports).
+#[derive(Debug)]
+pub struct Joblog {
+    /// The command it was written for.
+    pub command: String,
+    /// Its format version.
+    pub version: u32,
+    /// Every complete record, in the order written.
+    pub records: Vec<Record>,
+    /// The last line was torn (a writer killed mid-write) and was left out.
+    pub torn_tail: bool,
+}
+
+impl Joblog {
+    /// Reads the joblog at `path` without locking it (a running muster may still be writing).
+    pub fn read(path: &Path) -> Result<Joblog, JournalError> {
+        let file = File::open(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
+        let mut records = Vec::new();
+        let head = read(path, BufReader::new(file), |record| records.push(record))?;
+        Ok(Joblog { command: head.command, version: head.version, records, torn_tail: head.torn_tail })
+    }
+}
+
+impl Resume {
+    /// Takes what one record says about its task into account.
+    fn note(&mut self, record: &Record) {
+        self.records += 1;
+        let key = record.key();
+        match record.outcome {
+            RecordOutcome::Done => {
+                self.failed.remove(&key);
+                self.done.insert(key);
+            }
+            RecordOutcome::Failed | RecordOutcome::TimedOut => {
+                if !self.done.contains(&key) {
+                    self.failed.insert(key);
+                }
+            }
+            RecordOutcome::Retry | RecordOutcome::Stopped | RecordOutcome::Lost => {}
+        }
+    }
+}
+
+/// What reading a joblog found besides its records.
+struct Head {
+    command: String,
+    version: u32,
+    /// The length of its valid prefix (everything but a torn last line).
+    valid_len: u64,
+    torn_tail: bool,
+}
+
+/// Reads a joblog, handing each complete record to `on_record`.
+fn read(
+    path: &Path,
+    mut reader: impl BufRead,
+    mut on_record: impl FnMut(Record),
+) -> Result<Head, JournalError> {
     let io_err = |source| JournalError::Io { path: path.to_owned(), source };
     let mut line = Vec::new();
     let mut valid_len = 0u64;
@@ -261,20 +324,21 @@ fn read(path: &Path, mut reader: impl BufRead) -> Result<(String, Resume, u64), 
     };
     let (version, command) =
         rest.trim_end_matches('\n').split_once("\tcommand: ").unwrap_or((rest.trim_end(), ""));
-    if version != VERSION.to_string() {
-        return Err(JournalError::UnknownVersion { path: path.to_owned(), found: version.to_owned() });
-    }
+    let version = match version.parse::<u32>() {
+        Ok(number @ 1..=VERSION) => number,
+        _ => return Err(JournalError::UnknownVersion { path: path.to_owned(), found: version.to_owned() }),
+    };
     let command = String::from_utf8_lossy(&unescape(command.as_bytes())).into_owned();
     valid_len += line.len() as u64;
 
     line.clear();
     reader.read_until(b'\n', &mut line).map_err(io_err)?;
-    if line.strip_suffix(b"\n") != Some(HEADER.as_bytes()) {
+    let header = if version == 1 { HEADER_V1 } else { HEADER };
+    if line.strip_suffix(b"\n") != Some(header.as_bytes()) {
         return Err(JournalError::NotAJoblog { path: path.to_owned() });
     }
     valid_len += line.len() as u64;
 
-    let mut resume = Resume::default();
     let mut pending_error: Option<JournalError> = None;
     let mut number = 2;
     loop {
@@ -295,28 +359,14 @@ fn read(path: &Path, mut reader: impl BufRead) -> Result<(String, Resume, u64), 
         match parsed {
             Ok(record) => {
                 valid_len += line.len() as u64;
-                resume.records += 1;
-                let key = record.key();
-                match record.outcome {
-                    RecordOutcome::Done => {
-                        resume.failed.remove(&key);
-                        resume.done.insert(key);
-                    }
-                    RecordOutcome::Failed | RecordOutcome::TimedOut => {
-                        if !resume.done.contains(&key) {
-                            resume.failed.insert(key);
-                        }
-                    }
-                    RecordOutcome::Retry | RecordOutcome::Stopped | RecordOutcome::Lost => {}
-                }
+                on_record(record);
             }
             Err(why) => {
                 pending_error = Some(JournalError::Corrupt { path: path.to_owned(), line: number, why });
             }
         }
     }
-    resume.torn_tail = pending_error.is_some();
-    Ok((command, resume, valid_len))
+    Ok(Head { command, version, valid_len, torn_tail: pending_error.is_some() })
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ pub struct Record {
     pub occurrence: u32,
     /// The task's input (several sources' values joined by NUL).
     pub input: Vec<u8>,
+    /// The slot it ran in (`{%}`, or the persistent worker's number), from 1; 0 when not
+    /// known (a version 1 joblog, or a task that never reached a slot).
+    pub slot: u32,
 }
 
 impl Record {
@@ -110,9 +113,14 @@ impl Record {
         input_key(&self.input, self.occurrence)
     }
 
-    /// The line, with its checksum and newline.
+    /// The line in the current format, with its checksum and newline.
     pub fn to_line(&self) -> String {
-        let body = format!(
+        self.to_line_in(super::VERSION)
+    }
+
+    /// The line in format `version` (1 has no `Slot` column), with its checksum and newline.
+    pub fn to_line_in(&self, version: u32) -> String {
+        let mut body = format!(
             "{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.seq,
             escape(self.host.as_bytes()),
@@ -128,6 +136,9 @@ impl Record {
             self.occurrence,
             escape(&self.input),
         );
+        if version >= 2 {
+            body.push_str(&format!("\t{}", self.slot));
+        }
         let check = crc32fast::hash(body.as_bytes());
         format!("{body}\t{check:08x}\n")
     }
@@ -141,10 +152,15 @@ impl Record {
             return Err("checksum mismatch".into());
         }
         let fields: Vec<&[u8]> = body.split(|&b| b == b'\t').collect();
+        let (fields, slot) = match fields.len() {
+            13 => (&fields[..], None),
+            14 => (&fields[..13], Some(fields[13])),
+            n => return Err(format!("{n} fields instead of 13 or 14")),
+        };
         let [seq, host, start, runtime, send, receive, exitval, signal, command, outcome, attempt, occurrence, input] =
             fields[..]
         else {
-            return Err(format!("{} fields instead of 13", fields.len()));
+            return Err("a record's fields".into());
         };
         fn num<T: std::str::FromStr>(field: &[u8], name: &str) -> Result<T, String> {
             std::str::from_utf8(field).ok().and_then(|f| f.parse().ok()).ok_or_else(|| format!("bad {name}"))
@@ -163,6 +179,7 @@ impl Record {
             attempt: num(attempt, "Attempt")?,
             occurrence: num(occurrence, "Occurrence")?,
             input: unescape(input),
+            slot: slot.map_or(Ok(0), |slot| num(slot, "Slot"))?,
         })
     }
 }

@@ -18,6 +18,7 @@ fn record(seq: u64, input: &[u8], outcome: RecordOutcome) -> Record {
         attempt: 1,
         occurrence: 1,
         input: input.to_vec(),
+        slot: 2,
     }
 }
 
@@ -174,4 +175,36 @@ fn lost_records_are_run_again_by_either_resume() {
     let key = record(1, b"a", RecordOutcome::Lost).key();
     assert!(!resume.done.contains(&key) && !resume.failed.contains(&key));
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_version_1_joblog_is_read_and_resumed_in_its_own_format() {
+    let path = temp_path("v1");
+    let old = record(1, b"a", RecordOutcome::Done);
+    let head = format!("{MAGIC}1\tcommand: cmd\n{HEADER_V1}\n");
+    std::fs::write(&path, format!("{head}{}", old.to_line_in(1))).expect("write");
+    let log = Joblog::read(&path).expect("read v1");
+    assert_eq!((log.version, log.records.len(), log.records[0].slot), (1, 1, 0), "no slot column: 0");
+    let (mut writer, resume) = JournalWriter::resume(&path, "cmd").expect("resume v1");
+    assert!(resume.done.contains(&input_key(b"a", 1)));
+    writer.write(&record(2, b"b", RecordOutcome::Done)).expect("append");
+    drop(writer);
+    let log = Joblog::read(&path).expect("read again");
+    assert_eq!(log.records.len(), 2, "appended in version 1's columns, so it still reads");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn the_slot_survives_a_round_trip_and_a_future_version_is_refused() {
+    let path = temp_path("v2");
+    let mut writer = JournalWriter::create(&path, "cmd").expect("create");
+    writer.write(&record(1, b"a", RecordOutcome::Done)).expect("write");
+    drop(writer);
+    let log = Joblog::read(&path).expect("read");
+    assert_eq!((log.version, log.records[0].slot), (VERSION, 2));
+    let text = std::fs::read_to_string(&path).expect("read").replacen(&format!("v{VERSION}"), "v99", 1);
+    std::fs::write(&path, text).expect("write");
+    let err = Joblog::read(&path).expect_err("unknown version");
+    assert!(matches!(err, JournalError::UnknownVersion { .. }), "{err}");
+    let _ = std::fs::remove_file(path);
 }

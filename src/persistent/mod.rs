@@ -111,11 +111,13 @@ pub struct Attempt {
     /// How long the worker spent on it: from when it was sent or the previous reply came,
     /// whichever is later, to its reply. Zero when it never ran or killed its worker.
     pub runtime: Duration,
+    /// The worker slot it ran in, from 1 (0: never attempted).
+    pub slot: usize,
 }
 
 impl Attempt {
     fn never() -> Attempt {
-        Attempt { number: 0, runtime: Duration::ZERO }
+        Attempt { number: 0, runtime: Duration::ZERO, slot: 0 }
     }
 }
 
@@ -232,7 +234,7 @@ where
                 shutdown,
                 jobs: queue.clone(),
                 events: events_tx.clone(),
-                settle: settle.clone(),
+                settle: settle.for_slot(slot),
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }

@@ -42,11 +42,18 @@ pub(crate) struct Settle {
     events: cb::Sender<Event>,
     halt: Arc<HaltGate>,
     shutdown: Shutdown,
+    /// The worker slot whose tasks this settles (stamped on each attempt).
+    slot: usize,
 }
 
 impl Settle {
     pub(crate) fn new(events: cb::Sender<Event>, halt: Arc<HaltGate>, shutdown: Shutdown) -> Settle {
-        Settle { events, halt, shutdown }
+        Settle { events, halt, shutdown, slot: 0 }
+    }
+
+    /// The same, for the tasks of worker slot `slot`.
+    pub(crate) fn for_slot(&self, slot: usize) -> Settle {
+        Settle { slot, ..self.clone() }
     }
 
     fn record(&self, reply: &Reply) {
@@ -60,7 +67,8 @@ impl Settle {
         }
     }
 
-    fn one(&self, seq: Seq, reply: Reply, attempt: Attempt) {
+    fn one(&self, seq: Seq, reply: Reply, mut attempt: Attempt) {
+        attempt.slot = self.slot;
         self.record(&reply);
         let _ = self.events.send(Event::Reply(seq, reply, attempt));
     }
@@ -69,8 +77,9 @@ impl Settle {
         let _ = self.events.send(Event::ProtocolBreak);
     }
 
-    fn batch(&self, answered: Vec<(Seq, Reply, Attempt)>) {
-        for (_, reply, _) in &answered {
+    fn batch(&self, mut answered: Vec<(Seq, Reply, Attempt)>) {
+        for (_, reply, attempt) in &mut answered {
+            attempt.slot = self.slot;
             self.record(reply);
         }
         let _ = self.events.send(Event::Replies(answered));
@@ -403,7 +412,11 @@ fn read_replies(
                 let Some((job, sent)) = flight.jobs.pop_front() else { break };
                 let runtime = now - sent.max(previous);
                 previous = now;
-                answered.push((job.seq, Reply::Done(record), Attempt { number: job.charged + 1, runtime }));
+                answered.push((
+                    job.seq,
+                    Reply::Done(record),
+                    Attempt { number: job.charged + 1, runtime, slot: 0 },
+                ));
             }
             answered
         };
@@ -525,7 +538,8 @@ fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDequ
     }
     culprit.charged += 1;
     if culprit.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-        let attempt = Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default() };
+        let attempt =
+            Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default(), slot: 0 };
         ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
     } else {
         probe.push_back(culprit);
@@ -571,7 +585,7 @@ fn crashed(
     for mut job in held {
         job.charged += 1;
         if job.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-            let attempt = Attempt { number: job.charged, runtime: Duration::ZERO };
+            let attempt = Attempt { number: job.charged, runtime: Duration::ZERO, slot: 0 };
             ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
         } else {
             // Retried alone, so a second crash is charged to it again.
