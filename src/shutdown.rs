@@ -191,15 +191,18 @@ impl Shutdown {
     /// A background thread receives the signals, so the token's waiters are woken normally.
     pub fn watch_signals(&self) -> std::io::Result<SignalWatch> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let give_default = Arc::new(AtomicBool::new(false));
-        // The receiving handler first: a signal that lands between the two registrations
-        // must be received, not swallowed by a conditional default that is not armed yet.
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        // Until the receiving handler is in place a signal gets its default action, as it
+        // would before this call: it is never swallowed by a disarmed conditional default.
+        let give_default = Arc::new(AtomicBool::new(true));
         let mut ids = Vec::new();
         for sig in [SIGINT, SIGTERM] {
-            // Once `give_default` is set (after the second signal), the default action runs.
+            // Registered before the receiving handler, so each signal checks `give_default`
+            // before the receiving thread can arm it (after the second signal): arming it
+            // while a signal is being handled would kill the process on the second signal.
             ids.push(signal_hook::flag::register_conditional_default(sig, give_default.clone())?);
         }
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        give_default.store(false, Ordering::Release);
         let handle = signals.handle();
         let token = self.clone();
         let after_second = give_default.clone();
