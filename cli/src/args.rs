@@ -62,6 +62,11 @@ pub enum Command {
     Up(UpArgs),
     /// Stop a running `muster up` and wait until every worker is reaped.
     Stop(ControlArgs),
+    /// Summarise a run from its joblog: outcomes, failed tasks and why, the slowest attempts,
+    /// the runtime spread, idle time per slot; --html draws a timeline of every attempt.
+    ///
+    /// Example: muster run --joblog log sleep ::: 1 2 3 && muster report log --html run.html
+    Report(ReportArgs),
     /// Show each worker of a running `muster up`: state, pid, uptime, restarts, last exit.
     Status(StatusArgs),
     /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
@@ -161,6 +166,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub summary: bool,
 
+    /// When the run ends (also after Ctrl-C), write its HTML report (as `muster report
+    /// --html`) to FILE. Without --joblog a temporary joblog is kept for it.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     /// The command and its arguments, then optionally `::: INPUT...` groups.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
@@ -227,6 +237,25 @@ pub enum ColorChoice {
     Always,
     /// Never.
     Never,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The joblog of a `muster run` (with or without --persistent).
+    #[arg(value_name = "JOBLOG")]
+    pub joblog: PathBuf,
+
+    /// Print the summary as one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write a self-contained HTML report (timeline, concurrency, histogram, failures).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Also write the timeline alone as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod args;
 mod persistent;
 mod progress;
+mod report;
 mod run;
 mod up;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         args::Command::Run(run_args) => run::run(run_args),
         args::Command::Up(up_args) => up::up(up_args),
         args::Command::Stop(control_args) => up::control(control_args, "stop"),
+        args::Command::Report(report_args) => report::command(report_args),
         args::Command::Status(status) => {
             up::control(status.control, if status.json { "status json" } else { "status" })
         }

@@ -89,6 +89,29 @@ fn stderr_writer() -> io::Result<File> {
 }
 
 pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
+    let Some(report) = args.report.take() else { return run_tasks(args) };
+    // The report is drawn from the joblog; without one, a temporary one serves.
+    let mut temporary = None;
+    if args.joblog.is_none() {
+        let dir =
+            tempfile::tempdir().map_err(|err| usage(format!("cannot make a joblog for --report: {err}")))?;
+        args.joblog = Some(dir.path().join("joblog"));
+        temporary = Some(dir);
+    }
+    let joblog = args.joblog.clone();
+    let code = run_tasks(args)?;
+    // Written after an interrupt too: the joblog holds what ran.
+    if let Some(joblog) = joblog {
+        match crate::report::Report::read(&joblog) {
+            Ok(summary) => crate::report::write_pictures(&summary, Some(&report), None)?,
+            Err(err) => crate::say(format_args!("muster: no report: {err}")),
+        }
+    }
+    drop(temporary);
+    Ok(code)
+}
+
+fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let (command, groups) = split_groups(std::mem::take(&mut args.command));
     if command.is_empty() {
         return Err(usage("no command given before ':::'"));

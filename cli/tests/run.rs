@@ -465,7 +465,7 @@ fn kill_9_at_many_moments_then_resume_records_each_task_done_exactly_once() {
     let records = joblog_records(&sb.read("log"));
     let mut done: Vec<u32> = records
         .iter()
-        .filter(|r| r.len() == 14 && r[9] == "done")
+        .filter(|r| r.len() == 15 && r[9] == "done")
         .map(|r| r[12].parse().expect("input"))
         .collect();
     done.sort_unstable();
