@@ -176,7 +176,7 @@ impl Report {
         let started = if started.is_finite() { started } else { 0.0 };
         let ended = records.iter().map(|r| r.start + r.runtime).fold(started, f64::max);
         let wall_s = ended - started;
-        let task_time_s: f64 = records.iter().map(|r| r.runtime).sum();
+        let task_time_s: f64 = records.iter().map(|r| r.runtime).fold(0.0, |sum, r| sum + r);
 
         // Tasks by identity, in order of first appearance.
         let mut order: Vec<(Vec<u8>, u32)> = Vec::new();
@@ -479,6 +479,8 @@ fn shorten(text: &str) -> String {
 
 /// A duration for people: `850 ms`, `2.41 s`, `3 m 05 s`.
 fn seconds(s: f64) -> String {
+    // An empty sum is -0.0; nobody wants to read "-0 ms".
+    let s = if s == 0.0 { 0.0 } else { s };
     if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
     } else if s < 120.0 {
