@@ -84,13 +84,21 @@ impl<R: BufRead> Iterator for Records<R> {
     }
 }
 
-type ValueStream = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>;
+/// Rows of the first group, read as they are needed.
+type RowStream = Box<dyn Iterator<Item = io::Result<Vec<Vec<u8>>>> + Send>;
 
 /// The combined inputs of all sources, in order. Yields an error (then ends) if reading fails.
+///
+/// Sources form groups: a source linked to the one before it joins its group, whose values are
+/// taken side by side — the first of each, then the second of each, and so on — as GNU
+/// parallel does: linked by `:::+`/`::::+` the group ends with its shortest source; linked by
+/// `--link` shorter sources wrap around until the longest ends. Groups then combine as a
+/// cartesian product.
 pub struct Inputs {
-    first: ValueStream,
-    rest: Vec<Vec<Vec<u8>>>,
-    current: Option<Vec<u8>>,
+    first: RowStream,
+    /// The rows of every group after the first.
+    rest: Vec<Vec<Vec<Vec<u8>>>>,
+    current: Option<Vec<Vec<u8>>>,
     /// Position in each of `rest`, like the wheels of an odometer.
     odometer: Vec<usize>,
     total: Option<u64>,
@@ -98,26 +106,50 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Combines `sources`, splitting streams at `separator`. Reads every source but the first
-    /// to the end now.
+    /// Combines `sources` as a cartesian product, splitting streams at `separator`. Reads
+    /// every source but the first to the end now.
     pub fn new(sources: Vec<Source>, separator: u8) -> io::Result<Inputs> {
-        let mut sources = sources.into_iter();
-        let (first, first_len): (ValueStream, Option<usize>) = match sources.next() {
-            None => (Box::new(std::iter::empty()), Some(0)),
-            Some(Source::Values(values)) => {
-                let len = values.len();
-                (Box::new(values.into_iter().map(Ok)), Some(len))
+        let unlinked = vec![Link::None; sources.len()];
+        Inputs::linked(sources, &unlinked, separator)
+    }
+
+    /// Combines `sources`, where `links[i]` says how source `i` is linked to the one before it
+    /// (see the [type docs](Self)). The first group is streamed when it is a single source;
+    /// everything else is read now.
+    pub fn linked(sources: Vec<Source>, links: &[Link], separator: u8) -> io::Result<Inputs> {
+        let mut groups: Vec<(Vec<Source>, bool)> = Vec::new();
+        for (index, source) in sources.into_iter().enumerate() {
+            let link = links.get(index).copied().unwrap_or(Link::None);
+            match groups.last_mut() {
+                Some((group, wrap)) if link != Link::None => {
+                    group.push(source);
+                    *wrap |= link == Link::Wrap;
+                }
+                _ => groups.push((vec![source], false)),
             }
-            Some(Source::Stream { reader, .. }) => (Box::new(Records::new(reader, separator)), None),
+        }
+        let mut groups = groups.into_iter();
+        let (first, first_len): (RowStream, Option<usize>) = match groups.next() {
+            None => (Box::new(std::iter::empty()), Some(0)),
+            Some((mut group, _)) if group.len() == 1 => match group.pop() {
+                Some(Source::Values(values)) => {
+                    let len = values.len();
+                    (Box::new(values.into_iter().map(|v| Ok(vec![v]))), Some(len))
+                }
+                Some(Source::Stream { reader, .. }) => {
+                    (Box::new(Records::new(reader, separator).map(|r| r.map(|v| vec![v]))), None)
+                }
+                None => (Box::new(std::iter::empty()), Some(0)),
+            },
+            Some((group, wrap)) => {
+                let rows = read_group(group, wrap, separator)?;
+                let len = rows.len();
+                (Box::new(rows.into_iter().map(Ok)), Some(len))
+            }
         };
         let mut rest = Vec::new();
-        for source in sources {
-            rest.push(match source {
-                Source::Values(values) => values,
-                Source::Stream { name, reader } => Records::new(reader, separator)
-                    .collect::<io::Result<Vec<_>>>()
-                    .map_err(|err| io::Error::new(err.kind(), format!("{name}: {err}")))?,
-            });
+        for (group, wrap) in groups {
+            rest.push(read_group(group, wrap, separator)?);
         }
         let product: usize = rest.iter().map(Vec::len).product();
         let total = first_len.map(|n| (n * product) as u64);
@@ -130,17 +162,51 @@ impl Inputs {
         self.total
     }
 
-    /// Advances the odometer; true when it wrapped around (a new first value is needed).
+    /// Advances the odometer; true when it wrapped around (a new first row is needed).
     fn turn(&mut self) -> bool {
-        for (wheel, values) in self.odometer.iter_mut().zip(&self.rest).rev() {
+        for (wheel, rows) in self.odometer.iter_mut().zip(&self.rest).rev() {
             *wheel += 1;
-            if *wheel < values.len() {
+            if *wheel < rows.len() {
                 return false;
             }
             *wheel = 0;
         }
         true
     }
+}
+
+/// How a source is linked to the one before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Not linked: a new group, combined with the others as a product.
+    None,
+    /// Side by side, ending with the shortest (`:::+`, `::::+`).
+    Shortest,
+    /// Side by side, shorter ones wrapping until the longest ends (`--link`).
+    Wrap,
+}
+
+/// Reads every source of a group and takes their values side by side: as many rows as the
+/// shortest has, or with `wrap` as the longest, shorter ones wrapping around. A group with an
+/// empty source has no rows.
+fn read_group(group: Vec<Source>, wrap: bool, separator: u8) -> io::Result<Vec<Vec<Vec<u8>>>> {
+    let mut columns = Vec::with_capacity(group.len());
+    for source in group {
+        columns.push(match source {
+            Source::Values(values) => values,
+            Source::Stream { name, reader } => Records::new(reader, separator)
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|err| io::Error::new(err.kind(), format!("{name}: {err}")))?,
+        });
+    }
+    if columns.iter().any(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let lengths = columns.iter().map(Vec::len);
+    let rows = if wrap { lengths.max() } else { lengths.min() }.unwrap_or(0);
+    Ok((0..rows)
+        .map(|row| columns.iter().map(|column| column[row % column.len()].clone()).collect())
+        .collect())
 }
 
 impl Iterator for Inputs {
@@ -152,17 +218,16 @@ impl Iterator for Inputs {
         }
         if self.current.is_none() || self.turn() {
             match self.first.next()? {
-                Ok(value) => self.current = Some(value),
+                Ok(row) => self.current = Some(row),
                 Err(err) => {
                     self.failed = true;
                     return Some(Err(err));
                 }
             }
         }
-        let mut values = Vec::with_capacity(1 + self.rest.len());
-        values.push(self.current.clone()?);
-        for (wheel, source) in self.odometer.iter().zip(&self.rest) {
-            values.push(source[*wheel].clone());
+        let mut values = self.current.clone()?;
+        for (wheel, rows) in self.odometer.iter().zip(&self.rest) {
+            values.extend(rows[*wheel].iter().cloned());
         }
         Some(Ok(Input { values }))
     }
@@ -326,6 +391,30 @@ mod tests {
     #[test]
     fn an_empty_source_means_no_tasks() {
         assert_eq!(Inputs::new(vec![values(&["a"]), values(&[])], b'\n').expect("ok").count(), 0);
+    }
+
+    fn all(inputs: Inputs) -> Vec<String> {
+        inputs.map(|i| String::from_utf8_lossy(&i.expect("input").display()).into_owned()).collect()
+    }
+
+    #[test]
+    fn linked_sources_go_side_by_side() {
+        use Link::{None, Shortest, Wrap};
+        let wrapped =
+            Inputs::linked(vec![values(&["a", "b", "c"]), values(&["1", "2"])], &[None, Wrap], b'\n');
+        assert_eq!(all(wrapped.expect("ok")), ["a 1", "b 2", "c 1"], "--link wraps");
+        let shortest =
+            Inputs::linked(vec![values(&["a", "b", "c"]), values(&["1", "2"])], &[None, Shortest], b'\n');
+        assert_eq!(all(shortest.expect("ok")), ["a 1", "b 2"], ":::+ ends with the shortest");
+        let sources = vec![values(&["a", "b"]), values(&["1", "2"]), values(&["x", "y"])];
+        let mixed = Inputs::linked(sources, &[None, Shortest, None], b'\n').expect("ok");
+        assert_eq!(mixed.known_total(), Some(4));
+        assert_eq!(all(mixed), ["a 1 x", "a 1 y", "b 2 x", "b 2 y"], "a linked pair, then a product");
+        let sources = vec![values(&["p", "q"]), stream(b"a\nb\nc\n"), values(&["1", "2"])];
+        let later = Inputs::linked(sources, &[None, None, Wrap], b'\n').expect("ok");
+        assert_eq!(all(later), ["p a 1", "p b 2", "p c 1", "q a 1", "q b 2", "q c 1"]);
+        let empty = Inputs::linked(vec![values(&["a"]), values(&[])], &[None, Wrap], b'\n').expect("ok");
+        assert_eq!(empty.count(), 0);
     }
 
     #[test]

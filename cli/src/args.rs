@@ -80,9 +80,13 @@ pub struct RunArgs {
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<Jobs>,
 
-    /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups).
+    /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups); - is stdin.
     #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
     pub arg_files: Vec<PathBuf>,
+
+    /// Take the input sources side by side instead of every combination (a shorter one wraps).
+    #[arg(long)]
+    pub link: bool,
 
     /// Inputs are separated by NUL bytes instead of newlines.
     #[arg(short = '0', long = "null")]
@@ -171,7 +175,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
-    /// The command and its arguments, then optionally `::: INPUT...` groups.
+    /// The command and its arguments, then optionally input groups: `::: VALUES...`,
+    /// `:::: FILES...`, and `:::+` / `::::+` to link a group to the one before it.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use muster::farm::{Inputs, Source};
+use muster::input::Link;
 use muster::journal::{InputLedger, JournalWriter, Record, RecordOutcome};
 use muster::persistent::{self, Attempt, PersistentConfig, Reply};
 use muster::process::template::Template;
@@ -26,6 +27,7 @@ pub fn run(
     template: &Template,
     command: Vec<OsString>,
     sources: Vec<Source>,
+    links: &[Link],
     separator: u8,
     shutdown: &Shutdown,
 ) -> Result<u8, Fatal> {
@@ -35,7 +37,8 @@ pub fn run(
         ));
     }
     let program = check_program(&command[0])?;
-    let inputs = Inputs::new(sources, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
+    let inputs =
+        Inputs::linked(sources, links, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
     let mut config =
         PersistentConfig::new(program, command[1..].to_vec(), resolve_jobs(args.jobs, inputs.known_total()));
     config.window = args.window as usize;

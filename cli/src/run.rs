@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use muster::farm::{self, FarmConfig, Inputs, NoObserver, Observer, OutputMode, Source, Summary};
+use muster::input::Link;
 use muster::process::template::Template;
 use muster::Shutdown;
 
@@ -27,11 +28,49 @@ pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
     Fatal { code: 2, message: message.to_string() }
 }
 
-/// Splits `COMMAND ARGS... ::: A B ::: C D` into the command and its input groups.
-fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Vec<OsString>>) {
-    let mut parts = words.split(|w| w == ":::");
-    let command = parts.next().map(<[OsString]>::to_vec).unwrap_or_default();
-    (command, parts.map(<[OsString]>::to_vec).collect())
+/// An input group after the command.
+struct Group {
+    /// `::::` (file names) rather than `:::` (values).
+    files: bool,
+    /// `:::+` / `::::+`: linked to the source before it.
+    linked: bool,
+    words: Vec<OsString>,
+}
+
+/// Splits `COMMAND ARGS... ::: A B :::+ 1 2 :::: FILE` into the command and its input groups.
+fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Group>) {
+    let mut command = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for word in words {
+        let marker = match word.as_encoded_bytes() {
+            b":::" => Some((false, false)),
+            b":::+" => Some((false, true)),
+            b"::::" => Some((true, false)),
+            b"::::+" => Some((true, true)),
+            _ => None,
+        };
+        match (marker, groups.last_mut()) {
+            (Some((files, linked)), _) => groups.push(Group { files, linked, words: Vec::new() }),
+            (None, Some(group)) => group.words.push(word),
+            (None, None) => command.push(word),
+        }
+    }
+    (command, groups)
+}
+
+/// Opens an input file (`-` is stdin, which may be used once) as a stream source.
+fn open_source(path: &Path, stdin_used: &mut bool, shutdown: &Shutdown) -> Result<Source, Fatal> {
+    let reader: Box<dyn io::BufRead + Send> = if path == Path::new("-") {
+        if std::mem::replace(stdin_used, true) {
+            return Err(usage("standard input (-) is given as an input source twice"));
+        }
+        Box::new(BufReader::new(io::stdin()))
+    } else {
+        let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
+        Box::new(BufReader::new(file))
+    };
+    let name = if path == Path::new("-") { "stdin".to_owned() } else { path.display().to_string() };
+    Ok(Source::Stream { name, reader }.interruptible(shutdown))
 }
 
 /// Finds `program` the way a shell would, and checks it can be executed. Returns its path,
@@ -124,22 +163,39 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         .watch_signals()
         .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
     let mut sources = Vec::new();
+    // Per source: linked to the one before it.
+    let mut links = Vec::new();
+    let mut stdin_used = false;
+    let link = if args.link { Link::Wrap } else { Link::None };
     for path in &args.arg_files {
-        let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
-        let name = path.display().to_string();
-        sources
-            .push(Source::Stream { name, reader: Box::new(BufReader::new(file)) }.interruptible(&shutdown));
+        sources.push(open_source(path, &mut stdin_used, &shutdown)?);
+        links.push(link);
     }
-    for group in groups {
-        sources.push(Source::Values(group.into_iter().map(OsStringExt::into_vec).collect()));
+    for (number, mut group) in groups.into_iter().enumerate() {
+        // As in GNU parallel, `:::+` links to a group after the command, never to -a files.
+        group.linked &= number > 0;
+        if group.files {
+            if group.words.is_empty() {
+                return Err(usage("'::::' must be followed by at least one file name"));
+            }
+            for (index, word) in group.words.iter().enumerate() {
+                sources.push(open_source(Path::new(word), &mut stdin_used, &shutdown)?);
+                links.push(if group.linked && index == 0 && !args.link { Link::Shortest } else { link });
+            }
+        } else {
+            sources.push(Source::Values(group.words.into_iter().map(OsStringExt::into_vec).collect()));
+            links.push(if group.linked && !args.link { Link::Shortest } else { link });
+        }
     }
-    if sources.is_empty() {
+    let implicit_stdin = sources.is_empty();
+    if implicit_stdin {
         let stdin = Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) };
         sources.push(stdin.interruptible(&shutdown));
+        links.push(Link::None);
     }
     let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
     if args.persistent {
-        return crate::persistent::run(&args, &template, command, sources, separator, &shutdown);
+        return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
     }
     let mut program_path = None;
     if !args.dry_run {
@@ -147,8 +203,15 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             program_path = Some(check_program(&program)?);
         }
     }
-    let inputs = Inputs::new(sources, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
+    let inputs =
+        Inputs::linked(sources, &links, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
     let known_total = inputs.known_total();
+    // GNU parallel's options after the command belong to the command; say so if it explains
+    // an empty run.
+    let misplaced = implicit_stdin
+        .then(|| command.iter().skip(1).find(|w| *w == "-a" || *w == "--arg-file" || *w == "--link"))
+        .flatten()
+        .map(|w| w.to_string_lossy().into_owned());
 
     let mut config = FarmConfig::new(template);
     config.jobs = resolve_jobs(args.jobs, known_total);
@@ -188,6 +251,11 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     }
     if (args.summary || interactive) && !args.dry_run && !summary.broken_pipe {
         crate::say(describe(&summary, jobs));
+    }
+    if let (Some(option), 0) = (misplaced, summary.read) {
+        crate::say(format_args!(
+            "muster: no input was read from stdin; '{option}' after the command is passed to the command — put muster's options before the command"
+        ));
     }
     Ok(exit_code(&summary, shutdown.signal()))
 }
@@ -259,10 +327,21 @@ mod tests {
 
     #[test]
     fn splits_command_and_groups() {
-        let words = ["echo", "{1}", ":::", "a", "b", ":::", "1"].map(OsString::from).to_vec();
-        let (command, groups) = split_groups(words);
+        let words =
+            ["echo", "{1}", ":::", "a", "b", ":::+", "1", "::::", "f", "::::+", "g"].map(OsString::from);
+        let (command, groups) = split_groups(words.to_vec());
         assert_eq!(command, ["echo", "{1}"]);
-        assert_eq!(groups, vec![vec![OsString::from("a"), "b".into()], vec!["1".into()]]);
+        let shape: Vec<(bool, bool, Vec<OsString>)> =
+            groups.into_iter().map(|g| (g.files, g.linked, g.words)).collect();
+        assert_eq!(
+            shape,
+            [
+                (false, false, vec!["a".into(), "b".into()]),
+                (false, true, vec!["1".into()]),
+                (true, false, vec!["f".into()]),
+                (true, true, vec!["g".into()])
+            ]
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum TemplateError {
         /// How many sources there are.
         sources: usize,
     },
+    /// GNU parallel's `{= perl expression =}`, which muster does not evaluate.
+    #[error("'{{= ... =}}' (a Perl expression in GNU parallel) is not supported; compute the value in the command, e.g. with --shell")]
+    PerlExpression,
 }
 
 /// A parsed command template. See the [module docs](self).
@@ -141,6 +144,11 @@ impl Template {
 }
 
 fn parse_word(word: &[u8], sources: usize) -> Result<Vec<Piece>, TemplateError> {
+    if let Some(open) = word.windows(2).position(|w| w == b"{=") {
+        if word[open + 2..].windows(2).any(|w| w == b"=}") {
+            return Err(TemplateError::PerlExpression);
+        }
+    }
     let mut pieces = Vec::new();
     let mut literal = Vec::new();
     let mut rest = word;

@@ -1,0 +1,107 @@
+//! Differential tests against GNU parallel (Debian's `parallel`; `.ci/run` installs it): every
+//! input form muster shares with it gives the same output with `-k`, and the same exit status.
+//! Without GNU parallel the tests print why they are skipped.
+
+mod util;
+
+use std::process::{Command, Stdio};
+
+use util::*;
+
+/// GNU parallel, if this machine has it (moreutils ships another `parallel`).
+fn gnu_parallel() -> Option<&'static str> {
+    let out = Command::new("parallel").arg("--version").stdin(Stdio::null()).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).contains("GNU parallel").then_some("parallel")
+}
+
+/// Runs `muster run -k ARGS` and `parallel -k ARGS` in the same folder with the same stdin;
+/// asserts the same stdout and exit status.
+fn same(sb: &Sandbox, gnu: &str, args: &[&str], stdin: &[u8]) {
+    let mut muster_args = vec!["run", "-k"];
+    muster_args.extend_from_slice(args);
+    let ours = sb.run(&muster_args, stdin);
+    let mut theirs = Command::new(gnu);
+    theirs.current_dir(sb.dir()).args(["--will-cite", "-k"]).args(args);
+    theirs.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = theirs.spawn().expect("start GNU parallel");
+    if let Some(mut input) = child.stdin.take() {
+        std::io::Write::write_all(&mut input, stdin).expect("feed GNU parallel");
+    }
+    let theirs = child.wait_with_output().expect("GNU parallel");
+    assert_eq!(
+        stdout(&ours),
+        String::from_utf8_lossy(&theirs.stdout),
+        "stdout of {args:?}; muster's stderr: {}",
+        stderr(&ours)
+    );
+    assert_eq!(ours.status.code(), theirs.status.code(), "exit status of {args:?}");
+}
+
+#[test]
+fn every_input_form_matches_gnu_parallel() {
+    let Some(gnu) = gnu_parallel() else {
+        println!("skipped: GNU parallel is not installed (.ci/run installs Debian's package)");
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.write("f1", "1\n2\n3\n");
+    sb.write("f2", "x\ny\n");
+    // GNU parallel composes a shell command line, muster runs argv directly: a script keeps
+    // the comparison about exit statuses.
+    sb.write("code.sh", "exit $1\n");
+    let cases: &[&[&str]] = &[
+        &["echo", ":::", "a", "b", ":::", "1", "2"],
+        &["echo", ":::", "a", "b", "c", ":::+", "1", "2"],
+        &["--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"],
+        &["echo", "::::", "f1", "f2"],
+        &["echo", ":::", "a", "::::", "f1"],
+        &["echo", "::::", "f1", ":::", "a", "b"],
+        &["echo", ":::", "a", "b", "::::+", "f1"],
+        &["--link", "echo", ":::", "a", "b", "::::+", "f1"],
+        &["echo", ":::", "a", "b", "c", "d", ":::+", "1", "2", ":::", "x", "y"],
+        &["-a", "f1", "-a", "f2", "echo"],
+        &["--link", "-a", "f1", "-a", "f2", "echo", ":::", "a", "b"],
+        &["-a", "f1", "echo", ":::+", "p", "q"],
+        &["echo", "{2}-{1}", ":::", "a", "b", ":::", "1", "2"],
+        &["echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "dir/b.c", "d.e/f", "plain"],
+        &["false", ":::", "1", "2", "3"],
+        &["sh", "code.sh", ":::", "0", "4", "0", "7"],
+    ];
+    for args in cases {
+        same(&sb, gnu, args, b"");
+    }
+    same(&sb, gnu, &["-a", "-", "echo"], b"s1\ns2\n");
+    same(&sb, gnu, &["echo", "::::", "-"], b"s1\ns2\n");
+    same(&sb, gnu, &["echo", ":::", "a", "b", "::::", "-"], b"s1\ns2\n");
+    same(&sb, gnu, &["echo"], b"one\ntwo words\n\nlast");
+    same(&sb, gnu, &["-0", "echo"], b"nul one\0nul\ttwo\0");
+}
+
+#[test]
+fn gnu_syntax_muster_does_not_take_is_an_error_or_a_warning_naming_the_fix() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "echo", "{= s/a/b/ =}", ":::", "a"], b"");
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("'{= ... =}' (a Perl expression in GNU parallel) is not supported"),
+        "{}",
+        stderr(&out)
+    );
+
+    // -a after the command belongs to the command (as in GNU parallel); muster says so when
+    // that leaves it reading an empty stdin.
+    sb.write("f", "1\n");
+    let out = sb.run(&["run", "echo", "-a", "f"], b"");
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("'-a' after the command is passed to the command"), "{}", stderr(&out));
+    let out = sb.run(&["run", "-k", "echo", "-a", "x"], b"in\n");
+    assert_eq!(stdout(&out), "-a x in\n", "with input read, the words stay the command's");
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    let out = sb.run(&["run", "-a", "-", "echo", "::::", "-"], b"");
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("standard input (-) is given as an input source twice"));
+    let out = sb.run(&["run", "echo", "::::"], b"");
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("'::::' must be followed by at least one file name"));
+}
