@@ -27,7 +27,8 @@ pub fn live_group_members(pgid: u32) -> io::Result<Vec<u32>> {
 }
 
 /// The process groups of running processes whose environment holds `name=value` — how the
-/// watchdog finds tasks that were started but not yet registered when muster died.
+/// watchdog finds tasks that were started but not yet registered when muster died. A process
+/// in the middle of its `exec` shows an empty environment for an instant and is not found.
 pub fn groups_marked(name: &str, value: &str) -> io::Result<Vec<u32>> {
     let entry_bytes = format!("{name}={value}").into_bytes();
     let mut groups = Vec::new();
@@ -80,7 +81,16 @@ mod tests {
         marked.arg("1000").env("MUSTER_TEST_MARK", "scan-42").process_group(0);
         let mut child = marked.spawn().expect("sleep");
         let pgid = child.id();
-        let found = groups_marked("MUSTER_TEST_MARK", "scan-42").expect("/proc readable");
+        // spawn returns while the child's exec is still setting up its new stack, when its
+        // environment reads empty for an instant: wait for it, with a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let found = groups_marked("MUSTER_TEST_MARK", "scan-42").expect("/proc readable");
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
         let other = groups_marked("MUSTER_TEST_MARK", "scan-4").expect("/proc readable");
         let _ = child.kill();
         let _ = child.wait();
