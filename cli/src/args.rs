@@ -14,7 +14,7 @@ Exit status:
   0        every task succeeded
   1-100    that many tasks failed (non-zero exit, signal, timeout, could not start)
   101      more than 100 tasks failed
-  2        usage error or bad input (unknown flag, unreadable -a file, a joblog that is not one)
+  255      usage error or bad input (unknown flag, unreadable -a file, a joblog that is not one)
   126      the command is not executable
   127      the command was not found
   130/143  stopped by SIGINT/SIGTERM (first signal drains, second stops now)

@@ -24,8 +24,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            // --help and --version are not errors; everything else is a usage error (2).
-            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            // --help and --version are not errors; everything else is a usage error: 255 for
+            // `run` (whose 1-101 count failed tasks, as in GNU parallel), 2 for the others.
+            let run = std::env::args_os().nth(1).is_some_and(|word| word == "run");
+            let code = if run { run::USAGE_ERROR } else { 2 };
+            return if err.use_stderr() { ExitCode::from(code) } else { ExitCode::SUCCESS };
         }
     };
     let result = match cli.command {

@@ -24,8 +24,12 @@ pub struct Fatal {
     pub message: String,
 }
 
+/// `muster run`'s exit status for a usage error or bad input: GNU parallel's "other error",
+/// apart from 1–101, which count failed tasks.
+pub(crate) const USAGE_ERROR: u8 = 255;
+
 pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
-    Fatal { code: 2, message: message.to_string() }
+    Fatal { code: USAGE_ERROR, message: message.to_string() }
 }
 
 /// An input group after the command.
@@ -159,9 +163,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     // Signals are watched before any input is read, and streams are read so that a blocked
     // read (a terminal, a stalled pipe) never holds up Ctrl-C.
     let shutdown = Shutdown::new();
-    let _signals = shutdown
-        .watch_signals()
-        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
+    let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
     let mut sources = Vec::new();
     // Per source: linked to the one before it.
     let mut links = Vec::new();
@@ -245,12 +247,24 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     if let Some(bar) = &progress {
         bar.finish();
     }
-    let summary = result.map_err(|err| Fatal { code: 2, message: err.to_string() })?;
+    let summary = result.map_err(usage)?;
     if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
         crate::say(format_args!("muster: {problem}"));
     }
+    if summary.halted {
+        crate::say(format_args!(
+            "muster: halted (--halt): {} task(s) failed; {} not started",
+            summary.failures(),
+            summary.not_run
+        ));
+    }
     if (args.summary || interactive) && !args.dry_run && !summary.broken_pipe {
         crate::say(describe(&summary, jobs));
+        if !summary.failed_tasks.is_empty() {
+            let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
+            let more = if more > 0 { format!("; and {more} more") } else { String::new() };
+            crate::say(format_args!("muster: failed: {}{more}", summary.failed_tasks.join("; ")));
+        }
     }
     if let (Some(option), 0) = (misplaced, summary.read) {
         crate::say(format_args!(
@@ -291,7 +305,7 @@ fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
         return 141;
     }
     match summary.failures() {
-        0 if summary.input_error.is_some() || summary.write_error.is_some() => 2,
+        0 if summary.input_error.is_some() || summary.write_error.is_some() => USAGE_ERROR,
         n @ 0..=100 => n as u8,
         _ => 101,
     }

@@ -81,7 +81,7 @@ fn every_input_form_matches_gnu_parallel() {
 fn gnu_syntax_muster_does_not_take_is_an_error_or_a_warning_naming_the_fix() {
     let sb = Sandbox::new();
     let out = sb.run(&["run", "echo", "{= s/a/b/ =}", ":::", "a"], b"");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(
         stderr(&out).contains("'{= ... =}' (a Perl expression in GNU parallel) is not supported"),
         "{}",
@@ -99,9 +99,47 @@ fn gnu_syntax_muster_does_not_take_is_an_error_or_a_warning_naming_the_fix() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 
     let out = sb.run(&["run", "-a", "-", "echo", "::::", "-"], b"");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(stderr(&out).contains("standard input (-) is given as an input source twice"));
     let out = sb.run(&["run", "echo", "::::"], b"");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(stderr(&out).contains("'::::' must be followed by at least one file name"));
+}
+
+#[test]
+fn failures_are_named_as_they_end_and_listed_in_the_summary() {
+    let sb = Sandbox::new();
+    sb.write("task.sh", "case $1 in t) sleep 5;; k) kill -9 $$;; *) exit $1;; esac\n");
+    let out =
+        sb.run(&["run", "--summary", "--timeout", "300ms", "sh", "task.sh", ":::", "0", "3", "t", "k"], b"");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    for named in [
+        "task 2 (3): exited with status 3",
+        "task 3 (t): timed out after 300ms",
+        "task 4 (k): killed by signal 9",
+    ] {
+        assert!(err.contains(&format!("muster: {named}\n")), "{named:?} as it ended:\n{err}");
+        let listed = err.lines().find(|l| l.starts_with("muster: failed: ")).unwrap_or_default();
+        assert!(listed.contains(named), "{named:?} in the summary's list:\n{err}");
+    }
+    assert!(!err.contains("task 1 (0)"), "a task that succeeded is not named:\n{err}");
+}
+
+#[test]
+fn a_halt_says_so_and_usage_errors_never_look_like_failure_counts() {
+    let sb = Sandbox::new();
+    sb.write("task.sh", "exit $1\n");
+    let out =
+        sb.run(&["run", "-j", "1", "--halt", "soon,fail=1", "sh", "task.sh", ":::", "2", "0", "0"], b"");
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("muster: halted (--halt): 1 task(s) failed; 2 not started"),
+        "{}",
+        stderr(&out)
+    );
+    let two_failed = sb.run(&["run", "sh", "task.sh", ":::", "1", "1"], b"");
+    assert_code(&two_failed, 2);
+    assert_code(&sb.run(&["run", "--no-such-flag", "echo"], b""), 255);
+    assert_code(&sb.run(&["run", "-a", "missing", "echo"], b""), 255);
 }

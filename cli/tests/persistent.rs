@@ -38,7 +38,7 @@ fn tags_prefix_each_result_with_its_input() {
 fn replacement_strings_are_refused() {
     let sb = Sandbox::new();
     let out = sb.run(&["run", "--persistent", "echo", "{}"], b"a\n");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(stderr(&out).contains("replacement strings are not used with --persistent"), "{}", stderr(&out));
 }
 

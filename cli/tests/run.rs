@@ -41,7 +41,7 @@ fn arg_files_are_sources_and_unreadable_ones_are_usage_errors() {
     assert_code(&out, 0);
     assert_eq!(stdout(&out), "one\ntwo\n");
     let out = sb.run(&["run", "-a", "missing.txt", "echo"], b"");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(stderr(&out).starts_with("muster: cannot read missing.txt"), "{}", stderr(&out));
 }
 
@@ -74,7 +74,8 @@ fn too_long_for_argv_fails_that_task_with_a_clear_message() {
     let out = sb.run(&["run", "-k", "echo"], &input);
     assert_code(&out, 1);
     assert_eq!(stdout(&out), "small\n");
-    assert!(stderr(&out).contains("task 1: cannot run 'echo'"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("task 1 (xxxxxxxx"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("…): cannot run 'echo': Argument list too long"), "{}", stderr(&out));
 }
 
 #[test]
@@ -183,16 +184,16 @@ fn bad_input_gets_one_line_and_a_distinct_code() {
     sb.write("notes.txt", "precious\n");
     sb.write("noexec", "#!/bin/sh\n");
     let cases: &[(&[&str], i32, &str)] = &[
-        (&["run", "--frobnicate", "echo"], 2, "unexpected argument '--frobnicate'"),
-        (&["run"], 2, "required arguments were not provided"),
+        (&["run", "--frobnicate", "echo"], 255, "unexpected argument '--frobnicate'"),
+        (&["run"], 255, "required arguments were not provided"),
         (&["run", "no-such-command-xyz", ":::", "a"], 127, "muster: command not found: no-such-command-xyz"),
         (&["run", "./noexec", ":::", "a"], 126, "muster: not executable: ./noexec"),
-        (&["run", "--resume", "echo", ":::", "a"], 2, "--joblog"),
-        (&["run", "--line-buffer", "--group", "echo", ":::", "a"], 2, "cannot be used with"),
-        (&["run", "--joblog", "notes.txt", "echo", ":::", "a"], 2, "is not a muster joblog"),
-        (&["run", "-j", "lots", "echo"], 2, "is not a number of jobs"),
-        (&["run", "--timeout", "5 parsecs", "echo"], 2, "unknown unit"),
-        (&["run", "echo", "{3}", ":::", "a"], 2, "refers to input source 3"),
+        (&["run", "--resume", "echo", ":::", "a"], 255, "--joblog"),
+        (&["run", "--line-buffer", "--group", "echo", ":::", "a"], 255, "cannot be used with"),
+        (&["run", "--joblog", "notes.txt", "echo", ":::", "a"], 255, "is not a muster joblog"),
+        (&["run", "-j", "lots", "echo"], 255, "is not a number of jobs"),
+        (&["run", "--timeout", "5 parsecs", "echo"], 255, "unknown unit"),
+        (&["run", "echo", "{3}", ":::", "a"], 255, "refers to input source 3"),
     ];
     for (args, code, message) in cases {
         let out = sb.run(args, b"");
@@ -373,7 +374,7 @@ fn resume_with_another_command_is_refused() {
     let sb = Sandbox::new();
     sb.run(&["run", "--joblog", "log", "echo"], b"a\n");
     let out = sb.run(&["run", "--joblog", "log", "--resume", "printf", "%s"], b"a\n");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(stderr(&out).contains("was written for the command 'echo', not 'printf %s'"), "{}", stderr(&out));
 }
 

@@ -544,14 +544,14 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             return;
         }
         let program = || argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned());
+        let named = || format!("muster: task {} ({})", task.seq, shown(&task.input.display()));
         let note = match (&ending, &outcome) {
-            (Ending::StartFailed(err), _) => {
-                Some(format!("muster: task {}: cannot run '{}': {err}", task.seq, program()))
+            (Ending::StartFailed(err), _) => Some(format!("{}: cannot run '{}': {err}", named(), program())),
+            (_, Outcome::Failed(failure @ Failure::Output(_))) => {
+                Some(format!("{}: {failure}; not recorded as done (--resume runs it again)", named()))
             }
-            (_, Outcome::Failed(failure @ Failure::Output(_))) => Some(format!(
-                "muster: task {}: {failure}; not recorded as done (--resume runs it again)",
-                task.seq
-            )),
+            (_, Outcome::Failed(failure)) if !stopped => Some(format!("{}: {failure}", named())),
+            (_, Outcome::TimedOut(after)) => Some(format!("{}: timed out after {after:?}", named())),
             _ => None,
         };
         let finished = Finished {
@@ -570,6 +570,16 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
         let _ = self.events.send(Event::Finished(Box::new(finished)));
     }
+}
+
+/// An input as a message shows it: lossy UTF-8, at most 60 characters.
+fn shown(input: &[u8]) -> String {
+    let text = String::from_utf8_lossy(input);
+    if text.chars().count() <= 60 {
+        return text.into_owned();
+    }
+    let cut: String = text.chars().take(59).collect();
+    format!("{cut}…")
 }
 
 /// Errors that mean "not now" rather than "never": the OS is out of processes, descriptors

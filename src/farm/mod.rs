@@ -175,6 +175,9 @@ pub struct Summary {
     pub write_error: Option<String>,
     /// Reading input failed after this many inputs.
     pub input_error: Option<String>,
+    /// The first failed or timed-out tasks, named (`task 7 (input): exited with status 3`),
+    /// at most [`FAILURES_LISTED`].
+    pub failed_tasks: Vec<String>,
     /// The shutdown level at the end.
     pub stopped_level: Option<Level>,
 }
@@ -378,6 +381,9 @@ where
     summary.halted = halt.reached();
     Ok(summary)
 }
+
+/// How many failed tasks a [`Summary`] names.
+pub const FAILURES_LISTED: usize = 10;
 
 /// The most tasks queued ahead of the loops, however large `-j` is.
 const MAX_QUEUE: usize = 4096;

@@ -31,7 +31,7 @@ pub(crate) struct Finished {
     pub(crate) stopped: bool,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
-    /// A line for muster's own stderr (e.g. why the task could not start).
+    /// A line for muster's own stderr naming the task and why it failed.
     pub(crate) note: Option<String>,
     pub(crate) runtime: Duration,
     pub(crate) record: Option<Record>,
@@ -236,6 +236,15 @@ impl<'a> OutputThread<'a> {
 
     fn count(&mut self, finished: &Finished) {
         let summary = &mut self.summary;
+        let failed =
+            matches!(finished.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) && !finished.stopped;
+        if let (true, Some(note)) = (failed, &finished.note) {
+            if summary.failed_tasks.len() < super::FAILURES_LISTED {
+                let named = note.strip_prefix("muster: ").unwrap_or(note);
+                let named = named.split("; not recorded").next().unwrap_or(named);
+                summary.failed_tasks.push(named.to_owned());
+            }
+        }
         summary.task_time += finished.runtime;
         match &finished.outcome {
             Outcome::Done => summary.done += 1,

@@ -267,7 +267,7 @@ fn a_refused_start_waits_and_tries_again() {
 fn a_task_that_cannot_start_fails_with_the_reason_named() {
     let ran = run_fake(config(2), &["missing", "ok"], &Shutdown::new(), &NoObserver);
     assert_eq!((ran.summary.failed, ran.summary.done), (1, 1));
-    assert!(ran.stderr.contains("task 1: cannot run 'missing'"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("task 1 (missing): cannot run 'missing'"), "{}", ran.stderr);
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn output_that_could_not_be_captured_fails_the_task_as_lost() {
     let ran = run_fake(config, &["lost", "ok"], &Shutdown::new(), &NoObserver);
     assert_eq!((ran.summary.failed, ran.summary.lost, ran.summary.done), (1, 1, 1));
     assert_eq!(outcomes_by_task(&records(&joblog))[&1], [RecordOutcome::Lost]);
-    assert!(ran.stderr.contains("task 1: output lost"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("task 1 (lost): output lost"), "{}", ran.stderr);
 }
 
 /// Trips a drain once `after` tasks have started (called on the loop that starts them).

@@ -23,7 +23,7 @@ use crate::run::Fatal;
 
 /// `muster report JOBLOG [--json] [--html FILE] [--svg FILE]`.
 pub fn command(args: ReportArgs) -> Result<u8, Fatal> {
-    let report = Report::read(&args.joblog).map_err(crate::run::usage)?;
+    let report = Report::read(&args.joblog).map_err(|message| Fatal { code: 2, message })?;
     write_pictures(&report, args.html.as_deref(), args.svg.as_deref())?;
     let text = if args.json { report.json() + "\n" } else { report.text() };
     let mut stdout = std::io::stdout().lock();
