@@ -76,8 +76,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Tasks to run at once: N, N% of the CPUs, or 0 for as many as inputs allow.
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs)]
+    /// Tasks to run at once: N; +N or -N more or fewer than the CPUs; N% of the CPUs; 0 for as
+    /// many as the inputs (when their number is not known: what the open-file limit allows, at
+    /// most 10,000; with --persistent at most 1,024 workers). Default: one per CPU.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
     pub jobs: Option<Jobs>,
 
     /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups); - is stdin.
@@ -140,7 +142,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     pub grace: Duration,
 
-    /// Show a progress bar on stderr (default: when stderr is a terminal).
+    /// Show progress on stderr: a bar on a terminal (the default there), else a status line
+    /// every 2 seconds and one at the end.
     #[arg(long, conflicts_with = "no_progress")]
     pub progress: bool,
 
@@ -166,9 +169,14 @@ pub struct RunArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
-    /// Print a summary at the end (always on a terminal): counts, wall and task time, speedup.
-    #[arg(long)]
+    /// Print a summary at the end (the default on a terminal): counts, wall and task time,
+    /// speedup, and the first failed tasks.
+    #[arg(long, conflicts_with = "no_summary")]
     pub summary: bool,
+
+    /// No summary at the end, even on a terminal.
+    #[arg(long = "no-summary")]
+    pub no_summary: bool,
 
     /// When the run ends (also after Ctrl-C), write its HTML report (as `muster report
     /// --html`) to FILE. Without --joblog a temporary joblog is kept for it.
@@ -298,6 +306,8 @@ pub enum Jobs {
     Count(usize),
     /// This percentage of the CPUs.
     PercentOfCpus(f64),
+    /// The CPUs plus (or minus) this many (`-j +2`, `-j -1`), at least 1.
+    RelativeToCpus(i64),
     /// As many as inputs allow (`-j 0`).
     AsManyAsInputs,
 }
@@ -309,10 +319,16 @@ pub fn parse_jobs(text: &str) -> Result<Jobs, String> {
             _ => Err(format!("'{text}' is not a positive percentage")),
         };
     }
+    if text.starts_with(['+', '-']) {
+        return text
+            .parse::<i64>()
+            .map(Jobs::RelativeToCpus)
+            .map_err(|_| format!("'{text}' is not a number of jobs (N, +N, -N, N%, or 0)"));
+    }
     match text.parse::<usize>() {
         Ok(0) => Ok(Jobs::AsManyAsInputs),
         Ok(n) => Ok(Jobs::Count(n)),
-        Err(_) => Err(format!("'{text}' is not a number of jobs (N, N%, or 0)")),
+        Err(_) => Err(format!("'{text}' is not a number of jobs (N, +N, -N, N%, or 0)")),
     }
 }
 
@@ -365,7 +381,9 @@ mod tests {
         assert_eq!(parse_jobs("4"), Ok(Jobs::Count(4)));
         assert_eq!(parse_jobs("0"), Ok(Jobs::AsManyAsInputs));
         assert_eq!(parse_jobs("50%"), Ok(Jobs::PercentOfCpus(50.0)));
-        assert!(parse_jobs("-1").is_err());
+        assert_eq!(parse_jobs("+0"), Ok(Jobs::RelativeToCpus(0)), "+0 is the CPUs, not unlimited");
+        assert_eq!(parse_jobs("-1"), Ok(Jobs::RelativeToCpus(-1)));
+        assert!(parse_jobs("+x").is_err());
         assert!(parse_jobs("0%").is_err());
         assert!(parse_jobs("many").is_err());
     }

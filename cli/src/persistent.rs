@@ -39,8 +39,11 @@ pub fn run(
     let program = check_program(&command[0])?;
     let inputs =
         Inputs::linked(sources, links, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
-    let mut config =
-        PersistentConfig::new(program, command[1..].to_vec(), resolve_jobs(args.jobs, inputs.known_total()));
+    let mut config = PersistentConfig::new(
+        program,
+        command[1..].to_vec(),
+        resolve_jobs(args.jobs, inputs.known_total(), true),
+    );
     config.window = args.window as usize;
     config.separator = separator;
     config.retries = args.retries;
@@ -69,7 +72,8 @@ pub fn run(
     let input_error: Arc<Mutex<Option<String>>> = Arc::default();
     let (feeder_tasks, errors) = (tasks.clone(), input_error.clone());
     let interactive = io::stderr().is_terminal();
-    let progress = (args.progress || (interactive && !args.no_progress)).then(|| Progress::new(known_total));
+    let progress = (args.progress || (interactive && !args.no_progress))
+        .then(|| Progress::new(known_total, interactive));
     let bar = progress.as_ref();
     // Messages on stderr hide the bar while they are printed.
     let note = |text: String| match bar {
@@ -250,7 +254,7 @@ pub fn run(
             summary.failed + summary.timed_out
         ));
     }
-    if (args.summary || interactive) && !broken_pipe {
+    if (args.summary || (interactive && !args.no_summary)) && !broken_pipe {
         let timed_out =
             if summary.timed_out > 0 { format!(", {} timed out", summary.timed_out) } else { String::new() };
         let skipped_text =

@@ -1,49 +1,81 @@
-//! The progress bar on stderr: done/failed/running, rate and ETA, drawn by indicatif. It
+//! Progress on stderr: done/failed/running, rate and ETA. On a terminal indicatif draws a
+//! bar; elsewhere (a log file, CI) `--progress` prints a status line every few seconds. It
 //! counts events and never reads input ahead, so it works on endless streams (no ETA then).
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use muster::farm::Observer;
 use muster::Outcome;
 
-/// A progress bar fed by the farm.
+/// How often the status line is printed when stderr is not a terminal.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Counts shared with the status-line thread.
+#[derive(Default)]
+struct Counts {
+    done: AtomicU64,
+    failed: AtomicU64,
+    running: AtomicU64,
+    over: AtomicBool,
+}
+
+/// Progress fed by the farm (or the persistent sink).
 pub struct Progress {
     bar: ProgressBar,
-    running: AtomicU64,
-    failed: AtomicU64,
+    counts: Arc<Counts>,
+    total: Option<u64>,
+    started: Instant,
+    /// The status-line thread, off a terminal.
+    ticker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Progress {
-    /// A bar on stderr; `total` gives a bar with an ETA, `None` a counter.
-    pub fn new(total: Option<u64>) -> Progress {
-        let bar = match total {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-        };
+    /// Progress on stderr: a bar on a terminal (with an ETA when `total` is known), else a
+    /// status line every [`STATUS_EVERY`].
+    pub fn new(total: Option<u64>, terminal: bool) -> Progress {
+        let target = if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(total, target);
         let template = match total {
-            Some(_) => "{elapsed_precise} [{wide_bar}] {pos}/{len} done {msg} {per_sec} ETA {eta}",
-            None => "{elapsed_precise} {spinner} {pos} done {msg} {per_sec}",
+            Some(_) => "{elapsed_precise} [{wide_bar}] {pos}/{len} done {msg} ETA {eta}",
+            None => "{elapsed_precise} {spinner} {pos} done {msg}",
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        Progress { bar, running: AtomicU64::new(0), failed: AtomicU64::new(0) }
+        let counts = Arc::new(Counts::default());
+        let started = Instant::now();
+        let ticker = (!terminal).then(|| {
+            let counts = Arc::clone(&counts);
+            std::thread::Builder::new()
+                .name("muster-progress".into())
+                .spawn(move || loop {
+                    let wake = Instant::now() + STATUS_EVERY;
+                    while Instant::now() < wake {
+                        if counts.over.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    crate::say(format_args!("muster: {}", status(&counts, total, started)));
+                })
+                .ok()
+        });
+        Progress { bar, counts, total, started, ticker: ticker.flatten() }
     }
 
     fn refresh(&self) {
-        let running = self.running.load(Ordering::Relaxed);
-        let failed = self.failed.load(Ordering::Relaxed);
-        self.bar.set_message(format!("{failed} failed, {running} running"));
+        self.bar.set_message(message(&self.counts, self.started));
     }
 
     /// A task settled without being seen starting (persistent workers, skipped inputs).
     pub fn settled(&self, ok: bool) {
-        if !ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            self.refresh();
-        }
+        let counter = if ok { &self.counts.done } else { &self.counts.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.refresh();
         self.bar.inc(1);
     }
 
@@ -52,9 +84,12 @@ impl Progress {
         self.bar.suspend(write)
     }
 
-    /// Removes the bar from the screen.
+    /// Removes the bar from the screen; off a terminal, prints the last status line.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+        if self.ticker.is_some() && !self.counts.over.swap(true, Ordering::AcqRel) {
+            crate::say(format_args!("muster: {}", status(&self.counts, self.total, self.started)));
+        }
     }
 
     /// A writer that hides the bar while it writes, so output and bar never mix.
@@ -63,17 +98,56 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.counts.over.store(true, Ordering::Release);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// `3 failed, 2 running, 41.5/s` — the rate over the whole run, one decimal.
+fn message(counts: &Counts, started: Instant) -> String {
+    let done = counts.done.load(Ordering::Relaxed);
+    let failed = counts.failed.load(Ordering::Relaxed);
+    let running = counts.running.load(Ordering::Relaxed);
+    let rate = (done + failed) as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    format!("{failed} failed, {running} running, {rate:.1}/s")
+}
+
+/// The status line: `120/1000 done, 3 failed, 2 running, 41.5/s, ETA 21s`.
+fn status(counts: &Counts, total: Option<u64>, started: Instant) -> String {
+    let finished = counts.done.load(Ordering::Relaxed) + counts.failed.load(Ordering::Relaxed);
+    let message = message(counts, started);
+    match total {
+        Some(total) => {
+            let rate = finished as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let eta = if rate > 0.0 {
+                format!(", ETA {:.0}s", total.saturating_sub(finished) as f64 / rate)
+            } else {
+                String::new()
+            };
+            format!("{finished}/{total} done, {message}{eta}")
+        }
+        None => format!("{finished} done, {message}"),
+    }
+}
+
 impl Observer for Progress {
-    fn task_started(&self) {
-        self.running.fetch_add(1, Ordering::Relaxed);
+    fn attempt_started(&self) {
+        self.counts.running.fetch_add(1, Ordering::Relaxed);
+        self.refresh();
+    }
+
+    fn attempt_ended(&self) {
+        let _ = self.counts.running.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.refresh();
     }
 
     fn task_finished(&self, outcome: &Outcome) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        if !outcome.is_done() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if outcome.is_done() { &self.counts.done } else { &self.counts.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.refresh();
         self.bar.inc(1);
     }

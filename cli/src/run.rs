@@ -110,14 +110,19 @@ pub(crate) fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
     }
 }
 
-pub(crate) fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>) -> usize {
+pub(crate) fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>, persistent: bool) -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     match jobs {
         None => cpus,
         Some(Jobs::Count(n)) => n,
         Some(Jobs::PercentOfCpus(p)) => ((cpus as f64 * p / 100.0).round() as usize).max(1),
-        // Without a known count, a generous cap: each slot is a thread.
-        Some(Jobs::AsManyAsInputs) => known_total.map_or(256, |n| n as usize).clamp(1, 1024),
+        Some(Jobs::RelativeToCpus(n)) => usize::try_from(cpus as i64 + n).unwrap_or(0).max(1),
+        // Persistent workers each cost threads; a task farm's slots cost descriptors only.
+        Some(Jobs::AsManyAsInputs) if persistent => known_total.map_or(256, |n| n as usize).clamp(1, 1024),
+        Some(Jobs::AsManyAsInputs) => match known_total {
+            Some(n) => (n as usize).max(1),
+            None => farm::jobs_the_fd_limit_allows().min(10_000),
+        },
     }
 }
 
@@ -216,7 +221,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         .map(|w| w.to_string_lossy().into_owned());
 
     let mut config = FarmConfig::new(template);
-    config.jobs = resolve_jobs(args.jobs, known_total);
+    config.jobs = resolve_jobs(args.jobs, known_total, false);
     config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
     config.tag = args.tag;
     config.keep_order = args.keep_order;
@@ -234,7 +239,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     announce_drain(&shutdown, args.grace);
     let interactive = io::stderr().is_terminal();
     let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));
-    let progress = show_progress.then(|| Progress::new(known_total));
+    let progress = show_progress.then(|| Progress::new(known_total, interactive));
     let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
     let stderr = stderr_writer().map_err(|err| usage(format!("cannot use stderr: {err}")))?;
     let (stdout, stderr, observer): (Box<dyn Write + Send>, Box<dyn Write + Send>, &dyn Observer) =
@@ -258,7 +263,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             summary.not_run
         ));
     }
-    if (args.summary || interactive) && !args.dry_run && !summary.broken_pipe {
+    if (args.summary || (interactive && !args.no_summary)) && !args.dry_run && !summary.broken_pipe {
         crate::say(describe(&summary, jobs));
         if !summary.failed_tasks.is_empty() {
             let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
@@ -327,7 +332,9 @@ fn describe(summary: &Summary, jobs: usize) -> String {
     let wall = summary.wall.as_secs_f64();
     let busy = summary.task_time.as_secs_f64();
     let speedup = if wall > 0.0 { busy / wall } else { 0.0 };
-    let efficiency = speedup / jobs.max(1) as f64 * 100.0;
+    // Slots that never had a task do not count against efficiency.
+    let used = jobs.min(usize::try_from(summary.read).unwrap_or(usize::MAX)).max(1);
+    let efficiency = speedup / used as f64 * 100.0;
     format!(
         "muster: {} tasks: {}; wall {wall:.2}s, task time {busy:.2}s, speedup {speedup:.2}x on {jobs} jobs ({efficiency:.0}% efficiency)",
         summary.read,

@@ -143,3 +143,37 @@ fn a_halt_says_so_and_usage_errors_never_look_like_failure_counts() {
     assert_code(&sb.run(&["run", "--no-such-flag", "echo"], b""), 255);
     assert_code(&sb.run(&["run", "-a", "missing", "echo"], b""), 255);
 }
+
+#[test]
+fn progress_off_a_terminal_is_a_status_line() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "--progress", "-j", "2", "true", ":::", "a", "b", "c"], b"");
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("muster: 3/3 done, 0 failed, 0 running, "), "{err}");
+    let rate = last.split(", ").nth(3).unwrap_or_default();
+    assert!(
+        rate.ends_with("/s") && rate.split('.').nth(1).is_some_and(|d| d.len() == 3),
+        "one decimal: {rate}"
+    );
+}
+
+#[test]
+fn on_a_terminal_the_summary_is_shown_unless_no_summary() {
+    let sb = Sandbox::new();
+    let muster = env!("CARGO_BIN_EXE_muster");
+    let on_terminal = |flags: &str| {
+        // `script` gives the run a terminal for its stderr.
+        let line = format!("{muster} run --no-progress {flags} true ::: a b");
+        let out = Command::new("script").args(["-qec", &line, "/dev/null"]).current_dir(sb.dir()).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Ok(shown) = on_terminal("") else {
+        println!("skipped: `script` (util-linux) is not available to give muster a terminal");
+        return;
+    };
+    assert!(shown.contains("muster: 2 tasks: 2 done, 0 failed"), "{shown}");
+    let hidden = on_terminal("--no-summary").expect("script ran before");
+    assert!(!hidden.contains("muster: 2 tasks"), "{hidden}");
+}

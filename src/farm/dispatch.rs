@@ -380,6 +380,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 return true;
             }
         }
+        shared.observer.attempt_started();
         let deadline = shared.config.timeout.map(|t| started + t);
         if let Some(deadline) = deadline {
             self.next_scan = self.next_scan.min(deadline);
@@ -468,6 +469,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             return;
         };
         self.count -= 1;
+        self.shared.observer.attempt_ended();
         let ending = match (ended.status, run.stopping) {
             (Err(err), _) => Ending::StartFailed(err),
             (Ok(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),

@@ -129,8 +129,13 @@ impl FarmConfig {
 /// Receives progress as the farm runs (the CLI's progress bar). Methods are called from
 /// several threads.
 pub trait Observer: Sync {
-    /// A task started running.
+    /// A task started running (its first attempt).
     fn task_started(&self) {}
+    /// An attempt began running in a slot.
+    fn attempt_started(&self) {}
+    /// An attempt stopped running (its task may be retried, or its output still printing), so
+    /// attempts started minus ended is what occupies the slots.
+    fn attempt_ended(&self) {}
     /// A task finished (after its output was printed).
     fn task_finished(&self, _outcome: &Outcome) {}
 }
@@ -380,6 +385,14 @@ where
     summary.stopped_level = Some(shutdown.level());
     summary.halted = halt.reached();
     Ok(summary)
+}
+
+/// How many tasks can run at once as far as the open-file limit goes (three descriptors each,
+/// some kept for muster), after the soft limit is raised to the hard one.
+pub fn jobs_the_fd_limit_allows() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let files = limit.maximum.unwrap_or(u64::MAX);
+    usize::try_from(files.saturating_sub(256) / 3).unwrap_or(usize::MAX).max(1)
 }
 
 /// How many failed tasks a [`Summary`] names.

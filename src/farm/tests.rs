@@ -312,3 +312,36 @@ fn a_drain_lets_running_tasks_finish_within_the_grace_then_stops_the_rest() {
     let signals = ran.log.with(|log| log.signals.clone());
     assert_eq!(signals, [(2, Signal::TERM.as_raw())], "only the task still running after the grace");
 }
+
+/// Counts attempts in slots, as a progress display does.
+#[derive(Default)]
+struct Occupancy {
+    running: AtomicU64,
+    most: AtomicU64,
+}
+
+impl Observer for Occupancy {
+    fn attempt_started(&self) {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn attempt_ended(&self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn attempts_running_as_observed_never_exceed_the_slots() {
+    let mut config = config(2);
+    config.retries = 2;
+    let mut inputs = vec!["flaky:2"; 20];
+    inputs.extend(std::iter::repeat_n("sleep:2", 20));
+    inputs.push("missing");
+    let observer = Occupancy::default();
+    let ran = run_fake(config, &inputs, &Shutdown::new(), &observer);
+    assert_eq!(ran.summary.done, 40);
+    assert_eq!(observer.running.load(Ordering::SeqCst), 0, "every attempt that started ended");
+    let most = observer.most.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} attempts running at -j2");
+}
