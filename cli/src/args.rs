@@ -9,7 +9,17 @@ use clap::{Args, Parser, Subcommand};
 use muster::farm::{FailThreshold, Halt, HaltWhen};
 use muster::journal::ResumeMode;
 
-const EXIT_STATUS_HELP: &str = "\
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  ls *.jpg | muster run convert {} {.}.png              one task per input line
+  muster run -j 8 --joblog run.log gzip -k ::: *.txt    ::: inputs, journaled
+  muster run --joblog run.log --resume gzip -k ::: *.txt   after a crash: only what is missing
+  muster run -k --tag curl -s {} :::: urls.txt          outputs in input order, tagged
+  muster run echo {1}-{2} ::: a b :::+ 1 2              linked inputs: a-1, b-2
+  muster run --timeout 30s --retries 2 --halt soon,fail=5 ./job.sh {} < inputs
+  muster run --persistent -j 4 python3 worker.py < inputs   long-lived workers, a line each
+  muster report run.log --html run.html                 what happened, as a timeline
+
 Exit status:
   0        every task succeeded
   1-100    that many tasks failed (non-zero exit, signal, timeout, could not start)
@@ -45,11 +55,12 @@ pub enum Command {
     /// Run COMMAND once per input, in parallel.
     ///
     /// Inputs come from `::: a b c` groups (several groups combine as a cartesian product),
-    /// from -a FILE, or from standard input, one per line (or NUL-separated with -0).
+    /// `:::: FILE` or -a FILE (one per line, or NUL-separated with -0), or standard input;
+    /// `:::+`/`::::+` link a group to the one before it (side by side), --link links them all.
     /// Replacement strings: {} {.} {/} {//} {/.} {#} (sequence) {%} (slot) {1} {2}...;
     /// with none, the input is appended as the last argument. No shell is involved unless
     /// --shell is given.
-    #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
     /// Start N copies of COMMAND and keep them running until stopped.
     ///
@@ -69,6 +80,14 @@ pub enum Command {
     Report(ReportArgs),
     /// Show each worker of a running `muster up`: state, pid, uptime, restarts, last exit.
     Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    ///
+    /// Example: muster completions bash > ~/.local/share/bash-completion/completions/muster
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout.
+    ///
+    /// Example: muster man > ~/.local/share/man/man1/muster.1
+    Man,
     /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -79,108 +98,113 @@ pub struct RunArgs {
     /// Tasks to run at once: N; +N or -N more or fewer than the CPUs; N% of the CPUs; 0 for as
     /// many as the inputs (when their number is not known: what the open-file limit allows, at
     /// most 10,000; with --persistent at most 1,024 workers). Default: one per CPU.
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true, help_heading = "Running")]
     pub jobs: Option<Jobs>,
 
     /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups); - is stdin.
-    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = "Input")]
     pub arg_files: Vec<PathBuf>,
 
     /// Take the input sources side by side instead of every combination (a shorter one wraps).
-    #[arg(long)]
+    #[arg(long, help_heading = "Input")]
     pub link: bool,
 
     /// Inputs are separated by NUL bytes instead of newlines.
-    #[arg(short = '0', long = "null")]
+    #[arg(short = '0', long = "null", help_heading = "Input")]
     pub null: bool,
 
     /// Run the command line through `sh -c`; substituted inputs are quoted safely.
-    #[arg(long)]
+    #[arg(long, help_heading = "Running")]
     pub shell: bool,
 
     /// Print outputs in input order (holding back at most a bounded window of tasks).
-    #[arg(short = 'k', long = "keep-order")]
+    #[arg(short = 'k', long = "keep-order", help_heading = "Output")]
     pub keep_order: bool,
 
     /// Print each task's output whole when it ends (the default).
-    #[arg(long, conflicts_with = "line_buffer")]
+    #[arg(long, conflicts_with = "line_buffer", help_heading = "Output")]
     pub group: bool,
 
     /// Pass output on line by line as it comes; lines are never split or mixed.
-    #[arg(long = "line-buffer")]
+    #[arg(long = "line-buffer", help_heading = "Output")]
     pub line_buffer: bool,
 
     /// Prefix every output line with the task's input and a tab.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub tag: bool,
 
     /// Journal every finished attempt to FILE (GNU parallel's joblog columns, plus muster's).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Journal")]
     pub joblog: Option<PathBuf>,
 
     /// Skip tasks the joblog shows as done or failed; run the rest.
-    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
+    #[arg(long, requires = "joblog", conflicts_with = "resume_failed", help_heading = "Journal")]
     pub resume: bool,
 
     /// Skip tasks the joblog shows as done; run failed ones again.
-    #[arg(long = "resume-failed", requires = "joblog")]
+    #[arg(long = "resume-failed", requires = "joblog", help_heading = "Journal")]
     pub resume_failed: bool,
 
     /// Run a failing task up to N more times.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Failures")]
     pub retries: u32,
 
     /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Failures")]
     pub timeout: Option<Duration>,
 
     /// Stop early on failures: now|soon[,fail=N|P%] (now: stop running tasks; soon: start no more).
-    #[arg(long, value_name = "SPEC", value_parser = parse_halt)]
+    #[arg(long, value_name = "SPEC", value_parser = parse_halt, help_heading = "Failures")]
     pub halt: Option<Halt>,
 
     /// Time tasks get after a stop request, and again between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s", help_heading = "Shutdown")]
     pub grace: Duration,
 
     /// Show progress on stderr: a bar on a terminal (the default there), else a status line
     /// every 2 seconds and one at the end.
-    #[arg(long, conflicts_with = "no_progress")]
+    #[arg(long, conflicts_with = "no_progress", help_heading = "Output")]
     pub progress: bool,
 
     /// Never show a progress bar.
-    #[arg(long = "no-progress")]
+    #[arg(long = "no-progress", help_heading = "Output")]
     pub no_progress: bool,
 
     /// Keep -j long-lived worker processes and stream inputs through them: one input record per
     /// line on a worker's stdin, one result line back on its stdout. (Each result is one
     /// record, so --group and --line-buffer print the same.)
-    #[arg(long, conflicts_with_all = ["shell", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["shell", "dry_run"], help_heading = "Persistent workers")]
     pub persistent: bool,
 
     /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Persistent workers")]
     pub window: u32,
 
     /// With --persistent: replace a worker after N tasks (for leaky workers).
-    #[arg(long = "max-tasks-per-worker", value_name = "N", requires = "persistent")]
+    #[arg(
+        long = "max-tasks-per-worker",
+        value_name = "N",
+        requires = "persistent",
+        help_heading = "Persistent workers"
+    )]
     pub max_tasks_per_worker: Option<u64>,
 
     /// Print the commands that would run, and run nothing.
-    #[arg(long = "dry-run")]
+    #[arg(long = "dry-run", help_heading = "Running")]
     pub dry_run: bool,
 
     /// Print a summary at the end (the default on a terminal): counts, wall and task time,
     /// speedup, and the first failed tasks.
-    #[arg(long, conflicts_with = "no_summary")]
+    #[arg(long, conflicts_with = "no_summary", help_heading = "Output")]
     pub summary: bool,
 
     /// No summary at the end, even on a terminal.
-    #[arg(long = "no-summary")]
+    #[arg(long = "no-summary", help_heading = "Output")]
     pub no_summary: bool,
 
     /// When the run ends (also after Ctrl-C), write its HTML report (as `muster report
     /// --html`) to FILE. Without --joblog a temporary joblog is kept for it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Journal")]
     pub report: Option<PathBuf>,
 
     /// The command and its arguments, then optionally input groups: `::: VALUES...`,
@@ -250,6 +274,13 @@ pub enum ColorChoice {
     Always,
     /// Never.
     Never,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! status. Everything else lives in the `muster` library crate.
 
 mod args;
+mod manual;
 mod persistent;
 mod progress;
 mod report;
@@ -36,6 +37,12 @@ fn main() -> ExitCode {
         args::Command::Up(up_args) => up::up(up_args),
         args::Command::Stop(control_args) => up::control(control_args, "stop"),
         args::Command::Report(report_args) => report::command(report_args),
+        args::Command::Completions(completions) => {
+            let mut command = <args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(completions.shell, &mut command, "muster", &mut std::io::stdout());
+            Ok(0)
+        }
+        args::Command::Man => manual::command(),
         args::Command::Status(status) => {
             up::control(status.control, if status.json { "status json" } else { "status" })
         }

@@ -177,3 +177,32 @@ fn on_a_terminal_the_summary_is_shown_unless_no_summary() {
     let hidden = on_terminal("--no-summary").expect("script ran before");
     assert!(!hidden.contains("muster: 2 tasks"), "{hidden}");
 }
+
+#[test]
+fn help_is_grouped_wrapped_and_has_examples_and_completions_and_a_man_page_exist() {
+    let sb = Sandbox::new();
+    let help = sb.run(&["run", "--help"], b"");
+    assert_code(&help, 0);
+    let text = stdout(&help);
+    for heading in
+        ["Input:", "Output:", "Failures:", "Journal:", "Shutdown:", "Persistent workers:", "Examples:"]
+    {
+        assert!(text.lines().any(|l| l == heading), "heading {heading:?} in:\n{text}");
+    }
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 100, "help wrapped (widest line {widest} columns)");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sb.run(&["completions", shell], b"");
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("--joblog") && stdout(&out).contains("muster"), "{shell} completions");
+    }
+    assert_code(&sb.run(&["completions", "tcsh"], b""), 2);
+    let man = sb.run(&["man"], b"");
+    assert_code(&man, 0);
+    assert!(stdout(&man).starts_with(".ie") || stdout(&man).contains(".TH muster"), "roff");
+    assert!(stdout(&man).contains("muster\\-run"), "the man page lists the subcommands");
+    assert!(
+        stdout(&man).contains("\\-\\-joblog") && stdout(&man).contains("MUSTER RUN"),
+        "and run's options"
+    );
+}
