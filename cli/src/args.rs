@@ -149,7 +149,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Failures")]
     pub retries: u32,
 
-    /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m).
+    /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m; 0: no limit).
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Failures")]
     pub timeout: Option<Duration>,
 

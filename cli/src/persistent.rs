@@ -51,7 +51,7 @@ pub fn run(
     config.grace = args.grace;
     config.watchdog = watchdog_command().and_then(|command| Watchdog::start(command).ok()).map(Arc::new);
 
-    config.timeout = args.timeout;
+    config.timeout = args.timeout.filter(|limit| !limit.is_zero());
     config.halt = args.halt;
     config.known_total = inputs.known_total();
     let label = journal_label(&command);

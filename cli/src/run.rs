@@ -226,7 +226,8 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     config.tag = args.tag;
     config.keep_order = args.keep_order;
     config.retries = args.retries;
-    config.timeout = args.timeout;
+    // As with GNU parallel, a limit of 0 is no limit.
+    config.timeout = args.timeout.filter(|limit| !limit.is_zero());
     config.grace = args.grace;
     config.halt = args.halt;
     config.resume = args.resume_mode();

@@ -226,7 +226,7 @@ pub fn run(
     observer: &dyn Observer,
 ) -> Result<Summary, FarmError> {
     if config.dry_run {
-        return Ok(dry_run(&config, inputs, shutdown, stdout));
+        return dry_run(&config, inputs, shutdown, stdout);
     }
     let watchdog = match config.watchdog.take() {
         Some(command) => Some(Arc::new(
@@ -409,13 +409,25 @@ pub(crate) struct Queued {
     pub(crate) input: Input,
 }
 
-/// `--dry-run`: print each command line (shell-quoted where needed) instead of running it.
+/// `--dry-run`: print each command line (shell-quoted where needed) instead of running it;
+/// with a resume, only those of tasks the joblog does not settle (the joblog is only read).
 fn dry_run(
     config: &FarmConfig,
     inputs: Inputs,
     shutdown: &Shutdown,
     mut stdout: Box<dyn Write + Send + '_>,
-) -> Summary {
+) -> Result<Summary, FarmError> {
+    let mut ledger = match (&config.joblog, config.resume) {
+        (Some(path), Some(mode)) => match crate::journal::Joblog::read(path) {
+            Ok(joblog) => {
+                let resume = crate::journal::Resume::of(path, &joblog, &config.command_label())?;
+                Some(InputLedger::new(Some((mode, resume))))
+            }
+            Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err.into()),
+        },
+        _ => None,
+    };
     let mut summary = Summary { jobs: config.jobs, ..Summary::default() };
     for input in inputs {
         if shutdown.is_tripped() {
@@ -429,6 +441,12 @@ fn dry_run(
             }
         };
         summary.read += 1;
+        if let Some(ledger) = ledger.as_mut() {
+            if ledger.admit(&input.identity()).1 {
+                summary.skipped += 1;
+                continue;
+            }
+        }
         summary.not_run += 1;
         let argv = config.template.render(&input.values, summary.read, 1);
         let words: Vec<Vec<u8>> = argv.iter().map(|a| quote_if_needed(a.as_encoded_bytes())).collect();
@@ -440,7 +458,7 @@ fn dry_run(
         }
     }
     let _ = stdout.flush();
-    summary
+    Ok(summary)
 }
 
 fn quote_if_needed(word: &[u8]) -> Vec<u8> {

@@ -63,6 +63,9 @@ pub(crate) struct OutputConfig<'a> {
     pub(crate) credits: Option<cb::Receiver<()>>,
 }
 
+/// A line of a running task waiting for its turn: its stream, `--tag` prefix and bytes.
+type HeldLine = (Stream, Option<Vec<u8>>, Vec<u8>);
+
 enum Pending {
     Finished(Box<Finished>),
     Silent,
@@ -79,6 +82,8 @@ pub(crate) struct OutputThread<'a> {
     summary: Summary,
     /// Running tasks (line-buffered) with a line that could not be written, and why.
     lost_lines: HashSet<Seq>,
+    /// Line-buffered with keep-order: lines of tasks whose turn has not come, in order.
+    held_lines: BTreeMap<Seq, Vec<HeldLine>>,
     /// Why output cannot be written any more, once a write failed.
     output_failure: Option<String>,
 }
@@ -100,6 +105,7 @@ impl<'a> OutputThread<'a> {
             next_seq: 1,
             summary: Summary::default(),
             lost_lines: HashSet::new(),
+            held_lines: BTreeMap::new(),
             output_failure: None,
         }
     }
@@ -109,15 +115,13 @@ impl<'a> OutputThread<'a> {
         for event in events {
             match event {
                 Event::Line { seq, stream, tag, line } => {
-                    if self.output_failure.is_some() {
-                        self.lost_lines.insert(seq);
+                    // With keep-order, only the oldest unfinished task's lines flow live (as
+                    // in GNU parallel); the others wait for their turn.
+                    if self.config.keep_order && seq != self.next_seq {
+                        self.held_lines.entry(seq).or_default().push((stream, tag, line));
                         continue;
                     }
-                    let out = self.stream(stream);
-                    let result = write_tagged(out, &line, tag.as_deref()).and_then(|()| out.flush());
-                    if !self.check_write(stream, result) {
-                        self.lost_lines.insert(seq);
-                    }
+                    self.line(seq, stream, tag.as_deref(), &line);
                 }
                 Event::Retry(record) => self.journal(&record),
                 Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
@@ -133,12 +137,37 @@ impl<'a> OutputThread<'a> {
         }
         // Anything still held back (only possible if a sequence number never arrived, which
         // would be a bug) is printed rather than lost.
+        for (seq, lines) in std::mem::take(&mut self.held_lines) {
+            for (stream, tag, line) in lines {
+                self.line(seq, stream, tag.as_deref(), &line);
+            }
+        }
         for (_, pending) in std::mem::take(&mut self.reorder) {
             self.print(pending);
         }
         let _ = self.stdout.flush();
         let _ = self.stderr.flush();
         (self.summary, self.journal_error)
+    }
+
+    /// Writes one line of a running task (line-buffered mode).
+    fn line(&mut self, seq: Seq, stream: Stream, tag: Option<&[u8]>, line: &[u8]) {
+        if self.output_failure.is_some() {
+            self.lost_lines.insert(seq);
+            return;
+        }
+        let out = self.stream(stream);
+        let result = write_tagged(out, line, tag).and_then(|()| out.flush());
+        if !self.check_write(stream, result) {
+            self.lost_lines.insert(seq);
+        }
+    }
+
+    /// Writes the held lines of the task whose turn it is now.
+    fn release_lines(&mut self, seq: Seq) {
+        for (stream, tag, line) in self.held_lines.remove(&seq).unwrap_or_default() {
+            self.line(seq, stream, tag.as_deref(), &line);
+        }
     }
 
     fn stream(&mut self, stream: Stream) -> &mut dyn Write {
@@ -179,12 +208,16 @@ impl<'a> OutputThread<'a> {
         }
         self.reorder.insert(seq, pending);
         while let Some(pending) = self.reorder.remove(&self.next_seq) {
+            // A finished task's held lines go out before its record and its successor's.
+            self.release_lines(self.next_seq);
             self.next_seq += 1;
             self.print(pending);
             if let Some(credits) = &self.config.credits {
                 let _ = credits.try_recv();
             }
         }
+        // The new oldest task may have been running a while: its lines so far, then live.
+        self.release_lines(self.next_seq);
     }
 
     fn print(&mut self, pending: Pending) {

@@ -279,6 +279,24 @@ impl Joblog {
 }
 
 impl Resume {
+    /// What the records of `joblog` say about its tasks (read without taking the lock, for a
+    /// dry run); a joblog written for another command is refused as a resume would be.
+    pub fn of(path: &Path, joblog: &Joblog, command: &str) -> Result<Resume, JournalError> {
+        if joblog.command != command {
+            return Err(JournalError::CommandChanged {
+                path: path.to_owned(),
+                logged: joblog.command.clone(),
+                current: command.to_owned(),
+            });
+        }
+        let mut resume = Resume::default();
+        for record in &joblog.records {
+            resume.note(record);
+        }
+        resume.torn_tail = joblog.torn_tail;
+        Ok(resume)
+    }
+
     /// Takes what one record says about its task into account.
     fn note(&mut self, record: &Record) {
         self.records += 1;
