@@ -113,9 +113,10 @@ pub struct RunArgs {
     #[arg(short = '0', long = "null", help_heading = "Input")]
     pub null: bool,
 
-    /// Run the command line through `sh -c`; substituted inputs are quoted safely.
-    #[arg(long, help_heading = "Running")]
-    pub shell: bool,
+    /// Run the command line through a shell: $SHELL when it is a POSIX shell (bash, dash, zsh,
+    /// ksh…), else sh; --shell=PATH to choose. Substituted inputs are quoted safely.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, help_heading = "Running")]
+    pub shell: Option<Option<PathBuf>>,
 
     /// Print outputs in input order (holding back at most a bounded window of tasks).
     #[arg(short = 'k', long = "keep-order", help_heading = "Output")]

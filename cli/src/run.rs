@@ -77,6 +77,21 @@ fn open_source(path: &Path, stdin_used: &mut bool, shutdown: &Shutdown) -> Resul
     Ok(Source::Stream { name, reader }.interruptible(shutdown))
 }
 
+/// The shell `--shell` asks for: the one named, or $SHELL when it is a POSIX shell, else sh.
+fn shell_for(flag: &Option<Option<PathBuf>>) -> Option<OsString> {
+    const POSIX: [&str; 8] = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"];
+    match flag {
+        None => None,
+        Some(Some(path)) => Some(path.clone().into_os_string()),
+        Some(None) => {
+            let from_env = std::env::var_os("SHELL").filter(|shell| {
+                Path::new(shell).file_name().and_then(OsStr::to_str).is_some_and(|name| POSIX.contains(&name))
+            });
+            Some(from_env.unwrap_or_else(|| "sh".into()))
+        }
+    }
+}
+
 /// Finds `program` the way a shell would, and checks it can be executed. Returns its path,
 /// so tasks skip the `PATH` search (one failed `execve` per `PATH` entry before it, per task).
 pub(crate) fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
@@ -200,7 +215,8 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         sources.push(stdin.interruptible(&shutdown));
         links.push(Link::None);
     }
-    let template = Template::parse(&command, sources.len()).map_err(usage)?.shell(args.shell);
+    let template =
+        Template::parse(&command, sources.len()).map_err(usage)?.shell_program(shell_for(&args.shell));
     if args.persistent {
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
     }

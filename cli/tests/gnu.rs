@@ -4,6 +4,7 @@
 
 mod util;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use util::*;
@@ -260,4 +261,24 @@ fn a_dry_run_with_resume_shows_only_what_the_resume_would_run() {
     let other = sb.run(&["run", "--dry-run", "--joblog", "log", "--resume", "echo", ":::", "0"], b"");
     assert_code(&other, 255);
     assert!(stderr(&other).contains("was written for the command"), "{}", stderr(&other));
+}
+
+#[test]
+fn shell_is_a_posix_shell_from_shell_or_the_one_named_and_quotes_only_what_needs_it() {
+    let sb = Sandbox::new();
+    let with_shell = |shell: &str, args: &[&str]| {
+        sb.muster(args).env("SHELL", shell).stdin(Stdio::null()).output().expect("muster runs")
+    };
+    let script = "echo $(( {} * 2 )); [ -n \"$BASH_VERSION\" ] && echo bash || echo not-bash";
+    if Path::new("/bin/bash").exists() {
+        let out = with_shell("/bin/bash", &["run", "--shell", script, ":::", "21"]);
+        assert_eq!(stdout(&out), "42\nbash\n", "$SHELL is bash: {}", stderr(&out));
+    }
+    let out = with_shell("/usr/bin/fish", &["run", "--shell", script, ":::", "21"]);
+    assert_eq!(stdout(&out), "42\nnot-bash\n", "fish is not POSIX: sh instead");
+    let out = with_shell("/bin/bash", &["run", "--shell=/bin/sh", script, ":::", "21"]);
+    assert_eq!(stdout(&out), "42\nnot-bash\n", "--shell=PATH wins");
+    let hostile = "a b; echo INJECTED $(id) 'q'";
+    let out = with_shell("/bin/sh", &["run", "--shell", "printf '%s\\n' {}", ":::", hostile]);
+    assert_eq!(stdout(&out), format!("{hostile}\n"), "a value with shell syntax is still one word");
 }

@@ -45,7 +45,7 @@ pub use capture::Stream;
 pub use crate::halt::{FailThreshold, Halt, HaltGate, HaltWhen};
 pub use crate::journal::ResumeMode;
 use crate::journal::{InputLedger, JournalError, JournalWriter};
-use crate::process::template::Template;
+use crate::process::template::{shell_quote, Template};
 use crate::process::watchdog::Watchdog;
 use crate::process::Launcher;
 use crate::shutdown::{Level, Shutdown};
@@ -449,7 +449,7 @@ fn dry_run(
         }
         summary.not_run += 1;
         let argv = config.template.render(&input.values, summary.read, 1);
-        let words: Vec<Vec<u8>> = argv.iter().map(|a| quote_if_needed(a.as_encoded_bytes())).collect();
+        let words: Vec<Vec<u8>> = argv.iter().map(|a| shell_quote(a.as_encoded_bytes())).collect();
         let mut line = words.join(&b' ');
         line.push(b'\n');
         if let Err(err) = stdout.write_all(&line) {
@@ -459,14 +459,4 @@ fn dry_run(
     }
     let _ = stdout.flush();
     Ok(summary)
-}
-
-fn quote_if_needed(word: &[u8]) -> Vec<u8> {
-    let plain =
-        !word.is_empty() && word.iter().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(b));
-    if plain {
-        word.to_vec()
-    } else {
-        crate::process::template::shell_quote(word)
-    }
 }

@@ -3,8 +3,9 @@
 //! A template is the command's words, parsed once. Rendering a task substitutes its input into
 //! each word, byte for byte (inputs are never assumed to be UTF-8) and never through a shell:
 //! an input containing spaces, quotes or `;` stays one argument. With [`Template::shell`], the
-//! words are joined into one `sh -c` script and every substituted value is single-quoted, so
-//! inputs still cannot inject shell syntax.
+//! words are joined into one `sh -c` script and every substituted value that holds anything
+//! but letters, digits and `-_./=:,+@%^` is single-quoted, so inputs still cannot inject shell
+//! syntax (and `$(( {} * 2 ))` works for numbers).
 //!
 //! | string | value |
 //! |---|---|
@@ -70,7 +71,8 @@ pub struct Template {
     words: Vec<Vec<Piece>>,
     /// True when some word holds a replacement string; otherwise inputs are appended.
     substitutes: bool,
-    shell: bool,
+    /// The shell that runs the command line, when one does.
+    shell: Option<OsString>,
     sources: usize,
 }
 
@@ -83,24 +85,30 @@ impl Template {
         let words: Vec<Vec<Piece>> =
             words.iter().map(|w| parse_word(w.as_encoded_bytes(), sources)).collect::<Result<_, _>>()?;
         let substitutes = words.iter().flatten().any(|p| !matches!(p, Piece::Literal(_)));
-        Ok(Template { words, substitutes, shell: false, sources })
+        Ok(Template { words, substitutes, shell: None, sources })
     }
 
     /// Runs the command line through `sh -c`, with substituted values quoted.
-    pub fn shell(mut self, shell: bool) -> Self {
-        self.shell = shell;
+    pub fn shell(self, shell: bool) -> Self {
+        self.shell_program(shell.then(|| OsString::from("sh")))
+    }
+
+    /// Runs the command line through `PROGRAM -c` (a POSIX shell: bash, dash, zsh…), with
+    /// substituted values quoted; `None` runs the words as they are.
+    pub fn shell_program(mut self, program: Option<OsString>) -> Self {
+        self.shell = program;
         self
     }
 
     /// True when the command runs through a shell.
     pub fn is_shell(&self) -> bool {
-        self.shell
+        self.shell.is_some()
     }
 
     /// The program that will be executed (before substitution), e.g. for a lookup in `PATH`.
     pub fn program(&self) -> Option<OsString> {
-        if self.shell {
-            return Some("sh".into());
+        if let Some(shell) = &self.shell {
+            return Some(shell.clone());
         }
         match self.words.first()?.as_slice() {
             [Piece::Literal(bytes)] => Some(OsString::from_vec(bytes.clone())),
@@ -110,7 +118,7 @@ impl Template {
 
     /// The argv for one task: `values` holds one value per source.
     pub fn render(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Vec<OsString> {
-        let quote = self.shell;
+        let quote = self.shell.is_some();
         let mut words: Vec<Vec<u8>> =
             self.words.iter().map(|pieces| render_word(pieces, values, seq, slot, quote)).collect();
         if !self.substitutes {
@@ -118,9 +126,9 @@ impl Template {
                 words.push(if quote { shell_quote(value) } else { value.clone() });
             }
         }
-        if self.shell {
+        if let Some(shell) = &self.shell {
             let script = words.join(&b' ');
-            vec!["sh".into(), "-c".into(), OsString::from_vec(script)]
+            vec![shell.clone(), "-c".into(), OsString::from_vec(script)]
         } else {
             words.into_iter().map(OsString::from_vec).collect()
         }
@@ -295,6 +303,12 @@ fn without_extension(path: &[u8]) -> &[u8] {
 
 /// Quotes `value` for `sh`: single quotes, with each `'` written as `'\''`.
 pub fn shell_quote(value: &[u8]) -> Vec<u8> {
+    // Words made only of these need no quotes: `$(( {} * 2 ))` keeps working for numbers.
+    let plain =
+        !value.is_empty() && value.iter().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(b));
+    if plain {
+        return value.to_vec();
+    }
     let mut out = Vec::with_capacity(value.len() + 2);
     out.push(b'\'');
     for &b in value {

@@ -28,6 +28,9 @@ pub const MARKER_VAR: &str = "MUSTER_WATCHDOG";
 
 /// How long the helper sleeps between reads of its pipe.
 const NAP: Duration = Duration::from_millis(50);
+/// How long after its first look the watchdog looks again for marked groups (a task caught
+/// in its exec shows no environment for an instant).
+const EXEC_SETTLE: Duration = Duration::from_millis(100);
 
 /// A running watchdog; see the [module docs](self).
 pub struct Watchdog {
@@ -143,8 +146,15 @@ pub fn serve(input: impl Read, token: Option<&str>) -> Vec<u32> {
     if let Some(token) = token {
         // Our own group carries the mark too (we were started with it): leave it out.
         let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
-        let marked = super::groups_marked(MARKER_VAR, token).unwrap_or_default();
-        groups.extend(marked.into_iter().filter(|&g| g != own));
+        // A task spawned an instant before muster died may still be in its exec, when its
+        // environment reads empty: look twice, a moment apart.
+        for look in 0..2 {
+            if look > 0 {
+                std::thread::sleep(EXEC_SETTLE);
+            }
+            let marked = super::groups_marked(MARKER_VAR, token).unwrap_or_default();
+            groups.extend(marked.into_iter().filter(|&g| g != own));
+        }
     }
     let mut orphans: Vec<u32> = groups.into_iter().collect();
     orphans.sort_unstable();
