@@ -103,6 +103,10 @@ pub struct Inputs {
     odometer: Vec<usize>,
     total: Option<u64>,
     failed: bool,
+    /// Inputs per task (`-n`/`-N`): their values follow one another in one task's input.
+    per_task: usize,
+    /// A read error met in the middle of a task's inputs, reported after that short task.
+    pending_error: Option<io::Error>,
 }
 
 impl Inputs {
@@ -154,7 +158,25 @@ impl Inputs {
         let product: usize = rest.iter().map(Vec::len).product();
         let total = first_len.map(|n| (n * product) as u64);
         let odometer = vec![0; rest.len()];
-        Ok(Inputs { first, rest, current: None, odometer, total, failed: false })
+        Ok(Inputs {
+            first,
+            rest,
+            current: None,
+            odometer,
+            total,
+            failed: false,
+            per_task: 1,
+            pending_error: None,
+        })
+    }
+
+    /// Puts `n` inputs in each task (GNU parallel's `-n`/`-N`): a task's values are those of
+    /// its inputs one after another (so `{1}`..`{n}` with one source); the last task may have
+    /// fewer.
+    pub fn per_task(mut self, n: usize) -> Inputs {
+        self.per_task = n.max(1);
+        self.total = self.total.map(|total| total.div_ceil(self.per_task as u64));
+        self
     }
 
     /// The number of inputs, when it is known without reading ahead.
@@ -213,6 +235,32 @@ impl Iterator for Inputs {
     type Item = io::Result<Input>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.per_task == 1 {
+            return self.next_one();
+        }
+        if let Some(err) = self.pending_error.take() {
+            return Some(Err(err));
+        }
+        let mut values = Vec::new();
+        for _ in 0..self.per_task {
+            match self.next_one() {
+                Some(Ok(input)) => values.extend(input.values),
+                Some(Err(err)) if values.is_empty() => return Some(Err(err)),
+                // The inputs read so far make a last, short task; the error comes next.
+                Some(Err(err)) => {
+                    self.pending_error = Some(err);
+                    break;
+                }
+                None => break,
+            }
+        }
+        (!values.is_empty()).then_some(Ok(Input { values }))
+    }
+}
+
+impl Inputs {
+    /// The next single input.
+    fn next_one(&mut self) -> Option<io::Result<Input>> {
         if self.failed || self.rest.iter().any(Vec::is_empty) {
             return None;
         }
@@ -395,6 +443,16 @@ mod tests {
 
     fn all(inputs: Inputs) -> Vec<String> {
         inputs.map(|i| String::from_utf8_lossy(&i.expect("input").display()).into_owned()).collect()
+    }
+
+    #[test]
+    fn several_inputs_per_task() {
+        let inputs = Inputs::new(vec![values(&["a", "b", "c", "d", "e"])], b'\n').expect("ok").per_task(2);
+        assert_eq!(inputs.known_total(), Some(3));
+        assert_eq!(all(inputs), ["a b", "c d", "e"], "the last task is short");
+        let inputs = Inputs::new(vec![stream(b"1\n2\n3\n")], b'\n').expect("ok").per_task(2);
+        let values: Vec<Vec<Vec<u8>>> = inputs.map(|i| i.expect("input").values).collect();
+        assert_eq!(values, [vec![b"1".to_vec(), b"2".to_vec()], vec![b"3".to_vec()]]);
     }
 
     #[test]

@@ -105,6 +105,14 @@ pub struct RunArgs {
     #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = "Input")]
     pub arg_files: Vec<PathBuf>,
 
+    /// Put up to N inputs in each task, appended to the command (GNU's -n).
+    #[arg(short = 'n', long = "max-args", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "max_replace_args", help_heading = "Input")]
+    pub max_args: Option<u32>,
+
+    /// Put N inputs in each task, as {1}..{N} (GNU's -N).
+    #[arg(short = 'N', long = "max-replace-args", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Input")]
+    pub max_replace_args: Option<u32>,
+
     /// Take the input sources side by side instead of every combination (a shorter one wraps).
     #[arg(long, help_heading = "Input")]
     pub link: bool,
@@ -129,6 +137,11 @@ pub struct RunArgs {
     /// Pass output on line by line as it comes; lines are never split or mixed.
     #[arg(long = "line-buffer", help_heading = "Output")]
     pub line_buffer: bool,
+
+    /// Prefix every output line with STR and a tab; replacement strings work in it ({#}, {%},
+    /// {}, {1}...).
+    #[arg(long, value_name = "STR", help_heading = "Output")]
+    pub tagstring: Option<OsString>,
 
     /// Prefix every output line with the task's input and a tab.
     #[arg(long, help_heading = "Output")]
@@ -157,6 +170,10 @@ pub struct RunArgs {
     /// Stop early on failures: now|soon[,fail=N|P%] (now: stop running tasks; soon: start no more).
     #[arg(long, value_name = "SPEC", value_parser = parse_halt, help_heading = "Failures")]
     pub halt: Option<Halt>,
+
+    /// Wait at least DUR between starting two tasks (e.g. to spare a rate-limited service).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Running")]
+    pub delay: Option<Duration>,
 
     /// Time tasks get after a stop request, and again between SIGTERM and SIGKILL.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s", help_heading = "Shutdown")]

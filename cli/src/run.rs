@@ -215,9 +215,17 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         sources.push(stdin.interruptible(&shutdown));
         links.push(Link::None);
     }
+    let per_task = args.max_args.or(args.max_replace_args).map_or(1, |n| n as usize);
+    if per_task > 1 && sources.len() > 1 {
+        return Err(usage("-n/-N take one input source (as GNU parallel does)"));
+    }
+    let values_per_task = sources.len() * per_task;
     let template =
-        Template::parse(&command, sources.len()).map_err(usage)?.shell_program(shell_for(&args.shell));
+        Template::parse(&command, values_per_task).map_err(usage)?.shell_program(shell_for(&args.shell));
     if args.persistent {
+        if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() {
+            return Err(usage("-n, -N, --tagstring and --delay are not available with --persistent"));
+        }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
     }
     let mut program_path = None;
@@ -226,8 +234,9 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             program_path = Some(check_program(&program)?);
         }
     }
-    let inputs =
-        Inputs::linked(sources, &links, separator).map_err(|err| usage(format!("reading inputs: {err}")))?;
+    let inputs = Inputs::linked(sources, &links, separator)
+        .map_err(|err| usage(format!("reading inputs: {err}")))?
+        .per_task(per_task);
     let known_total = inputs.known_total();
     // GNU parallel's options after the command belong to the command; say so if it explains
     // an empty run.
@@ -239,7 +248,12 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let mut config = FarmConfig::new(template);
     config.jobs = resolve_jobs(args.jobs, known_total, false);
     config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
-    config.tag = args.tag;
+    config.tag = args.tag || args.tagstring.is_some();
+    if let Some(tagstring) = &args.tagstring {
+        config.tagstring =
+            Some(Template::parse(std::slice::from_ref(tagstring), values_per_task).map_err(usage)?);
+    }
+    config.delay = args.delay.filter(|delay| !delay.is_zero());
     config.keep_order = args.keep_order;
     config.retries = args.retries;
     // As with GNU parallel, a limit of 0 is no limit.

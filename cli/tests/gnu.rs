@@ -67,6 +67,11 @@ fn every_input_form_matches_gnu_parallel() {
         &["echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "dir/b.c", "d.e/f", "plain"],
         &["false", ":::", "1", "2", "3"],
         &["sh", "code.sh", ":::", "0", "4", "0", "7"],
+        &["-N", "2", "echo", "{2}-{1}", ":::", "a", "b", "c", "d", "e"],
+        &["-n", "2", "echo", ":::", "a", "b", "c", "d", "e"],
+        &["-n", "3", "echo", "::::", "f1"],
+        &["--tagstring", "t{#}/{}", "echo", "out", ":::", "a", "b"],
+        &["--tag", "echo", "out", ":::", "a", "b", ":::", "1"],
     ];
     for args in cases {
         same(&sb, gnu, args, b"");
@@ -281,4 +286,20 @@ fn shell_is_a_posix_shell_from_shell_or_the_one_named_and_quotes_only_what_needs
     let hostile = "a b; echo INJECTED $(id) 'q'";
     let out = with_shell("/bin/sh", &["run", "--shell", "printf '%s\\n' {}", ":::", hostile]);
     assert_eq!(stdout(&out), format!("{hostile}\n"), "a value with shell syntax is still one word");
+}
+
+#[test]
+fn delay_spaces_out_the_starts() {
+    let sb = Sandbox::new();
+    let out =
+        sb.run(&["run", "-j", "3", "--delay", "200ms", "--joblog", "log", "true", ":::", "a", "b", "c"], b"");
+    assert_code(&out, 0);
+    let mut starts: Vec<f64> =
+        joblog_records(&sb.read("log")).iter().map(|r| r[2].parse().expect("Starttime")).collect();
+    starts.sort_by(f64::total_cmp);
+    assert_eq!(starts.len(), 3);
+    for pair in starts.windows(2) {
+        // Start times are kept to the millisecond.
+        assert!(pair[1] - pair[0] >= 0.199, "starts {starts:?} closer than the delay");
+    }
 }

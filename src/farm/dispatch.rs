@@ -84,6 +84,8 @@ pub(crate) trait Executor {
 /// What the dispatchers of one farm share.
 pub(crate) struct Shared<'a> {
     pub(crate) config: &'a FarmConfig,
+    /// With `--delay`: no task starts before this, across every loop.
+    pub(crate) next_start: std::sync::Mutex<Instant>,
     pub(crate) shutdown: &'a Shutdown,
     /// When draining began, as first noticed by any loop; running tasks get `grace` from it.
     pub(crate) drain_started: &'a OnceLock<Instant>,
@@ -333,7 +335,17 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                     }
                 },
             };
-            let Some(task) = task else { return false };
+            let Some(mut task) = task else { return false };
+            if let Some(delay) = self.shared.config.delay {
+                let mut next =
+                    self.shared.next_start.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if now < *next {
+                    task.not_before = Some(*next);
+                    self.pending.push_front(task);
+                    return false;
+                }
+                *next = now + delay;
+            }
             if !self.start(task) {
                 return false;
             }
@@ -349,6 +361,11 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         };
         let slot = self.slots[id];
         let shared = self.shared;
+        if let Some(tagstring) = &shared.config.tagstring {
+            let mut tag = tagstring.render_line(&task.input.values, task.seq, slot);
+            tag.push(b'\t');
+            task.tag = Some(tag);
+        }
         if !task.announced {
             task.announced = true;
             shared.observer.task_started();

@@ -72,6 +72,11 @@ pub struct FarmConfig {
     pub output: OutputMode,
     /// Prefix each output line with the task's input and a tab.
     pub tag: bool,
+    /// Prefix each output line with this string (replacement strings rendered per task) and a
+    /// tab, instead of the input (`--tagstring`).
+    pub tagstring: Option<Template>,
+    /// The least time between two task starts (`--delay`).
+    pub delay: Option<Duration>,
     /// Print outputs in input order (with a bounded reorder window).
     pub keep_order: bool,
     /// Extra attempts for a failing task.
@@ -105,6 +110,8 @@ impl FarmConfig {
             jobs: std::thread::available_parallelism().map_or(1, usize::from),
             output: OutputMode::Group,
             tag: false,
+            tagstring: None,
+            delay: None,
             keep_order: false,
             retries: 0,
             timeout: None,
@@ -282,6 +289,7 @@ where
     let (events_tx, events_rx) = cb::unbounded::<Event>();
     let shared = dispatch::Shared {
         config: &config,
+        next_start: std::sync::Mutex::new(Instant::now()),
         shutdown,
         drain_started: &drain_started,
         halt: &halt,

@@ -134,6 +134,14 @@ impl Template {
         }
     }
 
+    /// The words rendered and joined by spaces, with nothing appended and nothing quoted: a
+    /// string such as `--tagstring`'s.
+    pub fn render_line(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Vec<u8> {
+        let words: Vec<Vec<u8>> =
+            self.words.iter().map(|pieces| render_word(pieces, values, seq, slot, false)).collect();
+        words.join(&b' ')
+    }
+
     /// The command as a user would write it, for logs (`echo {}` for `echo {}`).
     pub fn display(&self) -> String {
         let words: Vec<String> = self.words.iter().map(|w| display_word(w)).collect();
