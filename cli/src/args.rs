@@ -151,6 +151,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Journal")]
     pub joblog: Option<PathBuf>,
 
+    /// The joblog's columns: muster (GNU parallel's and muster's, resumable, what `muster
+    /// report` reads) or gnu (GNU parallel's nine, for tools that read those).
+    #[arg(long = "joblog-format", value_enum, value_name = "FORMAT", default_value_t = JoblogFormatArg::Muster, requires = "joblog", help_heading = "Journal")]
+    pub joblog_format: JoblogFormatArg,
+
     /// Skip tasks the joblog shows as done or failed; run the rest.
     #[arg(long, requires = "joblog", conflicts_with = "resume_failed", help_heading = "Journal")]
     pub resume: bool,
@@ -292,6 +297,13 @@ pub enum ColorChoice {
     Always,
     /// Never.
     Never,
+}
+
+/// `--joblog-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JoblogFormatArg {
+    Muster,
+    Gnu,
 }
 
 #[derive(Debug, Args)]

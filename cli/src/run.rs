@@ -153,6 +153,9 @@ fn stderr_writer() -> io::Result<File> {
 
 pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
     let Some(report) = args.report.take() else { return run_tasks(args) };
+    if args.joblog_format == crate::args::JoblogFormatArg::Gnu {
+        return Err(usage("--report reads muster's joblog columns, not --joblog-format gnu"));
+    }
     // The report is drawn from the joblog; without one, a temporary one serves.
     let mut temporary = None;
     if args.joblog.is_none() {
@@ -223,8 +226,11 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let template =
         Template::parse(&command, values_per_task).map_err(usage)?.shell_program(shell_for(&args.shell));
     if args.persistent {
-        if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() {
-            return Err(usage("-n, -N, --tagstring and --delay are not available with --persistent"));
+        let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
+        if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog {
+            return Err(usage(
+                "-n, -N, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
+            ));
         }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
     }
@@ -261,6 +267,14 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     config.grace = args.grace;
     config.halt = args.halt;
     config.resume = args.resume_mode();
+    if args.joblog_format == crate::args::JoblogFormatArg::Gnu {
+        if config.resume.is_some() {
+            return Err(usage(
+                "--resume reads muster's joblog columns; a --joblog-format gnu joblog cannot be resumed",
+            ));
+        }
+        config.joblog_format = muster::journal::JoblogFormat::Gnu;
+    }
     config.joblog = args.joblog;
     config.dry_run = args.dry_run;
     config.watchdog = watchdog_command();

@@ -303,3 +303,39 @@ fn delay_spaces_out_the_starts() {
         assert!(pair[1] - pair[0] >= 0.199, "starts {starts:?} closer than the delay");
     }
 }
+
+#[test]
+fn a_gnu_format_joblog_is_one_gnu_parallel_resumes_from() {
+    let sb = Sandbox::new();
+    sb.write("code.sh", "exit $1\n");
+    let out = sb.run(
+        &["run", "--joblog", "log", "--joblog-format", "gnu", "sh", "code.sh", ":::", "0", "3", "0"],
+        b"",
+    );
+    assert_code(&out, 1);
+    let log = sb.read("log");
+    let mut lines = log.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.len() == 9), "{rows:?}");
+    let resume = sb.run(&["run", "--joblog", "log", "--joblog-format", "gnu", "--resume", "true"], b"");
+    assert_code(&resume, 255);
+    let Some(gnu) = gnu_parallel() else {
+        println!("skipped the GNU parallel half: GNU parallel is not installed");
+        return;
+    };
+    let theirs = Command::new(gnu)
+        .current_dir(sb.dir())
+        .args(["--will-cite", "--joblog", "log", "--resume-failed", "sh", "code.sh", ":::", "0", "3", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("GNU parallel");
+    assert_eq!(theirs.status.code(), Some(1), "GNU parallel re-ran the one failed task");
+    let rerun: Vec<String> = sb.read("log").lines().skip(4).map(str::to_owned).collect();
+    assert_eq!(rerun.len(), 1, "only task 2 again: {rerun:?}");
+    assert!(rerun[0].starts_with("2\t"), "{rerun:?}");
+}

@@ -91,6 +91,8 @@ pub struct FarmConfig {
     pub joblog: Option<PathBuf>,
     /// Resume from the joblog instead of starting it anew.
     pub resume: Option<ResumeMode>,
+    /// The joblog's columns (GNU parallel's only cannot be resumed from).
+    pub joblog_format: crate::journal::JoblogFormat,
     /// Print the commands instead of running them.
     pub dry_run: bool,
     /// Output kept in memory per task before it spills to a temp file.
@@ -119,6 +121,7 @@ impl FarmConfig {
             halt: None,
             joblog: None,
             resume: None,
+            joblog_format: crate::journal::JoblogFormat::Muster,
             dry_run: false,
             spill_threshold: 1 << 20,
             watchdog: None,
@@ -275,6 +278,9 @@ where
     let command = config.command_label();
     let (journal, mut ledger) = match &config.joblog {
         None => (None, None),
+        Some(path) if config.joblog_format == crate::journal::JoblogFormat::Gnu => {
+            (Some(JournalWriter::create_gnu(path)?), Some(InputLedger::new(None)))
+        }
         Some(path) => {
             let (writer, resume) = JournalWriter::open(path, &command, config.resume)?;
             (Some(writer), Some(InputLedger::new(resume)))

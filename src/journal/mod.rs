@@ -36,6 +36,8 @@ const MAGIC: &str = "# muster joblog v";
 pub const VERSION: u32 = 2;
 /// Column names, GNU parallel's first.
 pub const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome\tAttempt\tOccurrence\tInput\tSlot\tCheck";
+/// GNU parallel's joblog columns, for `--joblog-format gnu`.
+pub const GNU_HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
 /// Column names of version 1 (no `Slot`).
 const HEADER_V1: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome\tAttempt\tOccurrence\tInput\tCheck";
@@ -152,8 +154,20 @@ pub struct Resume {
 pub struct JournalWriter {
     file: File,
     path: PathBuf,
-    /// The format of the file's records (a resumed version 1 joblog stays version 1).
+    /// The format of the file's records (a resumed version 1 joblog stays version 1); 0 for
+    /// GNU parallel's columns.
     version: u32,
+}
+
+/// Which columns a joblog has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JoblogFormat {
+    /// muster's: GNU parallel's columns and muster's own, with a version line and checksums;
+    /// what `--resume` and `muster report` read.
+    #[default]
+    Muster,
+    /// GNU parallel's nine columns only, for tools that read those; no resume from it.
+    Gnu,
 }
 
 impl JournalWriter {
@@ -179,6 +193,29 @@ impl JournalWriter {
         let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
         file.write_all(head.as_bytes()).map_err(io_err)?;
         Ok(JournalWriter { file, path: path.to_owned(), version: VERSION })
+    }
+
+    /// Starts a joblog at `path` in GNU parallel's columns (see [`JoblogFormat::Gnu`]). A file
+    /// that is neither empty nor a joblog is refused rather than overwritten.
+    pub fn create_gnu(path: &Path) -> Result<JournalWriter, JournalError> {
+        let io_err = |source| JournalError::Io { path: path.to_owned(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
+        lock(&file, path)?;
+        let mut first = String::new();
+        BufReader::new(&file).take(256).read_line(&mut first).map_err(io_err)?;
+        if !first.is_empty() && !first.starts_with(MAGIC) && !first.starts_with("Seq\t") {
+            return Err(JournalError::NotAJoblog { path: path.to_owned() });
+        }
+        file.set_len(0).map_err(io_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        file.write_all(format!("{GNU_HEADER}\n").as_bytes()).map_err(io_err)?;
+        Ok(JournalWriter { file, path: path.to_owned(), version: 0 })
     }
 
     /// Opens the joblog for `command`: a new one, or, with a resume `mode`, the existing one
@@ -233,7 +270,7 @@ impl JournalWriter {
 
     /// Appends one record with a single write.
     pub fn write(&mut self, record: &Record) -> Result<(), JournalError> {
-        let line = record.to_line_in(self.version);
+        let line = if self.version == 0 { record.to_gnu_line() } else { record.to_line_in(self.version) };
         self.file
             .write_all(line.as_bytes())
             .map_err(|source| JournalError::Io { path: self.path.clone(), source })

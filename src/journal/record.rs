@@ -118,6 +118,27 @@ impl Record {
         self.to_line_in(super::VERSION)
     }
 
+    /// The line in GNU parallel's nine columns (tabs and newlines in the command become
+    /// spaces, as GNU's readers split on them).
+    pub fn to_gnu_line(&self) -> String {
+        let command: String = String::from_utf8_lossy(&self.command)
+            .chars()
+            .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
+            .collect();
+        format!(
+            "{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\n",
+            self.seq,
+            self.host,
+            self.start,
+            self.runtime,
+            self.send,
+            self.receive,
+            self.exitval,
+            self.signal,
+            command
+        )
+    }
+
     /// The line in format `version` (1 has no `Slot` column), with its checksum and newline.
     pub fn to_line_in(&self, version: u32) -> String {
         let mut body = format!(
