@@ -107,7 +107,12 @@ pub struct Inputs {
     per_task: usize,
     /// A read error met in the middle of a task's inputs, reported after that short task.
     pending_error: Option<io::Error>,
+    /// Splits each value into columns (`--colsep`).
+    split: Option<Splitter>,
 }
+
+/// Splits a value into the columns that take its place (`--colsep`).
+pub type Splitter = Box<dyn Fn(&[u8]) -> Vec<Vec<u8>> + Send>;
 
 impl Inputs {
     /// Combines `sources` as a cartesian product, splitting streams at `separator`. Reads
@@ -167,7 +172,15 @@ impl Inputs {
             failed: false,
             per_task: 1,
             pending_error: None,
+            split: None,
         })
+    }
+
+    /// Splits every value into columns with `split`, each column taking its own place
+    /// (`{1}`, `{2}`… with one source).
+    pub fn split_values(mut self, split: Splitter) -> Inputs {
+        self.split = Some(split);
+        self
     }
 
     /// Puts `n` inputs in each task (GNU parallel's `-n`/`-N`): a task's values are those of
@@ -276,6 +289,9 @@ impl Inputs {
         let mut values = self.current.clone()?;
         for (wheel, rows) in self.odometer.iter().zip(&self.rest) {
             values.extend(rows[*wheel].iter().cloned());
+        }
+        if let Some(split) = &self.split {
+            values = values.iter().flat_map(|value| split(value)).collect();
         }
         Some(Ok(Input { values }))
     }

@@ -61,7 +61,7 @@ pub enum Command {
     /// with none, the input is appended as the last argument. No shell is involved unless
     /// --shell is given.
     #[command(after_help = RUN_AFTER_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start N copies of COMMAND and keep them running until stopped.
     ///
     /// Each worker leads its own process group and sees its index in MUSTER_WORKER. Output is
@@ -112,6 +112,15 @@ pub struct RunArgs {
     /// Put N inputs in each task, as {1}..{N} (GNU's -N).
     #[arg(short = 'N', long = "max-replace-args", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Input")]
     pub max_replace_args: Option<u32>,
+
+    /// Split each input into columns at REGEX (e.g. '\t', ',', ' +'): {1}, {2}... are columns.
+    #[arg(long, value_name = "REGEX", help_heading = "Input")]
+    pub colsep: Option<String>,
+
+    /// The first record of each input source names its values (or, with --colsep, its
+    /// columns): {NAME} in the command. Only ':' (one header line) is supported.
+    #[arg(long, value_name = ":", help_heading = "Input")]
+    pub header: Option<String>,
 
     /// Take the input sources side by side instead of every combination (a shorter one wraps).
     #[arg(long, help_heading = "Input")]

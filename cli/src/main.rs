@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        args::Command::Run(run_args) => run::run(run_args),
+        args::Command::Run(run_args) => run::run(*run_args),
         args::Command::Up(up_args) => up::up(up_args),
         args::Command::Stop(control_args) => up::control(control_args, "stop"),
         args::Command::Report(report_args) => report::command(report_args),

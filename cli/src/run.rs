@@ -32,6 +32,17 @@ pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
     Fatal { code: USAGE_ERROR, message: message.to_string() }
 }
 
+/// `column` without the spaces and tabs around it.
+fn trim_blanks(column: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = column.iter().position(|b| !blank(b)).unwrap_or(column.len());
+    let end = column.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+    &column[start..end]
+}
+
+/// How many columns `{N}` may name with --colsep.
+const COLUMNS_MAX: usize = 10_000;
+
 /// An input group after the command.
 struct Group {
     /// `::::` (file names) rather than `:::` (values).
@@ -62,8 +73,9 @@ fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Group>) {
     (command, groups)
 }
 
-/// Opens an input file (`-` is stdin, which may be used once) as a stream source.
-fn open_source(path: &Path, stdin_used: &mut bool, shutdown: &Shutdown) -> Result<Source, Fatal> {
+/// Opens an input file (`-` is stdin, which may be used once) as a stream source; it is made
+/// interruptible once any header has been read from it.
+fn open_source(path: &Path, stdin_used: &mut bool) -> Result<Source, Fatal> {
     let reader: Box<dyn io::BufRead + Send> = if path == Path::new("-") {
         if std::mem::replace(stdin_used, true) {
             return Err(usage("standard input (-) is given as an input source twice"));
@@ -74,7 +86,38 @@ fn open_source(path: &Path, stdin_used: &mut bool, shutdown: &Shutdown) -> Resul
         Box::new(BufReader::new(file))
     };
     let name = if path == Path::new("-") { "stdin".to_owned() } else { path.display().to_string() };
-    Ok(Source::Stream { name, reader }.interruptible(shutdown))
+    Ok(Source::Stream { name, reader })
+}
+
+/// `--header :`: takes the first record of each source as the names of its values (split into
+/// columns' names by `colsep`). Streams are read only as far as their first record.
+fn take_headers(
+    sources: &mut [Source],
+    separator: u8,
+    colsep: Option<&regex::bytes::Regex>,
+) -> Result<Vec<Vec<u8>>, Fatal> {
+    let mut names = Vec::new();
+    for source in sources.iter_mut() {
+        let header = match source {
+            Source::Values(values) if values.is_empty() => Vec::new(),
+            Source::Values(values) => values.remove(0),
+            Source::Stream { name, reader } => {
+                let mut record = Vec::new();
+                reader
+                    .read_until(separator, &mut record)
+                    .map_err(|err| usage(format!("reading the header of {name}: {err}")))?;
+                if record.last() == Some(&separator) {
+                    record.pop();
+                }
+                record
+            }
+        };
+        match colsep {
+            Some(colsep) => names.extend(colsep.split(&header).map(|c| trim_blanks(c).to_vec())),
+            None => names.push(header),
+        }
+    }
+    Ok(names)
 }
 
 /// The shell `--shell` asks for: the one named, or $SHELL when it is a POSIX shell, else sh.
@@ -193,7 +236,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let mut stdin_used = false;
     let link = if args.link { Link::Wrap } else { Link::None };
     for path in &args.arg_files {
-        sources.push(open_source(path, &mut stdin_used, &shutdown)?);
+        sources.push(open_source(path, &mut stdin_used)?);
         links.push(link);
     }
     for (number, mut group) in groups.into_iter().enumerate() {
@@ -204,7 +247,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
                 return Err(usage("'::::' must be followed by at least one file name"));
             }
             for (index, word) in group.words.iter().enumerate() {
-                sources.push(open_source(Path::new(word), &mut stdin_used, &shutdown)?);
+                sources.push(open_source(Path::new(word), &mut stdin_used)?);
                 links.push(if group.linked && index == 0 && !args.link { Link::Shortest } else { link });
             }
         } else {
@@ -215,21 +258,42 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let implicit_stdin = sources.is_empty();
     if implicit_stdin {
         let stdin = Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) };
-        sources.push(stdin.interruptible(&shutdown));
+        sources.push(stdin);
         links.push(Link::None);
     }
+    let colsep = match &args.colsep {
+        Some(pattern) => Some(
+            regex::bytes::Regex::new(pattern).map_err(|err| usage(format!("--colsep {pattern:?}: {err}")))?,
+        ),
+        None => None,
+    };
+    let names = match args.header.as_deref() {
+        None => Vec::new(),
+        Some(":") => take_headers(&mut sources, separator, colsep.as_ref())?,
+        Some(other) => {
+            return Err(usage(format!(
+                "--header {other:?}: only ':' (the first record names the values) is supported"
+            )))
+        }
+    };
+    // Streams are read on threads of their own from here on, so Ctrl-C never waits on them.
+    let sources: Vec<Source> = sources.into_iter().map(|source| source.interruptible(&shutdown)).collect();
     let per_task = args.max_args.or(args.max_replace_args).map_or(1, |n| n as usize);
     if per_task > 1 && sources.len() > 1 {
         return Err(usage("-n/-N take one input source (as GNU parallel does)"));
     }
-    let values_per_task = sources.len() * per_task;
-    let template =
-        Template::parse(&command, values_per_task).map_err(usage)?.shell_program(shell_for(&args.shell));
+    // With --colsep the number of columns is only known as records come: {N} past the last
+    // column is empty.
+    let values_per_task = if colsep.is_some() { COLUMNS_MAX } else { sources.len() * per_task };
+    let template = Template::parse_named(&command, values_per_task, &names)
+        .map_err(usage)?
+        .shell_program(shell_for(&args.shell));
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
-        if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog {
+        let shaped = colsep.is_some() || !names.is_empty();
+        if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog || shaped {
             return Err(usage(
-                "-n, -N, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
+                "-n, -N, --colsep, --header, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
@@ -240,9 +304,15 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             program_path = Some(check_program(&program)?);
         }
     }
-    let inputs = Inputs::linked(sources, &links, separator)
+    let mut inputs = Inputs::linked(sources, &links, separator)
         .map_err(|err| usage(format!("reading inputs: {err}")))?
         .per_task(per_task);
+    if let Some(colsep) = colsep {
+        // As GNU parallel does with --colsep, columns lose the blanks around them.
+        inputs = inputs.split_values(Box::new(move |value| {
+            colsep.split(value).map(|c| trim_blanks(c).to_vec()).collect()
+        }));
+    }
     let known_total = inputs.known_total();
     // GNU parallel's options after the command belong to the command; say so if it explains
     // an empty run.
@@ -256,8 +326,9 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
     config.tag = args.tag || args.tagstring.is_some();
     if let Some(tagstring) = &args.tagstring {
-        config.tagstring =
-            Some(Template::parse(std::slice::from_ref(tagstring), values_per_task).map_err(usage)?);
+        config.tagstring = Some(
+            Template::parse_named(std::slice::from_ref(tagstring), values_per_task, &names).map_err(usage)?,
+        );
     }
     config.delay = args.delay.filter(|delay| !delay.is_zero());
     config.keep_order = args.keep_order;

@@ -47,6 +47,7 @@ fn every_input_form_matches_gnu_parallel() {
     let sb = Sandbox::new();
     sb.write("f1", "1\n2\n3\n");
     sb.write("f2", "x\ny\n");
+    sb.write("people.csv", "name,age\nann, 31\nbob,42\n");
     // GNU parallel composes a shell command line, muster runs argv directly: a script keeps
     // the comparison about exit statuses.
     sb.write("code.sh", "exit $1\n");
@@ -72,6 +73,10 @@ fn every_input_form_matches_gnu_parallel() {
         &["-n", "3", "echo", "::::", "f1"],
         &["--tagstring", "t{#}/{}", "echo", "out", ":::", "a", "b"],
         &["--tag", "echo", "out", ":::", "a", "b", ":::", "1"],
+        &["--colsep", ",", "echo", "{2}-{1}", "::::", "people.csv"],
+        &["--colsep", ", *", "echo", "::::", "people.csv"],
+        &["--header", ":", "--colsep", ",", "echo", "{name} is {age}", "::::", "people.csv"],
+        &["--header", ":", "echo", "{x}/{y}", ":::", "x", "1", "2", ":::", "y", "a", "b"],
     ];
     for args in cases {
         same(&sb, gnu, args, b"");
@@ -81,6 +86,8 @@ fn every_input_form_matches_gnu_parallel() {
     same(&sb, gnu, &["echo", ":::", "a", "b", "::::", "-"], b"s1\ns2\n");
     same(&sb, gnu, &["echo"], b"one\ntwo words\n\nlast");
     same(&sb, gnu, &["-0", "echo"], b"nul one\0nul\ttwo\0");
+    same(&sb, gnu, &["--colsep", "\t", "echo", "{2}{1}"], b"a\tb\nc\td\n");
+    same(&sb, gnu, &["--header", ":", "--colsep", "\t", "echo", "{k}={v}"], b"k\tv\none\t1\n");
 }
 
 #[test]
@@ -338,4 +345,15 @@ fn a_gnu_format_joblog_is_one_gnu_parallel_resumes_from() {
     let rerun: Vec<String> = sb.read("log").lines().skip(4).map(str::to_owned).collect();
     assert_eq!(rerun.len(), 1, "only task 2 again: {rerun:?}");
     assert!(rerun[0].starts_with("2\t"), "{rerun:?}");
+}
+
+#[test]
+fn bad_colsep_or_header_is_a_usage_error() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "--colsep", "(", "echo", ":::", "a"], b"");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("--colsep \"(\""), "{}", stderr(&out));
+    let out = sb.run(&["run", "--header", "2", "echo", ":::", "a"], b"");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("only ':'"), "{}", stderr(&out));
 }

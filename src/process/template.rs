@@ -79,11 +79,23 @@ pub struct Template {
 impl Template {
     /// Parses `words` (the command and its arguments) for inputs with `sources` values each.
     pub fn parse(words: &[OsString], sources: usize) -> Result<Template, TemplateError> {
+        Template::parse_named(words, sources, &[])
+    }
+
+    /// Like [`parse`](Self::parse), where `{NAME}` (and `{NAME.}`, `{NAME/}`…) also stands for
+    /// the value whose position `names` gives (`--header`: the columns' names).
+    pub fn parse_named(
+        words: &[OsString],
+        sources: usize,
+        names: &[Vec<u8>],
+    ) -> Result<Template, TemplateError> {
         if words.is_empty() {
             return Err(TemplateError::Empty);
         }
-        let words: Vec<Vec<Piece>> =
-            words.iter().map(|w| parse_word(w.as_encoded_bytes(), sources)).collect::<Result<_, _>>()?;
+        let words: Vec<Vec<Piece>> = words
+            .iter()
+            .map(|w| parse_word(w.as_encoded_bytes(), sources, names))
+            .collect::<Result<_, _>>()?;
         let substitutes = words.iter().flatten().any(|p| !matches!(p, Piece::Literal(_)));
         Ok(Template { words, substitutes, shell: None, sources })
     }
@@ -159,7 +171,7 @@ impl Template {
     }
 }
 
-fn parse_word(word: &[u8], sources: usize) -> Result<Vec<Piece>, TemplateError> {
+fn parse_word(word: &[u8], sources: usize, names: &[Vec<u8>]) -> Result<Vec<Piece>, TemplateError> {
     if let Some(open) = word.windows(2).position(|w| w == b"{=") {
         if word[open + 2..].windows(2).any(|w| w == b"=}") {
             return Err(TemplateError::PerlExpression);
@@ -170,7 +182,9 @@ fn parse_word(word: &[u8], sources: usize) -> Result<Vec<Piece>, TemplateError> 
     let mut rest = word;
     while let Some(open) = rest.iter().position(|&b| b == b'{') {
         let replacement = match rest[open..].iter().position(|&b| b == b'}') {
-            Some(len) => parse_replacement(&rest[open + 1..open + len], sources)?.map(|p| (p, open + len)),
+            Some(len) => {
+                parse_replacement(&rest[open + 1..open + len], sources, names)?.map(|p| (p, open + len))
+            }
             None => None,
         };
         match replacement {
@@ -196,7 +210,23 @@ fn parse_word(word: &[u8], sources: usize) -> Result<Vec<Piece>, TemplateError> 
 }
 
 /// Parses the text between braces; `None` when it is not a replacement string.
-fn parse_replacement(inner: &[u8], sources: usize) -> Result<Option<Piece>, TemplateError> {
+fn parse_replacement(
+    inner: &[u8],
+    sources: usize,
+    names: &[Vec<u8>],
+) -> Result<Option<Piece>, TemplateError> {
+    for (suffix, transform) in [
+        (&b""[..], Transform::Whole),
+        (b".", Transform::NoExtension),
+        (b"//", Transform::Dirname),
+        (b"/.", Transform::BasenameNoExtension),
+        (b"/", Transform::Basename),
+    ] {
+        let Some(name) = inner.strip_suffix(suffix) else { continue };
+        if let Some(index) = names.iter().position(|n| !n.is_empty() && n.as_slice() == name) {
+            return Ok(Some(Piece::Value { source: Some(index), transform }));
+        }
+    }
     let digits = inner.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, suffix) = inner.split_at(digits);
     let transform = match suffix {
