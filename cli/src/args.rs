@@ -239,6 +239,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Journal")]
     pub report: Option<PathBuf>,
 
+    /// GNU parallel's citation notice; muster has none (accepted so scripts keep working).
+    #[arg(long = "will-cite", hide = true)]
+    pub will_cite: bool,
+
     /// The command and its arguments, then optionally input groups: `::: VALUES...`,
     /// `:::: FILES...`, and `:::+` / `::::+` to link a group to the one before it.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]

@@ -2,6 +2,7 @@
 //! status. Everything else lives in the `muster` library crate.
 
 mod args;
+mod gnu;
 mod manual;
 mod persistent;
 mod progress;
@@ -25,6 +26,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
+            if let Some(clap::error::ContextValue::String(flag)) =
+                err.get(clap::error::ContextKind::InvalidArg)
+            {
+                if let Some(fix) = gnu::instead_of(flag) {
+                    say(format_args!("muster: {flag} is GNU parallel's; {fix}"));
+                }
+            }
             // --help and --version are not errors; everything else is a usage error: 255 for
             // `run` (whose 1-101 count failed tasks, as in GNU parallel), 2 for the others.
             let run = std::env::args_os().nth(1).is_some_and(|word| word == "run");

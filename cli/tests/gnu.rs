@@ -357,3 +357,27 @@ fn bad_colsep_or_header_is_a_usage_error() {
     assert_code(&out, 255);
     assert!(stderr(&out).contains("only ':'"), "{}", stderr(&out));
 }
+
+#[test]
+fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
+    let sb = Sandbox::new();
+    for (flag, fix) in [
+        ("--pipe", "split the input first"),
+        ("-X", "-n N"),
+        ("--bar", "--progress"),
+        ("--results=out", "--joblog"),
+    ] {
+        let out = sb.run(&["run", flag, "echo", ":::", "a"], b"");
+        assert_code(&out, 255);
+        assert!(
+            stderr(&out).contains("is GNU parallel's;") && stderr(&out).contains(fix),
+            "{flag}: {}",
+            stderr(&out)
+        );
+    }
+    let out = sb.run(&["run", "--frobnicate", "echo"], b"");
+    assert!(!stderr(&out).contains("GNU parallel's"), "unknown flags get clap's message only");
+    let cited = sb.run(&["run", "--will-cite", "echo", ":::", "a"], b"");
+    assert_code(&cited, 0);
+    assert_eq!(stdout(&cited), "a\n", "--will-cite is accepted so GNU scripts keep working");
+}

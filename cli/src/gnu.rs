@@ -1,0 +1,39 @@
+//! GNU parallel's flags that `muster run` does not take, each with what to do instead: a GNU
+//! parallel user's habit gets an answer, never a bare "unexpected argument".
+
+/// `(flag, what to do instead)`.
+const NOT_TAKEN: &[(&[&str], &str)] = &[
+    (&["--pipe", "--pipepart", "--block", "--block-size", "--round-robin"], "feeding chunks of stdin to tasks is not supported yet; split the input first (e.g. `split -n l/8 big.txt part.`) and run one task per part with `:::: ` or `::: part.*`"),
+    (&["-S", "--sshlogin", "--sshloginfile", "--slf", "--transfer", "--return", "--cleanup", "--trc", "--basefile", "--onall", "--nonall"], "running tasks on other machines is not supported yet"),
+    (&["-X", "-m", "--xargs"], "packing as many inputs as fit into one command line is not supported yet; -n N puts N inputs in each task"),
+    (&["--results", "--res", "--files"], "per-task output files are not supported yet; write them from the command, e.g. --shell 'cmd {} > out/{#}.txt', and keep --joblog for the record"),
+    (&["-u", "--ungroup"], "--line-buffer passes output on as it comes, in whole lines"),
+    (&["--bar", "--eta"], "--progress shows done, failed, running, the rate and the ETA"),
+    (&["--retry-failed"], "--joblog FILE --resume-failed runs the failed tasks again"),
+    (&["--semaphore", "--sem", "--fg", "--bg"], "semaphore mode is not supported"),
+    (&["--load", "--memfree", "--noswap"], "muster does not throttle on load; choose -j"),
+    (&["--nice"], "run the command under nice: muster run nice -n 10 COMMAND"),
+    (&["--env"], "tasks inherit muster's whole environment; there is nothing to pass"),
+    (&["-q", "--quote"], "muster runs the command's words as they are (no shell) unless --shell, which quotes inputs itself"),
+    (&["--shuf"], "shuffle the inputs first: shuf inputs.txt | muster run ..."),
+    (&["--plus", "--rpl"], "extra replacement strings are not supported; muster has {} {.} {/} {//} {/.} {#} {%} {N} and {NAME} with --header"),
+];
+
+/// What to do instead of GNU parallel's `flag` (as written, `--res=dir` included), if muster
+/// knows it.
+pub fn instead_of(flag: &str) -> Option<&'static str> {
+    let name = flag.split('=').next().unwrap_or(flag);
+    NOT_TAKEN.iter().find(|(flags, _)| flags.contains(&name)).map(|(_, fix)| *fix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_gnu_flags_with_and_without_values() {
+        assert!(instead_of("--pipe").is_some_and(|fix| fix.contains("split")));
+        assert!(instead_of("--results=out").is_some());
+        assert!(instead_of("--frobnicate").is_none());
+    }
+}
