@@ -147,6 +147,11 @@ pub struct RunArgs {
     #[arg(long = "line-buffer", help_heading = "Output")]
     pub line_buffer: bool,
 
+    /// Keep each task's output in files instead of printing it: a folder in GNU parallel's
+    /// layout (DIR/1/VALUE/stdout, stderr, seq), or one PATH.csv / PATH.json with a row each.
+    #[arg(long, value_name = "DIR", conflicts_with = "line_buffer", help_heading = "Output")]
+    pub results: Option<PathBuf>,
+
     /// Prefix every output line with STR and a tab; replacement strings work in it ({#}, {%},
     /// {}, {1}...).
     #[arg(long, value_name = "STR", help_heading = "Output")]

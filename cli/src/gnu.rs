@@ -6,7 +6,7 @@ const NOT_TAKEN: &[(&[&str], &str)] = &[
     (&["--pipe", "--pipepart", "--block", "--block-size", "--round-robin"], "feeding chunks of stdin to tasks is not supported yet; split the input first (e.g. `split -n l/8 big.txt part.`) and run one task per part with `:::: ` or `::: part.*`"),
     (&["-S", "--sshlogin", "--sshloginfile", "--slf", "--transfer", "--return", "--cleanup", "--trc", "--basefile", "--onall", "--nonall"], "running tasks on other machines is not supported yet"),
     (&["-X", "-m", "--xargs"], "packing as many inputs as fit into one command line is not supported yet; -n N puts N inputs in each task"),
-    (&["--results", "--res", "--files"], "per-task output files are not supported yet; write them from the command, e.g. --shell 'cmd {} > out/{#}.txt', and keep --joblog for the record"),
+    (&["--res", "--files"], "muster's --results keeps each task's output in files (GNU's layout, or .csv/.json)"),
     (&["-u", "--ungroup"], "--line-buffer passes output on as it comes, in whole lines"),
     (&["--bar", "--eta"], "--progress shows done, failed, running, the rate and the ETA"),
     (&["--retry-failed"], "--joblog FILE --resume-failed runs the failed tasks again"),
@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn knows_gnu_flags_with_and_without_values() {
         assert!(instead_of("--pipe").is_some_and(|fix| fix.contains("split")));
-        assert!(instead_of("--results=out").is_some());
+        assert!(instead_of("--res=out").is_some());
         assert!(instead_of("--frobnicate").is_none());
     }
 }

@@ -290,10 +290,10 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         .shell_program(shell_for(&args.shell));
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
-        let shaped = colsep.is_some() || !names.is_empty();
+        let shaped = colsep.is_some() || !names.is_empty() || args.results.is_some();
         if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog || shaped {
             return Err(usage(
-                "-n, -N, --colsep, --header, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
+                "-n, -N, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
@@ -331,6 +331,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         );
     }
     config.delay = args.delay.filter(|delay| !delay.is_zero());
+    config.results = args.results.clone();
     config.keep_order = args.keep_order;
     config.retries = args.retries;
     // As with GNU parallel, a limit of 0 is no limit.

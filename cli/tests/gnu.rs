@@ -15,6 +15,17 @@ fn gnu_parallel() -> Option<&'static str> {
     String::from_utf8_lossy(&out.stdout).contains("GNU parallel").then_some("parallel")
 }
 
+/// Runs GNU parallel with `args` in the sandbox, stdin empty.
+fn gnu_run(sb: &Sandbox, gnu: &str, args: &[&str]) -> std::process::Output {
+    Command::new(gnu)
+        .current_dir(sb.dir())
+        .arg("--will-cite")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("GNU parallel")
+}
+
 /// Runs `muster run -k ARGS` and `parallel -k ARGS` in the same folder with the same stdin;
 /// asserts the same stdout and exit status.
 fn same(sb: &Sandbox, gnu: &str, args: &[&str], stdin: &[u8]) {
@@ -335,12 +346,8 @@ fn a_gnu_format_joblog_is_one_gnu_parallel_resumes_from() {
         println!("skipped the GNU parallel half: GNU parallel is not installed");
         return;
     };
-    let theirs = Command::new(gnu)
-        .current_dir(sb.dir())
-        .args(["--will-cite", "--joblog", "log", "--resume-failed", "sh", "code.sh", ":::", "0", "3", "0"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("GNU parallel");
+    let theirs =
+        gnu_run(&sb, gnu, &["--joblog", "log", "--resume-failed", "sh", "code.sh", ":::", "0", "3", "0"]);
     assert_eq!(theirs.status.code(), Some(1), "GNU parallel re-ran the one failed task");
     let rerun: Vec<String> = sb.read("log").lines().skip(4).map(str::to_owned).collect();
     assert_eq!(rerun.len(), 1, "only task 2 again: {rerun:?}");
@@ -365,7 +372,7 @@ fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
         ("--pipe", "split the input first"),
         ("-X", "-n N"),
         ("--bar", "--progress"),
-        ("--results=out", "--joblog"),
+        ("--res=out", "--results"),
     ] {
         let out = sb.run(&["run", flag, "echo", ":::", "a"], b"");
         assert_code(&out, 255);
@@ -380,4 +387,62 @@ fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
     let cited = sb.run(&["run", "--will-cite", "echo", ":::", "a"], b"");
     assert_code(&cited, 0);
     assert_eq!(stdout(&cited), "a\n", "--will-cite is accepted so GNU scripts keep working");
+}
+
+/// Every file under `dir`, relative, with its contents.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).expect("inside").to_string_lossy().into_owned();
+                files.push((name, std::fs::read_to_string(&path).expect("read file")));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn results_keep_each_tasks_output_in_gnu_parallels_layouts() {
+    let sb = Sandbox::new();
+    sb.write("task.sh", "echo out $1; echo err $2 >&2\n");
+    let out = sb.run(&["run", "--results", "res", "sh", "task.sh", ":::", "a/b", "c", ":::", "1"], b"");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "", "with --results nothing is printed");
+    let files = tree(&sb.path("res"));
+    let expect = |name: &str, text: &str| {
+        assert!(files.contains(&(name.to_owned(), text.to_owned())), "{name}: {text:?} in {files:?}")
+    };
+    expect("1/a\\_b/2/1/stdout", "out a/b\n");
+    expect("1/a\\_b/2/1/stderr", "err 1\n");
+    expect("1/c/2/1/stdout", "out c\n");
+    assert_eq!(files.len(), 6, "stdout, stderr and seq per task");
+    let out = sb.run(&["run", "-k", "--results", "res.csv", "echo", ":::", "a", "b c"], b"");
+    assert_code(&out, 0);
+    let csv = sb.read("res.csv");
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("Seq,Host,Starttime,JobRuntime,Send,Receive,Exitval,Signal,Command,V1,Stdout,Stderr")
+    );
+    assert!(csv.contains(",\"b c\",\"b c\n\","), "{csv}");
+    let Some(gnu) = gnu_parallel() else {
+        println!("skipped the comparison: GNU parallel is not installed");
+        return;
+    };
+    let theirs = gnu_run(&sb, gnu, &["--results", "gnu-res", "sh", "task.sh", ":::", "a/b", "c", ":::", "1"]);
+    assert!(theirs.status.success());
+    let mut ours: Vec<(String, String)> =
+        files.into_iter().filter(|(name, _)| !name.ends_with("seq")).collect();
+    let mut gnus: Vec<(String, String)> =
+        tree(&sb.path("gnu-res")).into_iter().filter(|(name, _)| !name.ends_with("seq")).collect();
+    ours.sort();
+    gnus.sort();
+    assert_eq!(ours, gnus, "the same folders and outputs as GNU parallel");
 }

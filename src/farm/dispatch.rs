@@ -91,6 +91,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) drain_started: &'a OnceLock<Instant>,
     pub(crate) halt: &'a HaltGate,
     pub(crate) journaling: bool,
+    /// `--results`: finished tasks carry their record and input values.
+    pub(crate) results: bool,
     pub(crate) tasks: cb::Receiver<Queued>,
     pub(crate) observer: &'a dyn Observer,
 }
@@ -528,7 +530,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             && !shutdown.is_tripped()
             && !shared.halt.closed();
         let [stdout, stderr] = captures.unwrap_or_else(|| [Capture::new(0), Capture::new(0)]);
-        let record = shared.journaling.then(|| Record {
+        let record = (shared.journaling || shared.results).then(|| Record {
             seq: task.seq,
             host: ":".into(),
             start: start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
@@ -574,6 +576,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             _ => None,
         };
         let finished = Finished {
+            values: shared.results.then(|| task.input.values.clone()),
             seq: task.seq,
             tag: task.tag,
             outcome,

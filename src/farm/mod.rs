@@ -29,6 +29,7 @@ mod dispatch;
 mod fake;
 mod output;
 mod reactor;
+mod results;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +94,9 @@ pub struct FarmConfig {
     pub resume: Option<ResumeMode>,
     /// The joblog's columns (GNU parallel's only cannot be resumed from).
     pub joblog_format: crate::journal::JoblogFormat,
+    /// Keep each task's output in files instead of printing it (`--results`): a folder in GNU
+    /// parallel's layout, or one `.csv`/`.json` file.
+    pub results: Option<PathBuf>,
     /// Print the commands instead of running them.
     pub dry_run: bool,
     /// Output kept in memory per task before it spills to a temp file.
@@ -122,6 +126,7 @@ impl FarmConfig {
             joblog: None,
             resume: None,
             joblog_format: crate::journal::JoblogFormat::Muster,
+            results: None,
             dry_run: false,
             spill_threshold: 1 << 20,
             watchdog: None,
@@ -286,6 +291,12 @@ where
             (Some(writer), Some(InputLedger::new(resume)))
         }
     };
+    let results = match &config.results {
+        Some(path) => Some(
+            results::Results::open(path).map_err(|source| FarmError::Start { what: "--results", source })?,
+        ),
+        None => None,
+    };
     let jobs = config.jobs.max(1);
     let halt = HaltGate::new(config.halt, known_total);
     let drain_started = OnceLock::new();
@@ -300,6 +311,7 @@ where
         drain_started: &drain_started,
         halt: &halt,
         journaling: journal.is_some(),
+        results: results.is_some(),
         tasks: tasks_rx,
         observer,
     };
@@ -337,7 +349,8 @@ where
             stdout,
             stderr,
             journal,
-        );
+        )
+        .with_results(results);
         let output = scope.spawn(move || output.run(events_rx));
         for dispatcher in dispatchers {
             scope.spawn(move || dispatcher.run());

@@ -24,6 +24,8 @@ use crate::task::{Failure, Outcome, Seq};
 /// A finished task, ready to print.
 pub(crate) struct Finished {
     pub(crate) seq: Seq,
+    /// The input's values, with `--results` (they name its folder).
+    pub(crate) values: Option<Vec<Vec<u8>>>,
     /// `--tag` prefix (the input and a tab), when tagging.
     pub(crate) tag: Option<Vec<u8>>,
     pub(crate) outcome: Outcome,
@@ -86,6 +88,8 @@ pub(crate) struct OutputThread<'a> {
     held_lines: BTreeMap<Seq, Vec<HeldLine>>,
     /// Why output cannot be written any more, once a write failed.
     output_failure: Option<String>,
+    /// `--results`: where output goes instead of stdout and stderr.
+    results: Option<super::results::Results>,
 }
 
 impl<'a> OutputThread<'a> {
@@ -107,7 +111,14 @@ impl<'a> OutputThread<'a> {
             lost_lines: HashSet::new(),
             held_lines: BTreeMap::new(),
             output_failure: None,
+            results: None,
         }
+    }
+
+    /// Keeps task output in `results` instead of printing it.
+    pub(crate) fn with_results(mut self, results: Option<super::results::Results>) -> Self {
+        self.results = results;
+        self
     }
 
     /// Handles events until every sender is gone; returns the counts.
@@ -223,7 +234,25 @@ impl<'a> OutputThread<'a> {
     fn print(&mut self, pending: Pending) {
         let Pending::Finished(mut finished) = pending else { return };
         let mut written = !self.lost_lines.remove(&finished.seq);
-        if self.output_failure.is_none() {
+        if let Some(results) = &mut self.results {
+            let values = finished.values.take().unwrap_or_default();
+            let outcome = match &finished.record {
+                Some(record) => results.write(record, &values, &mut finished.stdout, &mut finished.stderr),
+                None => Ok(()),
+            };
+            if let Err(err) = outcome {
+                written = false;
+                self.output_failure.get_or_insert_with(|| format!("writing --results failed: {err}"));
+                if self.summary.write_error.is_none() {
+                    self.summary.write_error =
+                        Some(format!("writing --results: {err}; starting no new tasks"));
+                    self.config.shutdown.trip();
+                }
+            }
+            if let Some(note) = &finished.note {
+                let _ = writeln!(self.stderr, "{note}").and_then(|()| self.stderr.flush());
+            }
+        } else if self.output_failure.is_none() {
             let tag = finished.tag.as_deref();
             let result = finished.stdout.write_to(&mut *self.stdout, tag).and_then(|()| self.stdout.flush());
             written &= self.check_write(Stream::Stdout, result);
@@ -357,6 +386,7 @@ mod tests {
             _ => RecordOutcome::Failed,
         };
         Event::Finished(Box::new(Finished {
+            values: None,
             seq,
             tag: None,
             outcome,
