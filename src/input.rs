@@ -176,6 +176,22 @@ impl Inputs {
         })
     }
 
+    /// The chunks of `reader` (see [`Blocks`]) as inputs, one per task (`--pipe`).
+    pub fn blocks(reader: Box<dyn BufRead + Send>, size: usize, separator: u8) -> Inputs {
+        let rows = Blocks::new(reader, size, separator).map(|block| block.map(|input| input.values));
+        Inputs {
+            first: Box::new(rows),
+            rest: Vec::new(),
+            current: None,
+            odometer: Vec::new(),
+            total: None,
+            failed: false,
+            per_task: 1,
+            pending_error: None,
+            split: None,
+        }
+    }
+
     /// Splits every value into columns with `split`, each column taking its own place
     /// (`{1}`, `{2}`… with one source).
     pub fn split_values(mut self, split: Splitter) -> Inputs {
@@ -207,6 +223,66 @@ impl Inputs {
             *wheel = 0;
         }
         true
+    }
+}
+
+/// Chunks of a stream for `--pipe`: about `size` bytes each, cut after the last separator
+/// that fits (a record longer than `size` makes a chunk of its own), so records are never
+/// split. Each chunk is one task's input, and goes to its stdin.
+pub struct Blocks<R> {
+    reader: R,
+    size: usize,
+    separator: u8,
+    /// Bytes read past the last chunk's end.
+    carry: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> Blocks<R> {
+    /// Chunks of `reader` of at most `size` bytes (at least 1), ending with `separator`.
+    pub fn new(reader: R, size: usize, separator: u8) -> Self {
+        Blocks { reader, size: size.max(1), separator, carry: Vec::new(), done: false }
+    }
+}
+
+impl<R: BufRead> Iterator for Blocks<R> {
+    type Item = io::Result<Input>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut block = std::mem::take(&mut self.carry);
+        while !self.done && block.len() < self.size {
+            let buffer = match self.reader.fill_buf() {
+                Ok(buffer) => buffer,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            };
+            if buffer.is_empty() {
+                self.done = true;
+                break;
+            }
+            let take = buffer.len().min(self.size - block.len());
+            block.extend_from_slice(&buffer[..take]);
+            self.reader.consume(take);
+        }
+        if block.is_empty() {
+            return None;
+        }
+        if !self.done {
+            // Cut after the last separator; with none, read on to the end of the record.
+            match block.iter().rposition(|&b| b == self.separator) {
+                Some(last) => self.carry = block.split_off(last + 1),
+                None => {
+                    if let Err(err) = self.reader.read_until(self.separator, &mut block) {
+                        self.done = true;
+                        return Some(Err(err));
+                    }
+                }
+            }
+        }
+        Some(Ok(Input { values: vec![block] }))
     }
 }
 
@@ -459,6 +535,20 @@ mod tests {
 
     fn all(inputs: Inputs) -> Vec<String> {
         inputs.map(|i| String::from_utf8_lossy(&i.expect("input").display()).into_owned()).collect()
+    }
+
+    #[test]
+    fn blocks_end_at_a_record_end_and_lose_nothing() {
+        let data: Vec<u8> = (1..=1000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let blocks: Vec<Vec<u8>> =
+            Blocks::new(&data[..], 100, b'\n').map(|b| b.expect("block").values.concat()).collect();
+        assert!(blocks.iter().all(|b| b.len() <= 100 && b.ends_with(b"\n")), "{blocks:?}");
+        assert_eq!(blocks.concat(), data, "every byte, in order");
+        let long: Vec<Vec<u8>> =
+            Blocks::new(&b"short\nthis record is longer than the block\nend"[..], 8, b'\n')
+                .map(|b| b.expect("block").values.concat())
+                .collect();
+        assert_eq!(long, [&b"short\n"[..], b"this record is longer than the block\n", b"end"]);
     }
 
     #[test]

@@ -105,6 +105,15 @@ pub struct RunArgs {
     #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = "Input")]
     pub arg_files: Vec<PathBuf>,
 
+    /// Split stdin into chunks of about --block bytes, cut at record ends, and give each task
+    /// one chunk on its stdin (the command line gets no input).
+    #[arg(long, help_heading = "Input")]
+    pub pipe: bool,
+
+    /// With --pipe: chunk size, e.g. 1M (the default), 500k, 2G (k, M, G are powers of 1000).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M", requires = "pipe", help_heading = "Input")]
+    pub block: usize,
+
     /// Put up to N inputs in each task, appended to the command (GNU's -n).
     #[arg(short = 'n', long = "max-args", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "max_replace_args", help_heading = "Input")]
     pub max_args: Option<u32>,
@@ -412,6 +421,24 @@ pub fn parse_jobs(text: &str) -> Result<Jobs, String> {
 }
 
 /// Parses `1.5`, `10s`, `250ms`, `2m`, `1h` (a bare number is seconds).
+/// `--block`: bytes, with an optional k, M, G or T (powers of 1000, as GNU parallel has them).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "m" | "M" => 1e6,
+        "g" | "G" => 1e9,
+        "t" | "T" => 1e12,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use k, M, G or T)")),
+    };
+    match number.parse::<f64>() {
+        Ok(value) if value * scale >= 1.0 && (value * scale).is_finite() => Ok((value * scale) as usize),
+        _ => Err(format!("'{text}' is not a size (e.g. 1M, 500k)")),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -465,6 +492,15 @@ mod tests {
         assert!(parse_jobs("+x").is_err());
         assert!(parse_jobs("0%").is_err());
         assert!(parse_jobs("many").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1M"), Ok(1_000_000));
+        assert_eq!(parse_size("100k"), Ok(100_000));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1Q").is_err());
     }
 
     #[test]

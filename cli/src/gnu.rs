@@ -3,7 +3,7 @@
 
 /// `(flag, what to do instead)`.
 const NOT_TAKEN: &[(&[&str], &str)] = &[
-    (&["--pipe", "--pipepart", "--block", "--block-size", "--round-robin"], "feeding chunks of stdin to tasks is not supported yet; split the input first (e.g. `split -n l/8 big.txt part.`) and run one task per part with `:::: ` or `::: part.*`"),
+    (&["--pipepart", "--round-robin", "--block-size"], "--pipe --block SIZE gives each task a chunk of stdin; a file can be its stdin: muster run --pipe ... < big.txt"),
     (&["-S", "--sshlogin", "--sshloginfile", "--slf", "--transfer", "--return", "--cleanup", "--trc", "--basefile", "--onall", "--nonall"], "running tasks on other machines is not supported yet"),
     (&["-X", "-m", "--xargs"], "packing as many inputs as fit into one command line is not supported yet; -n N puts N inputs in each task"),
     (&["--res", "--files"], "muster's --results keeps each task's output in files (GNU's layout, or .csv/.json)"),
@@ -32,7 +32,7 @@ mod tests {
 
     #[test]
     fn knows_gnu_flags_with_and_without_values() {
-        assert!(instead_of("--pipe").is_some_and(|fix| fix.contains("split")));
+        assert!(instead_of("--pipepart").is_some_and(|fix| fix.contains("--pipe")));
         assert!(instead_of("--res=out").is_some());
         assert!(instead_of("--frobnicate").is_none());
     }

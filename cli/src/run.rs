@@ -290,10 +290,10 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         .shell_program(shell_for(&args.shell));
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
-        let shaped = colsep.is_some() || !names.is_empty() || args.results.is_some();
+        let shaped = colsep.is_some() || !names.is_empty() || args.results.is_some() || args.pipe;
         if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog || shaped {
             return Err(usage(
-                "-n, -N, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
+                "-n, -N, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
@@ -304,9 +304,18 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             program_path = Some(check_program(&program)?);
         }
     }
-    let mut inputs = Inputs::linked(sources, &links, separator)
-        .map_err(|err| usage(format!("reading inputs: {err}")))?
-        .per_task(per_task);
+    let mut inputs = if args.pipe {
+        // --pipe: stdin (or the one file given) in chunks, each a task's stdin.
+        let mut sources = sources;
+        match (sources.pop(), sources.is_empty()) {
+            (Some(Source::Stream { reader, .. }), true) => Inputs::blocks(reader, args.block, separator),
+            _ => return Err(usage("--pipe reads one stream: stdin, or one -a/:::: file")),
+        }
+    } else {
+        Inputs::linked(sources, &links, separator)
+            .map_err(|err| usage(format!("reading inputs: {err}")))?
+            .per_task(per_task)
+    };
     if let Some(colsep) = colsep {
         // As GNU parallel does with --colsep, columns lose the blanks around them.
         inputs = inputs.split_values(Box::new(move |value| {
@@ -332,6 +341,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     }
     config.delay = args.delay.filter(|delay| !delay.is_zero());
     config.results = args.results.clone();
+    config.pipe = args.pipe;
     config.keep_order = args.keep_order;
     config.retries = args.retries;
     // As with GNU parallel, a limit of 0 is no limit.

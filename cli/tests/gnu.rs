@@ -369,7 +369,7 @@ fn bad_colsep_or_header_is_a_usage_error() {
 fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
     let sb = Sandbox::new();
     for (flag, fix) in [
-        ("--pipe", "split the input first"),
+        ("--pipepart", "--pipe --block"),
         ("-X", "-n N"),
         ("--bar", "--progress"),
         ("--res=out", "--results"),
@@ -445,4 +445,27 @@ fn results_keep_each_tasks_output_in_gnu_parallels_layouts() {
     ours.sort();
     gnus.sort();
     assert_eq!(ours, gnus, "the same folders and outputs as GNU parallel");
+}
+
+#[test]
+fn pipe_gives_each_task_a_chunk_of_stdin_cut_at_record_ends() {
+    let sb = Sandbox::new();
+    let data: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+    let out = sb.run(&["run", "--pipe", "--block", "10k", "-k", "cat"], data.as_bytes());
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), data, "every byte once, in order");
+    let counts = sb.run(&["run", "--pipe", "--block", "10k", "-k", "wc", "-c"], data.as_bytes());
+    let sizes: Vec<usize> = stdout(&counts).lines().map(|l| l.trim().parse().expect("a count")).collect();
+    assert!(sizes.iter().all(|&n| n <= 10_000), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), data.len());
+    // Chunks are identified by content: a resume skips the ones done.
+    let args = ["run", "--pipe", "--block", "10k", "--joblog", "log", "--resume", "wc", "-l"];
+    assert_code(&sb.run(&args, data.as_bytes()), 0);
+    let again = sb.run(&args, data.as_bytes());
+    assert_code(&again, 0);
+    assert_eq!(stdout(&again), "", "every chunk was done");
+    if let Some(gnu) = gnu_parallel() {
+        same(&sb, gnu, &["--pipe", "--block", "10k", "wc", "-c"], data.as_bytes());
+        same(&sb, gnu, &["--pipe", "--block", "3", "cat"], b"one\ntwo\nthree\nlonger line\n");
+    }
 }

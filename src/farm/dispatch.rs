@@ -55,6 +55,8 @@ pub(crate) struct Attempt<'t> {
     pub(crate) argv: &'t [OsString],
     /// `--tag` prefix for lines passed on while it runs.
     pub(crate) tag: Option<&'t [u8]>,
+    /// What its stdin reads (`--pipe`); none: /dev/null.
+    pub(crate) stdin: Option<&'t [u8]>,
 }
 
 /// An attempt that ended: its leader reaped and its output read to the end.
@@ -372,11 +374,14 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             task.announced = true;
             shared.observer.task_started();
         }
-        let argv = shared.config.template.render(&task.input.values, task.seq, slot);
+        // With --pipe the input is the task's stdin, not part of its command line.
+        let values: &[Vec<u8>] = if shared.config.pipe { &[] } else { &task.input.values };
+        let argv = shared.config.template.render(values, task.seq, slot);
         let start = SystemTime::now();
         let started = Instant::now();
-        let attempt =
-            Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, tag: task.tag.as_deref() };
+        let stdin = shared.config.pipe.then(|| task.input.values.first().map_or(&[][..], Vec::as_slice));
+        let tag = task.tag.as_deref();
+        let attempt = Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, tag, stdin };
         match self.executor.start(id, &attempt) {
             Ok(()) => {}
             Err(err) if refused_for_now(&err) => {

@@ -97,6 +97,9 @@ pub struct FarmConfig {
     /// Keep each task's output in files instead of printing it (`--results`): a folder in GNU
     /// parallel's layout, or one `.csv`/`.json` file.
     pub results: Option<PathBuf>,
+    /// Each input is a chunk of data for the task's stdin, not part of its command line
+    /// (`--pipe`; see [`crate::input::Blocks`]).
+    pub pipe: bool,
     /// Print the commands instead of running them.
     pub dry_run: bool,
     /// Output kept in memory per task before it spills to a temp file.
@@ -127,6 +130,7 @@ impl FarmConfig {
             resume: None,
             joblog_format: crate::journal::JoblogFormat::Muster,
             results: None,
+            pipe: false,
             dry_run: false,
             spill_threshold: 1 << 20,
             watchdog: None,

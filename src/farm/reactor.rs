@@ -151,7 +151,10 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             .env("MUSTER_TASK", attempt.seq.to_string())
             .env("MUSTER_ATTEMPT", attempt.attempt.to_string())
             .env("MUSTER_WORKER", attempt.slot.to_string())
-            .stdin(Stdio::null())
+            .stdin(match attempt.stdin {
+                Some(data) => Stdio::from(stdin_file(data)?),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         self.settings.launcher.spawn(&mut command)
@@ -300,6 +303,17 @@ impl Executor for ProcessExecutor<'_, '_> {
         }
         self.collect(now, ended);
     }
+}
+
+/// An anonymous file holding `data`, positioned at its start, for a task's stdin (`--pipe`):
+/// the task reads at its own pace and muster never blocks on a pipe to it.
+fn stdin_file(data: &[u8]) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let mut file =
+        std::fs::File::from(rustix::fs::memfd_create("muster-stdin", rustix::fs::MemfdFlags::CLOEXEC)?);
+    file.write_all(data)?;
+    file.rewind()?;
+    Ok(file)
 }
 
 fn token(index: usize, kind: u64) -> epoll::EventData {
