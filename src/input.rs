@@ -109,6 +109,10 @@ pub struct Inputs {
     pending_error: Option<io::Error>,
     /// Splits each value into columns (`--colsep`).
     split: Option<Splitter>,
+    /// With several inputs per task, the most bytes of values one task takes.
+    max_bytes: Option<usize>,
+    /// An input read but left for the next task (it would have passed `max_bytes`).
+    held: Option<Input>,
 }
 
 /// Splits a value into the columns that take its place (`--colsep`).
@@ -173,6 +177,8 @@ impl Inputs {
             per_task: 1,
             pending_error: None,
             split: None,
+            max_bytes: None,
+            held: None,
         })
     }
 
@@ -189,6 +195,8 @@ impl Inputs {
             per_task: 1,
             pending_error: None,
             split: None,
+            max_bytes: None,
+            held: None,
         }
     }
 
@@ -196,6 +204,16 @@ impl Inputs {
     /// (`{1}`, `{2}`… with one source).
     pub fn split_values(mut self, split: Splitter) -> Inputs {
         self.split = Some(split);
+        self
+    }
+
+    /// Puts up to `n` inputs in each task, and fewer when their values would pass `max_bytes`
+    /// (`-X`, `-m`: as many as fit on a command line). The number of tasks is then not known
+    /// ahead.
+    pub fn per_task_bounded(mut self, n: usize, max_bytes: usize) -> Inputs {
+        self.per_task = n.max(1);
+        self.max_bytes = Some(max_bytes);
+        self.total = None;
         self
     }
 
@@ -331,9 +349,22 @@ impl Iterator for Inputs {
             return Some(Err(err));
         }
         let mut values = Vec::new();
+        let mut bytes = 0;
         for _ in 0..self.per_task {
-            match self.next_one() {
-                Some(Ok(input)) => values.extend(input.values),
+            let next = match self.held.take() {
+                Some(input) => Some(Ok(input)),
+                None => self.next_one(),
+            };
+            match next {
+                Some(Ok(input)) => {
+                    let size: usize = input.values.iter().map(|v| v.len() + 1).sum();
+                    if self.max_bytes.is_some_and(|max| !values.is_empty() && bytes + size > max) {
+                        self.held = Some(input);
+                        break;
+                    }
+                    bytes += size;
+                    values.extend(input.values);
+                }
                 Some(Err(err)) if values.is_empty() => return Some(Err(err)),
                 // The inputs read so far make a last, short task; the error comes next.
                 Some(Err(err)) => {

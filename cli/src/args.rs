@@ -114,6 +114,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M", requires = "pipe", help_heading = "Input")]
     pub block: usize,
 
+    /// Put as many inputs in each task as fit on a command line, spread evenly over the jobs
+    /// when their number is known; each word holding a replacement string is repeated per input.
+    #[arg(short = 'X', conflicts_with_all = ["many", "max_args", "max_replace_args", "pipe"], help_heading = "Input")]
+    pub context: bool,
+
+    /// Like -X, but a word that is just {} becomes one argument per input, and other words get
+    /// the inputs joined by spaces.
+    #[arg(short = 'm', conflicts_with_all = ["max_args", "max_replace_args", "pipe"], help_heading = "Input")]
+    pub many: bool,
+
     /// Put up to N inputs in each task, appended to the command (GNU's -n).
     #[arg(short = 'n', long = "max-args", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "max_replace_args", help_heading = "Input")]
     pub max_args: Option<u32>,

@@ -5,7 +5,7 @@
 const NOT_TAKEN: &[(&[&str], &str)] = &[
     (&["--pipepart", "--round-robin", "--block-size"], "--pipe --block SIZE gives each task a chunk of stdin; a file can be its stdin: muster run --pipe ... < big.txt"),
     (&["-S", "--sshlogin", "--sshloginfile", "--slf", "--transfer", "--return", "--cleanup", "--trc", "--basefile", "--onall", "--nonall"], "running tasks on other machines is not supported yet"),
-    (&["-X", "-m", "--xargs"], "packing as many inputs as fit into one command line is not supported yet; -n N puts N inputs in each task"),
+    (&["--xargs"], "-m puts as many inputs in each task as fit on a command line (-X repeats the words around {})"),
     (&["--res", "--files"], "muster's --results keeps each task's output in files (GNU's layout, or .csv/.json)"),
     (&["-u", "--ungroup"], "--line-buffer passes output on as it comes, in whole lines"),
     (&["--bar", "--eta"], "--progress shows done, failed, running, the rate and the ETA"),

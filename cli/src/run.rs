@@ -40,6 +40,10 @@ fn trim_blanks(column: &[u8]) -> &[u8] {
     &column[start..end]
 }
 
+/// The most bytes of inputs one command line gets with -X/-m: well under Linux's 2 MB
+/// argument space, as GNU parallel keeps it.
+const LINE_BYTES: usize = 128 * 1024;
+
 /// How many columns `{N}` may name with --colsep.
 const COLUMNS_MAX: usize = 10_000;
 
@@ -284,16 +288,23 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     }
     // With --colsep the number of columns is only known as records come: {N} past the last
     // column is empty.
-    let values_per_task = if colsep.is_some() { COLUMNS_MAX } else { sources.len() * per_task };
+    let sources_count = sources.len();
+    let values_per_task =
+        if colsep.is_some() || args.context || args.many { COLUMNS_MAX } else { sources.len() * per_task };
     let template = Template::parse_named(&command, values_per_task, &names)
         .map_err(usage)?
         .shell_program(shell_for(&args.shell));
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
-        let shaped = colsep.is_some() || !names.is_empty() || args.results.is_some() || args.pipe;
+        let shaped = colsep.is_some()
+            || !names.is_empty()
+            || args.results.is_some()
+            || args.pipe
+            || args.context
+            || args.many;
         if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog || shaped {
             return Err(usage(
-                "-n, -N, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
+                "-n, -N, -X, -m, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
@@ -316,6 +327,14 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             .map_err(|err| usage(format!("reading inputs: {err}")))?
             .per_task(per_task)
     };
+    if args.context || args.many {
+        // As GNU parallel does: known inputs spread evenly over the jobs, each command line
+        // kept well under the kernel's limit.
+        let jobs = resolve_jobs(args.jobs, inputs.known_total(), false).max(1) as u64;
+        let per_line = inputs.known_total().map_or(usize::MAX, |total| total.div_ceil(jobs).max(1) as usize);
+        let command_bytes: usize = command.iter().map(|w| w.len() + 1).sum();
+        inputs = inputs.per_task_bounded(per_line, LINE_BYTES.saturating_sub(command_bytes).max(1));
+    }
     if let Some(colsep) = colsep {
         // As GNU parallel does with --colsep, columns lose the blanks around them.
         inputs = inputs.split_values(Box::new(move |value| {
@@ -342,6 +361,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     config.delay = args.delay.filter(|delay| !delay.is_zero());
     config.results = args.results.clone();
     config.pipe = args.pipe;
+    config.many = (args.context || args.many).then_some((sources_count, args.context));
     config.keep_order = args.keep_order;
     config.retries = args.retries;
     // As with GNU parallel, a limit of 0 is no limit.

@@ -88,6 +88,11 @@ fn every_input_form_matches_gnu_parallel() {
         &["--colsep", ", *", "echo", "::::", "people.csv"],
         &["--header", ":", "--colsep", ",", "echo", "{name} is {age}", "::::", "people.csv"],
         &["--header", ":", "echo", "{x}/{y}", ":::", "x", "1", "2", ":::", "y", "a", "b"],
+        &["-j", "1", "-m", "echo", "pre-{}-post", ":::", "a", "b"],
+        &["-j", "1", "-X", "echo", "pre-{}-post", ":::", "a", "b"],
+        &["-j", "1", "-X", "echo", "{#}:{}", ":::", "a", "b", "c"],
+        &["-j", "3", "-X", "echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+        &["-j", "2", "-m", "echo", ":::", "a", "b", "c"],
     ];
     for args in cases {
         same(&sb, gnu, args, b"");
@@ -370,7 +375,7 @@ fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
     let sb = Sandbox::new();
     for (flag, fix) in [
         ("--pipepart", "--pipe --block"),
-        ("-X", "-n N"),
+        ("--xargs", "-m puts"),
         ("--bar", "--progress"),
         ("--res=out", "--results"),
     ] {
@@ -468,4 +473,19 @@ fn pipe_gives_each_task_a_chunk_of_stdin_cut_at_record_ends() {
         same(&sb, gnu, &["--pipe", "--block", "10k", "wc", "-c"], data.as_bytes());
         same(&sb, gnu, &["--pipe", "--block", "3", "cat"], b"one\ntwo\nthree\nlonger line\n");
     }
+}
+
+#[test]
+fn many_inputs_per_line_stay_under_the_command_line_limit() {
+    let sb = Sandbox::new();
+    let data: String = (1..=60_000).map(|i| format!("{i:08}\n")).collect();
+    let out = sb.run(&["run", "-k", "-m", "echo"], data.as_bytes());
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 1, "540 kB of inputs do not fit one line");
+    assert!(lines.iter().all(|l| l.len() <= 128 * 1024), "each line under the limit");
+    let words: Vec<&str> = lines.iter().flat_map(|l| l.split(' ')).collect();
+    assert_eq!(words.len(), 60_000, "every input once");
+    assert_eq!(words.last(), Some(&"00060000"));
 }

@@ -376,7 +376,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
         // With --pipe the input is the task's stdin, not part of its command line.
         let values: &[Vec<u8>] = if shared.config.pipe { &[] } else { &task.input.values };
-        let argv = shared.config.template.render(values, task.seq, slot);
+        let argv = match shared.config.many {
+            Some((per_input, context)) => {
+                shared.config.template.render_many(values, per_input, context, task.seq, slot)
+            }
+            None => shared.config.template.render(values, task.seq, slot),
+        };
         let start = SystemTime::now();
         let started = Instant::now();
         let stdin = shared.config.pipe.then(|| task.input.values.first().map_or(&[][..], Vec::as_slice));

@@ -97,6 +97,9 @@ pub struct FarmConfig {
     /// Keep each task's output in files instead of printing it (`--results`): a folder in GNU
     /// parallel's layout, or one `.csv`/`.json` file.
     pub results: Option<PathBuf>,
+    /// Tasks hold several inputs of this many values each, rendered with
+    /// [`Template::render_many`]; `true` for context replacement (`-X`), `false` for `-m`.
+    pub many: Option<(usize, bool)>,
     /// Each input is a chunk of data for the task's stdin, not part of its command line
     /// (`--pipe`; see [`crate::input::Blocks`]).
     pub pipe: bool,
@@ -131,6 +134,7 @@ impl FarmConfig {
             joblog_format: crate::journal::JoblogFormat::Muster,
             results: None,
             pipe: false,
+            many: None,
             dry_run: false,
             spill_threshold: 1 << 20,
             watchdog: None,

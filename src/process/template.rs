@@ -146,6 +146,46 @@ impl Template {
         }
     }
 
+    /// The argv for a task holding several inputs of `per_input` values each (`-X`, `-m`).
+    /// With `context` (`-X`) each word holding a replacement string is repeated once per input;
+    /// otherwise (`-m`) a word that is just `{}` becomes one argument per value, and other words
+    /// get the values joined by spaces. With no replacement strings every value is appended.
+    pub fn render_many(
+        &self,
+        values: &[Vec<u8>],
+        per_input: usize,
+        context: bool,
+        seq: u64,
+        slot: usize,
+    ) -> Vec<OsString> {
+        if !self.substitutes {
+            return self.render(values, seq, slot);
+        }
+        let quote = self.shell.is_some();
+        let whole = [Piece::Value { source: None, transform: Transform::Whole }];
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for pieces in &self.words {
+            let has_value = pieces.iter().any(|p| matches!(p, Piece::Value { .. }));
+            if !has_value {
+                words.push(render_word(pieces, values, seq, slot, quote));
+            } else if context {
+                for input in values.chunks(per_input.max(1)) {
+                    words.push(render_word(pieces, input, seq, slot, quote));
+                }
+            } else if pieces.as_slice() == whole {
+                words.extend(
+                    values.iter().map(|v| render_word(pieces, std::slice::from_ref(v), seq, slot, quote)),
+                );
+            } else {
+                words.push(render_word(pieces, values, seq, slot, quote));
+            }
+        }
+        match &self.shell {
+            Some(shell) => vec![shell.clone(), "-c".into(), OsString::from_vec(words.join(&b' '))],
+            None => words.into_iter().map(OsString::from_vec).collect(),
+        }
+    }
+
     /// The words rendered and joined by spaces, with nothing appended and nothing quoted: a
     /// string such as `--tagstring`'s.
     pub fn render_line(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Vec<u8> {
