@@ -48,6 +48,7 @@ pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shutdown;
+pub mod source;
 pub mod supervise;
 pub mod task;
 pub mod worker;

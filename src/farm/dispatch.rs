@@ -97,6 +97,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) results: bool,
     pub(crate) tasks: cb::Receiver<Queued>,
     pub(crate) observer: &'a dyn Observer,
+    /// Told of attempts of tasks that carry a receipt.
+    pub(crate) settlement: &'a dyn crate::source::Settlement,
 }
 
 /// Wakes a loop that waits on its attempts while it could take more tasks. The feeder calls
@@ -154,6 +156,8 @@ struct Task {
     not_before: Option<Instant>,
     /// The observer was told it started.
     announced: bool,
+    /// Its source's handle, handed back when it settles.
+    receipt: Option<crate::source::Receipt>,
 }
 
 impl Task {
@@ -168,6 +172,7 @@ impl Task {
             refused: 0,
             not_before: None,
             announced: false,
+            receipt: queued.receipt,
         }
     }
 }
@@ -316,10 +321,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             if self.shutdown().is_tripped() || self.shared.halt.closed() {
                 // Nothing new starts; what is queued or waiting ends as not run.
                 for task in std::mem::take(&mut self.pending) {
-                    let _ = self.events.send(Event::NotRun(task.seq));
+                    let _ = self.events.send(Event::NotRun(task.seq, task.receipt));
                 }
                 while let Ok(queued) = self.shared.tasks.try_recv() {
-                    let _ = self.events.send(Event::NotRun(queued.seq));
+                    let _ = self.events.send(Event::NotRun(queued.seq, queued.receipt));
                 }
                 return false;
             }
@@ -410,6 +415,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             }
         }
         shared.observer.attempt_started();
+        if let Some(receipt) = &task.receipt {
+            shared.settlement.started(receipt);
+        }
         let deadline = shared.config.timeout.map(|t| started + t);
         if let Some(deadline) = deadline {
             self.next_scan = self.next_scan.min(deadline);
@@ -499,6 +507,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         };
         self.count -= 1;
         self.shared.observer.attempt_ended();
+        if let Some(receipt) = &run.task.receipt {
+            self.shared.settlement.ended(receipt);
+        }
         let ending = match (ended.status, run.stopping) {
             (Err(err), _) => Ending::StartFailed(err),
             (Ok(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
@@ -586,6 +597,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             _ => None,
         };
         let finished = Finished {
+            receipt: task.receipt,
             values: shared.results.then(|| task.input.values.clone()),
             seq: task.seq,
             tag: task.tag,

@@ -11,6 +11,7 @@
 //!
 //! ```text
 //!  inputs ─▶ feeder ─queue─▶ dispatcher × CPUs ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!  (or a source with receipts: run_sourced)                        └─▶ settlement (after the record)
 //!                               │    ▲
 //!                         start/signal  ended (status, captured output)
 //!                               ▼    │
@@ -50,6 +51,7 @@ use crate::process::template::{shell_quote, Template};
 use crate::process::watchdog::Watchdog;
 use crate::process::Launcher;
 use crate::shutdown::{Level, Shutdown};
+use crate::source::{NoSettlement, Receipt, Settlement, Sourced};
 use crate::task::{Outcome, Seq};
 use output::{Event, OutputConfig, OutputThread};
 
@@ -241,7 +243,7 @@ pub enum FarmError {
 /// Runs the farm over `inputs`, writing task output to `stdout`/`stderr`. Returns when every
 /// task read has an outcome and every process is reaped.
 pub fn run(
-    mut config: FarmConfig,
+    config: FarmConfig,
     inputs: Inputs,
     stdout: Box<dyn Write + Send + '_>,
     stderr: Box<dyn Write + Send + '_>,
@@ -251,6 +253,21 @@ pub fn run(
     if config.dry_run {
         return dry_run(&config, inputs, shutdown, stdout);
     }
+    let known_total = inputs.known_total();
+    let sourced = inputs.map(|input| input.map(Sourced::local));
+    let io = Io { stdout, stderr, shutdown, observer, settlement: &NoSettlement };
+    run_sourced(config, sourced, known_total, io)
+}
+
+/// Runs the farm over tasks from a source that wants to hear back (see [`crate::source`]):
+/// `settlement` is told when each task's attempts start and end and when it settles.
+/// `known_total` is the number of tasks when known ahead (for `--halt` percentages).
+pub fn run_sourced(
+    mut config: FarmConfig,
+    inputs: impl Iterator<Item = std::io::Result<Sourced>>,
+    known_total: Option<u64>,
+    io: Io<'_, '_>,
+) -> Result<Summary, FarmError> {
     let watchdog = match config.watchdog.take() {
         Some(command) => Some(Arc::new(
             Watchdog::start(command).map_err(|source| FarmError::Start { what: "the watchdog", source })?,
@@ -266,20 +283,32 @@ pub fn run(
         line_mode: config.output == OutputMode::LineBuffer,
     };
     reactor::raise_fd_limit(config.jobs.max(1));
-    run_on(config, inputs, stdout, stderr, shutdown, observer, |events, waker, slots| {
+    run_on(config, inputs, known_total, io, |events, waker, slots| {
         reactor::ProcessExecutor::new(&settings, events, waker, slots)
     })
+}
+
+/// Where a farm's output, progress and settlements go, and what stops it.
+pub struct Io<'w, 'r> {
+    /// Task output.
+    pub stdout: Box<dyn Write + Send + 'w>,
+    /// Task errors and muster's notes about tasks.
+    pub stderr: Box<dyn Write + Send + 'w>,
+    /// Stops the run (a drain, or stop-now).
+    pub shutdown: &'r Shutdown,
+    /// Progress.
+    pub observer: &'r dyn Observer,
+    /// Hears about tasks that carry a receipt.
+    pub settlement: &'r dyn Settlement,
 }
 
 /// Runs the farm with attempts started by the executors `executor` makes (one per event loop,
 /// given the output thread's sender, the loop's waker and its number of slots).
 fn run_on<E, F>(
     config: FarmConfig,
-    inputs: Inputs,
-    stdout: Box<dyn Write + Send + '_>,
-    stderr: Box<dyn Write + Send + '_>,
-    shutdown: &Shutdown,
-    observer: &dyn Observer,
+    inputs: impl Iterator<Item = std::io::Result<Sourced>>,
+    known_total: Option<u64>,
+    io: Io<'_, '_>,
     executor: F,
 ) -> Result<Summary, FarmError>
 where
@@ -287,7 +316,7 @@ where
     F: Fn(cb::Sender<Event>, Arc<dispatch::Waker>, usize) -> std::io::Result<E>,
 {
     let started = Instant::now();
-    let known_total = inputs.known_total();
+    let Io { stdout, stderr, shutdown, observer, settlement } = io;
     let command = config.command_label();
     let (journal, mut ledger) = match &config.joblog {
         None => (None, None),
@@ -322,6 +351,7 @@ where
         results: results.is_some(),
         tasks: tasks_rx,
         observer,
+        settlement,
     };
     // One loop per CPU, each with its share of the slots; never more loops than slots.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -353,6 +383,7 @@ where
                 shutdown,
                 observer,
                 credits: config.keep_order.then(|| credits_rx.clone()),
+                settlement,
             },
             stdout,
             stderr,
@@ -371,8 +402,8 @@ where
             if shutdown.is_tripped() || halt.closed() {
                 break;
             }
-            let input = match input {
-                Ok(input) => input,
+            let Sourced { input, receipt } = match input {
+                Ok(sourced) => sourced,
                 Err(err) => {
                     input_error = Some(format!("reading input after {read} records: {err}"));
                     break;
@@ -388,15 +419,15 @@ where
             if let Some(ledger) = ledger.as_mut() {
                 let (nth, skip) = ledger.admit(&input.identity());
                 if skip {
-                    let _ = events_tx.send(Event::Skipped(seq));
+                    let _ = events_tx.send(Event::Skipped(seq, receipt));
                     continue;
                 }
                 occurrence = nth;
             }
-            match tasks_tx.send(Queued { seq, occurrence, input }) {
+            match tasks_tx.send(Queued { seq, occurrence, input, receipt }) {
                 Ok(()) => wakers.iter().for_each(|waker| waker.wake()),
                 Err(cb::SendError(queued)) => {
-                    let _ = events_tx.send(Event::NotRun(queued.seq));
+                    let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
                 }
             }
         }
@@ -442,6 +473,7 @@ pub(crate) struct Queued {
     /// Which occurrence of this input it is (0 when not journaling).
     pub(crate) occurrence: u32,
     pub(crate) input: Input,
+    pub(crate) receipt: Option<Receipt>,
 }
 
 /// `--dry-run`: print each command line (shell-quoted where needed) instead of running it;

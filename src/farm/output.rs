@@ -19,11 +19,14 @@ use super::capture::{write_tagged, Capture, Stream};
 use super::{Observer, Summary};
 use crate::journal::{JournalError, JournalWriter, Record, RecordOutcome};
 use crate::shutdown::Shutdown;
+use crate::source::{Receipt, Settled, Settlement};
 use crate::task::{Failure, Outcome, Seq};
 
 /// A finished task, ready to print.
 pub(crate) struct Finished {
     pub(crate) seq: Seq,
+    /// Its source's handle, settled once its record is written.
+    pub(crate) receipt: Option<Receipt>,
     /// The input's values, with `--results` (they name its folder).
     pub(crate) values: Option<Vec<Vec<u8>>>,
     /// `--tag` prefix (the input and a tab), when tagging.
@@ -51,9 +54,9 @@ pub(crate) enum Event {
     Retry(Record),
     Finished(Box<Finished>),
     /// Read but never started, because of a shutdown or halt.
-    NotRun(Seq),
+    NotRun(Seq, Option<Receipt>),
     /// Already done according to the joblog being resumed.
-    Skipped(Seq),
+    Skipped(Seq, Option<Receipt>),
 }
 
 /// Settings the output thread needs.
@@ -63,6 +66,8 @@ pub(crate) struct OutputConfig<'a> {
     pub(crate) observer: &'a dyn Observer,
     /// In keep-order mode, one token per task between reading it and printing it.
     pub(crate) credits: Option<cb::Receiver<()>>,
+    /// Told when a task with a receipt settles.
+    pub(crate) settlement: &'a dyn Settlement,
 }
 
 /// A line of a running task waiting for its turn: its stream, `--tag` prefix and bytes.
@@ -70,7 +75,8 @@ type HeldLine = (Stream, Option<Vec<u8>>, Vec<u8>);
 
 enum Pending {
     Finished(Box<Finished>),
-    Silent,
+    /// Not run (`false`) or skipped (`true`), with its receipt.
+    Silent(Option<Receipt>, bool),
 }
 
 pub(crate) struct OutputThread<'a> {
@@ -134,15 +140,17 @@ impl<'a> OutputThread<'a> {
                     }
                     self.line(seq, stream, tag.as_deref(), &line);
                 }
-                Event::Retry(record) => self.journal(&record),
-                Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
-                Event::NotRun(seq) => {
-                    self.summary.not_run += 1;
-                    self.arrive(seq, Pending::Silent);
+                Event::Retry(record) => {
+                    self.journal(&record);
                 }
-                Event::Skipped(seq) => {
+                Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
+                Event::NotRun(seq, receipt) => {
+                    self.summary.not_run += 1;
+                    self.arrive(seq, Pending::Silent(receipt, false));
+                }
+                Event::Skipped(seq, receipt) => {
                     self.summary.skipped += 1;
-                    self.arrive(seq, Pending::Silent);
+                    self.arrive(seq, Pending::Silent(receipt, true));
                 }
             }
         }
@@ -232,7 +240,16 @@ impl<'a> OutputThread<'a> {
     }
 
     fn print(&mut self, pending: Pending) {
-        let Pending::Finished(mut finished) = pending else { return };
+        let mut finished = match pending {
+            Pending::Finished(finished) => finished,
+            Pending::Silent(receipt, skipped) => {
+                if let Some(receipt) = receipt {
+                    let how = if skipped { Settled::Skipped } else { Settled::NotRun };
+                    self.config.settlement.settled(&receipt, how);
+                }
+                return;
+            }
+        };
         let mut written = !self.lost_lines.remove(&finished.seq);
         if let Some(results) = &mut self.results {
             let values = finished.values.take().unwrap_or_default();
@@ -268,8 +285,14 @@ impl<'a> OutputThread<'a> {
         if !written && has_output && !finished.stopped {
             self.output_lost(&mut finished);
         }
+        let mut durable = true;
         if let Some(record) = &finished.record {
-            self.journal(record);
+            durable = self.journal(record);
+        }
+        // Settled only once its record is on disk: a source acknowledging it then loses nothing.
+        if let (Some(receipt), true) = (&finished.receipt, durable) {
+            let how = if finished.stopped { Settled::Stopped } else { Settled::Finished(&finished.outcome) };
+            self.config.settlement.settled(receipt, how);
         }
         self.count(&finished);
     }
@@ -285,15 +308,21 @@ impl<'a> OutputThread<'a> {
         }
     }
 
-    fn journal(&mut self, record: &Record) {
+    /// Journals `record`; false when a joblog is kept and the write failed.
+    fn journal(&mut self, record: &Record) -> bool {
+        if self.journal_error.is_some() {
+            return false;
+        }
         if let Some(journal) = &mut self.journal {
             if let Err(err) = journal.write(record) {
                 // Without a joblog, --resume cannot be exact: stop starting tasks.
                 self.journal = None;
                 self.journal_error = Some(err);
                 self.config.shutdown.trip();
+                return false;
             }
         }
+        true
     }
 
     fn count(&mut self, finished: &Finished) {
@@ -386,6 +415,7 @@ mod tests {
             _ => RecordOutcome::Failed,
         };
         Event::Finished(Box::new(Finished {
+            receipt: None,
             values: None,
             seq,
             tag: None,
@@ -415,7 +445,13 @@ mod tests {
             tx.send(event).expect("queued");
         }
         drop(tx);
-        let config = OutputConfig { keep_order, shutdown, observer: &NoObserver, credits: None };
+        let config = OutputConfig {
+            keep_order,
+            shutdown,
+            observer: &NoObserver,
+            credits: None,
+            settlement: &crate::source::NoSettlement,
+        };
         let output =
             OutputThread::new(config, Box::new(stdout.clone()), Box::new(Sink::default()), Some(journal));
         let (summary, error) = output.run(rx);
@@ -429,7 +465,7 @@ mod tests {
     fn keep_order_prints_in_input_order_whatever_order_tasks_end_in() {
         let events = vec![
             finished(3, Outcome::Done, "three\n"),
-            Event::Skipped(2),
+            Event::Skipped(2, None),
             finished(1, Outcome::Done, "one\n"),
             finished(4, Outcome::Done, "four\n"),
         ];
@@ -453,8 +489,8 @@ mod tests {
             finished(3, Outcome::TimedOut(Duration::from_secs(1)), ""),
             finished(4, Outcome::Failed(Failure::Output("disk full".into())), "partial"),
             stopped,
-            Event::NotRun(6),
-            Event::Skipped(7),
+            Event::NotRun(6, None),
+            Event::Skipped(7, None),
         ];
         let (mut summary, _, _) = settle(events, false, Sink::default(), &Shutdown::new());
         summary.read = 7;

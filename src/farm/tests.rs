@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::fake::{self, FakeExecutor};
 use super::*;
 use crate::journal::{Record, RecordOutcome};
+use crate::source::{Receipt, Settled, Sourced};
 use crate::task::Outcome;
 use rustix::process::Signal;
 
@@ -54,19 +55,39 @@ struct Ran {
 }
 
 fn run_fake(config: FarmConfig, inputs: &[&str], shutdown: &Shutdown, observer: &dyn Observer) -> Ran {
+    run_fake_sourced(config, inputs, shutdown, observer, &NoSettlement, false)
+}
+
+/// Runs the farm over the fake executor; with `receipts`, each task's receipt is its input.
+fn run_fake_sourced(
+    config: FarmConfig,
+    inputs: &[&str],
+    shutdown: &Shutdown,
+    observer: &dyn Observer,
+    settlement: &dyn Settlement,
+    receipts: bool,
+) -> Ran {
     let values = inputs.iter().map(|word| word.as_bytes().to_vec()).collect();
     let inputs = Inputs::new(vec![Source::Values(values)], b'\n').expect("inputs");
+    let known_total = inputs.known_total();
+    let sourced = inputs.map(|input| {
+        input.map(|input| {
+            let receipt = receipts.then(|| Receipt::from(input.identity()));
+            Sourced { input, receipt }
+        })
+    });
     let (stdout, stderr) = (Sink::default(), Sink::default());
     let log = fake::Shared::default();
-    let summary = run_on(
-        config,
-        inputs,
-        Box::new(stdout.clone()),
-        Box::new(stderr.clone()),
+    let io = Io {
+        stdout: Box::new(stdout.clone()),
+        stderr: Box::new(stderr.clone()),
         shutdown,
         observer,
-        |_events, waker, slots| Ok(FakeExecutor::new(waker, slots, log.clone())),
-    )
+        settlement,
+    };
+    let summary = run_on(config, sourced, known_total, io, |_events, waker, slots| {
+        Ok(FakeExecutor::new(waker, slots, log.clone()))
+    })
     .expect("the farm runs");
     assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");
     Ran { summary, stdout: stdout.text(), stderr: stderr.text(), log }
@@ -344,4 +365,135 @@ fn attempts_running_as_observed_never_exceed_the_slots() {
     assert_eq!(observer.running.load(Ordering::SeqCst), 0, "every attempt that started ended");
     let most = observer.most.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "{most} attempts running at -j2");
+}
+
+/// Records what a source hears back, checking the joblog at each settlement.
+struct Recorder {
+    joblog: std::path::PathBuf,
+    running: Mutex<std::collections::HashMap<String, i64>>,
+    most_running: AtomicU64,
+    settled: Mutex<Vec<(String, String)>>,
+    /// Settlements that came before the task's final record was in the joblog.
+    early: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn new(joblog: &Path) -> Recorder {
+        Recorder {
+            joblog: joblog.to_owned(),
+            running: Mutex::default(),
+            most_running: AtomicU64::new(0),
+            settled: Mutex::default(),
+            early: Mutex::default(),
+        }
+    }
+}
+
+fn text(receipt: &Receipt) -> String {
+    String::from_utf8_lossy(receipt).into_owned()
+}
+
+impl Settlement for Recorder {
+    fn started(&self, receipt: &Receipt) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        *running.entry(text(receipt)).or_default() += 1;
+        let now = running.values().filter(|n| **n > 0).count() as u64;
+        self.most_running.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn ended(&self, receipt: &Receipt) {
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner).entry(text(receipt)).or_default() -= 1;
+    }
+
+    fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
+        let how = match how {
+            Settled::Finished(outcome) => {
+                let input = text(receipt);
+                let journaled = records(&self.joblog)
+                    .iter()
+                    .any(|r| r.input == input.as_bytes() && r.outcome != RecordOutcome::Retry);
+                if !journaled {
+                    self.early.lock().unwrap_or_else(PoisonError::into_inner).push(input);
+                }
+                if outcome.is_done() {
+                    "done"
+                } else {
+                    "failed"
+                }
+            }
+            Settled::NotRun => "not run",
+            Settled::Stopped => "stopped",
+            Settled::Skipped => "skipped",
+        };
+        self.settled.lock().unwrap_or_else(PoisonError::into_inner).push((text(receipt), how.into()));
+    }
+}
+
+#[test]
+fn a_source_hears_each_task_settle_once_after_its_record_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(2);
+    config.retries = 1;
+    config.joblog = Some(joblog.clone());
+    let inputs = ["flaky:1", "exit:4", "ok", "sleep:5", "flaky:3", "lost"];
+    let recorder = Recorder::new(&joblog);
+    let ran = run_fake_sourced(config, &inputs, &Shutdown::new(), &NoObserver, &recorder, true);
+    assert_eq!((ran.summary.done, ran.summary.failed), (3, 3));
+    let mut settled = recorder.settled.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    settled.sort();
+    let expected = [
+        ("exit:4", "failed"),
+        ("flaky:1", "done"),
+        ("flaky:3", "failed"),
+        ("lost", "failed"),
+        ("ok", "done"),
+        ("sleep:5", "done"),
+    ];
+    assert_eq!(
+        settled,
+        expected.map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "each once, retries not settled"
+    );
+    assert!(
+        recorder.early.lock().unwrap_or_else(PoisonError::into_inner).is_empty(),
+        "settled only after the record"
+    );
+    let running = recorder.running.lock().unwrap_or_else(PoisonError::into_inner);
+    assert!(running.values().all(|n| *n == 0), "every attempt that started ended: {running:?}");
+    assert!(recorder.most_running.load(Ordering::SeqCst) <= 2, "never more running than slots");
+}
+
+#[test]
+fn a_source_gets_back_what_a_stop_left_unrun_and_what_a_resume_skipped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    // The hanging task holds one slot until the stop; the other slot finishes the rest.
+    let inputs: Vec<String> =
+        std::iter::once("hang".into()).chain((0..30).map(|i| format!("sleep:{}", i % 4))).collect();
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut first = config(2);
+    first.joblog = Some(joblog.clone());
+    let shutdown = Shutdown::new();
+    let recorder = Recorder::new(&joblog);
+    let observer = TripAfter::new(5, true, &shutdown);
+    let ran = run_fake_sourced(first, &inputs, &shutdown, &observer, &recorder, true);
+    let settled = recorder.settled.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let count = |how: &str| settled.iter().filter(|(_, h)| h == how).count() as u64;
+    assert_eq!(count("not run"), ran.summary.not_run, "what never started is given back");
+    assert_eq!(count("done"), ran.summary.done);
+    assert_eq!(count("stopped"), ran.summary.stopped, "what a stop cut short is given back");
+    assert!(ran.summary.stopped >= 1, "the hanging task was stopped: {:?}", ran.summary);
+    assert_eq!(settled.len() as u64, ran.summary.read, "every task read settles once");
+
+    let mut second = config(2);
+    second.joblog = Some(joblog.clone());
+    second.resume = Some(ResumeMode::SkipFinished);
+    second.timeout = Some(Duration::from_millis(20));
+    let again = Recorder::new(&joblog);
+    let resumed = run_fake_sourced(second, &inputs, &Shutdown::new(), &NoObserver, &again, true);
+    let settled = again.settled.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let skipped = settled.iter().filter(|(_, h)| h == "skipped").count() as u64;
+    assert_eq!(skipped, resumed.summary.skipped);
+    assert_eq!(settled.len() as u64, resumed.summary.read, "every task settles once in the resumed run");
 }

@@ -1,0 +1,58 @@
+//! The seam between where tasks come from and the engine that runs them: a source hands each
+//! task an opaque [`Receipt`] (a broker's message id, say), and a [`Settlement`] hears back —
+//! when an attempt starts and ends (so a broker can renew the lease of what is running) and
+//! when the task's outcome is durable (journaled and its output written), which is when a
+//! broker may acknowledge it. Local inputs carry no receipt and need no settlement.
+
+use std::sync::Arc;
+
+use crate::input::Input;
+use crate::task::Outcome;
+
+/// An opaque handle a source gives a task, handed back when the task settles.
+pub type Receipt = Arc<[u8]>;
+
+/// A task's input as a source yields it.
+#[derive(Clone, Debug)]
+pub struct Sourced {
+    /// What the task runs on.
+    pub input: Input,
+    /// The source's handle on it; `None` for local inputs.
+    pub receipt: Option<Receipt>,
+}
+
+impl Sourced {
+    /// A local input: no receipt.
+    pub fn local(input: Input) -> Sourced {
+        Sourced { input, receipt: None }
+    }
+}
+
+/// How a task with a receipt ended, as far as its source is concerned.
+#[derive(Debug)]
+pub enum Settled<'a> {
+    /// It ran to this final outcome; its journal record (if any) and output are written.
+    Finished(&'a Outcome),
+    /// It was read but never started (a shutdown or a halt came first): give it back.
+    NotRun,
+    /// A shutdown stopped it before it finished (its record says `stopped`): give it back.
+    Stopped,
+    /// The joblog being resumed says it is already done.
+    Skipped,
+}
+
+/// Hears what becomes of tasks that carry a receipt. Called from the engine's threads.
+pub trait Settlement: Sync {
+    /// An attempt of the task began running (a lease is worth renewing from now on).
+    fn started(&self, _receipt: &Receipt) {}
+    /// That attempt stopped running (the task may still be retried or settling).
+    fn ended(&self, _receipt: &Receipt) {}
+    /// The task settled, once: after its journal record was written, never before.
+    fn settled(&self, _receipt: &Receipt, _how: Settled<'_>) {}
+}
+
+/// A settlement that ignores everything (local inputs).
+#[derive(Debug, Default)]
+pub struct NoSettlement;
+
+impl Settlement for NoSettlement {}
