@@ -230,3 +230,33 @@ fn processes_the_os_refuses_wait_for_room_instead_of_failing() {
     assert_code(&out, 0);
     assert!(!stderr(&out).contains("cannot run"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_second_signal_cuts_short_a_persistent_workers_grace() {
+    let sb = Sandbox::new();
+    // A worker that answers, then ignores both the quit (EOF) and SIGTERM.
+    sb.write(
+        "stubborn.sh",
+        "echo $$ > pid; trap '' TERM\nwhile read -r l; do echo \"$l\"; done\nwhile :; do sleep 0.1; done\n",
+    );
+    let mut child =
+        sb.spawn(&["run", "--persistent", "-j", "1", "--grace", "60s", "sh", "stubborn.sh", ":::", "a", "b"]);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    for _ in 0..2 {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("a reply");
+    }
+    // Both answered: the worker is now being asked to quit, and ignores it.
+    signal(&child, Signal::INT);
+    line.clear();
+    std::io::BufRead::read_line(&mut stderr, &mut line).expect("the drain notice");
+    assert!(line.contains("signal again to stop now"), "{line}");
+    let second = Instant::now();
+    signal(&child, Signal::INT);
+    let status = child.wait().expect("muster exits");
+    assert_eq!(status.code(), Some(130));
+    assert!(second.elapsed() < Duration::from_secs(30), "stop-now did not wait out the 60 s grace");
+    assert_gone(&pids_in(&sb.read("pid")));
+}

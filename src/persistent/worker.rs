@@ -304,13 +304,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Ends the worker: EOF on stdin (the quit), `grace` to exit, then TERM, `grace`, KILL.
-    /// Returns the tasks it still held (only if it had to be stopped mid-task).
-    fn finish(mut self, grace: Duration) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
+    /// Ends the worker: EOF on stdin (the quit), `grace` to exit, then TERM, `grace`, KILL —
+    /// cut short by stop-now. Returns the tasks it still held (only if it had to be stopped
+    /// mid-task).
+    fn finish(
+        mut self,
+        grace: Duration,
+        shutdown: &Shutdown,
+    ) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
         self.stdin.take();
-        let exited = self.child.child().wait_exit_timeout(grace).unwrap_or(false);
-        let status =
-            if exited { self.child.wait().ok() } else { self.child.terminate(grace).ok().map(|s| s.status) };
+        let status = self.child.stop_within(grace, grace, shutdown).ok().map(|(status, _)| status);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -320,7 +323,7 @@ impl Worker {
 
     fn kill(self) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
         let _ = self.child.child().signal_group(Signal::KILL);
-        self.finish(Duration::ZERO)
+        self.finish(Duration::ZERO, &Shutdown::new())
     }
 }
 
@@ -497,7 +500,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
             }
             End::InputDone | End::Recycle => {
                 let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
-                let finished = worker.finish(ctx.config.grace);
+                let finished = worker.finish(ctx.config.grace, ctx.shutdown);
                 if !idle || !finished.0.is_empty() {
                     lost(&ctx, broke_protocol, finished, &mut probe);
                     continue;

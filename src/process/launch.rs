@@ -97,6 +97,43 @@ impl Launched {
         stopped
     }
 
+    /// Waits up to `patience` for the leader to exit by itself, then escalates as
+    /// [`terminate`](Self::terminate) does with `grace` — each wait cut short once `shutdown`
+    /// reaches stop-now, when the group is killed at once. Returns the status, and whether it
+    /// exited by itself within `patience`.
+    pub fn stop_within(
+        &mut self,
+        patience: Duration,
+        grace: Duration,
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> io::Result<(ExitStatus, bool)> {
+        if self.wait_cut_short(patience, shutdown)? {
+            return self.wait().map(|status| (status, true));
+        }
+        if !shutdown.is_stopping_now() {
+            self.child.signal_group(rustix::process::Signal::TERM)?;
+            if self.wait_cut_short(grace, shutdown)? {
+                return self.wait().map(|status| (status, false));
+            }
+        }
+        self.terminate(Duration::ZERO).map(|stopped| (stopped.status, false))
+    }
+
+    /// Waits up to `timeout` for the leader to exit, in short slices so that stop-now ends the
+    /// wait; true when it exited.
+    fn wait_cut_short(&self, timeout: Duration, shutdown: &crate::shutdown::Shutdown) -> io::Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.child.wait_exit_timeout(left.min(Duration::from_millis(50)))? {
+                return Ok(true);
+            }
+            if left.is_zero() || shutdown.is_stopping_now() {
+                return Ok(false);
+            }
+        }
+    }
+
     fn release(&mut self) {
         if !self.released {
             self.released = true;
@@ -123,6 +160,26 @@ mod tests {
         let pgid = launched.id();
         drop(launched);
         assert!(crate::process::live_group_members(pgid).expect("/proc").is_empty());
+    }
+
+    #[test]
+    fn stop_now_cuts_the_escalation_short() {
+        let mut stubborn = Command::new("sh");
+        stubborn.args(["-c", "trap '' TERM; while :; do sleep 0.05; done"]);
+        let mut launched = Launcher::default().spawn(&mut stubborn).expect("sh");
+        let shutdown = crate::shutdown::Shutdown::new();
+        let stopper = shutdown.clone();
+        let started = std::time::Instant::now();
+        let helper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stopper.stop_now();
+        });
+        let (status, by_itself) = launched
+            .stop_within(Duration::from_secs(60), Duration::from_secs(60), &shutdown)
+            .expect("stopped");
+        helper.join().expect("helper");
+        assert!(!by_itself && status.code().is_none(), "killed: {status:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "not the 2 minutes of patience and grace");
     }
 
     #[test]
