@@ -250,9 +250,10 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             if group.words.is_empty() {
                 return Err(usage("'::::' must be followed by at least one file name"));
             }
-            for (index, word) in group.words.iter().enumerate() {
+            // `::::+ F G` links every file of the group, as GNU parallel does.
+            for word in &group.words {
                 sources.push(open_source(Path::new(word), &mut stdin_used)?);
-                links.push(if group.linked && index == 0 && !args.link { Link::Shortest } else { link });
+                links.push(if group.linked && !args.link { Link::Shortest } else { link });
             }
         } else {
             sources.push(Source::Values(group.words.into_iter().map(OsStringExt::into_vec).collect()));
