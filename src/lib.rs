@@ -42,6 +42,7 @@ pub mod farm;
 pub mod halt;
 pub mod input;
 pub mod journal;
+mod lockfile;
 pub mod persistent;
 pub mod pipeline;
 pub mod pool;

@@ -284,25 +284,13 @@ impl JournalWriter {
 
 /// Holds the joblog for this run: the kernel drops the lock when the file is closed or the
 /// process dies (even by `kill -9`), so a crashed run never leaves it locked.
-///
-/// A lock still held for a moment is waited for, briefly: a process forked an instant before
-/// the last holder closed the file shares its lock until its `exec` closes it again.
 fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
-    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-    loop {
-        match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(JournalError::InUse { path: path.to_owned() }),
-            Err(errno) => return Err(JournalError::Io { path: path.to_owned(), source: errno.into() }),
-        }
+    match crate::lockfile::lock_exclusive(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(JournalError::InUse { path: path.to_owned() }),
+        Err(source) => Err(JournalError::Io { path: path.to_owned(), source }),
     }
 }
-
-/// How long a joblog's lock is waited for before the joblog counts as in use.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A whole joblog, as read back (for reports).
 #[derive(Debug)]

@@ -181,9 +181,9 @@ impl ControlServer {
             .truncate(false)
             .open(&lock_path)
             .map_err(io_error(format!("opening {}", lock_path.display())))?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
+        match crate::lockfile::lock_exclusive(&lock) {
+            Ok(true) => {}
+            Ok(false) => {
                 let mut holder = String::new();
                 let _ = lock.read_to_string(&mut holder);
                 return Err(ControlError::AlreadyRunning {
@@ -192,7 +192,7 @@ impl ControlServer {
                     socket: endpoint.socket(),
                 });
             }
-            Err(errno) => return Err(io_error(format!("locking {}", lock_path.display()))(errno.into())),
+            Err(err) => return Err(io_error(format!("locking {}", lock_path.display()))(err)),
         }
         // The lock is ours: record who holds it, and replace a socket a killed supervisor left.
         let write_pid = lock.set_len(0).and_then(|()| writeln!(lock, "{}", std::process::id()));
