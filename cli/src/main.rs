@@ -3,6 +3,7 @@
 
 mod args;
 mod gnu;
+mod inputs;
 mod manual;
 mod persistent;
 mod progress;

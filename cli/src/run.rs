@@ -3,18 +3,17 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use muster::farm::{self, FarmConfig, Inputs, NoObserver, Observer, OutputMode, Source, Summary};
-use muster::input::Link;
+use muster::farm::{self, FarmConfig, NoObserver, Observer, OutputMode, Summary};
 use muster::process::template::Template;
 use muster::Shutdown;
 
 use crate::args::{Jobs, RunArgs};
+use crate::inputs;
 use crate::progress::Progress;
 
 /// An error that ends muster before or outside the tasks, with its exit status.
@@ -30,98 +29,6 @@ pub(crate) const USAGE_ERROR: u8 = 255;
 
 pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
     Fatal { code: USAGE_ERROR, message: message.to_string() }
-}
-
-/// `column` without the spaces and tabs around it.
-fn trim_blanks(column: &[u8]) -> &[u8] {
-    let blank = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = column.iter().position(|b| !blank(b)).unwrap_or(column.len());
-    let end = column.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
-    &column[start..end]
-}
-
-/// The most bytes of inputs one command line gets with -X/-m: well under Linux's 2 MB
-/// argument space, as GNU parallel keeps it.
-const LINE_BYTES: usize = 128 * 1024;
-
-/// How many columns `{N}` may name with --colsep.
-const COLUMNS_MAX: usize = 10_000;
-
-/// An input group after the command.
-struct Group {
-    /// `::::` (file names) rather than `:::` (values).
-    files: bool,
-    /// `:::+` / `::::+`: linked to the source before it.
-    linked: bool,
-    words: Vec<OsString>,
-}
-
-/// Splits `COMMAND ARGS... ::: A B :::+ 1 2 :::: FILE` into the command and its input groups.
-fn split_groups(words: Vec<OsString>) -> (Vec<OsString>, Vec<Group>) {
-    let mut command = Vec::new();
-    let mut groups: Vec<Group> = Vec::new();
-    for word in words {
-        let marker = match word.as_encoded_bytes() {
-            b":::" => Some((false, false)),
-            b":::+" => Some((false, true)),
-            b"::::" => Some((true, false)),
-            b"::::+" => Some((true, true)),
-            _ => None,
-        };
-        match (marker, groups.last_mut()) {
-            (Some((files, linked)), _) => groups.push(Group { files, linked, words: Vec::new() }),
-            (None, Some(group)) => group.words.push(word),
-            (None, None) => command.push(word),
-        }
-    }
-    (command, groups)
-}
-
-/// Opens an input file (`-` is stdin, which may be used once) as a stream source; it is made
-/// interruptible once any header has been read from it.
-fn open_source(path: &Path, stdin_used: &mut bool) -> Result<Source, Fatal> {
-    let reader: Box<dyn io::BufRead + Send> = if path == Path::new("-") {
-        if std::mem::replace(stdin_used, true) {
-            return Err(usage("standard input (-) is given as an input source twice"));
-        }
-        Box::new(BufReader::new(io::stdin()))
-    } else {
-        let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
-        Box::new(BufReader::new(file))
-    };
-    let name = if path == Path::new("-") { "stdin".to_owned() } else { path.display().to_string() };
-    Ok(Source::Stream { name, reader })
-}
-
-/// `--header :`: takes the first record of each source as the names of its values (split into
-/// columns' names by `colsep`). Streams are read only as far as their first record.
-fn take_headers(
-    sources: &mut [Source],
-    separator: u8,
-    colsep: Option<&regex::bytes::Regex>,
-) -> Result<Vec<Vec<u8>>, Fatal> {
-    let mut names = Vec::new();
-    for source in sources.iter_mut() {
-        let header = match source {
-            Source::Values(values) if values.is_empty() => Vec::new(),
-            Source::Values(values) => values.remove(0),
-            Source::Stream { name, reader } => {
-                let mut record = Vec::new();
-                reader
-                    .read_until(separator, &mut record)
-                    .map_err(|err| usage(format!("reading the header of {name}: {err}")))?;
-                if record.last() == Some(&separator) {
-                    record.pop();
-                }
-                record
-            }
-        };
-        match colsep {
-            Some(colsep) => names.extend(colsep.split(&header).map(|c| trim_blanks(c).to_vec())),
-            None => names.push(header),
-        }
-    }
-    Ok(names)
 }
 
 /// The shell `--shell` asks for: the one named, or $SHELL when it is a POSIX shell, else sh.
@@ -225,7 +132,7 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
 }
 
 fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
-    let (command, groups) = split_groups(std::mem::take(&mut args.command));
+    let (command, groups) = inputs::split_groups(std::mem::take(&mut args.command));
     if command.is_empty() {
         return Err(usage("no command given before ':::'"));
     }
@@ -234,55 +141,9 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     // read (a terminal, a stalled pipe) never holds up Ctrl-C.
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
-    let mut sources = Vec::new();
-    // Per source: linked to the one before it.
-    let mut links = Vec::new();
-    let mut stdin_used = false;
-    let link = if args.link { Link::Wrap } else { Link::None };
-    for path in &args.arg_files {
-        sources.push(open_source(path, &mut stdin_used)?);
-        links.push(link);
-    }
-    for (number, mut group) in groups.into_iter().enumerate() {
-        // As in GNU parallel, `:::+` links to a group after the command, never to -a files.
-        group.linked &= number > 0;
-        if group.files {
-            if group.words.is_empty() {
-                return Err(usage("'::::' must be followed by at least one file name"));
-            }
-            // `::::+ F G` links every file of the group, as GNU parallel does.
-            for word in &group.words {
-                sources.push(open_source(Path::new(word), &mut stdin_used)?);
-                links.push(if group.linked && !args.link { Link::Shortest } else { link });
-            }
-        } else {
-            sources.push(Source::Values(group.words.into_iter().map(OsStringExt::into_vec).collect()));
-            links.push(if group.linked && !args.link { Link::Shortest } else { link });
-        }
-    }
-    let implicit_stdin = sources.is_empty();
-    if implicit_stdin {
-        let stdin = Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) };
-        sources.push(stdin);
-        links.push(Link::None);
-    }
-    let colsep = match &args.colsep {
-        Some(pattern) => Some(
-            regex::bytes::Regex::new(pattern).map_err(|err| usage(format!("--colsep {pattern:?}: {err}")))?,
-        ),
-        None => None,
-    };
-    let names = match args.header.as_deref() {
-        None => Vec::new(),
-        Some(":") => take_headers(&mut sources, separator, colsep.as_ref())?,
-        Some(other) => {
-            return Err(usage(format!(
-                "--header {other:?}: only ':' (the first record names the values) is supported"
-            )))
-        }
-    };
-    // Streams are read on threads of their own from here on, so Ctrl-C never waits on them.
-    let sources: Vec<Source> = sources.into_iter().map(|source| source.interruptible(&shutdown)).collect();
+    let inputs::Sources { sources, links, names, colsep: splitter, implicit_stdin } =
+        inputs::sources(&args, groups, separator, &shutdown)?;
+    let colsep = splitter.is_some();
     let per_task = args.max_args.or(args.max_replace_args).map_or(1, |n| n as usize);
     if per_task > 1 && sources.len() > 1 {
         return Err(usage("-n/-N take one input source (as GNU parallel does)"));
@@ -291,18 +152,14 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     // column is empty.
     let sources_count = sources.len();
     let values_per_task =
-        if colsep.is_some() || args.context || args.many { COLUMNS_MAX } else { sources.len() * per_task };
+        if colsep || args.context || args.many { inputs::COLUMNS_MAX } else { sources.len() * per_task };
     let template = Template::parse_named(&command, values_per_task, &names)
         .map_err(usage)?
         .shell_program(shell_for(&args.shell));
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
-        let shaped = colsep.is_some()
-            || !names.is_empty()
-            || args.results.is_some()
-            || args.pipe
-            || args.context
-            || args.many;
+        let shaped =
+            colsep || !names.is_empty() || args.results.is_some() || args.pipe || args.context || args.many;
         if per_task > 1 || args.tagstring.is_some() || args.delay.is_some() || gnu_joblog || shaped {
             return Err(usage(
                 "-n, -N, -X, -m, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
@@ -316,32 +173,9 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             program_path = Some(check_program(&program)?);
         }
     }
-    let mut inputs = if args.pipe {
-        // --pipe: stdin (or the one file given) in chunks, each a task's stdin.
-        let mut sources = sources;
-        match (sources.pop(), sources.is_empty()) {
-            (Some(Source::Stream { reader, .. }), true) => Inputs::blocks(reader, args.block, separator),
-            _ => return Err(usage("--pipe reads one stream: stdin, or one -a/:::: file")),
-        }
-    } else {
-        Inputs::linked(sources, &links, separator)
-            .map_err(|err| usage(format!("reading inputs: {err}")))?
-            .per_task(per_task)
-    };
-    if args.context || args.many {
-        // As GNU parallel does: known inputs spread evenly over the jobs, each command line
-        // kept well under the kernel's limit.
-        let jobs = resolve_jobs(args.jobs, inputs.known_total(), false).max(1) as u64;
-        let per_line = inputs.known_total().map_or(usize::MAX, |total| total.div_ceil(jobs).max(1) as usize);
-        let command_bytes: usize = command.iter().map(|w| w.len() + 1).sum();
-        inputs = inputs.per_task_bounded(per_line, LINE_BYTES.saturating_sub(command_bytes).max(1));
-    }
-    if let Some(colsep) = colsep {
-        // As GNU parallel does with --colsep, columns lose the blanks around them.
-        inputs = inputs.split_values(Box::new(move |value| {
-            colsep.split(value).map(|c| trim_blanks(c).to_vec()).collect()
-        }));
-    }
+    let command_bytes: usize = command.iter().map(|w| w.len() + 1).sum();
+    let shaping = inputs::Shaping { per_task, command_bytes, separator };
+    let inputs = inputs::tasks(&args, sources, &links, splitter, &shaping)?;
     let known_total = inputs.known_total();
     // GNU parallel's options after the command belong to the command; say so if it explains
     // an empty run.
@@ -401,6 +235,15 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         bar.finish();
     }
     let summary = result.map_err(usage)?;
+    let summary_wanted = (args.summary || (interactive && !args.no_summary)) && !args.dry_run;
+    tell_outcome(&summary, jobs, summary_wanted, misplaced);
+    Ok(exit_code(&summary, shutdown.signal()))
+}
+
+/// What muster says on stderr once the run is over: input or write trouble, a halt, the
+/// summary with the first failed tasks, and a hint when an empty stdin is explained by an
+/// option written after the command.
+fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool, misplaced: Option<String>) {
     if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
         crate::say(format_args!("muster: {problem}"));
     }
@@ -411,8 +254,8 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             summary.not_run
         ));
     }
-    if (args.summary || (interactive && !args.no_summary)) && !args.dry_run && !summary.broken_pipe {
-        crate::say(describe(&summary, jobs));
+    if summary_wanted && !summary.broken_pipe {
+        crate::say(describe(summary, jobs));
         if !summary.failed_tasks.is_empty() {
             let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
             let more = if more > 0 { format!("; and {more} more") } else { String::new() };
@@ -424,7 +267,6 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             "muster: no input was read from stdin; '{option}' after the command is passed to the command — put muster's options before the command"
         ));
     }
-    Ok(exit_code(&summary, shutdown.signal()))
 }
 
 /// Tells the user, once, what the first signal did and how to stop now.
@@ -493,25 +335,6 @@ fn describe(summary: &Summary, jobs: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_command_and_groups() {
-        let words =
-            ["echo", "{1}", ":::", "a", "b", ":::+", "1", "::::", "f", "::::+", "g"].map(OsString::from);
-        let (command, groups) = split_groups(words.to_vec());
-        assert_eq!(command, ["echo", "{1}"]);
-        let shape: Vec<(bool, bool, Vec<OsString>)> =
-            groups.into_iter().map(|g| (g.files, g.linked, g.words)).collect();
-        assert_eq!(
-            shape,
-            [
-                (false, false, vec!["a".into(), "b".into()]),
-                (false, true, vec!["1".into()]),
-                (true, false, vec!["f".into()]),
-                (true, true, vec!["g".into()])
-            ]
-        );
-    }
 
     #[test]
     fn exit_codes_count_failures() {
