@@ -288,3 +288,39 @@ fn a_persistent_run_reports_one_lane_per_worker() {
         .iter()
         .all(|l| l["inferred"] == false && l["slot"].as_u64().is_some_and(|s| (1..=2).contains(&s))));
 }
+
+#[test]
+fn a_gnu_parallel_joblog_is_reported_on_but_not_resumed() {
+    let sb = Sandbox::new();
+    sb.write("code.sh", "exit $1\n");
+    let out = sb.run(
+        &[
+            "run",
+            "-j",
+            "2",
+            "--joblog",
+            "log",
+            "--joblog-format",
+            "gnu",
+            "sh",
+            "code.sh",
+            ":::",
+            "0",
+            "3",
+            "0",
+        ],
+        b"",
+    );
+    assert_code(&out, 1);
+    let report = sb.run(&["report", "log", "--json"], b"");
+    assert_code(&report, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&report)).expect("JSON");
+    assert_eq!(json["version"], 0);
+    assert_eq!((json["tasks"].as_u64(), json["outcomes"]["done"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(json["failures"][0]["input"], "sh code.sh 3", "the command stands in for the input");
+    assert_eq!(json["lanes"][0]["inferred"], true);
+    assert!(stdout(&sb.run(&["report", "log"], b"")).contains("GNU parallel's columns"));
+    let resume = sb.run(&["run", "--joblog", "log", "--resume", "sh", "code.sh", ":::", "0"], b"");
+    assert_code(&resume, 255);
+    assert!(stderr(&resume).contains("resumes only from its own joblogs"), "{}", stderr(&resume));
+}

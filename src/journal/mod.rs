@@ -61,6 +61,12 @@ pub enum JournalError {
         /// The file.
         path: PathBuf,
     },
+    /// A joblog in GNU parallel's columns: it can be reported on, not resumed from.
+    #[error("{path} is in GNU parallel's joblog columns; muster reports on it but resumes only from its own joblogs")]
+    GnuColumns {
+        /// The file.
+        path: PathBuf,
+    },
     /// The joblog was written by a newer format.
     #[error("{path} is a version {found} joblog; this muster reads up to version {VERSION}")]
     UnknownVersion {
@@ -251,8 +257,12 @@ impl JournalWriter {
             drop(file);
             return Ok((JournalWriter::create(path, command)?, Resume::default()));
         }
+        let mut reader = BufReader::new(&file);
+        if reader.fill_buf().map_err(io_err)?.starts_with(b"Seq\tHost\t") {
+            return Err(JournalError::GnuColumns { path: path.to_owned() });
+        }
         let mut resume = Resume::default();
-        let head = read(path, BufReader::new(&file), |record| resume.note(&record))?;
+        let head = read(path, reader, |record| resume.note(&record))?;
         let (logged, version, valid_len) = (head.command, head.version, head.valid_len);
         resume.torn_tail = head.torn_tail;
         if logged != command {
@@ -309,8 +319,16 @@ impl Joblog {
     /// Reads the joblog at `path` without locking it (a running muster may still be writing).
     pub fn read(path: &Path) -> Result<Joblog, JournalError> {
         let file = File::open(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
+        let mut reader = BufReader::new(file);
+        if reader
+            .fill_buf()
+            .map_err(|source| JournalError::Io { path: path.to_owned(), source })?
+            .starts_with(b"Seq\tHost\t")
+        {
+            return read_gnu(path, reader);
+        }
         let mut records = Vec::new();
-        let head = read(path, BufReader::new(file), |record| records.push(record))?;
+        let head = read(path, reader, |record| records.push(record))?;
         Ok(Joblog { command: head.command, version: head.version, records, torn_tail: head.torn_tail })
     }
 }
@@ -351,6 +369,56 @@ impl Resume {
             RecordOutcome::Retry | RecordOutcome::Stopped | RecordOutcome::Lost => {}
         }
     }
+}
+
+/// Reads a joblog in GNU parallel's nine columns (version 0 here): each row is a finished
+/// attempt, done when it exited 0; the command line stands in for the input (GNU's joblog has
+/// no input column) and slots are unknown. A last line without its newline is left out.
+fn read_gnu(path: &Path, reader: impl BufRead) -> Result<Joblog, JournalError> {
+    let mut records = Vec::new();
+    let mut seen: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut torn_tail = false;
+    for (number, line) in reader.split(b'\n').enumerate() {
+        let line = line.map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
+        if number == 0 || line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&[u8]> = line.splitn(9, |&b| b == b'\t').collect();
+        let parse = |index: usize| {
+            std::str::from_utf8(fields.get(index).copied().unwrap_or_default()).ok().map(str::trim)
+        };
+        let numbers = (
+            parse(0).and_then(|f| f.parse::<u64>().ok()),
+            parse(2).and_then(|f| f.parse::<f64>().ok()),
+            parse(3).and_then(|f| f.parse::<f64>().ok()),
+            parse(6).and_then(|f| f.parse::<i32>().ok()),
+            parse(7).and_then(|f| f.parse::<i32>().ok()),
+        );
+        let (Some(seq), Some(start), Some(runtime), Some(exitval), Some(signal)) = numbers else {
+            torn_tail = true;
+            continue;
+        };
+        let command = fields.get(8).copied().unwrap_or_default().to_vec();
+        let occurrence = seen.entry(command.clone()).or_insert(0);
+        *occurrence += 1;
+        records.push(Record {
+            seq,
+            host: parse(1).unwrap_or(":").to_owned(),
+            start,
+            runtime,
+            send: parse(4).and_then(|f| f.parse().ok()).unwrap_or(0),
+            receive: parse(5).and_then(|f| f.parse().ok()).unwrap_or(0),
+            exitval,
+            signal,
+            outcome: if exitval == 0 && signal == 0 { RecordOutcome::Done } else { RecordOutcome::Failed },
+            attempt: 1,
+            occurrence: *occurrence,
+            input: command.clone(),
+            command,
+            slot: 0,
+        });
+    }
+    Ok(Joblog { command: "(GNU parallel joblog)".into(), version: 0, records, torn_tail })
 }
 
 /// What reading a joblog found besides its records.

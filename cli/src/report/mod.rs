@@ -262,7 +262,18 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let o = &self.outcomes;
-        let _ = writeln!(out, "joblog {} (version {}): {}", self.joblog, self.version, self.command);
+        match self.version {
+            0 => {
+                let _ = writeln!(
+                    out,
+                    "joblog {} (GNU parallel's columns: inputs shown as commands)",
+                    self.joblog
+                );
+            }
+            version => {
+                let _ = writeln!(out, "joblog {} (version {version}): {}", self.joblog, self.command);
+            }
+        }
         if self.torn_tail {
             let _ = writeln!(out, "  (its last line was torn by a crash and is left out)");
         }
