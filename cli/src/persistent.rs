@@ -150,6 +150,8 @@ pub fn run(
     let mut next = 1;
     let started = Instant::now();
     let tagging = args.tag;
+    // The first failed tasks, named for the summary.
+    let mut failed_tasks: Vec<String> = Vec::new();
     let mut print = |seq: Seq, reply: Reply, attempt: Attempt, out: &mut dyn Write| {
         let meta =
             if remember { tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq) } else { None };
@@ -194,7 +196,11 @@ pub fn run(
                         (format!("no reply within {limit}s"), " (worker replaced)")
                     }
                 };
-                note(format!("muster: task {seq}{shown}: {why}, every attempt{replaced}"));
+                let named = format!("task {seq}{shown}: {why}");
+                note(format!("muster: {named}, every attempt{replaced}"));
+                if failed_tasks.len() < muster::farm::FAILURES_LISTED {
+                    failed_tasks.push(named);
+                }
             }
             _ => {}
         }
@@ -269,6 +275,11 @@ pub fn run(
             summary.workers_started,
             summary.crashes
         ));
+        if !failed_tasks.is_empty() {
+            let more = (summary.failed + summary.timed_out).saturating_sub(failed_tasks.len() as u64);
+            let more = if more > 0 { format!("; and {more} more") } else { String::new() };
+            crate::say(format_args!("muster: failed: {}{more}", failed_tasks.join("; ")));
+        }
     }
     if let Some(signal) = shutdown.signal() {
         return Ok(u8::try_from(128 + signal).unwrap_or(130));

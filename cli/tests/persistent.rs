@@ -201,3 +201,14 @@ fn halt_soon_starts_nothing_after_the_threshold() {
     assert!(err.contains("halted (--halt): 2 tasks failed"), "{err}");
     assert!(err.contains("7 done, 2 failed"), "{err}");
 }
+
+#[test]
+fn the_summary_lists_the_failed_tasks() {
+    let sb = Sandbox::new();
+    sb.write("worker.sh", "while read -r l; do [ \"$l\" = 2 ] && exit 3; echo \"$l\"; done\n");
+    let out = sb.run(&["run", "--persistent", "--summary", "sh", "worker.sh", ":::", "1", "2", "3"], b"");
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("muster: task 2: exited with status 3, every attempt"), "{err}");
+    assert!(err.lines().any(|l| l == "muster: failed: task 2: exited with status 3"), "{err}");
+}
