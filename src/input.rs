@@ -166,8 +166,13 @@ impl Inputs {
         }
         let product: usize = rest.iter().map(Vec::len).product();
         let total = first_len.map(|n| (n * product) as u64);
+        Ok(Inputs::of_rows(first, rest, total))
+    }
+
+    /// Inputs from `first`'s rows combined with every row of each of `rest`.
+    fn of_rows(first: RowStream, rest: Vec<Vec<Vec<Vec<u8>>>>, total: Option<u64>) -> Inputs {
         let odometer = vec![0; rest.len()];
-        Ok(Inputs {
+        Inputs {
             first,
             rest,
             current: None,
@@ -179,25 +184,13 @@ impl Inputs {
             split: None,
             max_bytes: None,
             held: None,
-        })
+        }
     }
 
     /// The chunks of `reader` (see [`Blocks`]) as inputs, one per task (`--pipe`).
     pub fn blocks(reader: Box<dyn BufRead + Send>, size: usize, separator: u8) -> Inputs {
         let rows = Blocks::new(reader, size, separator).map(|block| block.map(|input| input.values));
-        Inputs {
-            first: Box::new(rows),
-            rest: Vec::new(),
-            current: None,
-            odometer: Vec::new(),
-            total: None,
-            failed: false,
-            per_task: 1,
-            pending_error: None,
-            split: None,
-            max_bytes: None,
-            held: None,
-        }
+        Inputs::of_rows(Box::new(rows), Vec::new(), None)
     }
 
     /// Splits every value into columns with `split`, each column taking its own place

@@ -180,30 +180,19 @@ impl JournalWriter {
     /// Starts a new joblog at `path` for `command`, replacing an old joblog there. A file that
     /// exists, is not empty and is not a joblog is refused rather than overwritten.
     pub fn create(path: &Path, command: &str) -> Result<JournalWriter, JournalError> {
-        let io_err = |source| JournalError::Io { path: path.to_owned(), source };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
-        lock(&file, path)?;
-        let mut first = String::new();
-        BufReader::new(&file).take(256).read_line(&mut first).map_err(io_err)?;
-        if !first.is_empty() && !first.starts_with(MAGIC) {
-            return Err(JournalError::NotAJoblog { path: path.to_owned() });
-        }
-        file.set_len(0).map_err(io_err)?;
-        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let head = format!("{MAGIC}{VERSION}\tcommand: {}\n{HEADER}\n", escape(command.as_bytes()));
-        file.write_all(head.as_bytes()).map_err(io_err)?;
-        Ok(JournalWriter { file, path: path.to_owned(), version: VERSION })
+        JournalWriter::start(path, &head, VERSION)
     }
 
     /// Starts a joblog at `path` in GNU parallel's columns (see [`JoblogFormat::Gnu`]). A file
-    /// that is neither empty nor a joblog is refused rather than overwritten.
+    /// that is neither empty nor a joblog (muster's or GNU's) is refused rather than overwritten.
     pub fn create_gnu(path: &Path) -> Result<JournalWriter, JournalError> {
+        JournalWriter::start(path, &format!("{GNU_HEADER}\n"), 0)
+    }
+
+    /// Opens and locks `path`, refuses it unless it is empty or a joblog (GNU's columns only
+    /// for `version` 0), and starts it anew with `head`.
+    fn start(path: &Path, head: &str, version: u32) -> Result<JournalWriter, JournalError> {
         let io_err = |source| JournalError::Io { path: path.to_owned(), source };
         let mut file = OpenOptions::new()
             .read(true)
@@ -215,13 +204,14 @@ impl JournalWriter {
         lock(&file, path)?;
         let mut first = String::new();
         BufReader::new(&file).take(256).read_line(&mut first).map_err(io_err)?;
-        if !first.is_empty() && !first.starts_with(MAGIC) && !first.starts_with("Seq\t") {
+        let gnu_allowed = version == 0 && first.starts_with("Seq\t");
+        if !first.is_empty() && !first.starts_with(MAGIC) && !gnu_allowed {
             return Err(JournalError::NotAJoblog { path: path.to_owned() });
         }
         file.set_len(0).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        file.write_all(format!("{GNU_HEADER}\n").as_bytes()).map_err(io_err)?;
-        Ok(JournalWriter { file, path: path.to_owned(), version: 0 })
+        file.write_all(head.as_bytes()).map_err(io_err)?;
+        Ok(JournalWriter { file, path: path.to_owned(), version })
     }
 
     /// Opens the joblog for `command`: a new one, or, with a resume `mode`, the existing one

@@ -125,33 +125,22 @@ impl Record {
             .chars()
             .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
             .collect();
+        format!("{}\n", self.gnu_columns(&self.host, &command))
+    }
+
+    /// GNU parallel's nine columns, with `host` and `command` as given.
+    fn gnu_columns(&self, host: &str, command: &str) -> String {
         format!(
-            "{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\n",
-            self.seq,
-            self.host,
-            self.start,
-            self.runtime,
-            self.send,
-            self.receive,
-            self.exitval,
-            self.signal,
-            command
+            "{}\t{host}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{command}",
+            self.seq, self.start, self.runtime, self.send, self.receive, self.exitval, self.signal
         )
     }
 
     /// The line in format `version` (1 has no `Slot` column), with its checksum and newline.
     pub fn to_line_in(&self, version: u32) -> String {
         let mut body = format!(
-            "{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            self.seq,
-            escape(self.host.as_bytes()),
-            self.start,
-            self.runtime,
-            self.send,
-            self.receive,
-            self.exitval,
-            self.signal,
-            escape(&self.command),
+            "{}\t{}\t{}\t{}\t{}",
+            self.gnu_columns(&escape(self.host.as_bytes()), &escape(&self.command)),
             self.outcome.as_str(),
             self.attempt,
             self.occurrence,
