@@ -38,6 +38,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(feature = "redis")]
+pub mod broker;
 pub mod farm;
 pub mod halt;
 pub mod input;

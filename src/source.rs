@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::input::Input;
+use crate::journal::Record;
 use crate::task::Outcome;
 
 /// An opaque handle a source gives a task, handed back when the task settles.
@@ -28,11 +29,27 @@ impl Sourced {
     }
 }
 
+/// A task that ran to its final outcome, as its source hears of it.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    /// What became of it.
+    pub outcome: &'a Outcome,
+    /// Its final attempt, as the joblog has it (always there when the settlement
+    /// [carries output](Settlement::carries_output)).
+    pub record: Option<&'a Record>,
+    /// Its captured stdout, when the settlement carries output (else empty).
+    pub stdout: &'a [u8],
+    /// Its captured stderr, when the settlement carries output (else empty).
+    pub stderr: &'a [u8],
+    /// muster's line naming the task and why it failed, if it did.
+    pub note: Option<&'a str>,
+}
+
 /// How a task with a receipt ended, as far as its source is concerned.
 #[derive(Debug)]
 pub enum Settled<'a> {
-    /// It ran to this final outcome; its journal record (if any) and output are written.
-    Finished(&'a Outcome),
+    /// It ran to a final outcome; its journal record (if any) and output are written.
+    Finished(Completion<'a>),
     /// It was read but never started (a shutdown or a halt came first): give it back.
     NotRun,
     /// A shutdown stopped it before it finished (its record says `stopped`): give it back.
@@ -49,6 +66,17 @@ pub trait Settlement: Sync {
     fn ended(&self, _receipt: &Receipt) {}
     /// The task settled, once: after its journal record was written, never before.
     fn settled(&self, _receipt: &Receipt, _how: Settled<'_>) {}
+    /// The source no longer holds the task (a broker gave its lease to someone else): a
+    /// running attempt is stopped and the task settles as [`Settled::Stopped`]. Asked of
+    /// running attempts a few times a second, so it must be cheap.
+    fn revoked(&self, _receipt: &Receipt) -> bool {
+        false
+    }
+    /// True when finished tasks' output goes back to the source in [`Completion`] instead
+    /// of being printed (a broker's worker sends it to whoever submitted the task).
+    fn carries_output(&self) -> bool {
+        false
+    }
 }
 
 /// A settlement that ignores everything (local inputs).

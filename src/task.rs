@@ -73,6 +73,8 @@ pub enum Failure {
     /// The task ran, but its output could not be captured or written (a full disk, a closed
     /// device), so it is not done: a resume runs it again.
     Output(String),
+    /// Every attempt's holder stopped answering (a broker's worker died or froze each time).
+    Abandoned(String),
 }
 
 impl fmt::Display for Failure {
@@ -83,6 +85,7 @@ impl fmt::Display for Failure {
             Failure::Panic(msg) => write!(f, "panicked: {msg}"),
             Failure::Start(msg) => write!(f, "could not start: {msg}"),
             Failure::Output(msg) => write!(f, "output lost: {msg}"),
+            Failure::Abandoned(msg) => write!(f, "abandoned: {msg}"),
         }
     }
 }

@@ -78,8 +78,30 @@ pub enum Command {
     ///
     /// Example: muster run --joblog log sleep ::: 1 2 3 && muster report log --html run.html
     Report(ReportArgs),
-    /// Show each worker of a running `muster up`: state, pid, uptime, restarts, last exit.
+    /// Show each worker of a running `muster up` (state, pid, uptime, restarts, last exit);
+    /// with --queue, a broker queue: pending, running per worker, done, failed, dead-lettered.
     Status(StatusArgs),
+    /// Put tasks on a Redis queue for `muster worker`s on any machines, and (unless
+    /// --detach) print their results as `muster run` would, with the same joblog and exit
+    /// status.
+    ///
+    /// Inputs are given as for `run` (::: groups, :::: files, -a, stdin), with no command:
+    /// the queue carries inputs only, and each worker runs the command it was started with.
+    ///
+    /// Example: muster submit --broker redis://db:6379 --queue thumbs ::: *.jpg
+    #[command(mut_arg("command", |arg| arg.required(false).value_name("INPUTS")))]
+    Submit(Box<SubmitArgs>),
+    /// Run tasks from a Redis queue with COMMAND, N at a time, until drained or stopped.
+    ///
+    /// Each task's input is substituted into COMMAND as with `run` ({} {.} {#}...; appended
+    /// when none is given). The first SIGINT/SIGTERM (or `muster drain`) finishes the tasks
+    /// held and reads no more; a second stops them, and the queue gives them to other
+    /// workers. A task whose worker dies is taken over by another after the lease.
+    ///
+    /// Example: muster worker --broker redis://db:6379 --queue thumbs -j 8 convert {} {.}.png
+    Worker(WorkerArgs),
+    /// Ask every worker of a queue to finish the tasks it holds and stop.
+    Drain(BrokerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Example: muster completions bash > ~/.local/share/bash-completion/completions/muster
@@ -374,9 +396,83 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub control: ControlArgs,
 
+    /// A broker queue's status instead of a `muster up`'s.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// The Redis server of --queue.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_BROKER)]
+    pub broker: String,
+
     /// Print a JSON array (worker, state, pid, uptime_s, restarts, exit_code, exit_signal).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the queue is when --broker is not given.
+pub const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The Redis server: redis://[user:password@]host[:port][/db].
+    #[arg(long, value_name = "URL", default_value = DEFAULT_BROKER)]
+    pub broker: String,
+
+    /// The queue's name (letters, digits, _ - . :).
+    #[arg(long, value_name = "NAME")]
+    pub queue: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Put the tasks on the queue and return at once (results stay on the queue).
+    #[arg(long)]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Tasks to run at once (as for `run`; default one per CPU).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+    pub jobs: Option<Jobs>,
+
+    /// How long a task stays this worker's without a heartbeat; after it, another worker
+    /// takes it over. Heartbeats come every third of it.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
+    pub lease: Duration,
+
+    /// Time limit per attempt (a task over it fails, and may be retried elsewhere).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// On a second signal (stop now): time between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
+
+    /// Run COMMAND through a shell (inputs are quoted); optionally which shell.
+    #[arg(long, value_name = "SHELL", num_args = 0..=1, require_equals = true)]
+    pub shell: Option<Option<PathBuf>>,
+
+    /// This worker's name in `muster status` (default: host-pid).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Persistent workers are not served from a queue yet.
+    #[arg(long, hide = true)]
+    pub persistent: bool,
+
+    /// The command each task runs, with replacement strings.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! status. Everything else lives in the `muster` library crate.
 
 mod args;
+mod broker;
 mod gnu;
 mod inputs;
 mod manual;
@@ -52,9 +53,13 @@ fn main() -> ExitCode {
             Ok(0)
         }
         args::Command::Man => manual::command(),
-        args::Command::Status(status) => {
-            up::control(status.control, if status.json { "status json" } else { "status" })
-        }
+        args::Command::Status(status) => match status.queue.clone() {
+            Some(queue) => broker::status(status, &queue),
+            None => up::control(status.control, if status.json { "status json" } else { "status" }),
+        },
+        args::Command::Submit(submit_args) => run::submit(*submit_args),
+        args::Command::Worker(worker_args) => broker::worker(worker_args),
+        args::Command::Drain(drain_args) => broker::drain(drain_args),
         args::Command::Watchdog => {
             let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
             muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());

@@ -23,6 +23,9 @@ pub struct Fatal {
     pub message: String,
 }
 
+/// Tasks of one submission on the queue at once, unless -j says otherwise.
+const SUBMIT_IN_FLIGHT: usize = 1000;
+
 /// `muster run`'s exit status for a usage error or bad input: GNU parallel's "other error",
 /// apart from 1–101, which count failed tasks.
 pub(crate) const USAGE_ERROR: u8 = 255;
@@ -105,8 +108,32 @@ fn stderr_writer() -> io::Result<File> {
     Ok(File::from(io::stderr().as_fd().try_clone_to_owned()?))
 }
 
+/// `muster submit`'s queue: where tasks go instead of running here.
+pub(crate) struct Submission {
+    pub(crate) broker: String,
+    pub(crate) queue: muster::broker::Queue,
+    pub(crate) detach: bool,
+}
+
+/// `muster submit`: a run whose tasks go to a queue.
+pub fn submit(args: crate::args::SubmitArgs) -> Result<u8, Fatal> {
+    let crate::args::SubmitArgs { broker, detach, run } = args;
+    let queue = muster::broker::Queue::new(&broker.queue).map_err(usage)?;
+    if run.persistent || run.dry_run || run.report.is_some() {
+        return Err(usage(
+            "--persistent, --dry-run and --report are not available with submit (the workers run the tasks)",
+        ));
+    }
+    if run.timeout.is_some() || run.halt.is_some() {
+        return Err(usage(
+            "--timeout and --halt belong to the workers (muster worker --timeout), not to submit",
+        ));
+    }
+    run_tasks(run, Some(Submission { broker: broker.broker, queue, detach }))
+}
+
 pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
-    let Some(report) = args.report.take() else { return run_tasks(args) };
+    let Some(report) = args.report.take() else { return run_tasks(args, None) };
     if args.joblog_format == crate::args::JoblogFormatArg::Gnu {
         return Err(usage("--report reads muster's joblog columns, not --joblog-format gnu"));
     }
@@ -119,7 +146,7 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
         temporary = Some(dir);
     }
     let joblog = args.joblog.clone();
-    let code = run_tasks(args)?;
+    let code = run_tasks(args, None)?;
     // Written after an interrupt too: the joblog holds what ran.
     if let Some(joblog) = joblog {
         match crate::report::Report::read(&joblog) {
@@ -131,10 +158,19 @@ pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {
     Ok(code)
 }
 
-fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
+fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fatal> {
     let (command, groups) = inputs::split_groups(std::mem::take(&mut args.command));
-    if command.is_empty() {
-        return Err(usage("no command given before ':::'"));
+    match &submission {
+        None if command.is_empty() => return Err(usage("no command given before ':::'")),
+        Some(submission) if !command.is_empty() => {
+            return Err(usage(format!(
+                "submit takes inputs only (::: VALUES, :::: FILES, -a FILE or stdin), not a command: \
+                 the queue carries data, and each worker runs its own command \
+                 (muster worker --queue {} COMMAND...)",
+                submission.queue.name()
+            )))
+        }
+        _ => {}
     }
     let separator = if args.null { 0 } else { b'\n' };
     // Signals are watched before any input is read, and streams are read so that a blocked
@@ -153,9 +189,16 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     let sources_count = sources.len();
     let values_per_task =
         if colsep || args.context || args.many { inputs::COLUMNS_MAX } else { sources.len() * per_task };
-    let template = Template::parse_named(&command, values_per_task, &names)
-        .map_err(usage)?
-        .shell_program(shell_for(&args.shell));
+    let template = match &submission {
+        // The workers hold the command; the joblog names the queue instead.
+        Some(submission) => {
+            Template::parse(&[format!("muster-queue:{}", submission.queue.name()).into()], values_per_task)
+                .map_err(usage)?
+        }
+        None => Template::parse_named(&command, values_per_task, &names)
+            .map_err(usage)?
+            .shell_program(shell_for(&args.shell)),
+    };
     if args.persistent {
         let gnu_joblog = args.joblog_format == crate::args::JoblogFormatArg::Gnu;
         let shaped =
@@ -168,7 +211,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
     }
     let mut program_path = None;
-    if !args.dry_run {
+    if !args.dry_run && submission.is_none() {
         if let Some(program) = template.program() {
             program_path = Some(check_program(&program)?);
         }
@@ -185,7 +228,11 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
         .map(|w| w.to_string_lossy().into_owned());
 
     let mut config = FarmConfig::new(template);
-    config.jobs = resolve_jobs(args.jobs, known_total, false);
+    config.jobs = match (&submission, args.jobs) {
+        // On a queue, -j is how many of this submission's tasks wait there at once.
+        (Some(_), None) => SUBMIT_IN_FLIGHT,
+        (_, jobs) => resolve_jobs(jobs, known_total, false),
+    };
     config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
     config.tag = args.tag || args.tagstring.is_some();
     if let Some(tagstring) = &args.tagstring {
@@ -214,7 +261,7 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
     }
     config.joblog = args.joblog;
     config.dry_run = args.dry_run;
-    config.watchdog = watchdog_command();
+    config.watchdog = if submission.is_some() { None } else { watchdog_command() };
     config.program_path = program_path;
     let jobs = config.jobs;
 
@@ -230,11 +277,23 @@ fn run_tasks(mut args: RunArgs) -> Result<u8, Fatal> {
             None => (Box::new(stdout), Box::new(stderr), &NoObserver),
         };
 
-    let result = farm::run(config, inputs, stdout, stderr, &shutdown, observer);
+    let result = match submission {
+        None => farm::run(config, inputs, stdout, stderr, &shutdown, observer).map(Some).map_err(usage),
+        Some(submission) => crate::broker::submit(
+            submission,
+            config,
+            inputs,
+            args.retries,
+            stdout,
+            stderr,
+            &shutdown,
+            observer,
+        ),
+    };
     if let Some(bar) = &progress {
         bar.finish();
     }
-    let summary = result.map_err(usage)?;
+    let Some(summary) = result? else { return Ok(0) };
     let summary_wanted = (args.summary || (interactive && !args.no_summary)) && !args.dry_run;
     tell_outcome(&summary, jobs, summary_wanted, misplaced);
     Ok(exit_code(&summary, shutdown.signal()))

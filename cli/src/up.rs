@@ -140,7 +140,7 @@ pub fn use_colour(choice: ColorChoice, terminal: bool, no_color: Option<std::ffi
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => terminal && no_color.map_or(true, |value| value.is_empty()),
+        ColorChoice::Auto => terminal && no_color.is_none_or(|value| value.is_empty()),
     }
 }
 

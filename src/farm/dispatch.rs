@@ -53,6 +53,9 @@ pub(crate) struct Attempt<'t> {
     /// The slot number the user sees (`{%}`).
     pub(crate) slot: usize,
     pub(crate) argv: &'t [OsString],
+    /// The input's values (what a remote executor sends instead of a command line).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) values: &'t [Vec<u8>],
     /// `--tag` prefix for lines passed on while it runs.
     pub(crate) tag: Option<&'t [u8]>,
     /// What its stdin reads (`--pipe`); none: /dev/null.
@@ -69,6 +72,26 @@ pub(crate) struct Ended {
     pub(crate) captures: [Capture; 2],
     /// Why its output could not be fully captured.
     pub(crate) output_error: Option<String>,
+    /// It ran elsewhere (a broker's worker), which decided its outcome.
+    pub(crate) remote: Option<Box<Remote>>,
+}
+
+/// An attempt that ran on another machine, as that machine reported it.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub(crate) outcome: Outcome,
+    /// Where it ran (the worker's name) and in which of its slots.
+    pub(crate) host: String,
+    pub(crate) slot: u32,
+    /// Start, seconds since the Unix epoch, and run time in seconds, on that machine.
+    pub(crate) start: f64,
+    pub(crate) runtime: f64,
+    pub(crate) exitval: i32,
+    pub(crate) signal: i32,
+    /// The command line the worker ran.
+    pub(crate) command: Vec<u8>,
+    /// Deliveries it took (the broker's attempts).
+    pub(crate) attempt: u32,
 }
 
 /// Runs attempts for one dispatcher. Every method is called from the dispatcher's thread.
@@ -182,6 +205,8 @@ impl Task {
 enum StopReason {
     TimedOut,
     Shutdown,
+    /// The source no longer holds the task (its lease went to someone else).
+    Revoked,
 }
 
 /// A running attempt, as the dispatcher sees it.
@@ -203,6 +228,8 @@ enum Ending {
     /// A shutdown stopped it, or it died of the signal that was meant for muster.
     Stopped(ExitStatus),
     StartFailed(io::Error),
+    /// It ran elsewhere; the remote end decided.
+    Remote(Box<Remote>),
 }
 
 /// One event loop; see the [module docs](self).
@@ -391,7 +418,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let started = Instant::now();
         let stdin = shared.config.pipe.then(|| task.input.values.first().map_or(&[][..], Vec::as_slice));
         let tag = task.tag.as_deref();
-        let attempt = Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, tag, stdin };
+        let values = &task.input.values;
+        let attempt = Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, values, tag, stdin };
         match self.executor.start(id, &attempt) {
             Ok(()) => {}
             Err(err) if refused_for_now(&err) => {
@@ -434,8 +462,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let now = Instant::now();
         let shared = self.shared;
         let grace = shared.config.grace;
+        let patience = shared.config.drain_patience.unwrap_or(grace);
         let drain_deadline =
-            shared.shutdown.is_tripped().then(|| *shared.drain_started.get_or_init(Instant::now) + grace);
+            shared.shutdown.is_tripped().then(|| *shared.drain_started.get_or_init(Instant::now) + patience);
         let mut next = now + TICK;
         for (id, slot) in self.running.iter_mut().enumerate() {
             let Some(run) = slot else { continue };
@@ -448,6 +477,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                         Some(StopReason::TimedOut)
                     } else if shared.shutdown.is_stopping_now() || drain_deadline.is_some_and(|d| now >= d) {
                         Some(StopReason::Shutdown)
+                    } else if run.task.receipt.as_ref().is_some_and(|r| shared.settlement.revoked(r)) {
+                        Some(StopReason::Revoked)
                     } else {
                         None
                     };
@@ -513,9 +544,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let ending = match (ended.status, run.stopping) {
             (Err(err), _) => Ending::StartFailed(err),
             (Ok(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
-            (Ok(status), Some((StopReason::Shutdown, _))) => Ending::Stopped(status),
-            (Ok(status), None) if died_of_our_signal(&status, self.shutdown()) => Ending::Stopped(status),
-            (Ok(status), None) => Ending::Exited(status),
+            (Ok(status), Some((StopReason::Shutdown | StopReason::Revoked, _))) => Ending::Stopped(status),
+            (Ok(status), None) => match ended.remote {
+                Some(remote) => Ending::Remote(remote),
+                None if died_of_our_signal(&status, self.shutdown()) => Ending::Stopped(status),
+                None => Ending::Exited(status),
+            },
         };
         let Running { task, argv, start, started, .. } = run;
         self.settle(task, id, argv, start, started, ending, ended.output_error, Some(ended.captures));
@@ -551,16 +585,27 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             && !shutdown.is_tripped()
             && !shared.halt.closed();
         let [stdout, stderr] = captures.unwrap_or_else(|| [Capture::new(0), Capture::new(0)]);
-        let record = (shared.journaling || shared.results).then(|| Record {
+        let remote = match &ending {
+            Ending::Remote(remote) => Some(remote),
+            _ => None,
+        };
+        let carries = shared.settlement.carries_output();
+        let record = (shared.journaling || shared.results || carries).then(|| Record {
             seq: task.seq,
-            host: ":".into(),
-            start: start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-            runtime: runtime.as_secs_f64(),
+            host: remote.map_or_else(|| ":".into(), |r| r.host.clone()),
+            start: remote.map_or_else(
+                || start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+                |r| r.start,
+            ),
+            runtime: remote.map_or(runtime.as_secs_f64(), |r| r.runtime),
             send: 0,
             receive: stdout.len() + stderr.len(),
             exitval: exit_value(&ending),
             signal: signal_number(&ending),
-            command: argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
+            command: match remote {
+                Some(r) => r.command.clone(),
+                None => argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
+            },
             outcome: match (&outcome, stopped, retry) {
                 (Outcome::Done, _, _) => RecordOutcome::Done,
                 (_, true, _) => RecordOutcome::Stopped,
@@ -569,10 +614,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 (Outcome::Failed(Failure::Output(_)), _, _) => RecordOutcome::Lost,
                 _ => RecordOutcome::Failed,
             },
-            attempt: task.attempt,
+            attempt: remote.map_or(task.attempt, |r| r.attempt),
             occurrence: task.occurrence,
             input: task.input.identity(),
-            slot: u32::try_from(self.slots[id]).unwrap_or(u32::MAX),
+            slot: remote.map_or_else(|| u32::try_from(self.slots[id]).unwrap_or(u32::MAX), |r| r.slot),
         });
         if retry {
             if let Some(record) = record {
@@ -586,7 +631,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             return;
         }
         let program = || argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned());
-        let named = || format!("muster: task {} ({})", task.seq, shown(&task.input.display()));
+        let on = remote.map_or_else(String::new, |r| format!(" on {}", r.host));
+        let named = || format!("muster: task {} ({}){on}", task.seq, shown(&task.input.display()));
         let note = match (&ending, &outcome) {
             (Ending::StartFailed(err), _) => Some(format!("{}: cannot run '{}': {err}", named(), program())),
             (_, Outcome::Failed(failure @ Failure::Output(_))) => {
@@ -655,6 +701,7 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
         Ending::TimedOut(_) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
+        Ending::Remote(remote) => (remote.outcome.clone(), false),
     }
 }
 
@@ -662,6 +709,7 @@ fn exit_value(ending: &Ending) -> i32 {
     match ending {
         Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.code().unwrap_or(0),
         Ending::StartFailed(_) => -1,
+        Ending::Remote(remote) => remote.exitval,
     }
 }
 
@@ -669,5 +717,6 @@ fn signal_number(ending: &Ending) -> i32 {
     match ending {
         Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.signal().unwrap_or(0),
         Ending::StartFailed(_) => 0,
+        Ending::Remote(remote) => remote.signal,
     }
 }

@@ -105,6 +105,7 @@ impl FakeExecutor {
                 reaped_at: now,
                 captures: [stdout, Capture::new(0)],
                 output_error,
+                remote: None,
             });
         }
     }

@@ -24,8 +24,8 @@
 //! [`Summary`]: done, failed, timed out, stopped, not run, or skipped (already done according
 //! to the joblog being resumed).
 
-mod capture;
-mod dispatch;
+pub(crate) mod capture;
+pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
 mod output;
@@ -88,6 +88,9 @@ pub struct FarmConfig {
     pub timeout: Option<Duration>,
     /// Time a task gets after a stop request, and again between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Time running tasks get to finish after a drain request, when not `grace` (a broker's
+    /// worker finishes what it holds, however long).
+    pub drain_patience: Option<Duration>,
     /// Stop early on failures.
     pub halt: Option<Halt>,
     /// Where to journal every attempt.
@@ -130,6 +133,7 @@ impl FarmConfig {
             retries: 0,
             timeout: None,
             grace: Duration::from_secs(10),
+            drain_patience: None,
             halt: None,
             joblog: None,
             resume: None,
@@ -304,7 +308,7 @@ pub struct Io<'w, 'r> {
 
 /// Runs the farm with attempts started by the executors `executor` makes (one per event loop,
 /// given the output thread's sender, the loop's waker and its number of slots).
-fn run_on<E, F>(
+pub(crate) fn run_on<E, F>(
     config: FarmConfig,
     inputs: impl Iterator<Item = std::io::Result<Sourced>>,
     known_total: Option<u64>,
@@ -398,10 +402,11 @@ where
         // The feeder: read, skip what the joblog says is done, and queue the rest.
         let mut read = 0u64;
         let mut input_error = None;
-        for input in inputs {
-            if shutdown.is_tripped() || halt.closed() {
-                break;
-            }
+        let mut inputs = inputs;
+        // Checked before each read, never after: a task read is queued, so it gets an outcome
+        // (not run, when a shutdown came meanwhile) and its source hears of it.
+        while !shutdown.is_tripped() && !halt.closed() {
+            let Some(input) = inputs.next() else { break };
             let Sourced { input, receipt } = match input {
                 Ok(sourced) => sourced,
                 Err(err) => {

@@ -19,7 +19,7 @@ use super::capture::{write_tagged, Capture, Stream};
 use super::{Observer, Summary};
 use crate::journal::{JournalError, JournalWriter, Record, RecordOutcome};
 use crate::shutdown::Shutdown;
-use crate::source::{Receipt, Settled, Settlement};
+use crate::source::{Completion, Receipt, Settled, Settlement};
 use crate::task::{Failure, Outcome, Seq};
 
 /// A finished task, ready to print.
@@ -251,7 +251,23 @@ impl<'a> OutputThread<'a> {
             }
         };
         let mut written = !self.lost_lines.remove(&finished.seq);
-        if let Some(results) = &mut self.results {
+        let mut carried = None;
+        if self.config.settlement.carries_output() && finished.receipt.is_some() {
+            // The output goes back to the source with the settlement, not to our stdout.
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let read = finished
+                .stdout
+                .write_to(&mut stdout, None)
+                .and_then(|()| finished.stderr.write_to(&mut stderr, None));
+            if let Err(err) = read {
+                written = false;
+                self.output_failure.get_or_insert_with(|| format!("reading captured output failed: {err}"));
+            }
+            if let Some(note) = &finished.note {
+                let _ = writeln!(self.stderr, "{note}").and_then(|()| self.stderr.flush());
+            }
+            carried = Some((stdout, stderr));
+        } else if let Some(results) = &mut self.results {
             let values = finished.values.take().unwrap_or_default();
             let outcome = match &finished.record {
                 Some(record) => results.write(record, &values, &mut finished.stdout, &mut finished.stderr),
@@ -291,7 +307,18 @@ impl<'a> OutputThread<'a> {
         }
         // Settled only once its record is on disk: a source acknowledging it then loses nothing.
         if let (Some(receipt), true) = (&finished.receipt, durable) {
-            let how = if finished.stopped { Settled::Stopped } else { Settled::Finished(&finished.outcome) };
+            let (stdout, stderr) = carried.as_ref().map_or((&[][..], &[][..]), |(o, e)| (o, e));
+            let how = if finished.stopped {
+                Settled::Stopped
+            } else {
+                Settled::Finished(Completion {
+                    outcome: &finished.outcome,
+                    record: finished.record.as_ref(),
+                    stdout,
+                    stderr,
+                    note: finished.note.as_deref(),
+                })
+            };
             self.config.settlement.settled(receipt, how);
         }
         self.count(&finished);

@@ -230,6 +230,7 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
                 reaped_at,
                 captures: run.captures,
                 output_error: run.output_error,
+                remote: None,
             });
         }
         self.ready = ready;

@@ -407,7 +407,8 @@ impl Settlement for Recorder {
 
     fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
         let how = match how {
-            Settled::Finished(outcome) => {
+            Settled::Finished(completion) => {
+                let outcome = completion.outcome;
                 let input = text(receipt);
                 let journaled = records(&self.joblog)
                     .iter()

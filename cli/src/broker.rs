@@ -1,0 +1,166 @@
+//! The distributed mode's commands: `muster submit` (its queue side), `muster worker`,
+//! `muster drain` and `muster status --queue`, over [`muster::broker`].
+
+use std::io::{IsTerminal, Write};
+
+use muster::broker::{self, status::QueueStatus, submit, worker, Link, Queue};
+use muster::farm::{FarmConfig, Inputs, Observer, Summary};
+use muster::process::template::Template;
+use muster::Shutdown;
+
+use crate::args::{BrokerArgs, StatusArgs, WorkerArgs};
+use crate::run::{usage, Fatal, Submission};
+
+/// A broker failure: Redis unreachable, refused, or unsafe.
+fn broker_error(err: impl std::fmt::Display) -> Fatal {
+    Fatal { code: crate::run::USAGE_ERROR, message: err.to_string() }
+}
+
+/// `muster submit`, once the flags are a farm configuration: puts the tasks on the queue;
+/// without --detach, settles their results here. `None` when detached.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn submit(
+    submission: Submission,
+    mut config: FarmConfig,
+    inputs: Inputs,
+    retries: u32,
+    stdout: Box<dyn Write + Send>,
+    stderr: Box<dyn Write + Send>,
+    shutdown: &Shutdown,
+    observer: &dyn Observer,
+) -> Result<Option<Summary>, Fatal> {
+    config.retries = 0; // retries travel with each task: a failed attempt goes back to the queue
+    let Submission { broker, queue, detach } = submission;
+    let name = queue.name().to_owned();
+    let config = submit::SubmitConfig { broker, queue, farm: config, retries };
+    if detach {
+        let (job, count) = submit::detach(config, inputs).map_err(broker_error)?;
+        crate::say(format_args!("muster: {count} task(s) on queue {name} (submission {job})"));
+        println!("{name}");
+        return Ok(None);
+    }
+    let io =
+        muster::farm::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
+    submit::submit(config, inputs, io).map(Some).map_err(broker_error)
+}
+
+/// `muster worker`.
+pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
+    if args.persistent {
+        return Err(usage(
+            "--persistent workers cannot serve a queue yet; run a task per input (muster worker without --persistent)",
+        ));
+    }
+    let queue = Queue::new(&args.broker.queue).map_err(usage)?;
+    let template = Template::parse(&args.command, 1).map_err(usage)?.shell_program(shell(&args.shell));
+    let program_path = match template.program() {
+        Some(program) if !template.is_shell() => Some(crate::run::check_program(&program)?),
+        _ => None,
+    };
+    let mut farm = FarmConfig::new(template);
+    farm.jobs = crate::run::resolve_jobs(args.jobs, None, false);
+    farm.timeout = args.timeout.filter(|t| !t.is_zero());
+    farm.grace = args.grace;
+    farm.watchdog = crate::run::watchdog_command();
+    farm.program_path = program_path;
+    let shutdown = Shutdown::new();
+    let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
+    announce(&shutdown);
+    let config =
+        worker::WorkerConfig { broker: args.broker.broker, queue, farm, lease: args.lease, name: args.name };
+    let summary = worker::run(config, &shutdown).map_err(broker_error)?;
+    crate::say(summary.line());
+    Ok(match shutdown.signal() {
+        Some(signal) => u8::try_from(128 + signal).unwrap_or(130),
+        None => 0,
+    })
+}
+
+fn shell(flag: &Option<Option<std::path::PathBuf>>) -> Option<std::ffi::OsString> {
+    match flag {
+        None => None,
+        Some(Some(path)) => Some(path.clone().into_os_string()),
+        Some(None) => Some("sh".into()),
+    }
+}
+
+/// Tells the worker's operator what the first signal did.
+fn announce(shutdown: &Shutdown) {
+    let token = shutdown.clone();
+    let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
+        token.wait();
+        if token.signal().is_some() && !token.is_stopping_now() {
+            crate::say(
+                "muster: worker stopping: finishing the tasks it holds, reading no more (signal again to stop now; \
+                 what it holds then goes back to the queue)",
+            );
+        }
+    });
+}
+
+/// `muster drain`.
+pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
+    let queue = Queue::new(&args.queue).map_err(usage)?;
+    let mut link = Link::connect(&args.broker).map_err(broker_error)?;
+    let workers = broker::status::drain(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
+    crate::say(format_args!(
+        "muster: drain asked of queue {}: {workers} worker(s) finish what they hold and stop",
+        queue.name()
+    ));
+    Ok(0)
+}
+
+/// `muster status --queue`.
+pub(crate) fn status(args: StatusArgs, queue: &str) -> Result<u8, Fatal> {
+    let queue = Queue::new(queue).map_err(usage)?;
+    let mut link = Link::connect(&args.broker).map_err(broker_error)?;
+    let status = broker::status::status(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        write_json(&mut out, queue.name(), &status)
+    } else {
+        write_text(&mut out, queue.name(), &status)
+    };
+    let _ = written.and_then(|()| out.flush());
+    Ok(0)
+}
+
+fn write_text(out: &mut dyn Write, name: &str, s: &QueueStatus) -> std::io::Result<()> {
+    writeln!(out, "queue {name}")?;
+    writeln!(out, "  pending        {}", s.pending)?;
+    writeln!(out, "  running        {}", s.running_total())?;
+    writeln!(out, "  done           {}", s.done)?;
+    writeln!(out, "  failed         {}", s.failed)?;
+    writeln!(out, "  retried        {}", s.retried)?;
+    writeln!(out, "  dead-lettered  {}", s.dead_lettered)?;
+    writeln!(out, "  late results   {} rejected", s.rejected)?;
+    writeln!(out, "  workers alive  {}", s.workers.len())?;
+    for (worker, slots, held) in &s.workers {
+        writeln!(out, "    {worker}  running {held} of {slots}")?;
+    }
+    if !std::io::stdout().is_terminal() {
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut dyn Write, name: &str, s: &QueueStatus) -> std::io::Result<()> {
+    let workers: Vec<serde_json::Value> = s
+        .workers
+        .iter()
+        .map(|(worker, slots, held)| serde_json::json!({ "name": worker, "slots": slots, "running": held }))
+        .collect();
+    let doc = serde_json::json!({
+        "queue": name,
+        "pending": s.pending,
+        "running": s.running_total(),
+        "done": s.done,
+        "failed": s.failed,
+        "retried": s.retried,
+        "dead_lettered": s.dead_lettered,
+        "rejected": s.rejected,
+        "results_waiting": s.results_waiting,
+        "workers": workers,
+    });
+    writeln!(out, "{doc}")
+}

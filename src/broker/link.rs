@@ -1,0 +1,212 @@
+//! One connection to Redis that outlives Redis restarts: a call that fails for a lost
+//! connection reconnects and tries again with backoff until it succeeds or a stop-now comes;
+//! anything else (a script error, a refused command) is an error at once. The first connect
+//! checks the server once: version, eviction policy, persistence.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::shutdown::Shutdown;
+
+/// Why a broker command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Bad flags or names.
+    #[error("{0}")]
+    Usage(String),
+    /// Redis could not be reached, or refused what muster needs.
+    #[error("{0}")]
+    Redis(String),
+    /// The server is set up so that tasks could be lost.
+    #[error("{0}")]
+    Unsafe(String),
+    /// Stopped by a stop-now while waiting for Redis.
+    #[error("stopped while waiting for Redis at {0}")]
+    Stopped(String),
+}
+
+/// A Redis connection that reconnects.
+pub struct Link {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+    /// `host:port/db`, without credentials, for messages.
+    shown: String,
+    /// A lost connection was reported and not yet recovered.
+    complained: bool,
+}
+
+/// The longest a reply may take (blocking reads ask for less).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// AOF-off warnings are printed once per process.
+static WARNED_DURABILITY: AtomicBool = AtomicBool::new(false);
+
+impl Link {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`) and checks the server:
+    /// Redis 7 or later, `maxmemory-policy noeviction`, and the commands muster uses allowed.
+    /// Warns (once) when results are not kept across a restart (`appendonly no`).
+    pub fn connect(url: &str) -> Result<Link, BrokerError> {
+        if url.starts_with("rediss://") {
+            return Err(BrokerError::Usage(
+                "rediss:// (TLS) needs a muster built with TLS support, which this one is not; \
+                 reach Redis through a TLS tunnel (stunnel, spiped) with redis:// meanwhile"
+                    .into(),
+            ));
+        }
+        if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
+            return Err(BrokerError::Usage(format!(
+                "--broker {url}: expected redis://[user:password@]host[:port][/db]"
+            )));
+        }
+        let client =
+            redis::Client::open(url).map_err(|err| BrokerError::Usage(format!("--broker {url}: {err}")))?;
+        let info = client.get_connection_info();
+        let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let mut link = Link { client, connection: None, shown, complained: false };
+        let connection = link.open().map_err(|err| link.explain(&err))?;
+        link.connection = Some(connection);
+        link.check_server()?;
+        Ok(link)
+    }
+
+    /// Where it connects, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn open(&self) -> redis::RedisResult<redis::Connection> {
+        let connection = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        connection.set_read_timeout(Some(READ_TIMEOUT))?;
+        connection.set_write_timeout(Some(READ_TIMEOUT))?;
+        Ok(connection)
+    }
+
+    /// A message for an error, naming the server.
+    fn explain(&self, err: &redis::RedisError) -> BrokerError {
+        let at = &self.shown;
+        if err.is_connection_refusal() || err.is_io_error() || err.is_timeout() {
+            return BrokerError::Redis(format!("cannot reach Redis at {at}: {err}"));
+        }
+        match err.code() {
+            Some("NOPERM") => BrokerError::Redis(format!(
+                "the Redis user at {at} lacks a command muster needs \
+                 (streams, EVAL, INFO, TIME; see README 'Many machines'): {err}"
+            )),
+            Some("NOAUTH") | Some("WRONGPASS") => {
+                BrokerError::Redis(format!("Redis at {at} refused the credentials: {err}"))
+            }
+            _ => BrokerError::Redis(format!("Redis at {at}: {err}")),
+        }
+    }
+
+    /// Runs `f` once on the connection; reconnects first if the last call lost it.
+    fn once<T>(
+        &mut self,
+        f: &mut impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        let result = f(&mut connection);
+        // A lost connection is dropped; the next call opens a new one.
+        if !matches!(&result, Err(err) if lost_connection(err)) {
+            self.connection = Some(connection);
+        }
+        result
+    }
+
+    /// Runs `f`, reconnecting and trying again while the connection is lost, until it
+    /// succeeds, fails for another reason, or `shutdown` (when given) is told to stop now.
+    /// Without a shutdown it gives up after a minute.
+    pub fn call<T>(
+        &mut self,
+        shutdown: Option<&Shutdown>,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BrokerError> {
+        let began = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.once(&mut f) {
+                Ok(value) => {
+                    if self.complained {
+                        self.complained = false;
+                        eprintln!("muster: reached Redis at {} again", self.shown);
+                    }
+                    return Ok(value);
+                }
+                Err(err) if lost_connection(&err) || err.code() == Some("LOADING") => {
+                    if !self.complained {
+                        self.complained = true;
+                        eprintln!("muster: lost Redis at {} ({err}); trying again", self.shown);
+                    }
+                    let gave_up = match shutdown {
+                        Some(shutdown) => shutdown.is_stopping_now(),
+                        None => began.elapsed() > Duration::from_secs(60),
+                    };
+                    if gave_up {
+                        return Err(match shutdown {
+                            Some(_) => BrokerError::Stopped(self.shown.clone()),
+                            None => self.explain(&err),
+                        });
+                    }
+                    match shutdown {
+                        Some(shutdown) => {
+                            shutdown.wait_stop_now_timeout(backoff);
+                        }
+                        None => std::thread::sleep(backoff),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(err) => return Err(self.explain(&err)),
+            }
+        }
+    }
+
+    /// Redis's clock, in ms since the epoch (every machine compares times on it).
+    pub fn time_ms(&mut self, shutdown: Option<&Shutdown>) -> Result<u64, BrokerError> {
+        let (seconds, micros): (u64, u64) = self.call(shutdown, |c| redis::cmd("TIME").query(c))?;
+        Ok(seconds * 1000 + micros / 1000)
+    }
+
+    fn check_server(&mut self) -> Result<(), BrokerError> {
+        let info: String = self.call(None, |c| redis::cmd("INFO").query(c))?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let version = field("redis_version");
+        let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        if major < 7 {
+            return Err(BrokerError::Redis(format!(
+                "Redis at {} is version {version}; muster needs 7.0 or later (XAUTOCLAIM's deleted ids)",
+                self.shown
+            )));
+        }
+        let policy = field("maxmemory_policy");
+        if !policy.is_empty() && policy != "noeviction" {
+            return Err(BrokerError::Unsafe(format!(
+                "Redis at {} has maxmemory-policy {policy}: under memory pressure it would evict queued \
+                 tasks; set maxmemory-policy noeviction",
+                self.shown
+            )));
+        }
+        if field("aof_enabled") != "1" && !WARNED_DURABILITY.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "muster: warning: Redis at {} has appendonly no: a Redis restart loses queued tasks and \
+                 results (set appendonly yes; appendfsync everysec risks the last second, always none)",
+                self.shown
+            );
+        }
+        Ok(())
+    }
+}
+
+/// True when the error means the connection is gone (Redis restarted, network cut).
+fn lost_connection(err: &redis::RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout()
+}

@@ -1,0 +1,223 @@
+//! The distributed mode: the same tasks on many machines through Redis Streams, with the
+//! contracts of a local run — nothing lost, no task recorded complete twice, no orphans.
+//!
+//! A queue is one stream of tasks read by one consumer group. A task entry carries data only
+//! (its submission, sequence number, retry budget and input values), never a command: a
+//! worker runs the command it was started with. Every key of a queue shares the hash tag
+//! `{NAME}`, so a queue lives on one Redis Cluster slot.
+//!
+//! ```text
+//!  muster submit ──XADD──▶ muster:{q}:tasks ──XREADGROUP (only free slots)──▶ muster worker × N
+//!   (farm over a                 ▲   │ XAUTOCLAIM after the lease (a holder that         │ farm over
+//!    remote executor)            │   │ stopped renewing), dead letter past --retries     │ its command
+//!        ▲                       │   ▼                                                   │
+//!        └──XREAD── muster:{q}:results ◀──fenced ack (Lua: only the holder, only its attempt)┘
+//! ```
+//!
+//! Leases: a worker renews what it holds every third of the lease (an owner-checked
+//! `XCLAIM … JUSTID`), so long tasks are never re-run for being long; another worker
+//! reclaims what was not renewed for a lease. Completion is fenced: a result is accepted only
+//! from the consumer that holds the entry *and* on the delivery it holds it by, so a worker
+//! frozen past its lease and resumed cannot record a result (its attempt is stopped instead).
+//! Attempts are deliveries; after a task's retries it goes to the dead-letter stream with its
+//! last error. Acknowledged entries are deleted (never trimmed by `MAXLEN`, which would drop
+//! pending ones).
+
+mod link;
+mod scripts;
+pub mod status;
+pub mod submit;
+pub mod worker;
+
+pub use link::{BrokerError, Link};
+
+use std::time::Duration;
+
+/// The consumer group every worker of a queue reads through.
+pub(crate) const GROUP: &str = "muster";
+
+/// How long an unrenewed lease lasts by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// A queue's name and the keys that hold it.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    name: String,
+}
+
+impl Queue {
+    /// A queue called `name`: letters, digits and `_ - . :`, at most 100 characters.
+    pub fn new(name: &str) -> Result<Queue, BrokerError> {
+        let valid = !name.is_empty()
+            && name.len() <= 100
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if valid {
+            Ok(Queue { name: name.to_owned() })
+        } else {
+            Err(BrokerError::Usage(format!(
+                "invalid queue name '{name}': use 1-100 letters, digits, '_', '-', '.' or ':'"
+            )))
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("muster:{{{}}}:{what}", self.name)
+    }
+
+    /// The stream of tasks.
+    pub(crate) fn tasks(&self) -> String {
+        self.key("tasks")
+    }
+    /// The stream of results, read by submitters.
+    pub(crate) fn results(&self) -> String {
+        self.key("results")
+    }
+    /// Tasks that used up their attempts, with their last error.
+    pub(crate) fn dead(&self) -> String {
+        self.key("dead")
+    }
+    /// Counters: done, failed, dead, retried, rejected (late completions).
+    pub(crate) fn stats(&self) -> String {
+        self.key("stats")
+    }
+    /// Failed attempts per entry id (`ID`), and the last one's error (`ID:error`).
+    pub(crate) fn failures(&self) -> String {
+        self.key("failures")
+    }
+    /// Workers' heartbeats: name → "unix-ms slots".
+    pub(crate) fn workers(&self) -> String {
+        self.key("workers")
+    }
+    /// When the last drain was asked for (Redis time, ms): workers started before it stop.
+    pub(crate) fn drain(&self) -> String {
+        self.key("drain")
+    }
+}
+
+/// Encodes input values as netstrings (`3:abc,`), so any bytes (NUL included) survive.
+pub(crate) fn encode_values(values: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 8).sum());
+    for value in values {
+        out.extend_from_slice(value.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value);
+        out.push(b',');
+    }
+    out
+}
+
+/// Decodes [`encode_values`]; `None` when the bytes are not netstrings.
+pub(crate) fn decode_values(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut values = Vec::new();
+    while !bytes.is_empty() {
+        let colon = bytes.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
+        let rest = &bytes[colon + 1..];
+        if rest.len() < len + 1 || rest[len] != b',' {
+            return None;
+        }
+        values.push(rest[..len].to_vec());
+        bytes = &rest[len + 1..];
+    }
+    Some(values)
+}
+
+/// A stream entry: its id and field/value pairs.
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Entry {
+    pub(crate) fn get(&self, field: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(name, _)| name == field.as_bytes()).map(|(_, value)| value.as_slice())
+    }
+
+    pub(crate) fn text(&self, field: &str) -> String {
+        self.get(field).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+    }
+
+    pub(crate) fn number<T: std::str::FromStr + Default>(&self, field: &str) -> T {
+        self.get(field)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// Parses `[id, [field, value, …]]`.
+    pub(crate) fn parse(value: &redis::Value) -> Option<Entry> {
+        let redis::Value::Array(parts) = value else { return None };
+        let id = bytes(parts.first()?).map(|b| String::from_utf8_lossy(b).into_owned())?;
+        let fields = match parts.get(1)? {
+            redis::Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|pair| Some((bytes(pair.first()?)?.to_vec(), bytes(pair.get(1)?)?.to_vec())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(Entry { id, fields })
+    }
+
+    /// Parses an array of entries.
+    pub(crate) fn parse_all(value: &redis::Value) -> Vec<Entry> {
+        match value {
+            redis::Value::Array(items) => items.iter().filter_map(Entry::parse).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The bytes of a string-like reply.
+pub(crate) fn bytes(value: &redis::Value) -> Option<&[u8]> {
+    match value {
+        redis::Value::BulkString(b) => Some(b),
+        redis::Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// An integer-like reply.
+pub(crate) fn integer(value: &redis::Value) -> Option<i64> {
+    match value {
+        redis::Value::Int(n) => Some(*n),
+        other => bytes(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
+    }
+}
+
+/// This machine's name, for worker names and joblogs.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_survive_encoding_whatever_their_bytes() {
+        let values = vec![b"a,b:c".to_vec(), Vec::new(), vec![0, 255, b'\n'], b"12:x,".to_vec()];
+        assert_eq!(decode_values(&encode_values(&values)), Some(values));
+        assert_eq!(decode_values(b""), Some(vec![]));
+        assert_eq!(decode_values(b"3:ab,"), None);
+        assert_eq!(decode_values(b"x:ab,"), None);
+    }
+
+    #[test]
+    fn queue_names_are_checked_and_keys_share_a_hash_tag() {
+        let queue = Queue::new("jobs-1").expect("valid");
+        assert_eq!(queue.tasks(), "muster:{jobs-1}:tasks");
+        assert_eq!(queue.results(), "muster:{jobs-1}:results");
+        assert!(Queue::new("").is_err());
+        assert!(Queue::new("a b").is_err());
+        assert!(Queue::new("a}b").is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! The Lua scripts that make a queue's state changes atomic and fenced. Each first checks
+//! that the caller holds the entry on the delivery it names (`XPENDING` for that consumer,
+//! its delivery count equal to the attempt), because `XACK` and `XCLAIM` alone do not.
+//!
+//! Keys are always passed as `KEYS` (one hash tag, so Redis Cluster can run them).
+
+/// Renews leases: for each `id attempt` pair still held, resets its idle time without
+/// counting a delivery. Returns the ids no longer held.
+/// KEYS: tasks. ARGV: group, consumer, then id, attempt pairs.
+pub(crate) const RENEW: &str = r#"
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
+  if #p == 1 and tonumber(p[1][4]) == attempt then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'RETRYCOUNT', attempt, 'JUSTID')
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"#;
+
+/// Records a task's success, once, from its holder only: acknowledges and deletes the
+/// entry, appends the result and counts it. Returns 1, or 0 when the caller no longer holds
+/// it (a late completion, rejected).
+/// KEYS: tasks, results, stats, failures. ARGV: group, id, consumer, attempt, then result
+/// field/value pairs.
+pub(crate) const COMPLETE: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
+if #p == 0 or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then
+  redis.call('HINCRBY', KEYS[3], 'rejected', 1)
+  return 0
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2], ARGV[2] .. ':error')
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('HINCRBY', KEYS[3], 'done', 1)
+return 1
+"#;
+
+/// Records a failed attempt from its holder: while the task has retries left it goes back
+/// for any worker to take at once (its error kept); after them it is dead-lettered with its
+/// input and last error, and its result recorded failed. Returns 1 (retried), 2 (dead
+/// letter), or 0 when the caller no longer holds it.
+/// KEYS: tasks, results, stats, failures, dead. ARGV: group, id, consumer, attempt, retries,
+/// error, then result field/value pairs.
+pub(crate) const FAIL: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
+if #p == 0 or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then
+  redis.call('HINCRBY', KEYS[3], 'rejected', 1)
+  return 0
+end
+local failures = redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+if failures <= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[4], ARGV[2] .. ':error', ARGV[6])
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', 100000000000, 'RETRYCOUNT', ARGV[4], 'JUSTID')
+  redis.call('HINCRBY', KEYS[3], 'retried', 1)
+  return 1
+end
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+local dead = {'task', ARGV[2], 'attempts', ARGV[4], 'error', ARGV[6]}
+if #e == 1 then
+  for i = 1, #e[1][2] do dead[#dead + 1] = e[1][2][i] end
+end
+redis.call('XADD', KEYS[5], '*', unpack(dead))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2], ARGV[2] .. ':error')
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+redis.call('HINCRBY', KEYS[3], 'dead', 1)
+return 2
+"#;
+
+/// Gives a held entry back, uncounted, for any worker to take at once (this worker stops
+/// before running it). Returns 1, or 0 when the caller no longer holds it.
+/// KEYS: tasks. ARGV: group, id, consumer, attempt.
+pub(crate) const GIVE_BACK: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
+if #p == 0 or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', 100000000000,
+  'RETRYCOUNT', tonumber(ARGV[4]) - 1, 'JUSTID')
+return 1
+"#;
+
+/// Takes over entries whose holder stopped renewing for a lease (`XAUTOCLAIM`, which counts
+/// a delivery). An entry lost by [`LOST_HOLDERS`] holders is dead-lettered instead (result
+/// `dead`), so a task that kills its worker every time cannot take them all down.
+/// Returns {next cursor, {{id, attempt, fields}, …}}.
+/// KEYS: tasks, results, stats, failures, dead. ARGV: group, consumer, lease ms, cursor,
+/// count, lost holders allowed.
+pub(crate) const RECLAIM: &str = r#"
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local live = {}
+for _, e in ipairs(r[2]) do
+  local id, f = e[1], e[2]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  local n = tonumber(p[1][4])
+  local failures = tonumber(redis.call('HGET', KEYS[4], id) or '0')
+  if n - 1 - failures >= tonumber(ARGV[6]) then
+    local h = {}
+    for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
+    local err = 'its holder stopped renewing the lease ' .. (n - 1 - failures) .. ' times (worker killed, frozen or cut off)'
+    local dead = {'task', id, 'attempts', tostring(n - 1), 'error', err}
+    for i = 1, #f do dead[#dead + 1] = f[i] end
+    redis.call('XADD', KEYS[5], '*', unpack(dead))
+    redis.call('XADD', KEYS[2], '*', 'job', h['job'] or '', 'seq', h['seq'] or '0', 'outcome', 'dead',
+      'attempt', tostring(n - 1), 'error', err, 'worker', '', 'exit', '-1', 'signal', '0')
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[4], id, id .. ':error')
+    redis.call('HINCRBY', KEYS[3], 'dead', 1)
+    redis.call('HINCRBY', KEYS[3], 'failed', 1)
+  else
+    live[#live + 1] = {id, n, f}
+  end
+end
+return {r[1], live}
+"#;
+
+/// Holders that may lose a task (stop renewing its lease) before it is dead-lettered.
+pub(crate) const LOST_HOLDERS: u32 = 3;
+
+/// Cancels an entry nobody has taken yet (a submitter stopped): deletes it when it is not
+/// pending. Returns 1 when cancelled, 0 when a worker holds it (or it is gone).
+/// KEYS: tasks. ARGV: group, id.
+pub(crate) const CANCEL: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p > 0 then return 0 end
+return redis.call('XDEL', KEYS[1], ARGV[2])
+"#;

@@ -1,0 +1,628 @@
+//! `muster worker`: runs a queue's tasks with the command it was started with, on the farm.
+//!
+//! The queue is a [source](crate::source) for the farm: it reads only as many tasks as the
+//! worker has free slots (no prefetch: a task waits in Redis, where any idle worker can take
+//! it, rather than behind a busy one), and its [settlement](crate::source::Settlement)
+//! records each result with a fenced script once the farm has the outcome. A heartbeat
+//! thread renews the leases of everything held, marks as revoked what another worker took
+//! over (the farm then stops that attempt), and watches for a drain.
+//!
+//! Shutdown: a drain (first SIGINT/SIGTERM, or `muster drain`) reads nothing new, gives back
+//! what was read but not started, and lets running tasks finish and be recorded; a stop-now
+//! stops them, and what they held goes back to the queue.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{decode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
+use crate::farm::{self, FarmConfig, FarmError, Io, NoObserver, Summary};
+use crate::input::Input;
+use crate::shutdown::Shutdown;
+use crate::source::{Completion, Receipt, Settled, Settlement, Sourced};
+use crate::task::{Failure, Outcome};
+
+/// What a worker needs.
+pub struct WorkerConfig {
+    /// `redis://…`
+    pub broker: String,
+    /// The queue it serves.
+    pub queue: Queue,
+    /// How it runs tasks: the command, slots (`jobs`), time limit, grace, watchdog.
+    pub farm: FarmConfig,
+    /// How long a held task stays this worker's without a renewal.
+    pub lease: Duration,
+    /// Its name in the queue (default: host-pid).
+    pub name: Option<String>,
+}
+
+/// What a worker did.
+#[derive(Debug)]
+pub struct WorkerSummary {
+    /// Its name in the queue.
+    pub name: String,
+    /// The farm's counts (done and failed are attempts this worker ran to an outcome).
+    pub farm: Summary,
+    /// Results refused because the worker no longer held the task (its lease had passed on).
+    pub rejected: u64,
+    /// Failed attempts given back for another try.
+    pub retried: u64,
+    /// Tasks given back unrun or stopped (a drain, a stop).
+    pub given_back: u64,
+    /// Tasks dead-lettered after their last attempt failed here.
+    pub dead: u64,
+}
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The farm.
+    #[error(transparent)]
+    Farm(#[from] FarmError),
+}
+
+/// A task this worker holds, between reading it and recording it.
+struct Held {
+    /// The delivery it holds the task by (the fencing token).
+    attempt: u32,
+    retries: u32,
+    job: Vec<u8>,
+    seq: Vec<u8>,
+    /// Another worker took it over; its attempt is stopped and its result not sent.
+    revoked: bool,
+}
+
+/// The tasks held, shared by the reader, the heartbeat and the settlement.
+#[derive(Default)]
+struct Holding {
+    tasks: Mutex<HashMap<String, Held>>,
+    changed: Condvar,
+}
+
+impl Holding {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs a worker until a drain or stop (through `shutdown`, or `muster drain`) ends it.
+pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, WorkerError> {
+    let WorkerConfig { broker, queue, mut farm, lease, name } = config;
+    let lease = lease.max(Duration::from_millis(300));
+    let name = name.unwrap_or_else(|| format!("{}-{}", super::hostname(), std::process::id()));
+    let mut setup = Link::connect(&broker)?;
+    let tasks = queue.tasks();
+    let created = setup.call(Some(shutdown), |c| {
+        redis::cmd("XGROUP").arg("CREATE").arg(&tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)
+    });
+    match created {
+        Err(BrokerError::Redis(message)) if message.contains("BUSYGROUP") => {}
+        other => other?,
+    }
+    let started_ms = setup.time_ms(Some(shutdown))?;
+    let holding = Arc::new(Holding::default());
+    farm.retries = 0; // attempts are deliveries: a failed one goes back to the queue
+    farm.keep_order = false;
+    farm.joblog = None;
+    farm.resume = None;
+    farm.results = None;
+    farm.drain_patience = Some(Duration::from_secs(365 * 24 * 3600));
+    let jobs = farm.jobs.max(1);
+    let reader = Reader {
+        link: Link::connect(&broker)?,
+        queue: queue.clone(),
+        name: name.clone(),
+        holding: Arc::clone(&holding),
+        jobs,
+        buffer: VecDeque::new(),
+        cursor: "0-0".into(),
+        next_reclaim: Instant::now(),
+        lease,
+        shutdown: shutdown.clone(),
+    };
+    let settlement = Acker {
+        link: Mutex::new(Link::connect(&broker)?),
+        queue: queue.clone(),
+        name: name.clone(),
+        holding: Arc::clone(&holding),
+        shutdown: shutdown.clone(),
+        rejected: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
+        given_back: AtomicU64::new(0),
+        dead: AtomicU64::new(0),
+    };
+    let heartbeat = Heartbeat {
+        link: setup,
+        queue: queue.clone(),
+        name: name.clone(),
+        holding: Arc::clone(&holding),
+        lease,
+        jobs,
+        started_ms,
+        shutdown: shutdown.clone(),
+    };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let summary = std::thread::scope(|scope| {
+        let beating = scope.spawn(move || heartbeat.run(&stop_rx));
+        let io = Io {
+            stdout: Box::new(io::sink()),
+            stderr: Box::new(io::stderr()),
+            shutdown,
+            observer: &NoObserver,
+            settlement: &settlement,
+        };
+        let summary = farm::run_sourced(farm, reader, None, io);
+        drop(stop_tx);
+        let _ = beating.join();
+        summary
+    })?;
+    // Whoever is waiting on the heartbeat hash learns this worker left.
+    let mut link = settlement.link.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let _ = link.call(Some(shutdown), |c| redis::cmd("HDEL").arg(queue.workers()).arg(&name).query::<()>(c));
+    Ok(WorkerSummary {
+        name,
+        farm: summary,
+        rejected: settlement.rejected.into_inner(),
+        retried: settlement.retried.into_inner(),
+        given_back: settlement.given_back.into_inner(),
+        dead: settlement.dead.into_inner(),
+    })
+}
+
+/// The farm's source: tasks read from the queue, never more than free slots.
+struct Reader {
+    link: Link,
+    queue: Queue,
+    name: String,
+    holding: Arc<Holding>,
+    jobs: usize,
+    buffer: VecDeque<Sourced>,
+    /// Where the next XAUTOCLAIM scan starts.
+    cursor: String,
+    next_reclaim: Instant,
+    lease: Duration,
+    shutdown: Shutdown,
+}
+
+/// How long one blocking read waits before looking at the shutdown again.
+const READ_BLOCK_MS: u64 = 250;
+
+impl Iterator for Reader {
+    type Item = io::Result<Sourced>;
+
+    fn next(&mut self) -> Option<io::Result<Sourced>> {
+        loop {
+            if let Some(task) = self.buffer.pop_front() {
+                return Some(Ok(task));
+            }
+            if self.shutdown.is_tripped() {
+                return None;
+            }
+            let free = {
+                let held = self.holding.lock();
+                let free = self.jobs.saturating_sub(held.len());
+                if free == 0 {
+                    let _ = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
+                    continue;
+                }
+                free
+            };
+            let read = if Instant::now() >= self.next_reclaim {
+                self.next_reclaim = Instant::now() + (self.lease / 4).max(Duration::from_millis(100));
+                self.reclaim(free)
+            } else {
+                Ok(0)
+            };
+            let read = match read {
+                Ok(0) => self.read_new(free),
+                other => other,
+            };
+            match read {
+                Ok(_) => {}
+                Err(BrokerError::Stopped(_)) => return None,
+                Err(err) => return Some(Err(io::Error::other(err.to_string()))),
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// Takes over up to `free` tasks whose holders stopped renewing them.
+    fn reclaim(&mut self, free: usize) -> Result<usize, BrokerError> {
+        let q = &self.queue;
+        let script = redis::Script::new(scripts::RECLAIM);
+        let lease_ms = self.lease.as_millis() as u64;
+        let cursor = self.cursor.clone();
+        let reply: redis::Value = self.link.call(Some(&self.shutdown), |c| {
+            script
+                .key(q.tasks())
+                .key(q.results())
+                .key(q.stats())
+                .key(q.failures())
+                .key(q.dead())
+                .arg(GROUP)
+                .arg(&self.name)
+                .arg(lease_ms)
+                .arg(&cursor)
+                .arg(free)
+                .arg(scripts::LOST_HOLDERS)
+                .invoke(c)
+        })?;
+        let redis::Value::Array(parts) = reply else { return Ok(0) };
+        if let Some(next) = parts.first().and_then(super::bytes) {
+            self.cursor = String::from_utf8_lossy(next).into_owned();
+        }
+        let mut taken = 0;
+        if let Some(redis::Value::Array(live)) = parts.get(1) {
+            for item in live {
+                let redis::Value::Array(item) = item else { continue };
+                let (Some(id), Some(attempt), Some(fields)) = (item.first(), item.get(1), item.get(2)) else {
+                    continue;
+                };
+                let id =
+                    super::bytes(id).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                let attempt = super::integer(attempt).unwrap_or(1).max(1) as u32;
+                let entry = Entry::parse(&redis::Value::Array(vec![
+                    redis::Value::BulkString(id.into()),
+                    fields.clone(),
+                ]));
+                if let Some(entry) = entry {
+                    taken += 1;
+                    self.hold(entry, attempt);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Reads up to `free` new tasks, waiting a little for them.
+    fn read_new(&mut self, free: usize) -> Result<usize, BrokerError> {
+        let tasks = self.queue.tasks();
+        let reply = self.link.call(Some(&self.shutdown), |c| {
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.name)
+                .arg("COUNT")
+                .arg(free)
+                .arg("BLOCK")
+                .arg(READ_BLOCK_MS)
+                .arg("STREAMS")
+                .arg(&tasks)
+                .arg(">")
+                .query::<redis::Value>(c)
+        });
+        let reply = match reply {
+            Err(BrokerError::Redis(message)) if message.contains("NOGROUP") => {
+                // The queue was deleted under us: make it again and carry on.
+                let _ = self.link.call(Some(&self.shutdown), |c| {
+                    redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&tasks)
+                        .arg(GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query::<()>(c)
+                });
+                return Ok(0);
+            }
+            other => other?,
+        };
+        // [[stream, [entries]]] or nil on timeout.
+        let redis::Value::Array(streams) = reply else { return Ok(0) };
+        let mut taken = 0;
+        for stream in &streams {
+            let redis::Value::Array(parts) = stream else { continue };
+            if let Some(entries) = parts.get(1) {
+                for entry in Entry::parse_all(entries) {
+                    taken += 1;
+                    self.hold(entry, 1);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Registers a task as held and queues it for the farm; an entry that is not a task is
+    /// dead-lettered at once.
+    fn hold(&mut self, entry: Entry, attempt: u32) {
+        let held = Held {
+            attempt,
+            retries: entry.number("retries"),
+            job: entry.get("job").unwrap_or_default().to_vec(),
+            seq: entry.get("seq").unwrap_or_default().to_vec(),
+            revoked: false,
+        };
+        let values = entry.get("values").and_then(decode_values);
+        self.holding.lock().insert(entry.id.clone(), held);
+        let receipt: Receipt = Arc::from(entry.id.as_bytes());
+        match values {
+            Some(values) => {
+                self.buffer.push_back(Sourced { input: Input { values }, receipt: Some(receipt) })
+            }
+            None => {
+                let _ = fail(
+                    &mut self.link,
+                    &self.queue,
+                    &self.name,
+                    &self.shutdown,
+                    &entry.id,
+                    attempt,
+                    0,
+                    "not a muster task (no 'values' field in netstring form)",
+                    &[],
+                );
+                self.holding.lock().remove(&entry.id);
+            }
+        }
+    }
+}
+
+/// Renews leases, reports the worker alive, and turns a `muster drain` into a drain.
+struct Heartbeat {
+    link: Link,
+    queue: Queue,
+    name: String,
+    holding: Arc<Holding>,
+    lease: Duration,
+    jobs: usize,
+    started_ms: u64,
+    shutdown: Shutdown,
+}
+
+impl Heartbeat {
+    fn run(mut self, stop: &crossbeam_channel::Receiver<()>) {
+        let every = self.lease / 3;
+        loop {
+            if let Err(err) = self.beat() {
+                if !matches!(err, BrokerError::Stopped(_)) {
+                    eprintln!("muster: worker {}: heartbeat failed: {err}", self.name);
+                }
+            }
+            match stop.recv_timeout(every) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+
+    fn beat(&mut self) -> Result<(), BrokerError> {
+        let held: Vec<(String, u32)> = self
+            .holding
+            .lock()
+            .iter()
+            .filter(|(_, h)| !h.revoked)
+            .map(|(id, h)| (id.clone(), h.attempt))
+            .collect();
+        let q = &self.queue;
+        let script = redis::Script::new(scripts::RENEW);
+        for chunk in held.chunks(256) {
+            let lost: Vec<String> = self.link.call(Some(&self.shutdown), |c| {
+                let mut invocation = script.key(q.tasks());
+                invocation.arg(GROUP).arg(&self.name);
+                for (id, attempt) in chunk {
+                    invocation.arg(id).arg(*attempt);
+                }
+                invocation.invoke(c)
+            })?;
+            if !lost.is_empty() {
+                let mut holding = self.holding.lock();
+                for id in lost {
+                    if let Some(held) = holding.get_mut(&id) {
+                        eprintln!(
+                            "muster: worker {}: lost the lease of task {id} to another worker; stopping it here",
+                            self.name
+                        );
+                        held.revoked = true;
+                    }
+                }
+            }
+        }
+        let now = self.link.time_ms(Some(&self.shutdown))?;
+        let running = self.holding.lock().len();
+        let (drain, ()): (Option<u64>, ()) = self.link.call(Some(&self.shutdown), |c| {
+            redis::pipe()
+                .cmd("GET")
+                .arg(q.drain())
+                .cmd("HSET")
+                .arg(q.workers())
+                .arg(&self.name)
+                .arg(format!("{now} {} {running}", self.jobs))
+                .ignore()
+                .query(c)
+                .map(|(drain,): (Option<u64>,)| (drain, ()))
+        })?;
+        if drain.is_some_and(|at| at >= self.started_ms) && !self.shutdown.is_tripped() {
+            eprintln!("muster: worker {}: drain asked; finishing the tasks held, reading no more", self.name);
+            self.shutdown.trip();
+        }
+        Ok(())
+    }
+}
+
+/// The settlement: records results with the fenced scripts, gives back what did not run.
+struct Acker {
+    link: Mutex<Link>,
+    queue: Queue,
+    name: String,
+    holding: Arc<Holding>,
+    shutdown: Shutdown,
+    rejected: AtomicU64,
+    retried: AtomicU64,
+    given_back: AtomicU64,
+    dead: AtomicU64,
+}
+
+impl Settlement for Acker {
+    fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
+        let id = String::from_utf8_lossy(receipt).into_owned();
+        let Some(held) = self.holding.lock().remove(&id) else { return };
+        self.holding.changed.notify_all();
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        let q = &self.queue;
+        let result = match how {
+            Settled::Finished(completion) => {
+                let fields = result_fields(&completion, &held, &self.name);
+                if completion.outcome.is_done() {
+                    let script = redis::Script::new(scripts::COMPLETE);
+                    link.call(Some(&self.shutdown), |c| {
+                        let mut invocation = script.key(q.tasks());
+                        invocation.key(q.results()).key(q.stats()).key(q.failures());
+                        invocation.arg(GROUP).arg(&id).arg(&self.name).arg(held.attempt);
+                        for (field, value) in &fields {
+                            invocation.arg(*field).arg(value.as_slice());
+                        }
+                        invocation.invoke::<i64>(c)
+                    })
+                } else {
+                    let error = completion.note.map_or_else(
+                        || completion.outcome.to_string(),
+                        |note| note.strip_prefix("muster: ").unwrap_or(note).to_owned(),
+                    );
+                    let outcome = fail(
+                        &mut link,
+                        q,
+                        &self.name,
+                        &self.shutdown,
+                        &id,
+                        held.attempt,
+                        held.retries,
+                        &error,
+                        &fields,
+                    );
+                    match outcome {
+                        Ok(1) => self.retried.fetch_add(1, Ordering::Relaxed),
+                        Ok(2) => self.dead.fetch_add(1, Ordering::Relaxed),
+                        _ => 0,
+                    };
+                    outcome
+                }
+            }
+            Settled::NotRun | Settled::Stopped if !held.revoked => {
+                let script = redis::Script::new(scripts::GIVE_BACK);
+                let given = link.call(Some(&self.shutdown), |c| {
+                    script
+                        .key(q.tasks())
+                        .arg(GROUP)
+                        .arg(&id)
+                        .arg(&self.name)
+                        .arg(held.attempt)
+                        .invoke::<i64>(c)
+                });
+                if let Ok(1) = given {
+                    self.given_back.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Settled::NotRun | Settled::Stopped | Settled::Skipped => return,
+        };
+        match result {
+            Ok(0) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "muster: worker {}: task {id} ended after its lease passed to another worker; \
+                     its result was not recorded",
+                    self.name
+                );
+            }
+            Ok(_) => {}
+            Err(err) => eprintln!(
+                "muster: worker {}: could not record task {id} ({err}); it returns to the queue after the lease",
+                self.name
+            ),
+        }
+    }
+
+    fn revoked(&self, receipt: &Receipt) -> bool {
+        let id = String::from_utf8_lossy(receipt);
+        self.holding.lock().get(id.as_ref()).is_some_and(|held| held.revoked)
+    }
+
+    fn carries_output(&self) -> bool {
+        true
+    }
+}
+
+/// Records a failed attempt (see [`scripts::FAIL`]): 1 retried, 2 dead-lettered, 0 rejected.
+#[allow(clippy::too_many_arguments)]
+fn fail(
+    link: &mut Link,
+    q: &Queue,
+    name: &str,
+    shutdown: &Shutdown,
+    id: &str,
+    attempt: u32,
+    retries: u32,
+    error: &str,
+    fields: &[(&str, Vec<u8>)],
+) -> Result<i64, BrokerError> {
+    let script = redis::Script::new(scripts::FAIL);
+    link.call(Some(shutdown), |c| {
+        let mut invocation = script.key(q.tasks());
+        invocation.key(q.results()).key(q.stats()).key(q.failures()).key(q.dead());
+        invocation.arg(GROUP).arg(id).arg(name).arg(attempt).arg(retries).arg(error);
+        for (field, value) in fields {
+            invocation.arg(*field).arg(value.as_slice());
+        }
+        invocation.invoke::<i64>(c)
+    })
+}
+
+/// The result entry's fields for a finished task.
+fn result_fields(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let outcome = match completion.outcome {
+        Outcome::Done => "done",
+        Outcome::TimedOut(_) => "timed_out",
+        Outcome::Failed(Failure::Output(_)) => "lost",
+        Outcome::Failed(Failure::Start(_)) => "not_started",
+        _ => "failed",
+    };
+    let record = completion.record;
+    let text = |s: String| s.into_bytes();
+    let mut fields = vec![
+        ("job", held.job.clone()),
+        ("seq", held.seq.clone()),
+        ("outcome", outcome.as_bytes().to_vec()),
+        ("worker", worker.as_bytes().to_vec()),
+        ("attempt", text(held.attempt.to_string())),
+        ("stdout", completion.stdout.to_vec()),
+        ("stderr", completion.stderr.to_vec()),
+    ];
+    if let Some(record) = record {
+        fields.push(("exit", text(record.exitval.to_string())));
+        fields.push(("signal", text(record.signal.to_string())));
+        fields.push(("start", text(format!("{:.3}", record.start))));
+        fields.push(("runtime", text(format!("{:.3}", record.runtime))));
+        fields.push(("slot", text(record.slot.to_string())));
+        fields.push(("command", record.command.clone()));
+    }
+    let error = match completion.outcome {
+        Outcome::Failed(failure) => failure.to_string(),
+        Outcome::TimedOut(after) => format!("timed out after {after:?}"),
+        _ => String::new(),
+    };
+    fields.push(("error", text(error)));
+    fields
+}
+
+impl WorkerSummary {
+    /// One line for the worker's stderr when it stops.
+    pub fn line(&self) -> String {
+        let f = &self.farm;
+        format!(
+            "muster worker {}: {} done, {} failed ({} retried elsewhere, {} dead-lettered), {} given back, {} late results rejected",
+            self.name,
+            f.done,
+            f.failed + f.timed_out,
+            self.retried,
+            self.dead,
+            self.given_back,
+            self.rejected
+        )
+    }
+}
