@@ -124,6 +124,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         next_reclaim: Instant::now(),
         lease,
         shutdown: shutdown.clone(),
+        started_ms,
     };
     let settlement = Acker {
         link: Mutex::new(Link::connect(&broker)?),
@@ -187,6 +188,8 @@ struct Reader {
     next_reclaim: Instant,
     lease: Duration,
     shutdown: Shutdown,
+    /// Redis's time when the worker started: drains asked before it are not for it.
+    started_ms: u64,
 }
 
 /// How long one blocking read waits before looking at the shutdown again.
@@ -212,6 +215,17 @@ impl Iterator for Reader {
                 }
                 free
             };
+            // A drain stops reads at once, not at the next heartbeat.
+            match self.drain_asked() {
+                Ok(false) => {}
+                Ok(true) => {
+                    announce_drain(&self.name);
+                    self.shutdown.trip();
+                    return None;
+                }
+                Err(BrokerError::Stopped(_)) => return None,
+                Err(err) => return Some(Err(io::Error::other(err.to_string()))),
+            }
             let read = if Instant::now() >= self.next_reclaim {
                 self.next_reclaim = Instant::now() + (self.lease / 4).max(Duration::from_millis(100));
                 self.reclaim(free)
@@ -232,6 +246,13 @@ impl Iterator for Reader {
 }
 
 impl Reader {
+    /// True when `muster drain` was asked after this worker started.
+    fn drain_asked(&mut self) -> Result<bool, BrokerError> {
+        let key = self.queue.drain();
+        let at: Option<u64> = self.link.call(Some(&self.shutdown), |c| redis::cmd("GET").arg(&key).query(c))?;
+        Ok(at.is_some_and(|at| at >= self.started_ms))
+    }
+
     /// Takes over up to `free` tasks whose holders stopped renewing them.
     fn reclaim(&mut self, free: usize) -> Result<usize, BrokerError> {
         let q = &self.queue;
@@ -438,11 +459,15 @@ impl Heartbeat {
                 .map(|(drain,): (Option<u64>,)| (drain, ()))
         })?;
         if drain.is_some_and(|at| at >= self.started_ms) && !self.shutdown.is_tripped() {
-            eprintln!("muster: worker {}: drain asked; finishing the tasks held, reading no more", self.name);
+            announce_drain(&self.name);
             self.shutdown.trip();
         }
         Ok(())
     }
+}
+
+fn announce_drain(name: &str) {
+    eprintln!("muster: worker {name}: drain asked; finishing the tasks held, reading no more");
 }
 
 /// The settlement: records results with the fenced scripts, gives back what did not run.

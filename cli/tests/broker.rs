@@ -1,0 +1,386 @@
+//! The distributed mode against a real `redis-server` (Debian's package; `.ci/run` installs
+//! it), started by each test on a free loopback port as its own child. Each test proves one
+//! contract of the queue: results come back once, a killed or frozen worker loses nothing and
+//! records nothing twice, retries end in the dead letter, a restart of Redis loses nothing,
+//! drain, status, and that the queue carries data, never commands.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustix::process::Signal;
+use util::{assert_code, joblog_records, signal, stderr, stdout, wait_for, Sandbox};
+
+/// A redis-server of the test's own, stopped (and its files removed) when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Redis {
+    /// Starts one, or `None` (with a printed reason) when redis-server is not installed.
+    fn start(sb: &Sandbox, extra: &[&str]) -> Option<Redis> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            println!(
+                "skipped: redis-server is not installed (Debian package redis-server; .ci/run installs it)"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let dir = sb.path("redis");
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn_redis(port, &dir, &extra);
+        let redis = Redis { child, port, dir, extra };
+        assert!(redis.wait_ready(), "redis-server did not answer on port {port}");
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) -> bool {
+        wait_for(Duration::from_secs(10), || self.command(&["PING"]).is_some_and(|r| r.contains("PONG")))
+    }
+
+    /// Sends one command (RESP) and returns the raw reply.
+    fn command(&self, args: &[&str]) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut reply = vec![0u8; 65536];
+        let n = stream.read(&mut reply).ok()?;
+        Some(String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+
+    /// An integer reply.
+    fn number(&self, args: &[&str]) -> i64 {
+        let reply = self.command(args).unwrap_or_default();
+        reply.trim().trim_start_matches(':').parse().unwrap_or(-1)
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same port and files.
+    fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_redis(self.port, &self.dir, &self.extra);
+        assert!(self.wait_ready(), "redis-server did not come back");
+    }
+}
+
+fn spawn_redis(port: u16, dir: &Path, extra: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker in the background; killed (if still running) when dropped.
+struct Worker(Option<Child>);
+
+impl Worker {
+    fn start(sb: &Sandbox, redis: &Redis, queue: &str, extra: &[&str], command: &[&str]) -> Worker {
+        let url = redis.url();
+        let mut args = vec!["worker", "--broker", &url, "--queue", queue];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(command);
+        Worker(Some(sb.spawn(&args)))
+    }
+
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("running worker")
+    }
+
+    /// Waits for it to exit by itself; its exit code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let child = self.0.take().expect("running worker");
+        let output = child.wait_with_output().expect("worker output");
+        (output.status.code(), util::stderr(&output))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn submit(sb: &Sandbox, redis: &Redis, queue: &str, args: &[&str]) -> std::process::Output {
+    let url = redis.url();
+    let mut all = vec!["submit", "--broker", &url, "--queue", queue];
+    all.extend_from_slice(args);
+    sb.run(&all, b"")
+}
+
+fn status(sb: &Sandbox, redis: &Redis, queue: &str) -> serde_json::Value {
+    let url = redis.url();
+    let output = sb.run(&["status", "--broker", &url, "--queue", queue, "--json"], b"");
+    assert_code(&output, 0);
+    serde_json::from_str(stdout(&output).trim()).expect("status JSON")
+}
+
+#[test]
+fn results_come_back_once_each_in_order_with_the_workers_named() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let _a = Worker::start(&sb, &redis, "q", &["-j", "3", "--name", "alpha"], &["echo", "got"]);
+    let _b = Worker::start(&sb, &redis, "q", &["-j", "3", "--name", "beta"], &["echo", "got"]);
+    let inputs: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    let mut args = vec!["-k", "--joblog", "log", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let output = submit(&sb, &redis, "q", &args);
+    assert_code(&output, 0);
+    let expected: String = inputs.iter().map(|i| format!("got {i}\n")).collect();
+    assert_eq!(stdout(&output), expected);
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 30, "one record per task");
+    assert!(records.iter().all(|r| r[1] == "alpha" || r[1] == "beta"), "hosts are the workers: {records:?}");
+    assert!(records.iter().all(|r| r[9] == "done"));
+    // Results read are removed: nothing accumulates in Redis.
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 0);
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0);
+}
+
+#[test]
+fn the_queue_carries_data_and_a_queue_writer_cannot_run_a_command() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // Submit refuses a command outright.
+    let refused = submit(&sb, &redis, "q", &["touch", "pwned", ":::", "x"]);
+    assert_code(&refused, 255);
+    assert!(stderr(&refused).contains("inputs only"), "{}", stderr(&refused));
+    // Someone writes an entry by hand with a command in it, and shell syntax in its input.
+    let evil = "; touch pwned2 $(touch pwned3)";
+    let values = format!("{}:{evil},", evil.len());
+    let reply = redis.command(&[
+        "XADD",
+        "muster:{q}:tasks",
+        "*",
+        "job",
+        "x",
+        "seq",
+        "1",
+        "retries",
+        "0",
+        "values",
+        &values,
+        "command",
+        "touch pwned4",
+        "argv",
+        "touch pwned5",
+    ]);
+    assert!(reply.is_some_and(|r| r.starts_with('$')), "XADD by hand");
+    let worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["echo"]);
+    assert!(wait_for(Duration::from_secs(10), || status(&sb, &redis, "q")["done"] == 1), "the entry was run");
+    let results = redis.command(&["XRANGE", "muster:{q}:results", "-", "+"]).unwrap_or_default();
+    assert!(results.contains(evil), "echo printed the input literally: {results}");
+    drop(worker);
+    for file in ["pwned", "pwned2", "pwned3", "pwned4", "pwned5"] {
+        assert!(!sb.path(file).exists(), "{file} was created: the queue ran a command");
+    }
+}
+
+#[test]
+fn a_failing_task_gets_exactly_retries_plus_one_attempts_then_the_dead_letter() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let script = "echo $1 >> attempts; echo failing $1 >&2; exit 3";
+    let _a = Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", script, "sh"]);
+    let _b = Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", script, "sh"]);
+    let output = submit(&sb, &redis, "q", &["--retries", "2", ":::", "poison"]);
+    assert_code(&output, 1);
+    assert_eq!(sb.read("attempts"), "poison\npoison\npoison\n", "retries + 1 attempts");
+    assert!(stderr(&output).contains("failing poison"), "the last attempt's stderr comes back");
+    let dead = redis.command(&["XRANGE", "muster:{q}:dead", "-", "+"]).unwrap_or_default();
+    assert!(dead.contains("exited with status 3") && dead.contains("6:poison,"), "dead letter: {dead}");
+    let status = status(&sb, &redis, "q");
+    assert_eq!(status["dead_lettered"], 1);
+    assert_eq!(status["failed"], 1);
+    assert_eq!(status["retried"], 2);
+    assert_eq!(status["pending"], 0);
+}
+
+#[test]
+fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // The first attempt hangs (and records its pid); any later one finishes.
+    let script = "if [ ! -e first ]; then echo $$ > first; exec sleep 60; fi; echo finished $1";
+    let doomed = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let submitter =
+        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || sb.read("first").trim().parse::<u32>().is_ok()),
+        "first attempt started"
+    );
+    let hung: u32 = sb.read("first").trim().parse().expect("pid");
+    signal(doomed.child(), Signal::KILL);
+    util::assert_gone(&[hung]);
+    let _rescuer =
+        Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "finished t\n");
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0][10], "2", "the second delivery completed it");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0);
+}
+
+#[test]
+fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let script = "echo $MUSTER_WORKER >> runs; sleep 1; echo result $1";
+    let frozen = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &["-j", "1", "--lease", "1s", "--name", "frozen"],
+        &["sh", "-c", script, "sh"],
+    );
+    let submitter =
+        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"]);
+    assert!(wait_for(Duration::from_secs(10), || !sb.read("runs").is_empty()), "first attempt started");
+    signal(frozen.child(), Signal::STOP);
+    // The lease runs out; another worker takes the task over and completes it.
+    let _other = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &["-j", "1", "--lease", "1s", "--name", "other"],
+        &["sh", "-c", script, "sh"],
+    );
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "result t\n");
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0][1], "other");
+    // The frozen worker wakes with its own attempt long finished: its result is refused.
+    signal(frozen.child(), Signal::CONT);
+    assert!(
+        wait_for(Duration::from_secs(10), || status(&sb, &redis, "q")["rejected"] == 1),
+        "the late result was rejected: {}",
+        status(&sb, &redis, "q")
+    );
+    assert_eq!(status(&sb, &redis, "q")["done"], 1, "recorded once");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 0, "no second result");
+}
+
+#[test]
+fn a_long_task_whose_lease_is_renewed_is_never_delivered_twice() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let script = "echo $1 >> runs; sleep 3; echo long $1";
+    let _a = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let _b = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let output = submit(&sb, &redis, "q", &["--joblog", "log", ":::", "t"]);
+    assert_code(&output, 0);
+    assert_eq!(sb.read("runs"), "t\n", "ran once, three leases long");
+    assert_eq!(joblog_records(&sb.read("log"))[0][10], "1");
+}
+
+#[test]
+fn a_redis_crash_with_aof_always_loses_no_task_and_records_none_twice() {
+    let sb = Sandbox::new();
+    let Some(mut redis) = Redis::start(&sb, &["--appendonly", "yes", "--appendfsync", "always"]) else {
+        return;
+    };
+    let script = "sleep 0.1; echo $1 >> runs; echo ok $1";
+    let _a = Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "2s"], &["sh", "-c", script, "sh"]);
+    let inputs: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+    let mut args = vec!["submit", "--broker", &redis.url(), "--queue", "q", "-k", ":::"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    args.extend(inputs.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let submitter = sb.spawn(&args);
+    assert!(wait_for(Duration::from_secs(20), || sb.read("runs").lines().count() >= 8), "tasks running");
+    redis.crash_and_restart();
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    let expected: String = inputs.iter().map(|i| format!("ok {i}\n")).collect();
+    assert_eq!(stdout(&output), expected, "every result once, in order");
+}
+
+#[test]
+fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let detached = submit(&sb, &redis, "q", &["--detach", ":::", "1", "2", "3", "4", "5"]);
+    assert_code(&detached, 0);
+    assert_eq!(stdout(&detached), "q\n");
+    let before = status(&sb, &redis, "q");
+    assert_eq!((before["pending"].as_u64(), before["running"].as_u64()), (Some(5), Some(0)));
+    let worker = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &["-j", "2", "--lease", "3s"],
+        &["sh", "-c", "echo $1 >> started; sleep 1.5", "sh"],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || sb.read("started").lines().count() == 2),
+        "two held and running"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let s = status(&sb, &redis, "q");
+            s["running"] == 2 && s["pending"] == 3 && s["workers"].as_array().is_some_and(|w| w.len() == 1)
+        }),
+        "status shows what runs: {}",
+        status(&sb, &redis, "q")
+    );
+    let drained = sb.run(&["drain", "--broker", &redis.url(), "--queue", "q"], b"");
+    assert_code(&drained, 0);
+    let (code, err) = worker.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("2 done"), "{err}");
+    assert_eq!(sb.read("started").lines().count(), 2, "nothing new was read");
+    let after = status(&sb, &redis, "q");
+    assert_eq!((after["pending"].as_u64(), after["done"].as_u64()), (Some(3), Some(2)), "{after}");
+}
+
+#[test]
+fn an_unreachable_or_unsafe_redis_is_one_clear_error() {
+    let sb = Sandbox::new();
+    let closed = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let output = sb.run(
+        &["submit", "--broker", &format!("redis://127.0.0.1:{closed}"), "--queue", "q", ":::", "a"],
+        b"",
+    );
+    assert_code(&output, 255);
+    assert!(stderr(&output).contains("cannot reach Redis at 127.0.0.1"), "{}", stderr(&output));
+    let Some(redis) = Redis::start(&sb, &["--maxmemory-policy", "allkeys-lru"]) else { return };
+    let output = sb.run(&["worker", "--broker", &redis.url(), "--queue", "q", "echo"], b"");
+    assert_code(&output, 255);
+    assert!(stderr(&output).contains("noeviction"), "{}", stderr(&output));
+}
