@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,8 @@ struct Held {
 struct Holding {
     tasks: Mutex<HashMap<String, Held>>,
     changed: Condvar,
+    /// A task was given back for another attempt: look for it now, not at the next scan.
+    reclaim_soon: AtomicBool,
 }
 
 impl Holding {
@@ -226,7 +228,9 @@ impl Iterator for Reader {
                 Err(BrokerError::Stopped(_)) => return None,
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
-            let read = if Instant::now() >= self.next_reclaim {
+            let read = if Instant::now() >= self.next_reclaim
+                || self.holding.reclaim_soon.swap(false, Ordering::SeqCst)
+            {
                 self.next_reclaim = Instant::now() + (self.lease / 4).max(Duration::from_millis(100));
                 self.reclaim(free)
             } else {
@@ -249,7 +253,8 @@ impl Reader {
     /// True when `muster drain` was asked after this worker started.
     fn drain_asked(&mut self) -> Result<bool, BrokerError> {
         let key = self.queue.drain();
-        let at: Option<u64> = self.link.call(Some(&self.shutdown), |c| redis::cmd("GET").arg(&key).query(c))?;
+        let at: Option<u64> =
+            self.link.call(Some(&self.shutdown), |c| redis::cmd("GET").arg(&key).query(c))?;
         Ok(at.is_some_and(|at| at >= self.started_ms))
     }
 
@@ -521,7 +526,10 @@ impl Settlement for Acker {
                         &fields,
                     );
                     match outcome {
-                        Ok(1) => self.retried.fetch_add(1, Ordering::Relaxed),
+                        Ok(1) => {
+                            self.holding.reclaim_soon.store(true, Ordering::SeqCst);
+                            self.retried.fetch_add(1, Ordering::Relaxed)
+                        }
                         Ok(2) => self.dead.fetch_add(1, Ordering::Relaxed),
                         _ => 0,
                     };

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Trivial tasks through one Redis as worker processes are added, beside a local run of the
+# same tasks and Redis's own XADD rate (redis-benchmark), all in one run on this machine.
+# Each "host" is a separate `muster worker` process. Usage: scripts/bench-scale.sh [TASKS] [MAX_WORKERS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tasks=${1:-2000}
+max_workers=${2:-4}
+cargo build --release -q -p muster-cli
+muster=$PWD/target/release/muster
+command -v redis-server >/dev/null || { echo "redis-server not installed (apt-get install redis-server)"; exit 1; }
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec --dir "$dir" >/dev/null &
+redis_pid=$!
+workers=()
+cleanup() { kill "${workers[@]}" 2>/dev/null || true; kill "$redis_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+url=redis://127.0.0.1:$port
+now() { python3 -c 'import time; print(time.time())'; }
+rate() { python3 -c "print(f'{$1/($3-$2):,.0f} tasks/s ({($3-$2)*1e3/$1:.3f} ms/task)')"; }
+
+echo "== $tasks × true, $(nproc) cores"
+start=$(now); seq "$tasks" | "$muster" run -j 4 --no-summary true; end=$(now)
+echo "local muster run -j4:           $(rate "$tasks" "$start" "$end")"
+for n in $(seq 1 "$max_workers"); do
+    queue=bench$n
+    workers=()
+    for _ in $(seq 1 "$n"); do
+        "$muster" worker --broker "$url" --queue "$queue" -j 4 true 2>/dev/null &
+        workers+=($!)
+    done
+    start=$(now); seq "$tasks" | "$muster" submit --broker "$url" --queue "$queue" --no-summary 2>/dev/null; end=$(now)
+    echo "submit, $n worker(s) × -j4:     $(rate "$tasks" "$start" "$end")"
+    "$muster" drain --broker "$url" --queue "$queue" 2>/dev/null
+    wait "${workers[@]}" 2>/dev/null || true
+done
+if command -v redis-benchmark >/dev/null; then
+    echo "redis-benchmark XADD (1 client, no pipelining): $(redis-benchmark -p "$port" -n 20000 -c 1 -q XADD muster:bench '*' f v | tr -d '\r' | tail -1)"
+    echo "redis-benchmark XADD (50 clients, pipeline 16): $(redis-benchmark -p "$port" -n 200000 -c 50 -P 16 -q XADD muster:bench '*' f v | tr -d '\r' | tail -1)"
+fi
