@@ -35,8 +35,8 @@ pub struct Link {
     complained: bool,
 }
 
-/// The longest a reply may take (blocking reads ask for less).
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a command may take to send.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// AOF-off warnings are printed once per process.
@@ -59,8 +59,11 @@ impl Link {
                 "--broker {url}: expected redis://[user:password@]host[:port][/db]"
             )));
         }
-        let client =
-            redis::Client::open(url).map_err(|err| BrokerError::Usage(format!("--broker {url}: {err}")))?;
+        let bad_url = |err: redis::RedisError| BrokerError::Usage(format!("--broker {url}: {err}"));
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad_url)?;
+        // Small commands, one at a time: without NODELAY each waits out a delayed ACK.
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(bad_url)?;
         let info = client.get_connection_info();
         let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
         let mut link = Link { client, connection: None, shown, complained: false };
@@ -77,8 +80,10 @@ impl Link {
 
     fn open(&self) -> redis::RedisResult<redis::Connection> {
         let connection = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        connection.set_read_timeout(Some(READ_TIMEOUT))?;
-        connection.set_write_timeout(Some(READ_TIMEOUT))?;
+        // No read timeout: a socket read with one is not restarted after any signal (EINTR,
+        // signal(7)), and a reply cut off that way loses what the command did. A dead server
+        // closes the connection; blocking reads ask Redis for their own limit.
+        connection.set_write_timeout(Some(WRITE_TIMEOUT))?;
         Ok(connection)
     }
 
