@@ -52,7 +52,8 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
         ));
     }
     let queue = Queue::new(&args.broker.queue).map_err(usage)?;
-    let template = Template::parse(&args.command, 1).map_err(usage)?.shell_program(shell(&args.shell));
+    let template =
+        Template::parse(&args.command, 1).map_err(usage)?.shell_program(crate::run::shell_for(&args.shell));
     let program_path = match template.program() {
         Some(program) if !template.is_shell() => Some(crate::run::check_program(&program)?),
         _ => None,
@@ -74,14 +75,6 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
         Some(signal) => u8::try_from(128 + signal).unwrap_or(130),
         None => 0,
     })
-}
-
-fn shell(flag: &Option<Option<std::path::PathBuf>>) -> Option<std::ffi::OsString> {
-    match flag {
-        None => None,
-        Some(Some(path)) => Some(path.clone().into_os_string()),
-        Some(None) => Some("sh".into()),
-    }
 }
 
 /// Tells the worker's operator what the first signal did.

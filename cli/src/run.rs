@@ -35,7 +35,7 @@ pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
 }
 
 /// The shell `--shell` asks for: the one named, or $SHELL when it is a POSIX shell, else sh.
-fn shell_for(flag: &Option<Option<PathBuf>>) -> Option<OsString> {
+pub(crate) fn shell_for(flag: &Option<Option<PathBuf>>) -> Option<OsString> {
     const POSIX: [&str; 8] = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"];
     match flag {
         None => None,

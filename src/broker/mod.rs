@@ -99,6 +99,22 @@ impl Queue {
     }
 }
 
+/// Makes sure the queue's stream and consumer group exist (the group reads from the start,
+/// so tasks submitted before any worker came are delivered).
+pub(crate) fn ensure_group(
+    link: &mut Link,
+    queue: &Queue,
+    shutdown: Option<&crate::Shutdown>,
+) -> Result<(), BrokerError> {
+    let tasks = queue.tasks();
+    match link.call(shutdown, |c| {
+        redis::cmd("XGROUP").arg("CREATE").arg(&tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)
+    }) {
+        Err(BrokerError::Redis(message)) if message.contains("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
 /// Encodes input values as netstrings (`3:abc,`), so any bytes (NUL included) survive.
 pub(crate) fn encode_values(values: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 8).sum());

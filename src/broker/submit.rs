@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel as cb;
 use rustix::process::Signal;
 
-use super::{encode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
+use super::{encode_values, ensure_group, scripts, BrokerError, Entry, Link, Queue, GROUP};
 use crate::farm::capture::Capture;
 use crate::farm::dispatch::{Attempt, Ended, Executor, Remote, Waker};
 use crate::farm::{self, FarmConfig, FarmError, Inputs, Io, Summary};
@@ -61,17 +61,6 @@ fn new_job_id() -> String {
     format!("{:x}-{:x}", nanos as u64, std::process::id())
 }
 
-/// Makes sure the queue's stream and consumer group exist.
-fn ensure_group(link: &mut Link, queue: &Queue) -> Result<(), BrokerError> {
-    let tasks = queue.tasks();
-    match link.call(None, |c| {
-        redis::cmd("XGROUP").arg("CREATE").arg(&tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)
-    }) {
-        Err(BrokerError::Redis(message)) if message.contains("BUSYGROUP") => Ok(()),
-        other => other,
-    }
-}
-
 /// Adds one task; returns its entry id.
 fn add_task(
     link: &mut Link,
@@ -102,7 +91,7 @@ fn add_task(
 /// Puts every input on the queue and returns at once: the submission's id and task count.
 pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), SubmitError> {
     let mut link = Link::connect(&config.broker)?;
-    ensure_group(&mut link, &config.queue)?;
+    ensure_group(&mut link, &config.queue, None)?;
     let job = new_job_id();
     let mut batch = Vec::new();
     let mut count = 0u64;
@@ -131,7 +120,7 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
 pub fn submit(config: SubmitConfig, inputs: Inputs, io: Io<'_, '_>) -> Result<Summary, SubmitError> {
     let SubmitConfig { broker, queue, farm, retries } = config;
     let mut link = Link::connect(&broker)?;
-    ensure_group(&mut link, &queue)?;
+    ensure_group(&mut link, &queue, None)?;
     // Results of this submission come after the stream's current end.
     let last: Vec<(String, redis::Value)> = link.call(None, |c| {
         redis::cmd("XREVRANGE").arg(queue.results()).arg("+").arg("-").arg("COUNT").arg(1).query(c)

@@ -98,14 +98,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     let lease = lease.max(Duration::from_millis(300));
     let name = name.unwrap_or_else(|| format!("{}-{}", super::hostname(), std::process::id()));
     let mut setup = Link::connect(&broker)?;
-    let tasks = queue.tasks();
-    let created = setup.call(Some(shutdown), |c| {
-        redis::cmd("XGROUP").arg("CREATE").arg(&tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)
-    });
-    match created {
-        Err(BrokerError::Redis(message)) if message.contains("BUSYGROUP") => {}
-        other => other?,
-    }
+    super::ensure_group(&mut setup, &queue, Some(shutdown))?;
     let started_ms = setup.time_ms(Some(shutdown))?;
     let holding = Arc::new(Holding::default());
     farm.retries = 0; // attempts are deliveries: a failed one goes back to the queue
@@ -326,15 +319,7 @@ impl Reader {
         let reply = match reply {
             Err(BrokerError::Redis(message)) if message.contains("NOGROUP") => {
                 // The queue was deleted under us: make it again and carry on.
-                let _ = self.link.call(Some(&self.shutdown), |c| {
-                    redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&tasks)
-                        .arg(GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .query::<()>(c)
-                });
+                let _ = super::ensure_group(&mut self.link, &self.queue, Some(&self.shutdown));
                 return Ok(0);
             }
             other => other?,
