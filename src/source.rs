@@ -72,6 +72,9 @@ pub trait Settlement: Sync {
     fn revoked(&self, _receipt: &Receipt) -> bool {
         false
     }
+    /// Every settled task so far has been handed over and none is waiting: a settlement
+    /// that batches its acknowledgements sends them now. Also called once at the end.
+    fn flush(&self) {}
     /// True when finished tasks' output goes back to the source in [`Completion`] instead
     /// of being printed (a broker's worker sends it to whoever submitted the task).
     fn carries_output(&self) -> bool {

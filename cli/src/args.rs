@@ -466,9 +466,18 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Persistent workers are not served from a queue yet.
-    #[arg(long, hide = true)]
+    /// Keep -j long-lived worker processes and stream the queue's inputs through them: one
+    /// record per line on a process's stdin, one result line back on its stdout.
+    #[arg(long, conflicts_with = "shell")]
     pub persistent: bool,
+
+    /// With --persistent: most tasks in flight per process (the worker holds -j × this many).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), requires = "persistent")]
+    pub window: u32,
+
+    /// With --persistent: replace a process after N tasks (for leaky workers).
+    #[arg(long = "max-tasks-per-worker", value_name = "N", requires = "persistent")]
+    pub max_tasks_per_worker: Option<u64>,
 
     /// The command each task runs, with replacement strings.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]

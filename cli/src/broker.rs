@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use muster::broker::{self, status::QueueStatus, submit, worker, Link, Queue};
 use muster::farm::{FarmConfig, Inputs, Observer, Summary};
+use muster::persistent::PersistentConfig;
 use muster::process::template::Template;
 use muster::Shutdown;
 
@@ -46,29 +47,50 @@ pub(crate) fn submit(
 
 /// `muster worker`.
 pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
-    if args.persistent {
-        return Err(usage(
-            "--persistent workers cannot serve a queue yet; run a task per input (muster worker without --persistent)",
-        ));
-    }
     let queue = Queue::new(&args.broker.queue).map_err(usage)?;
     let template =
         Template::parse(&args.command, 1).map_err(usage)?.shell_program(crate::run::shell_for(&args.shell));
-    let program_path = match template.program() {
-        Some(program) if !template.is_shell() => Some(crate::run::check_program(&program)?),
-        _ => None,
+    let jobs = crate::run::resolve_jobs(args.jobs, None, args.persistent);
+    let timeout = args.timeout.filter(|t| !t.is_zero());
+    let runner = if args.persistent {
+        if template.substitutes() {
+            return Err(usage(
+                "replacement strings are not used with --persistent: each input goes to a process's stdin",
+            ));
+        }
+        let program = crate::run::check_program(&args.command[0])?;
+        let mut config = PersistentConfig::new(program, args.command[1..].to_vec(), jobs);
+        config.window = args.window as usize;
+        config.max_tasks_per_worker = args.max_tasks_per_worker;
+        config.grace = args.grace;
+        config.timeout = timeout;
+        config.watchdog = crate::run::watchdog_command()
+            .and_then(|command| muster::process::watchdog::Watchdog::start(command).ok())
+            .map(std::sync::Arc::new);
+        worker::Runner::Persistent(config)
+    } else {
+        let program_path = match template.program() {
+            Some(program) if !template.is_shell() => Some(crate::run::check_program(&program)?),
+            _ => None,
+        };
+        let mut farm = FarmConfig::new(template);
+        farm.jobs = jobs;
+        farm.timeout = timeout;
+        farm.grace = args.grace;
+        farm.watchdog = crate::run::watchdog_command();
+        farm.program_path = program_path;
+        worker::Runner::Farm(Box::new(farm))
     };
-    let mut farm = FarmConfig::new(template);
-    farm.jobs = crate::run::resolve_jobs(args.jobs, None, false);
-    farm.timeout = args.timeout.filter(|t| !t.is_zero());
-    farm.grace = args.grace;
-    farm.watchdog = crate::run::watchdog_command();
-    farm.program_path = program_path;
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
     announce(&shutdown);
-    let config =
-        worker::WorkerConfig { broker: args.broker.broker, queue, farm, lease: args.lease, name: args.name };
+    let config = worker::WorkerConfig {
+        broker: args.broker.broker,
+        queue,
+        runner,
+        lease: args.lease,
+        name: args.name,
+    };
     let summary = worker::run(config, &shutdown).map_err(broker_error)?;
     crate::say(summary.line());
     Ok(match shutdown.signal() {

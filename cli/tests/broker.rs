@@ -151,20 +151,98 @@ fn results_come_back_once_each_in_order_with_the_workers_named() {
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     let _a = Worker::start(&sb, &redis, "q", &["-j", "3", "--name", "alpha"], &["echo", "got"]);
     let _b = Worker::start(&sb, &redis, "q", &["-j", "3", "--name", "beta"], &["echo", "got"]);
-    let inputs: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    submit_numbers_to_alpha_and_beta(&sb, &redis, 30);
+}
+
+/// Submits 1..=n with -k and a joblog to queue q, served by workers alpha and beta that
+/// print "got N": every result comes back once, in order, recorded once with its worker, and
+/// nothing is left in Redis.
+fn submit_numbers_to_alpha_and_beta(sb: &Sandbox, redis: &Redis, n: usize) {
+    let inputs: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
     let mut args = vec!["-k", "--joblog", "log", ":::"];
     args.extend(inputs.iter().map(String::as_str));
-    let output = submit(&sb, &redis, "q", &args);
+    let output = submit(sb, redis, "q", &args);
     assert_code(&output, 0);
     let expected: String = inputs.iter().map(|i| format!("got {i}\n")).collect();
     assert_eq!(stdout(&output), expected);
     let records = joblog_records(&sb.read("log"));
-    assert_eq!(records.len(), 30, "one record per task");
+    assert_eq!(records.len(), n, "one record per task");
     assert!(records.iter().all(|r| r[1] == "alpha" || r[1] == "beta"), "hosts are the workers: {records:?}");
     assert!(records.iter().all(|r| r[9] == "done"));
+    assert_eq!(status(sb, redis, "q")["done"], n);
     // Results read are removed: nothing accumulates in Redis.
     assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 0);
     assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0);
+}
+
+/// A persistent worker program: one line in, one line out, for as long as stdin lasts.
+const ECHO_LOOP: &str = "while IFS= read -r x; do echo \"got $x\"; done";
+
+#[test]
+fn persistent_workers_serve_a_queue_once_each_in_order_and_refuse_a_multi_line_input() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let persistent = ["-j", "2", "--persistent", "--window", "4"];
+    let _a = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &[&persistent[..], &["--name", "alpha"]].concat(),
+        &["sh", "-c", ECHO_LOOP],
+    );
+    let _b = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &[&persistent[..], &["--name", "beta"]].concat(),
+        &["sh", "-c", ECHO_LOOP],
+    );
+    submit_numbers_to_alpha_and_beta(&sb, &redis, 300);
+    // An input with a newline would be two records on a worker's stdin: it fails, clearly,
+    // and no reply is misattributed.
+    let output = submit(&sb, &redis, "q", &["-k", ":::", "a\nb", "c"]);
+    assert_code(&output, 1);
+    assert_eq!(stdout(&output), "got c\n");
+    assert!(stderr(&output).contains("record separator"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_killed_persistent_workers_tasks_are_taken_over_and_completed_once_leaving_no_process() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // The first process to see a task hangs on it (recording its pids); later ones answer.
+    let program = "echo $$ >> pids; while IFS= read -r x; do \
+        if [ ! -e first ]; then sleep 60 & echo $! >> pids; touch first; wait; fi; echo \"done $x\"; done";
+    let worker = ["-j", "1", "--persistent", "--lease", "1s"];
+    let doomed = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", program]);
+    let submitter = sb.spawn(&[
+        "submit",
+        "--broker",
+        &redis.url(),
+        "--queue",
+        "q",
+        "-k",
+        "--joblog",
+        "log",
+        ":::",
+        "t1",
+        "t2",
+        "t3",
+    ]);
+    assert!(wait_for(Duration::from_secs(10), || sb.path("first").exists()), "first task started");
+    let pids: Vec<u32> = sb.read("pids").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(pids.len(), 2, "worker process and its sleep: {pids:?}");
+    signal(doomed.child(), Signal::KILL);
+    util::assert_gone(&pids);
+    let _rescuer = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", program]);
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "done t1\ndone t2\ndone t3\n");
+    let records = joblog_records(&sb.read("log"));
+    assert_eq!(records.len(), 3, "each task recorded once: {records:?}");
+    assert!(records.iter().all(|r| r[9] == "done"));
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0);
+    assert_eq!(status(&sb, &redis, "q")["done"], 3);
 }
 
 #[test]

@@ -156,6 +156,7 @@ pub fn submit(config: SubmitConfig, inputs: Inputs, io: Io<'_, '_>) -> Result<Su
                 waker,
                 inbox,
                 running: HashMap::new(),
+                unsent: Vec::new(),
                 ended_here: Vec::new(),
                 shutdown: shutdown.clone(),
             })
@@ -355,6 +356,8 @@ struct RemoteExecutor {
     inbox: cb::Receiver<Ended>,
     /// Slot position → the task's sequence number.
     running: HashMap<usize, Seq>,
+    /// Started since the last wait, not on the queue yet: sent together, in one round trip.
+    unsent: Vec<(usize, Seq, String)>,
     /// Attempts this side gave up on (cancelled or stopped waiting for).
     ended_here: Vec<Ended>,
     shutdown: crate::Shutdown,
@@ -372,25 +375,14 @@ impl Executor for RemoteExecutor {
         };
         // Routed before it is sent: a quick worker's result must find its way.
         self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).insert(seq, route);
-        let r = &self.router;
-        match add_task(&mut self.link, &r.queue, &r.job, seq, r.retries, attempt.values, Some(&self.shutdown))
-        {
-            Ok(entry) => {
-                if let Some(route) = r.routes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&seq) {
-                    route.entry = entry;
-                }
-                self.running.insert(id, seq);
-                Ok(())
-            }
-            Err(err) => {
-                r.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
-                Err(io::Error::other(format!("putting it on queue {}: {err}", r.queue.name())))
-            }
-        }
+        self.unsent.push((id, seq, String::new()));
+        self.running.insert(id, seq);
+        Ok(())
     }
 
     fn signal(&mut self, id: usize, signal: Signal) {
         let Some(seq) = self.running.remove(&id) else { return };
+        self.unsent.retain(|(unsent, _, _)| *unsent != id);
         let route = self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
         if let Some(route) = route.filter(|r| !r.entry.is_empty()) {
             // Not taken by a worker yet: take it off the queue. Taken: let it finish there.
@@ -411,6 +403,7 @@ impl Executor for RemoteExecutor {
     }
 
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
+        self.send();
         if self.ended_here.is_empty() && self.inbox.is_empty() && !timeout.is_zero() {
             let fd = self.waker.fd();
             let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
@@ -422,6 +415,66 @@ impl Executor for RemoteExecutor {
         for result in self.inbox.try_iter() {
             self.running.remove(&result.id);
             ended.push(result);
+        }
+    }
+}
+
+impl RemoteExecutor {
+    /// Puts the tasks started since the last wait on the queue, in one round trip; a task
+    /// that could not be put there ends as not started, with the reason.
+    fn send(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        let mut unsent = std::mem::take(&mut self.unsent);
+        let r = &self.router;
+        let added: Result<Vec<String>, BrokerError> = {
+            let routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            let encoded: Vec<(Seq, Vec<u8>)> = unsent
+                .iter()
+                .map(|(_, seq, _)| {
+                    (*seq, routes.get(seq).map(|route| encode_values(&route.values)).unwrap_or_default())
+                })
+                .collect();
+            drop(routes);
+            let tasks = r.queue.tasks();
+            self.link.call(Some(&self.shutdown), |c| {
+                let mut pipe = redis::pipe();
+                for (seq, values) in &encoded {
+                    pipe.cmd("XADD").arg(&tasks).arg("*").arg("job").arg(&r.job).arg("seq").arg(*seq);
+                    pipe.arg("retries").arg(r.retries).arg("values").arg(values.as_slice());
+                }
+                pipe.query(c)
+            })
+        };
+        match added {
+            Ok(entries) => {
+                for ((_, _, entry), added) in unsent.iter_mut().zip(entries) {
+                    *entry = added;
+                }
+                let mut routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                for (_, seq, entry) in unsent {
+                    if let Some(route) = routes.get_mut(&seq) {
+                        route.entry = entry;
+                        route.sent = Instant::now();
+                    }
+                }
+            }
+            Err(err) => {
+                for (id, seq, _) in unsent {
+                    r.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+                    self.running.remove(&id);
+                    let why = format!("putting it on queue {}: {err}", r.queue.name());
+                    self.ended_here.push(Ended {
+                        id,
+                        status: Err(io::Error::other(why)),
+                        reaped_at: Instant::now(),
+                        captures: [Capture::new(0), Capture::new(0)],
+                        output_error: None,
+                        remote: None,
+                    });
+                }
+            }
         }
     }
 }

@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{decode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
-use crate::farm::{self, FarmConfig, FarmError, Io, NoObserver, Summary};
+use crate::farm::{self, FarmConfig, FarmError, Io, NoObserver};
 use crate::input::Input;
+use crate::persistent::{self, PersistentConfig};
 use crate::shutdown::Shutdown;
 use crate::source::{Completion, Receipt, Settled, Settlement, Sourced};
 use crate::task::{Failure, Outcome};
@@ -30,12 +31,21 @@ pub struct WorkerConfig {
     pub broker: String,
     /// The queue it serves.
     pub queue: Queue,
-    /// How it runs tasks: the command, slots (`jobs`), time limit, grace, watchdog.
-    pub farm: FarmConfig,
+    /// How it runs tasks.
+    pub runner: Runner,
     /// How long a held task stays this worker's without a renewal.
     pub lease: Duration,
     /// Its name in the queue (default: host-pid).
     pub name: Option<String>,
+}
+
+/// How a worker runs the tasks it takes.
+pub enum Runner {
+    /// A process per task: the command, slots (`jobs`), time limit, grace, watchdog.
+    Farm(Box<FarmConfig>),
+    /// Long-lived worker processes, a record per task on their stdin (see
+    /// [`crate::persistent`]); the worker holds `workers × window` tasks at most.
+    Persistent(PersistentConfig),
 }
 
 /// What a worker did.
@@ -43,8 +53,10 @@ pub struct WorkerConfig {
 pub struct WorkerSummary {
     /// Its name in the queue.
     pub name: String,
-    /// The farm's counts (done and failed are attempts this worker ran to an outcome).
-    pub farm: Summary,
+    /// Tasks it ran to success.
+    pub done: u64,
+    /// Tasks whose attempt here failed or timed out.
+    pub failed: u64,
     /// Results refused because the worker no longer held the task (its lease had passed on).
     pub rejected: u64,
     /// Failed attempts given back for another try.
@@ -64,6 +76,9 @@ pub enum WorkerError {
     /// The farm.
     #[error(transparent)]
     Farm(#[from] FarmError),
+    /// Reading the queue failed for good.
+    #[error("reading the queue: {0}")]
+    Read(io::Error),
 }
 
 /// A task this worker holds, between reading it and recording it.
@@ -75,6 +90,8 @@ struct Held {
     seq: Vec<u8>,
     /// Another worker took it over; its attempt is stopped and its result not sent.
     revoked: bool,
+    /// It ran to its outcome here; its result waits in a batch to be recorded.
+    settled: bool,
 }
 
 /// The tasks held, shared by the reader, the heartbeat and the settlement.
@@ -90,24 +107,48 @@ impl Holding {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Tasks taken and not yet run to an outcome here (what occupies a slot).
+    fn unsettled(tasks: &HashMap<String, Held>) -> usize {
+        tasks.values().filter(|held| !held.settled).count()
+    }
+
+    fn release(&self, id: &str) -> Option<Held> {
+        let held = self.lock().remove(id);
+        self.changed.notify_all();
+        held
+    }
 }
 
 /// Runs a worker until a drain or stop (through `shutdown`, or `muster drain`) ends it.
 pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, WorkerError> {
-    let WorkerConfig { broker, queue, mut farm, lease, name } = config;
+    let WorkerConfig { broker, queue, mut runner, lease, name } = config;
     let lease = lease.max(Duration::from_millis(300));
     let name = name.unwrap_or_else(|| format!("{}-{}", super::hostname(), std::process::id()));
     let mut setup = Link::connect(&broker)?;
     super::ensure_group(&mut setup, &queue, Some(shutdown))?;
     let started_ms = setup.time_ms(Some(shutdown))?;
     let holding = Arc::new(Holding::default());
-    farm.retries = 0; // attempts are deliveries: a failed one goes back to the queue
-    farm.keep_order = false;
-    farm.joblog = None;
-    farm.resume = None;
-    farm.results = None;
-    farm.drain_patience = Some(Duration::from_secs(365 * 24 * 3600));
-    let jobs = farm.jobs.max(1);
+    // A drain lets held tasks finish however long they take; a second signal stops them.
+    let patient = Some(Duration::from_secs(365 * 24 * 3600));
+    let jobs = match &mut runner {
+        Runner::Farm(farm) => {
+            farm.retries = 0; // a failed attempt goes back to the queue, for any worker
+            farm.keep_order = false;
+            farm.joblog = None;
+            farm.resume = None;
+            farm.results = None;
+            farm.drain_patience = patient;
+            farm.jobs.max(1)
+        }
+        Runner::Persistent(config) => {
+            config.retries = 0;
+            config.halt = None;
+            config.known_total = None;
+            config.drain_patience = patient;
+            config.workers.max(1) * config.window.max(1)
+        }
+    };
     let reader = Reader {
         link: Link::connect(&broker)?,
         queue: queue.clone(),
@@ -131,6 +172,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         retried: AtomicU64::new(0),
         given_back: AtomicU64::new(0),
         dead: AtomicU64::new(0),
+        batch: Mutex::new(Vec::new()),
     };
     let heartbeat = Heartbeat {
         link: setup,
@@ -143,26 +185,42 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         shutdown: shutdown.clone(),
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let summary = std::thread::scope(|scope| {
+    let (done, failed) = std::thread::scope(|scope| {
         let beating = scope.spawn(move || heartbeat.run(&stop_rx));
-        let io = Io {
-            stdout: Box::new(io::sink()),
-            stderr: Box::new(io::stderr()),
-            shutdown,
-            observer: &NoObserver,
-            settlement: &settlement,
+        let ran = match runner {
+            Runner::Farm(farm) => {
+                let io = Io {
+                    stdout: Box::new(io::sink()),
+                    stderr: Box::new(io::stderr()),
+                    shutdown,
+                    observer: &NoObserver,
+                    settlement: &settlement,
+                };
+                farm::run_sourced(*farm, reader, None, io)
+                    .map(|s| (s.done, s.failed + s.timed_out))
+                    .map_err(WorkerError::from)
+            }
+            Runner::Persistent(config) => {
+                let on_stderr = |slot: usize, line: &[u8]| {
+                    eprintln!("muster: worker {name}: process {slot}: {}", String::from_utf8_lossy(line));
+                };
+                match persistent::run_sourced(&config, reader, shutdown, &settlement, on_stderr) {
+                    (_, Some(err)) => Err(WorkerError::Read(err)),
+                    (s, None) => Ok((s.done, s.failed + s.timed_out)),
+                }
+            }
         };
-        let summary = farm::run_sourced(farm, reader, None, io);
         drop(stop_tx);
         let _ = beating.join();
-        summary
+        ran
     })?;
     // Whoever is waiting on the heartbeat hash learns this worker left.
     let mut link = settlement.link.into_inner().unwrap_or_else(PoisonError::into_inner);
     let _ = link.call(Some(shutdown), |c| redis::cmd("HDEL").arg(queue.workers()).arg(&name).query::<()>(c));
     Ok(WorkerSummary {
         name,
-        farm: summary,
+        done,
+        failed,
         rejected: settlement.rejected.into_inner(),
         retried: settlement.retried.into_inner(),
         given_back: settlement.given_back.into_inner(),
@@ -203,7 +261,7 @@ impl Iterator for Reader {
             }
             let free = {
                 let held = self.holding.lock();
-                let free = self.jobs.saturating_sub(held.len());
+                let free = self.jobs.saturating_sub(Holding::unsettled(&held));
                 if free == 0 {
                     let _ = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
                     continue;
@@ -348,6 +406,7 @@ impl Reader {
             job: entry.get("job").unwrap_or_default().to_vec(),
             seq: entry.get("seq").unwrap_or_default().to_vec(),
             revoked: false,
+            settled: false,
         };
         let values = entry.get("values").and_then(decode_values);
         self.holding.lock().insert(entry.id.clone(), held);
@@ -435,7 +494,7 @@ impl Heartbeat {
             }
         }
         let now = self.link.time_ms(Some(&self.shutdown))?;
-        let running = self.holding.lock().len();
+        let running = Holding::unsettled(&self.holding.lock());
         let (drain, ()): (Option<u64>, ()) = self.link.call(Some(&self.shutdown), |c| {
             redis::pipe()
                 .cmd("GET")
@@ -461,6 +520,9 @@ fn announce_drain(name: &str) {
 }
 
 /// The settlement: records results with the fenced scripts, gives back what did not run.
+/// Successes are recorded in batches (one round trip for many), sent whenever the engine
+/// has nothing more to hand over; a task stays held, its lease renewed, until its batch is
+/// recorded.
 struct Acker {
     link: Mutex<Link>,
     queue: Queue,
@@ -471,55 +533,71 @@ struct Acker {
     retried: AtomicU64,
     given_back: AtomicU64,
     dead: AtomicU64,
+    /// Successes not recorded yet.
+    batch: Mutex<Vec<Success>>,
+}
+
+/// A success waiting in a batch.
+struct Success {
+    id: String,
+    attempt: u32,
+    fields: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Settlement for Acker {
     fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
         let id = String::from_utf8_lossy(receipt).into_owned();
-        let Some(held) = self.holding.lock().remove(&id) else { return };
-        self.holding.changed.notify_all();
+        if let Settled::Finished(completion) = &how {
+            if completion.outcome.is_done() {
+                let success = {
+                    let mut holding = self.holding.lock();
+                    let Some(held) = holding.get_mut(&id) else { return };
+                    held.settled = true;
+                    Success { fields: result_fields(completion, held, &self.name), id, attempt: held.attempt }
+                };
+                // The slot is free again: the reader may take another task at once.
+                self.holding.changed.notify_all();
+                let full = {
+                    let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+                    batch.push(success);
+                    batch.len() >= scripts::COMPLETE_BATCH
+                };
+                if full {
+                    self.flush();
+                }
+                return;
+            }
+        }
+        let Some(held) = self.holding.release(&id) else { return };
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let q = &self.queue;
         let result = match how {
             Settled::Finished(completion) => {
                 let fields = result_fields(&completion, &held, &self.name);
-                if completion.outcome.is_done() {
-                    let script = redis::Script::new(scripts::COMPLETE);
-                    link.call(Some(&self.shutdown), |c| {
-                        let mut invocation = script.key(q.tasks());
-                        invocation.key(q.results()).key(q.stats()).key(q.failures());
-                        invocation.arg(GROUP).arg(&id).arg(&self.name).arg(held.attempt);
-                        for (field, value) in &fields {
-                            invocation.arg(*field).arg(value.as_slice());
-                        }
-                        invocation.invoke::<i64>(c)
-                    })
-                } else {
-                    let error = completion.note.map_or_else(
-                        || completion.outcome.to_string(),
-                        |note| note.strip_prefix("muster: ").unwrap_or(note).to_owned(),
-                    );
-                    let outcome = fail(
-                        &mut link,
-                        q,
-                        &self.name,
-                        &self.shutdown,
-                        &id,
-                        held.attempt,
-                        held.retries,
-                        &error,
-                        &fields,
-                    );
-                    match outcome {
-                        Ok(1) => {
-                            self.holding.reclaim_soon.store(true, Ordering::SeqCst);
-                            self.retried.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Ok(2) => self.dead.fetch_add(1, Ordering::Relaxed),
-                        _ => 0,
-                    };
-                    outcome
-                }
+                let error = completion.note.map_or_else(
+                    || completion.outcome.to_string(),
+                    |note| note.strip_prefix("muster: ").unwrap_or(note).to_owned(),
+                );
+                let outcome = fail(
+                    &mut link,
+                    q,
+                    &self.name,
+                    &self.shutdown,
+                    &id,
+                    held.attempt,
+                    held.retries,
+                    &error,
+                    &fields,
+                );
+                match outcome {
+                    Ok(1) => {
+                        self.holding.reclaim_soon.store(true, Ordering::SeqCst);
+                        self.retried.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Ok(2) => self.dead.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                outcome
             }
             Settled::NotRun | Settled::Stopped if !held.revoked => {
                 let script = redis::Script::new(scripts::GIVE_BACK);
@@ -539,6 +617,54 @@ impl Settlement for Acker {
             }
             Settled::NotRun | Settled::Stopped | Settled::Skipped => return,
         };
+        self.report(&id, result);
+    }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batch.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return;
+        }
+        let q = &self.queue;
+        let script = redis::Script::new(scripts::COMPLETE);
+        let replies: Result<Vec<i64>, BrokerError> = {
+            let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+            link.call(Some(&self.shutdown), |c| {
+                let mut invocation = script.key(q.tasks());
+                invocation.key(q.results()).key(q.stats()).key(q.failures());
+                invocation.arg(GROUP).arg(&self.name);
+                for success in &batch {
+                    invocation.arg(&success.id).arg(success.attempt).arg(success.fields.len() * 2);
+                    for (field, value) in &success.fields {
+                        invocation.arg(*field).arg(value.as_slice());
+                    }
+                }
+                invocation.invoke(c)
+            })
+        };
+        for (i, success) in batch.iter().enumerate() {
+            self.holding.release(&success.id);
+            let result = match &replies {
+                Ok(replies) => Ok(replies.get(i).copied().unwrap_or(0)),
+                Err(err) => Err(BrokerError::Redis(err.to_string())),
+            };
+            self.report(&success.id, result);
+        }
+    }
+
+    fn revoked(&self, receipt: &Receipt) -> bool {
+        let id = String::from_utf8_lossy(receipt);
+        self.holding.lock().get(id.as_ref()).is_some_and(|held| held.revoked)
+    }
+
+    fn carries_output(&self) -> bool {
+        true
+    }
+}
+
+impl Acker {
+    /// Tells the operator about a result that was not recorded.
+    fn report(&self, id: &str, result: Result<i64, BrokerError>) {
         match result {
             Ok(0) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -554,15 +680,6 @@ impl Settlement for Acker {
                 self.name
             ),
         }
-    }
-
-    fn revoked(&self, receipt: &Receipt) -> bool {
-        let id = String::from_utf8_lossy(receipt);
-        self.holding.lock().get(id.as_ref()).is_some_and(|held| held.revoked)
-    }
-
-    fn carries_output(&self) -> bool {
-        true
     }
 }
 
@@ -631,12 +748,11 @@ fn result_fields(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<
 impl WorkerSummary {
     /// One line for the worker's stderr when it stops.
     pub fn line(&self) -> String {
-        let f = &self.farm;
         format!(
             "muster worker {}: {} done, {} failed ({} retried elsewhere, {} dead-lettered), {} given back, {} late results rejected",
             self.name,
-            f.done,
-            f.failed + f.timed_out,
+            self.done,
+            self.failed,
             self.retried,
             self.dead,
             self.given_back,

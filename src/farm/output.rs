@@ -129,7 +129,7 @@ impl<'a> OutputThread<'a> {
 
     /// Handles events until every sender is gone; returns the counts.
     pub(crate) fn run(mut self, events: cb::Receiver<Event>) -> (Summary, Option<JournalError>) {
-        for event in events {
+        for event in events.iter() {
             match event {
                 Event::Line { seq, stream, tag, line } => {
                     // With keep-order, only the oldest unfinished task's lines flow live (as
@@ -153,6 +153,9 @@ impl<'a> OutputThread<'a> {
                     self.arrive(seq, Pending::Silent(receipt, true));
                 }
             }
+            if events.is_empty() {
+                self.config.settlement.flush();
+            }
         }
         // Anything still held back (only possible if a sequence number never arrived, which
         // would be a bug) is printed rather than lost.
@@ -166,6 +169,7 @@ impl<'a> OutputThread<'a> {
         }
         let _ = self.stdout.flush();
         let _ = self.stderr.flush();
+        self.config.settlement.flush();
         (self.summary, self.journal_error)
     }
 

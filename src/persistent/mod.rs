@@ -20,9 +20,13 @@
 //!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
 //!   once; tasks in flight are reported not run.
 //!
-//! Members: `worker` (one process and its reader threads).
+//! Members: `worker` (one process and its reader threads), `sourced` (tasks from a source
+//! with receipts, settled through its settlement).
 
+mod sourced;
 mod worker;
+
+pub use sourced::run_sourced;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -68,6 +72,9 @@ pub struct PersistentConfig {
     /// Tells a watchdog about every worker's process group, so `kill -9` of muster leaves
     /// none behind (see [`crate::process::watchdog`]).
     pub watchdog: Option<Arc<Watchdog>>,
+    /// How long a drain waits for the replies in flight before it becomes a stop-now;
+    /// `None`: `grace`. A queue's worker waits as long as its tasks take.
+    pub drain_patience: Option<Duration>,
 }
 
 impl PersistentConfig {
@@ -86,6 +93,7 @@ impl PersistentConfig {
             halt: None,
             known_total: None,
             watchdog: None,
+            drain_patience: None,
         }
     }
 }
@@ -116,7 +124,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn never() -> Attempt {
+    pub(crate) fn never() -> Attempt {
         Attempt { number: 0, runtime: Duration::ZERO, slot: 0 }
     }
 }
@@ -225,7 +233,8 @@ where
     // Closed when the run is over, to end the grace watcher.
     let (over_tx, over_rx) = cb::bounded::<()>(0);
     std::thread::scope(|scope| {
-        scope.spawn(move || stop_after_grace(shutdown, config.grace, &over_rx));
+        let patience = config.drain_patience.unwrap_or(config.grace);
+        scope.spawn(move || stop_after_grace(shutdown, patience, &over_rx));
         let mut slots = Vec::new();
         for slot in 1..=workers {
             let ctx = worker::SlotContext {
@@ -243,10 +252,11 @@ where
         let ended = &slots_ended;
         let feeder = scope.spawn(move || {
             let mut read = 0u64;
-            for input in inputs {
-                if shutdown.is_tripped() {
-                    break;
-                }
+            let mut inputs = inputs;
+            // The shutdown is checked before each read, never after: an input taken from
+            // the iterator always gets a reply (a queue's task would otherwise wait a lease).
+            while !shutdown.is_tripped() {
+                let Some(input) = inputs.next() else { break };
                 read += 1;
                 if !send_job(&jobs_tx, &space_rx, ended, Job { seq: read, input, charged: 0 }) {
                     // Only if every slot ended early, which a slot never does while input
