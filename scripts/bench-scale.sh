@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Trivial tasks through one Redis as worker processes are added, beside a local run of the
 # same tasks and Redis's own XADD rate (redis-benchmark), all in one run on this machine.
-# Each "host" is a separate `muster worker` process. Usage: scripts/bench-scale.sh [TASKS] [MAX_WORKERS]
+# Each "host" is a separate `muster worker` process. Then the same with --persistent workers
+# (`cat` as the worker program: one line in, one out) on PERSISTENT_TASKS tasks, and how long a
+# frozen worker's task takes to be recovered by another worker (lease 2 s).
+# Usage: scripts/bench-scale.sh [TASKS] [MAX_WORKERS] [PERSISTENT_TASKS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-2000}
 max_workers=${2:-4}
+persistent_tasks=${3:-100000}
 cargo build --release -q -p muster-cli
 muster=$PWD/target/release/muster
 command -v redis-server >/dev/null || { echo "redis-server not installed (apt-get install redis-server)"; exit 1; }
@@ -36,7 +40,40 @@ for n in $(seq 1 "$max_workers"); do
     "$muster" drain --broker "$url" --queue "$queue" 2>/dev/null
     wait "${workers[@]}" 2>/dev/null || true
 done
+echo "== $persistent_tasks × one line through \`cat\` as a persistent worker"
+start=$(now); seq "$persistent_tasks" | "$muster" run --persistent -j 1 --no-summary cat >/dev/null; end=$(now)
+echo "local muster run --persistent -j1: $(rate "$persistent_tasks" "$start" "$end")"
+for n in $(seq 1 "$max_workers"); do
+    queue=persistent$n
+    workers=()
+    for _ in $(seq 1 "$n"); do
+        "$muster" worker --broker "$url" --queue "$queue" -j 1 --persistent --window 256 cat 2>/dev/null &
+        workers+=($!)
+    done
+    start=$(now); seq "$persistent_tasks" | "$muster" submit --broker "$url" --queue "$queue" --no-summary >/dev/null 2>&1; end=$(now)
+    echo "submit, $n persistent worker(s) × -j1: $(rate "$persistent_tasks" "$start" "$end")"
+    "$muster" drain --broker "$url" --queue "$queue" 2>/dev/null
+    wait "${workers[@]}" 2>/dev/null || true
+done
+
+echo "== recovery of a frozen worker's task (lease 2 s; the target is lease + 1 s)"
+hang='if [ -e "$0.marker" ]; then echo ok; else touch "$0.marker"; exec sleep 30; fi'
+"$muster" worker --broker "$url" --queue recover -j 1 --lease 2s sh -c "$hang" "$dir/task" 2>/dev/null &
+frozen=$!
+workers=("$frozen")
+"$muster" submit --broker "$url" --queue recover ::: t >/dev/null 2>&1 &
+submitter=$!
+until [ -e "$dir/task.marker" ]; do sleep 0.01; done
+kill -STOP "$frozen"; start=$(now)
+"$muster" worker --broker "$url" --queue recover -j 1 --lease 2s sh -c "$hang" "$dir/task" 2>/dev/null &
+workers+=($!)
+wait "$submitter"; end=$(now)
+python3 -c "print(f'frozen worker to result from another: {$end-$start:.2f} s')"
+kill -KILL "$frozen" 2>/dev/null || true
+wait "$frozen" 2>/dev/null || true
+"$muster" drain --broker "$url" --queue recover 2>/dev/null
+
 if command -v redis-benchmark >/dev/null; then
-    echo "redis-benchmark XADD (1 client, no pipelining): $(redis-benchmark -p "$port" -n 20000 -c 1 -q XADD muster:bench '*' f v | tr -d '\r' | tail -1)"
-    echo "redis-benchmark XADD (50 clients, pipeline 16): $(redis-benchmark -p "$port" -n 200000 -c 50 -P 16 -q XADD muster:bench '*' f v | tr -d '\r' | tail -1)"
+    echo "redis-benchmark XADD (1 client, no pipelining): $(redis-benchmark -p "$port" -n 20000 -c 1 -q XADD muster:bench '*' f v | tr '\r' '\n' | tail -1)"
+    echo "redis-benchmark XADD (50 clients, pipeline 16): $(redis-benchmark -p "$port" -n 200000 -c 50 -P 16 -q XADD muster:bench '*' f v | tr '\r' '\n' | tail -1)"
 fi

@@ -102,6 +102,15 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Ask every worker of a queue to finish the tasks it holds and stop.
     Drain(BrokerArgs),
+    /// Print the results of detached submissions (`submit --detach`) and remove them.
+    ///
+    /// Each result's stdout goes to stdout and its stderr to stderr, in the order they were
+    /// recorded; a failed task is named on stderr. The exit status is the number of failed
+    /// tasks (at most 101), as for `run`. A result printed is removed from the queue, so each
+    /// is printed once.
+    ///
+    /// Example: muster results --queue thumbs --wait
+    Results(ResultsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Example: muster completions bash > ~/.local/share/bash-completion/completions/muster
@@ -421,6 +430,25 @@ pub struct BrokerArgs {
     /// The queue's name (letters, digits, _ - . :).
     #[arg(long, value_name = "NAME")]
     pub queue: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Only this submission's results (the id `submit --detach` printed); others are left.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+
+    /// Keep printing results until no task of the queue is left unfinished.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// One JSON object per line per result (job, seq, input, outcome, worker, attempt, exit,
+    /// signal, runtime, stdout, stderr, error) instead of the tasks' output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

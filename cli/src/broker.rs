@@ -3,13 +3,14 @@
 
 use std::io::{IsTerminal, Write};
 
-use muster::broker::{self, status::QueueStatus, submit, worker, Link, Queue};
+use muster::broker::results::{QueueResult, ResultReader};
+use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Link, Queue};
 use muster::farm::{FarmConfig, Inputs, Observer, Summary};
 use muster::persistent::PersistentConfig;
 use muster::process::template::Template;
 use muster::Shutdown;
 
-use crate::args::{BrokerArgs, StatusArgs, WorkerArgs};
+use crate::args::{BrokerArgs, ResultsArgs, StatusArgs, WorkerArgs};
 use crate::run::{usage, Fatal, Submission};
 
 /// A broker failure: Redis unreachable, refused, or unsafe.
@@ -36,7 +37,9 @@ pub(crate) fn submit(
     let config = submit::SubmitConfig { broker, queue, farm: config, retries };
     if detach {
         let (job, count) = submit::detach(config, inputs).map_err(broker_error)?;
-        crate::say(format_args!("muster: {count} task(s) on queue {name} (submission {job})"));
+        crate::say(format_args!(
+            "muster: {count} task(s) on queue {name} (submission {job}); `muster results --queue {name} --job {job}` prints their results"
+        ));
         println!("{name}");
         return Ok(None);
     }
@@ -123,6 +126,129 @@ pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
         queue.name()
     ));
     Ok(0)
+}
+
+/// `muster results`.
+pub(crate) fn results(args: ResultsArgs) -> Result<u8, Fatal> {
+    let queue = Queue::new(&args.broker.queue).map_err(usage)?;
+    let mut link = Link::connect(&args.broker.broker).map_err(broker_error)?;
+    let shutdown = Shutdown::new();
+    let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
+    let mut reader = ResultReader::new(queue.clone(), args.job.clone());
+    if let Some(job) = &args.job {
+        if reader.submitted(&mut link, job, &shutdown).map_err(broker_error)?.is_none() {
+            return Err(usage(format!("queue {} has no detached submission {job}", queue.name())));
+        }
+    }
+    let mut printer = ResultPrinter { json: args.json, named_job: args.job.is_none(), failed: 0 };
+    let block = args.wait.then_some(std::time::Duration::from_millis(500));
+    let mut broken_pipe = false;
+    while !shutdown.is_tripped() && !broken_pipe {
+        let batch = match reader.next_batch(&mut link, block, &shutdown) {
+            Ok(batch) => batch,
+            Err(BrokerError::Stopped(_)) => break,
+            Err(err) => return Err(broker_error(err)),
+        };
+        let batch = if batch.is_empty() {
+            if !args.wait {
+                break;
+            }
+            match reader.unfinished(&mut link, &shutdown) {
+                Ok(0) => {}
+                Ok(_) | Err(BrokerError::Stopped(_)) => continue,
+                Err(err) => return Err(broker_error(err)),
+            }
+            // Nothing left to run: one last look for results recorded since the read.
+            match reader.next_batch(&mut link, None, &shutdown) {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(batch) => batch,
+                Err(BrokerError::Stopped(_)) => break,
+                Err(err) => return Err(broker_error(err)),
+            }
+        } else {
+            batch
+        };
+        let mut handed_over = Vec::with_capacity(batch.len());
+        for result in &batch {
+            match printer.print(result) {
+                Ok(()) => handed_over.push(result.id.as_str()),
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+                    broken_pipe = true;
+                    break;
+                }
+                Err(err) => return Err(usage(format!("writing results: {err}"))),
+            }
+        }
+        // Removed only once written: a result is never lost to a failed write.
+        match reader.remove(&mut link, &handed_over, &shutdown) {
+            Ok(()) | Err(BrokerError::Stopped(_)) => {}
+            Err(err) => return Err(broker_error(err)),
+        }
+    }
+    if let Some(signal) = shutdown.signal() {
+        return Ok(u8::try_from(128 + signal).unwrap_or(130));
+    }
+    if broken_pipe {
+        return Ok(141);
+    }
+    Ok(match printer.failed {
+        n @ 0..=100 => n as u8,
+        _ => 101,
+    })
+}
+
+/// Writes results as `muster results` shows them.
+struct ResultPrinter {
+    json: bool,
+    /// Name the submission in messages (results of several are shown together).
+    named_job: bool,
+    failed: u64,
+}
+
+impl ResultPrinter {
+    fn print(&mut self, result: &QueueResult) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            let doc = serde_json::json!({
+                "job": result.job,
+                "seq": result.seq,
+                "input": text(&result.input),
+                "outcome": result.outcome,
+                "worker": result.worker,
+                "attempt": result.attempt,
+                "exit": result.exit,
+                "signal": result.signal,
+                "runtime": result.runtime,
+                "stdout": text(&result.stdout),
+                "stderr": text(&result.stderr),
+                "error": result.error,
+            });
+            writeln!(out, "{doc}")?;
+        } else {
+            out.write_all(&result.stdout)?;
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(&result.stderr);
+            if !result.is_done() {
+                let of =
+                    if self.named_job { format!(" of submission {}", result.job) } else { String::new() };
+                let on =
+                    if result.worker.is_empty() { String::new() } else { format!(" on {}", result.worker) };
+                let _ = writeln!(
+                    err,
+                    "muster: task {} ({}){of}{on}: {}",
+                    result.seq,
+                    String::from_utf8_lossy(&result.input),
+                    result.error
+                );
+            }
+        }
+        out.flush()?;
+        if !result.is_done() {
+            self.failed += 1;
+        }
+        Ok(())
+    }
 }
 
 /// `muster status --queue`.

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         args::Command::Submit(submit_args) => run::submit(*submit_args),
         args::Command::Worker(worker_args) => broker::worker(worker_args),
         args::Command::Drain(drain_args) => broker::drain(drain_args),
+        args::Command::Results(results_args) => broker::results(results_args),
         args::Command::Watchdog => {
             let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
             muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());

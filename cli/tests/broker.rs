@@ -448,6 +448,56 @@ fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
 }
 
 #[test]
+fn detached_results_are_printed_once_and_a_waiting_submitters_are_left_to_it() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = redis.url();
+    let detached = submit(&sb, &redis, "q", &["--detach", ":::", "a", "b", "fail"]);
+    assert_code(&detached, 0);
+    assert_eq!(stdout(&detached), "q\n");
+    let message = stderr(&detached);
+    let job = message
+        .split("(submission ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no submission id in: {message}"))
+        .to_owned();
+    // A result of a submitter that waits for it (not detached): not ours to take.
+    let reply = redis.command(&["XADD", "muster:{q}:results", "*", "job", "waiting-one", "seq", "1"]);
+    assert!(reply.is_some_and(|r| r.starts_with('$')), "XADD by hand");
+    let script = "echo out $1; echo err $1 >&2; [ \"$1\" != fail ]";
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", script, "sh"]);
+    let waited = sb.run(&["results", "--broker", &url, "--queue", "q", "--job", &job, "--wait"], b"");
+    assert_code(&waited, 1);
+    let printed = stdout(&waited);
+    let mut lines: Vec<&str> = printed.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["out a", "out b", "out fail"]);
+    let err = stderr(&waited);
+    assert!(
+        err.contains("err b") && err.contains("task 3 (fail)") && err.contains("exited with status 1"),
+        "{err}"
+    );
+    // Printed once: they are gone now, and the waiting submitter's result is still there.
+    let again = sb.run(&["results", "--broker", &url, "--queue", "q", "--json"], b"");
+    assert_code(&again, 0);
+    assert_eq!(stdout(&again), "");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 1);
+    // JSON, for scripts.
+    let detached = submit(&sb, &redis, "q", &["--detach", ":::", "x y"]);
+    assert_code(&detached, 0);
+    let json = sb.run(&["results", "--broker", &url, "--queue", "q", "--wait", "--json"], b"");
+    assert_code(&json, 0);
+    let doc: serde_json::Value = serde_json::from_str(stdout(&json).trim()).expect("one JSON line");
+    assert_eq!(doc["input"], "x y");
+    assert_eq!(doc["stdout"], "out x y\n");
+    assert_eq!(doc["outcome"], "done");
+    let unknown = sb.run(&["results", "--broker", &url, "--queue", "q", "--job", "nope"], b"");
+    assert_code(&unknown, 255);
+    assert!(stderr(&unknown).contains("no detached submission nope"), "{}", stderr(&unknown));
+}
+
+#[test]
 fn an_unreachable_or_unsafe_redis_is_one_clear_error() {
     let sb = Sandbox::new();
     let closed = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();

@@ -21,9 +21,12 @@
 //! frozen past its lease and resumed cannot record a result (its attempt is stopped instead).
 //! Attempts are deliveries; after a task's retries it goes to the dead-letter stream with its
 //! last error. Acknowledged entries are deleted (never trimmed by `MAXLEN`, which would drop
-//! pending ones).
+//! pending ones). A worker with `--persistent` runs the same protocol over long-lived
+//! processes, recording successes in batches. `muster results` reads what detached
+//! submissions left in the results stream.
 
 mod link;
+pub mod results;
 mod scripts;
 pub mod status;
 pub mod submit;
@@ -92,6 +95,10 @@ impl Queue {
     /// Workers' heartbeats: name → "unix-ms slots".
     pub(crate) fn workers(&self) -> String {
         self.key("workers")
+    }
+    /// Detached submissions (id → tasks): only their results are `muster results`'s to take.
+    pub(crate) fn detached(&self) -> String {
+        self.key("detached")
     }
     /// When the last drain was asked for (Redis time, ms): workers started before it stop.
     pub(crate) fn drain(&self) -> String {

@@ -93,6 +93,10 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
     let mut link = Link::connect(&config.broker)?;
     ensure_group(&mut link, &config.queue, None)?;
     let job = new_job_id();
+    // Registered before any task is queued, so `muster results` knows its results are free
+    // to take (a waiting submitter's are its own); the count is filled in at the end.
+    let detached = config.queue.detached();
+    link.call(None, |c| redis::cmd("HSET").arg(&detached).arg(&job).arg("?").query::<()>(c))?;
     let mut batch = Vec::new();
     let mut count = 0u64;
     let mut inputs = inputs.peekable();
@@ -113,6 +117,7 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
             batch.clear();
         }
     }
+    link.call(None, |c| redis::cmd("HSET").arg(&detached).arg(&job).arg(count).query::<()>(c))?;
     Ok((job, count))
 }
 

@@ -88,6 +88,8 @@ struct Held {
     retries: u32,
     job: Vec<u8>,
     seq: Vec<u8>,
+    /// Its input's values joined by a space (for whoever reads the result later).
+    input: Vec<u8>,
     /// Another worker took it over; its attempt is stopped and its result not sent.
     revoked: bool,
     /// It ran to its outcome here; its result waits in a batch to be recorded.
@@ -400,15 +402,17 @@ impl Reader {
     /// Registers a task as held and queues it for the farm; an entry that is not a task is
     /// dead-lettered at once.
     fn hold(&mut self, entry: Entry, attempt: u32) {
+        let values = entry.get("values").and_then(decode_values);
+        let input = values.as_ref().map(|values| values.join(&b' ')).unwrap_or_default();
         let held = Held {
             attempt,
             retries: entry.number("retries"),
             job: entry.get("job").unwrap_or_default().to_vec(),
             seq: entry.get("seq").unwrap_or_default().to_vec(),
+            input,
             revoked: false,
             settled: false,
         };
-        let values = entry.get("values").and_then(decode_values);
         self.holding.lock().insert(entry.id.clone(), held);
         let receipt: Receipt = Arc::from(entry.id.as_bytes());
         match values {
@@ -722,6 +726,7 @@ fn result_fields(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<
     let mut fields = vec![
         ("job", held.job.clone()),
         ("seq", held.seq.clone()),
+        ("input", held.input.clone()),
         ("outcome", outcome.as_bytes().to_vec()),
         ("worker", worker.as_bytes().to_vec()),
         ("attempt", text(held.attempt.to_string())),
