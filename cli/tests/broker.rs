@@ -47,7 +47,9 @@ impl Redis {
     }
 
     fn wait_ready(&self) -> bool {
-        wait_for(Duration::from_secs(10), || self.command(&["PING"]).is_some_and(|r| r.contains("PONG")))
+        // A server that wants credentials answers NOAUTH: up all the same.
+        let up = |reply: String| reply.contains("PONG") || reply.contains("NOAUTH");
+        wait_for(Duration::from_secs(10), || self.command(&["PING"]).is_some_and(up))
     }
 
     /// Sends one command (RESP) and returns the raw reply.
@@ -410,6 +412,31 @@ fn a_redis_crash_with_aof_always_loses_no_task_and_records_none_twice() {
 }
 
 #[test]
+fn tasks_a_redis_restart_lost_are_sent_again_by_the_submitter() {
+    let sb = Sandbox::new();
+    // No persistence at all: a restart loses every queued task (the worst case of
+    // `appendfsync everysec`'s last second).
+    let Some(mut redis) = Redis::start(&sb, &["--appendonly", "no"]) else { return };
+    let submitter =
+        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "-k", ":::", "a", "b", "c", "d", "e"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:tasks"]) == 5),
+        "tasks queued"
+    );
+    redis.crash_and_restart();
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0, "the restart lost the queue");
+    let _worker =
+        Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", "echo $1 >> runs; echo ok $1", "sh"]);
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "ok a\nok b\nok c\nok d\nok e\n");
+    assert!(stderr(&output).contains("sending it again"), "{}", stderr(&output));
+    let mut runs: Vec<String> = sb.read("runs").lines().map(str::to_owned).collect();
+    runs.sort();
+    assert_eq!(runs, ["a", "b", "c", "d", "e"], "each lost task sent again once");
+}
+
+#[test]
 fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
@@ -495,6 +522,28 @@ fn detached_results_are_printed_once_and_a_waiting_submitters_are_left_to_it() {
     let unknown = sb.run(&["results", "--broker", &url, "--queue", "q", "--job", "nope"], b"");
     assert_code(&unknown, 255);
     assert!(stderr(&unknown).contains("no detached submission nope"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
+    let sb = Sandbox::new();
+    let acl = ["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all", "--user", "default", "off"];
+    let Some(redis) = Redis::start(&sb, &acl) else { return };
+    let with = |credentials: &str| format!("redis://{credentials}127.0.0.1:{}", redis.port);
+    let alice = with("alice:s3cret@");
+    let _worker =
+        Worker(Some(sb.spawn(&["worker", "--broker", &alice, "--queue", "q", "-j", "1", "echo", "got"])));
+    let output = sb.run(&["submit", "--broker", &alice, "--queue", "q", ":::", "x"], b"");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "got x\n");
+    for (credentials, says) in
+        [("alice:wrong@", "refused the user name or password"), ("", "refused the credentials")]
+    {
+        let output = sb.run(&["status", "--broker", &with(credentials), "--queue", "q"], b"");
+        assert_code(&output, 255);
+        assert!(stderr(&output).contains(says), "{credentials}: {}", stderr(&output));
+        assert_eq!(stderr(&output).lines().count(), 1, "one line: {}", stderr(&output));
+    }
 }
 
 #[test]

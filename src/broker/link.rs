@@ -93,6 +93,11 @@ impl Link {
         if err.is_connection_refusal() || err.is_io_error() || err.is_timeout() {
             return BrokerError::Redis(format!("cannot reach Redis at {at}: {err}"));
         }
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return BrokerError::Redis(format!(
+                "Redis at {at} refused the user name or password in the URL: {err}"
+            ));
+        }
         match err.code() {
             Some("NOPERM") => BrokerError::Redis(format!(
                 "the Redis user at {at} lacks a command muster needs \
