@@ -244,3 +244,6 @@ mod tests {
         assert!(Queue::new("a}b").is_err());
     }
 }
+
+#[cfg(test)]
+mod scripts_tests;

@@ -24,17 +24,23 @@ return lost
 /// Records tasks' successes, once each, from their holder only: appends each result, then
 /// acknowledges, deletes and counts the batch. One call per batch keeps a fast worker's
 /// acknowledgements to one round trip. Returns, per task in order, 1, or 0 when the caller no
-/// longer holds it (a late completion, rejected).
-/// KEYS: tasks, results, stats, failures. ARGV: group, consumer, then per task: id, attempt,
-/// the number of result field/value items that follow, those items.
+/// longer holds it (a late completion, rejected), or 2 when this call repeats one whose reply
+/// was lost (`again` = 1) and the entry is gone: recorded the first time, not rejected.
+/// KEYS: tasks, results, stats, failures. ARGV: group, consumer, again, then per task: id,
+/// attempt, the number of result field/value items that follow, those items.
 pub(crate) const COMPLETE: &str = r#"
-local replies, acked = {}, {}
-local i = 3
+local replies, acked, rejected = {}, {}, 0
+local i = 4
 while i <= #ARGV do
   local id, attempt, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
   if #p == 0 or tonumber(p[1][4]) ~= attempt then
-    replies[#replies + 1] = 0
+    if ARGV[3] == '1' and #redis.call('XRANGE', KEYS[1], id, id) == 0 then
+      replies[#replies + 1] = 2
+    else
+      replies[#replies + 1] = 0
+      rejected = rejected + 1
+    end
   else
     local fields = {}
     for j = i + 3, i + 2 + n do fields[#fields + 1] = ARGV[j] end
@@ -51,11 +57,12 @@ if #acked > 0 then
   for _, id in ipairs(acked) do
     errors[#errors + 1] = id
     errors[#errors + 1] = id .. ':error'
+    errors[#errors + 1] = id .. ':attempt'
   end
   redis.call('HDEL', KEYS[4], unpack(errors))
   redis.call('HINCRBY', KEYS[3], 'done', #acked)
 end
-if #replies > #acked then redis.call('HINCRBY', KEYS[3], 'rejected', #replies - #acked) end
+if rejected > 0 then redis.call('HINCRBY', KEYS[3], 'rejected', rejected) end
 return replies
 "#;
 
@@ -65,18 +72,22 @@ pub(crate) const COMPLETE_BATCH: usize = 256;
 /// Records a failed attempt from its holder: while the task has retries left it goes back
 /// for any worker to take at once (its error kept); after them it is dead-lettered with its
 /// input and last error, and its result recorded failed. Returns 1 (retried), 2 (dead
-/// letter), or 0 when the caller no longer holds it.
+/// letter), 0 when the caller no longer holds it, or 3 when this call repeats one whose reply
+/// was lost (`again` = 1) and the entry is gone (dead-lettered the first time). A repeat for
+/// an attempt already recorded as retried counts nothing twice.
 /// KEYS: tasks, results, stats, failures, dead. ARGV: group, id, consumer, attempt, retries,
-/// error, then result field/value pairs.
+/// error, again, then result field/value pairs.
 pub(crate) const FAIL: &str = r#"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
 if #p == 0 or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then
+  if ARGV[7] == '1' and #redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) == 0 then return 3 end
   redis.call('HINCRBY', KEYS[3], 'rejected', 1)
   return 0
 end
+if redis.call('HGET', KEYS[4], ARGV[2] .. ':attempt') == ARGV[4] then return 1 end
 local failures = redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 if failures <= tonumber(ARGV[5]) then
-  redis.call('HSET', KEYS[4], ARGV[2] .. ':error', ARGV[6])
+  redis.call('HSET', KEYS[4], ARGV[2] .. ':error', ARGV[6], ARGV[2] .. ':attempt', ARGV[4])
   redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', 100000000000, 'RETRYCOUNT', ARGV[4], 'JUSTID')
   redis.call('HINCRBY', KEYS[3], 'retried', 1)
   return 1
@@ -89,9 +100,9 @@ end
 redis.call('XADD', KEYS[5], '*', unpack(dead))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[4], ARGV[2], ARGV[2] .. ':error')
+redis.call('HDEL', KEYS[4], ARGV[2], ARGV[2] .. ':error', ARGV[2] .. ':attempt')
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
 redis.call('HINCRBY', KEYS[3], 'dead', 1)
@@ -134,7 +145,7 @@ for _, e in ipairs(r[2]) do
       'attempt', tostring(n - 1), 'error', err, 'worker', '', 'exit', '-1', 'signal', '0')
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)
-    redis.call('HDEL', KEYS[4], id, id .. ':error')
+    redis.call('HDEL', KEYS[4], id, id .. ':error', id .. ':attempt')
     redis.call('HINCRBY', KEYS[3], 'dead', 1)
     redis.call('HINCRBY', KEYS[3], 'failed', 1)
   else

@@ -633,10 +633,12 @@ impl Settlement for Acker {
         let script = redis::Script::new(scripts::COMPLETE);
         let replies: Result<Vec<i64>, BrokerError> = {
             let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut tries = 0;
             link.call(Some(&self.shutdown), |c| {
+                tries += 1;
                 let mut invocation = script.key(q.tasks());
                 invocation.key(q.results()).key(q.stats()).key(q.failures());
-                invocation.arg(GROUP).arg(&self.name);
+                invocation.arg(GROUP).arg(&self.name).arg(again(tries));
                 for success in &batch {
                     invocation.arg(&success.id).arg(success.attempt).arg(success.fields.len() * 2);
                     for (field, value) in &success.fields {
@@ -701,15 +703,27 @@ fn fail(
     fields: &[(&str, Vec<u8>)],
 ) -> Result<i64, BrokerError> {
     let script = redis::Script::new(scripts::FAIL);
+    let mut tries = 0;
     link.call(Some(shutdown), |c| {
+        tries += 1;
         let mut invocation = script.key(q.tasks());
         invocation.key(q.results()).key(q.stats()).key(q.failures()).key(q.dead());
-        invocation.arg(GROUP).arg(id).arg(name).arg(attempt).arg(retries).arg(error);
+        invocation.arg(GROUP).arg(id).arg(name).arg(attempt).arg(retries).arg(error).arg(again(tries));
         for (field, value) in fields {
             invocation.arg(*field).arg(value.as_slice());
         }
         invocation.invoke::<i64>(c)
     })
+}
+
+/// The `again` argument of a script: "1" when this try repeats one whose reply was lost
+/// (the connection dropped), so the first may have been carried out.
+fn again(tries: u32) -> &'static str {
+    if tries > 1 {
+        "1"
+    } else {
+        "0"
+    }
 }
 
 /// The result entry's fields for a finished task.
