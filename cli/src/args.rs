@@ -423,7 +423,7 @@ pub const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// The Redis server: redis://[user:password@]host[:port][/db].
+    /// The Redis server: redis://[user:password@]host[:port][/db], or rediss://… for TLS.
     #[arg(long, value_name = "URL", default_value = DEFAULT_BROKER)]
     pub broker: String,
 

@@ -21,6 +21,8 @@ struct Redis {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// It speaks TLS only (the tests' plain RESP commands cannot reach it).
+    tls: bool,
 }
 
 impl Redis {
@@ -32,12 +34,18 @@ impl Redis {
             );
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        // With TLS (`--port 0 --tls-port P` in `extra`), P is the port to use.
+        let tls_port = extra.iter().position(|arg| *arg == "--tls-port").and_then(|i| extra.get(i + 1));
+        let tls = tls_port.is_some();
+        let port = match tls_port {
+            Some(port) => port.parse().expect("--tls-port number"),
+            None => TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port(),
+        };
         let dir = sb.path("redis");
         std::fs::create_dir_all(&dir).expect("redis dir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let child = spawn_redis(port, &dir, &extra);
-        let redis = Redis { child, port, dir, extra };
+        let redis = Redis { child, port, dir, extra, tls };
         assert!(redis.wait_ready(), "redis-server did not answer on port {port}");
         Some(redis)
     }
@@ -47,6 +55,11 @@ impl Redis {
     }
 
     fn wait_ready(&self) -> bool {
+        if self.tls {
+            return wait_for(Duration::from_secs(10), || {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            });
+        }
         // A server that wants credentials answers NOAUTH: up all the same.
         let up = |reply: String| reply.contains("PONG") || reply.contains("NOAUTH");
         wait_for(Duration::from_secs(10), || self.command(&["PING"]).is_some_and(up))
@@ -544,6 +557,122 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
         assert!(stderr(&output).contains(says), "{credentials}: {}", stderr(&output));
         assert_eq!(stderr(&output).lines().count(), 1, "one line: {}", stderr(&output));
     }
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, made with the
+/// openssl CLI: (CA file, server certificate, server key), or `None` without openssl.
+fn tls_files(sb: &Sandbox) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(sb.dir())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?
+            .success()
+            .then_some(())
+    };
+    let made = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=muster test CA",
+    ])
+    .and_then(|()| {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ])
+    });
+    if made.is_none() {
+        println!("skipped: the openssl command is missing (Debian package openssl; .ci/run installs it)");
+        return None;
+    }
+    std::fs::write(
+        sb.path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ])
+    .expect("sign the server certificate");
+    Some((sb.path("ca.pem"), sb.path("server.pem"), sb.path("server.key")))
+}
+
+#[test]
+fn rediss_urls_speak_tls_and_an_untrusted_certificate_is_one_clear_error() {
+    let sb = Sandbox::new();
+    let Some((ca, cert, key)) = tls_files(&sb) else { return };
+    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let tls = [
+        "--port".to_string(),
+        "0".into(),
+        "--tls-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        cert.display().to_string(),
+        "--tls-key-file".into(),
+        key.display().to_string(),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ];
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let Some(_redis) = Redis::start(&sb, &tls) else { return };
+    let url = format!("rediss://127.0.0.1:{port}");
+    let trusting = |args: &[&str]| {
+        let mut command = sb.muster(args);
+        command.env("SSL_CERT_FILE", &ca);
+        command
+    };
+    let _worker = Worker(Some(
+        trusting(&["worker", "--broker", &url, "--queue", "q", "-j", "1", "echo", "over tls"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("worker"),
+    ));
+    let output =
+        trusting(&["submit", "--broker", &url, "--queue", "q", ":::", "x"]).output().expect("submit");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "over tls x\n");
+    // Without the CA, the server's certificate is not trusted: one line that says so.
+    let untrusted = sb.run(&["status", "--broker", &url, "--queue", "q"], b"");
+    assert_code(&untrusted, 255);
+    assert!(stderr(&untrusted).contains("certificate is not trusted"), "{}", stderr(&untrusted));
+    assert_eq!(stderr(&untrusted).lines().count(), 1);
 }
 
 #[test]

@@ -43,21 +43,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 static WARNED_DURABILITY: AtomicBool = AtomicBool::new(false);
 
 impl Link {
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`) and checks the server:
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS,
+    /// the server's certificate checked against the system's roots or `SSL_CERT_FILE`) and
+    /// checks the server:
     /// Redis 7 or later, `maxmemory-policy noeviction`, and the commands muster uses allowed.
     /// Warns (once) when results are not kept across a restart (`appendonly no`).
     pub fn connect(url: &str) -> Result<Link, BrokerError> {
-        if url.starts_with("rediss://") {
-            return Err(BrokerError::Usage(
-                "rediss:// (TLS) needs a muster built with TLS support, which this one is not; \
-                 reach Redis through a TLS tunnel (stunnel, spiped) with redis:// meanwhile"
-                    .into(),
-            ));
-        }
-        if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
+        let tls = url.starts_with("rediss://");
+        if !tls
+            && !url.starts_with("redis://")
+            && !url.starts_with("redis+unix://")
+            && !url.starts_with("unix://")
+        {
             return Err(BrokerError::Usage(format!(
-                "--broker {url}: expected redis://[user:password@]host[:port][/db]"
+                "--broker {url}: expected redis://[user:password@]host[:port][/db] (or rediss:// for TLS)"
             )));
+        }
+        if tls {
+            // Once per process; a provider installed already (by us, earlier) is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let bad_url = |err: redis::RedisError| BrokerError::Usage(format!("--broker {url}: {err}"));
         let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad_url)?;
@@ -90,6 +94,13 @@ impl Link {
     /// A message for an error, naming the server.
     fn explain(&self, err: &redis::RedisError) -> BrokerError {
         let at = &self.shown;
+        let text = err.to_string();
+        if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+            return BrokerError::Redis(format!(
+                "Redis at {at}: its TLS certificate is not trusted ({err}); \
+                 set SSL_CERT_FILE to the certificate authority that signed it"
+            ));
+        }
         if err.is_connection_refusal() || err.is_io_error() || err.is_timeout() {
             return BrokerError::Redis(format!("cannot reach Redis at {at}: {err}"));
         }
