@@ -347,6 +347,42 @@ fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
 }
 
 #[test]
+fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let detached = submit(&sb, &redis, "q", &["--detach", ":::", "a", "b"]);
+    assert_code(&detached, 0);
+    // Delivered to consumer w1, whose reply never arrived (a lost connection, or a worker of
+    // that name that died): without adoption they would wait out the 60 s lease.
+    let read = redis.command(&[
+        "XREADGROUP",
+        "GROUP",
+        "muster",
+        "w1",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "muster:{q}:tasks",
+        ">",
+    ]);
+    assert!(read.is_some_and(|r| r.contains("values")), "read by hand");
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "60s", "--name", "w1"], &["echo"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || status(&sb, &redis, "q")["done"] == 2),
+        "adopted and done: {}",
+        status(&sb, &redis, "q")
+    );
+    let results = sb.run(&["results", "--broker", &redis.url(), "--queue", "q", "--json"], b"");
+    let attempts: Vec<u64> = stdout(&results)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("JSON")["attempt"].as_u64().unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(attempts, [2, 2], "the lost delivery counts: each ran on the second");
+}
+
+#[test]
 fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -33,6 +33,8 @@ pub struct Link {
     shown: String,
     /// A lost connection was reported and not yet recovered.
     complained: bool,
+    /// Connections lost and opened again: a reply may have been lost with each.
+    reconnects: u64,
 }
 
 /// The longest a command may take to send.
@@ -70,11 +72,18 @@ impl Link {
         let client = redis::Client::open(info).map_err(bad_url)?;
         let info = client.get_connection_info();
         let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let mut link = Link { client, connection: None, shown, complained: false };
+        let mut link = Link { client, connection: None, shown, complained: false, reconnects: 0 };
         let connection = link.open().map_err(|err| link.explain(&err))?;
         link.connection = Some(connection);
         link.check_server()?;
         Ok(link)
+    }
+
+    /// How many times the connection was lost and opened again. A command whose reply was
+    /// lost may still have been carried out: a caller that must know compares this before
+    /// and after.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.reconnects
     }
 
     /// Where it connects, for messages.
@@ -128,7 +137,11 @@ impl Link {
     ) -> redis::RedisResult<T> {
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.open()?,
+            None => {
+                let connection = self.open()?;
+                self.reconnects += 1;
+                connection
+            }
         };
         let result = f(&mut connection);
         // A lost connection is dropped; the next call opens a new one.

@@ -155,6 +155,26 @@ end
 return {r[1], live}
 "#;
 
+/// Adopts entries this consumer holds but its worker does not know of (the reply that
+/// delivered them was lost with a connection, or an earlier worker of the same name stopped):
+/// for each `id attempt` pair still held by the consumer on that delivery, claims it again
+/// (counting a delivery) and returns it. Returns {{id, attempt, fields}, …}.
+/// KEYS: tasks. ARGV: group, consumer, then id, attempt pairs.
+pub(crate) const ADOPT: &str = r#"
+local adopted = {}
+for i = 3, #ARGV, 2 do
+  local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
+  if #p == 1 and tonumber(p[1][4]) == attempt then
+    local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)
+    if #c == 1 and c[1] and c[1][2] then
+      adopted[#adopted + 1] = {id, attempt + 1, c[1][2]}
+    end
+  end
+end
+return adopted
+"#;
+
 /// Holders that may lose a task (stop renewing its lease) before it is dead-lettered.
 pub(crate) const LOST_HOLDERS: u32 = 3;
 

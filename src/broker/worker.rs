@@ -160,6 +160,8 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         buffer: VecDeque::new(),
         cursor: "0-0".into(),
         next_reclaim: Instant::now(),
+        adopt: true,
+        reconnects_seen: 0,
         lease,
         shutdown: shutdown.clone(),
         started_ms,
@@ -240,6 +242,10 @@ struct Reader {
     buffer: VecDeque<Sourced>,
     /// Where the next XAUTOCLAIM scan starts.
     cursor: String,
+    /// Look for entries this consumer holds unknown to us (at start, after a reconnect).
+    adopt: bool,
+    /// The link's reconnects when last looked at.
+    reconnects_seen: u64,
     next_reclaim: Instant,
     lease: Duration,
     shutdown: Shutdown,
@@ -278,6 +284,18 @@ impl Iterator for Reader {
                     self.shutdown.trip();
                     return None;
                 }
+                Err(BrokerError::Stopped(_)) => return None,
+                Err(err) => return Some(Err(io::Error::other(err.to_string()))),
+            }
+            if self.link.reconnects() != self.reconnects_seen {
+                // A reply lost with the connection may have delivered entries to us.
+                self.reconnects_seen = self.link.reconnects();
+                self.adopt = true;
+            }
+            let adopted = if self.adopt { self.adopt_own(free) } else { Ok(0) };
+            match adopted {
+                Ok(0) => {}
+                Ok(_) => continue,
                 Err(BrokerError::Stopped(_)) => return None,
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
@@ -336,27 +354,66 @@ impl Reader {
         if let Some(next) = parts.first().and_then(super::bytes) {
             self.cursor = String::from_utf8_lossy(next).into_owned();
         }
+        Ok(parts.get(1).map_or(0, |claimed| self.hold_claimed(claimed)))
+    }
+
+    /// Holds entries a script claimed for us: `{{id, attempt, fields}, …}`. Returns how many.
+    fn hold_claimed(&mut self, claimed: &redis::Value) -> usize {
+        let redis::Value::Array(items) = claimed else { return 0 };
         let mut taken = 0;
-        if let Some(redis::Value::Array(live)) = parts.get(1) {
-            for item in live {
-                let redis::Value::Array(item) = item else { continue };
-                let (Some(id), Some(attempt), Some(fields)) = (item.first(), item.get(1), item.get(2)) else {
-                    continue;
-                };
-                let id =
-                    super::bytes(id).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                let attempt = super::integer(attempt).unwrap_or(1).max(1) as u32;
-                let entry = Entry::parse(&redis::Value::Array(vec![
-                    redis::Value::BulkString(id.into()),
-                    fields.clone(),
-                ]));
-                if let Some(entry) = entry {
-                    taken += 1;
-                    self.hold(entry, attempt);
-                }
+        for item in items {
+            let redis::Value::Array(item) = item else { continue };
+            let (Some(id), Some(attempt), Some(fields)) = (item.first(), item.get(1), item.get(2)) else {
+                continue;
+            };
+            let id = super::bytes(id).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            let attempt = super::integer(attempt).unwrap_or(1).max(1) as u32;
+            let entry =
+                Entry::parse(&redis::Value::Array(vec![redis::Value::BulkString(id.into()), fields.clone()]));
+            if let Some(entry) = entry {
+                taken += 1;
+                self.hold(entry, attempt);
             }
         }
-        Ok(taken)
+        taken
+    }
+
+    /// Takes up to `free` entries this consumer holds that this worker does not know of.
+    fn adopt_own(&mut self, free: usize) -> Result<usize, BrokerError> {
+        let q = &self.queue;
+        let pending: Vec<(String, String, u64, u32)> = self.link.call(Some(&self.shutdown), |c| {
+            redis::cmd("XPENDING")
+                .arg(q.tasks())
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(1024)
+                .arg(&self.name)
+                .query(c)
+        })?;
+        let unknown: Vec<(String, u32)> = {
+            let holding = self.holding.lock();
+            pending
+                .into_iter()
+                .filter(|(id, ..)| !holding.contains_key(id))
+                .map(|(id, _, _, attempt)| (id, attempt))
+                .collect()
+        };
+        // What does not fit now is adopted at a later read.
+        self.adopt = unknown.len() > free;
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        let script = redis::Script::new(scripts::ADOPT);
+        let claimed: redis::Value = self.link.call(Some(&self.shutdown), |c| {
+            let mut invocation = script.key(q.tasks());
+            invocation.arg(GROUP).arg(&self.name);
+            for (id, attempt) in unknown.iter().take(free) {
+                invocation.arg(id).arg(*attempt);
+            }
+            invocation.invoke(c)
+        })?;
+        Ok(self.hold_claimed(&claimed))
     }
 
     /// Reads up to `free` new tasks, waiting a little for them.
