@@ -576,7 +576,31 @@ fn detached_results_are_printed_once_and_a_waiting_submitters_are_left_to_it() {
 #[test]
 fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
     let sb = Sandbox::new();
-    let acl = ["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all", "--user", "default", "off"];
+    // alice may do exactly what the README lists; bob may not run scripts.
+    let acl = [
+        "--user",
+        "alice",
+        "on",
+        ">s3cret",
+        "~muster:*",
+        "+@stream",
+        "+@hash",
+        "+get",
+        "+set",
+        "+@scripting",
+        "+info",
+        "+time",
+        "--user",
+        "bob",
+        "on",
+        ">pw",
+        "~*",
+        "+@all",
+        "-@scripting",
+        "--user",
+        "default",
+        "off",
+    ];
     let Some(redis) = Redis::start(&sb, &acl) else { return };
     let with = |credentials: &str| format!("redis://{credentials}127.0.0.1:{}", redis.port);
     let alice = with("alice:s3cret@");
@@ -585,6 +609,10 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
     let output = sb.run(&["submit", "--broker", &alice, "--queue", "q", ":::", "x"], b"");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "got x\n");
+    let bob = with("bob:pw@");
+    let refused = sb.run(&["worker", "--broker", &bob, "--queue", "q", "-j", "1", "echo"], b"");
+    assert_code(&refused, 255);
+    assert!(stderr(&refused).contains("lacks a command muster needs"), "{}", stderr(&refused));
     for (credentials, says) in
         [("alice:wrong@", "refused the user name or password"), ("", "refused the credentials")]
     {

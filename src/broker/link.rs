@@ -121,7 +121,7 @@ impl Link {
         match err.code() {
             Some("NOPERM") => BrokerError::Redis(format!(
                 "the Redis user at {at} lacks a command muster needs \
-                 (streams, EVAL, INFO, TIME; see README 'Many machines'): {err}"
+                 (+@stream +@hash +get +set +@scripting +info +time on ~muster:*; see README 'Many machines'): {err}"
             )),
             Some("NOAUTH") | Some("WRONGPASS") => {
                 BrokerError::Redis(format!("Redis at {at} refused the credentials: {err}"))

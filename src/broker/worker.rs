@@ -200,9 +200,17 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
                     observer: &NoObserver,
                     settlement: &settlement,
                 };
-                farm::run_sourced(*farm, reader, None, io)
-                    .map(|s| (s.done, s.failed + s.timed_out))
-                    .map_err(WorkerError::from)
+                match farm::run_sourced(*farm, reader, None, io) {
+                    Ok(summary) => match summary.input_error {
+                        Some(err) => {
+                            // The farm names the input position; what matters here is Redis's word.
+                            let why = err.split_once(" records: ").map_or(err.as_str(), |(_, why)| why);
+                            Err(WorkerError::Read(io::Error::other(why.to_owned())))
+                        }
+                        None => Ok((summary.done, summary.failed + summary.timed_out)),
+                    },
+                    Err(err) => Err(WorkerError::from(err)),
+                }
             }
             Runner::Persistent(config) => {
                 let on_stderr = |slot: usize, line: &[u8]| {
