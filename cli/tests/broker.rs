@@ -486,6 +486,43 @@ fn tasks_a_redis_restart_lost_are_sent_again_by_the_submitter() {
 }
 
 #[test]
+fn a_workers_first_signal_finishes_what_it_holds_and_the_second_gives_it_back() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let detached = submit(&sb, &redis, "q", &["--detach", ":::", "a", "b"]);
+    assert_code(&detached, 0);
+    let task = ["sh", "-c", "echo $1 >> started; sleep 1; echo done $1", "sh"];
+    // One SIGTERM: the task held runs to its end and is recorded; nothing new is read.
+    let first = Worker::start(&sb, &redis, "q", &["-j", "1"], &task);
+    assert!(wait_for(Duration::from_secs(10), || sb.read("started") == "a\n"), "a started");
+    signal(first.child(), Signal::TERM);
+    let (code, err) = first.wait();
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("1 done"), "{err}");
+    let after = status(&sb, &redis, "q");
+    assert_eq!((after["done"].as_u64(), after["pending"].as_u64()), (Some(1), Some(1)), "{after}");
+    assert_eq!(sb.read("started"), "a\n", "nothing new was read");
+    // Two: the task held is stopped and goes back to the queue at once, for anyone.
+    let second = Worker::start(&sb, &redis, "q", &["-j", "1"], &task);
+    assert!(wait_for(Duration::from_secs(10), || sb.read("started") == "a\nb\n"), "b started");
+    // Two of one kind sent at once may merge into one pending signal; two kinds cannot.
+    signal(second.child(), Signal::TERM);
+    signal(second.child(), Signal::INT);
+    let (code, err) = second.wait();
+    assert!(matches!(code, Some(130 | 143)), "{code:?} {err}");
+    assert!(err.contains("0 done") && err.contains("1 given back"), "{err}");
+    let third = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "60s"], &task);
+    assert!(
+        wait_for(Duration::from_secs(10), || status(&sb, &redis, "q")["done"] == 2),
+        "given back, so taken at once (not after the lease): {}",
+        status(&sb, &redis, "q")
+    );
+    drop(third);
+    let results = sb.run(&["results", "--broker", &redis.url(), "--queue", "q"], b"");
+    assert_eq!(stdout(&results), "done a\ndone b\n");
+}
+
+#[test]
 fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
