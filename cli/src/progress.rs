@@ -71,19 +71,6 @@ impl Progress {
         self.bar.set_message(message(&self.counts, self.started));
     }
 
-    /// A task settled without being seen starting (persistent workers, skipped inputs).
-    pub fn settled(&self, ok: bool) {
-        let counter = if ok { &self.counts.done } else { &self.counts.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.refresh();
-        self.bar.inc(1);
-    }
-
-    /// Runs `write` with the bar hidden, so what it prints and the bar never mix.
-    pub fn suspend<R>(&self, write: impl FnOnce() -> R) -> R {
-        self.bar.suspend(write)
-    }
-
     /// Removes the bar from the screen; off a terminal, prints the last status line.
     pub fn finish(&self) {
         self.bar.finish_and_clear();

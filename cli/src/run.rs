@@ -104,7 +104,7 @@ pub(crate) fn stdout_writer() -> io::Result<BufWriter<File>> {
     Ok(BufWriter::with_capacity(64 * 1024, File::from(fd)))
 }
 
-fn stderr_writer() -> io::Result<File> {
+pub(crate) fn stderr_writer() -> io::Result<File> {
     Ok(File::from(io::stderr().as_fd().try_clone_to_owned()?))
 }
 
@@ -302,7 +302,7 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
 /// What muster says on stderr once the run is over: input or write trouble, a halt, the
 /// summary with the first failed tasks, and a hint when an empty stdin is explained by an
 /// option written after the command.
-fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool, misplaced: Option<String>) {
+pub(crate) fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool, misplaced: Option<String>) {
     if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
         crate::say(format_args!("muster: {problem}"));
     }
@@ -351,7 +351,7 @@ pub(crate) fn watchdog_command() -> Option<std::process::Command> {
     Some(command)
 }
 
-fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
+pub(crate) fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
     if let Some(signal) = signal {
         return u8::try_from(128 + signal).unwrap_or(130);
     }

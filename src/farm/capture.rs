@@ -29,6 +29,11 @@ impl Capture {
         Capture { memory: Vec::new(), spill: None, len: 0, threshold }
     }
 
+    /// A capture of `bytes` already in memory (a persistent worker's reply).
+    pub(crate) fn holding(bytes: Vec<u8>) -> Capture {
+        Capture { len: bytes.len() as u64, memory: bytes, spill: None, threshold: usize::MAX }
+    }
+
     /// Appends `data`, spilling to a temp file past the threshold.
     pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;

@@ -28,7 +28,7 @@ pub(crate) mod capture;
 pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
-mod output;
+pub(crate) mod output;
 mod reactor;
 mod results;
 #[cfg(test)]

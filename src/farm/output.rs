@@ -96,6 +96,11 @@ pub(crate) struct OutputThread<'a> {
     output_failure: Option<String>,
     /// `--results`: where output goes instead of stdout and stderr.
     results: Option<super::results::Results>,
+    /// Flush stdout after every task (else when idle).
+    flush_each: bool,
+    /// Tasks whose output is in stdout's buffer, not yet flushed: recorded at the next idle
+    /// (lost if the flush fails), never before.
+    unflushed: Vec<(Box<Finished>, bool)>,
 }
 
 impl<'a> OutputThread<'a> {
@@ -118,6 +123,8 @@ impl<'a> OutputThread<'a> {
             held_lines: BTreeMap::new(),
             output_failure: None,
             results: None,
+            flush_each: true,
+            unflushed: Vec::new(),
         }
     }
 
@@ -130,33 +137,69 @@ impl<'a> OutputThread<'a> {
     /// Handles events until every sender is gone; returns the counts.
     pub(crate) fn run(mut self, events: cb::Receiver<Event>) -> (Summary, Option<JournalError>) {
         for event in events.iter() {
-            match event {
-                Event::Line { seq, stream, tag, line } => {
-                    // With keep-order, only the oldest unfinished task's lines flow live (as
-                    // in GNU parallel); the others wait for their turn.
-                    if self.config.keep_order && seq != self.next_seq {
-                        self.held_lines.entry(seq).or_default().push((stream, tag, line));
-                        continue;
-                    }
-                    self.line(seq, stream, tag.as_deref(), &line);
-                }
-                Event::Retry(record) => {
-                    self.journal(&record);
-                }
-                Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
-                Event::NotRun(seq, receipt) => {
-                    self.summary.not_run += 1;
-                    self.arrive(seq, Pending::Silent(receipt, false));
-                }
-                Event::Skipped(seq, receipt) => {
-                    self.summary.skipped += 1;
-                    self.arrive(seq, Pending::Silent(receipt, true));
-                }
-            }
+            self.handle(event);
             if events.is_empty() {
-                self.config.settlement.flush();
+                self.idle();
             }
         }
+        self.finish()
+    }
+
+    /// Prints task output whole but flushes it only when [idle](Self::idle): for a stream of
+    /// small results (persistent workers' replies) written many to a write call.
+    pub(crate) fn flush_when_idle(mut self) -> Self {
+        self.flush_each = false;
+        self
+    }
+
+    /// Nothing more to handle right now: what is buffered goes out, and a settlement that
+    /// batches sends its batch.
+    pub(crate) fn idle(&mut self) {
+        if !self.flush_each {
+            let result = self.stdout.flush();
+            let flushed = self.check_write(Stream::Stdout, result);
+            for (finished, written) in std::mem::take(&mut self.unflushed) {
+                self.record(finished, written && flushed, None);
+            }
+        }
+        self.config.settlement.flush();
+    }
+
+    /// Writes one of muster's own lines (a worker's stderr line, a note) to stderr.
+    pub(crate) fn say(&mut self, line: &[u8]) {
+        let _ = self.stderr.write_all(line).and_then(|()| self.stderr.write_all(b"\n"));
+        let _ = self.stderr.flush();
+    }
+
+    /// Handles one event.
+    pub(crate) fn handle(&mut self, event: Event) {
+        match event {
+            Event::Line { seq, stream, tag, line } => {
+                // With keep-order, only the oldest unfinished task's lines flow live (as
+                // in GNU parallel); the others wait for their turn.
+                if self.config.keep_order && seq != self.next_seq {
+                    self.held_lines.entry(seq).or_default().push((stream, tag, line));
+                    return;
+                }
+                self.line(seq, stream, tag.as_deref(), &line);
+            }
+            Event::Retry(record) => {
+                self.journal(&record);
+            }
+            Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
+            Event::NotRun(seq, receipt) => {
+                self.summary.not_run += 1;
+                self.arrive(seq, Pending::Silent(receipt, false));
+            }
+            Event::Skipped(seq, receipt) => {
+                self.summary.skipped += 1;
+                self.arrive(seq, Pending::Silent(receipt, true));
+            }
+        }
+    }
+
+    /// Prints what is still held back and returns the counts.
+    pub(crate) fn finish(mut self) -> (Summary, Option<JournalError>) {
         // Anything still held back (only possible if a sequence number never arrived, which
         // would be a bug) is printed rather than lost.
         for (seq, lines) in std::mem::take(&mut self.held_lines) {
@@ -167,9 +210,9 @@ impl<'a> OutputThread<'a> {
         for (_, pending) in std::mem::take(&mut self.reorder) {
             self.print(pending);
         }
+        self.idle();
         let _ = self.stdout.flush();
         let _ = self.stderr.flush();
-        self.config.settlement.flush();
         (self.summary, self.journal_error)
     }
 
@@ -291,7 +334,10 @@ impl<'a> OutputThread<'a> {
             }
         } else if self.output_failure.is_none() {
             let tag = finished.tag.as_deref();
-            let result = finished.stdout.write_to(&mut *self.stdout, tag).and_then(|()| self.stdout.flush());
+            let mut result = finished.stdout.write_to(&mut *self.stdout, tag);
+            if self.flush_each {
+                result = result.and_then(|()| self.stdout.flush());
+            }
             written &= self.check_write(Stream::Stdout, result);
             let result = finished.stderr.write_to(&mut *self.stderr, tag).and_then(|()| self.stderr.flush());
             self.check_write(Stream::Stderr, result);
@@ -301,6 +347,16 @@ impl<'a> OutputThread<'a> {
         } else {
             written = false;
         }
+        if !self.flush_each && carried.is_none() {
+            // Recorded once the buffer holding its output reaches stdout (at the next idle).
+            self.unflushed.push((finished, written));
+            return;
+        }
+        self.record(finished, written, carried);
+    }
+
+    /// Journals, settles and counts a task whose output was written (`written`) or lost.
+    fn record(&mut self, mut finished: Box<Finished>, written: bool, carried: Option<(Vec<u8>, Vec<u8>)>) {
         let has_output = finished.stdout.len() + finished.stderr.len() > 0;
         if !written && has_output && !finished.stopped {
             self.output_lost(&mut finished);

@@ -7,10 +7,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
 
 use super::{Attempt, PersistentConfig, Reply, Summary};
-use crate::journal::{Record, RecordOutcome};
+use crate::journal::Record;
 use crate::shutdown::Shutdown;
 use crate::source::{Completion, Receipt, Settled, Settlement, Sourced};
 use crate::task::{Failure, Outcome, Seq};
@@ -31,7 +30,7 @@ where
 {
     let receipts: Mutex<HashMap<Seq, Receipt>> = Mutex::default();
     let read_error: Mutex<Option<io::Error>> = Mutex::default();
-    let command = command_line(config);
+    let command = super::settled::journal_label(config);
     let separator = config.separator;
     let mut refused = 0u64;
     let mut sent: Seq = 0;
@@ -56,7 +55,7 @@ where
                         );
                         let outcome = Outcome::Failed(Failure::Start(why));
                         let note = format!("muster: task ({}): {outcome}", String::from_utf8_lossy(&record));
-                        let record = settled_record(command, 0, &outcome, Attempt::never(), 0);
+                        let record = record_of(command, 0, &outcome, Attempt::never(), 0);
                         let completion = Completion {
                             outcome: &outcome,
                             record: Some(&record),
@@ -96,7 +95,7 @@ where
                 stdout.push(separator);
             }
             let note = (!outcome.is_done()).then(|| format!("muster: task {seq}: {outcome}, every attempt"));
-            let record = settled_record(&command, seq, &outcome, attempt, stdout.len() as u64);
+            let record = record_of(&command, seq, &outcome, attempt, stdout.len() as u64);
             let completion = Completion {
                 outcome: &outcome,
                 record: Some(&record),
@@ -116,37 +115,9 @@ where
     (summary, error)
 }
 
-/// The workers' command line, as a record names it.
-fn command_line(config: &PersistentConfig) -> Vec<u8> {
-    let mut words = vec![config.program.as_os_str().as_encoded_bytes().to_vec()];
-    words.extend(config.args.iter().map(|arg| arg.as_encoded_bytes().to_vec()));
-    words.join(&b' ')
-}
-
-/// A joblog-style record of a settled task (what a broker's result carries).
-fn settled_record(command: &[u8], seq: Seq, outcome: &Outcome, attempt: Attempt, receive: u64) -> Record {
-    let (exitval, signal) = match outcome {
-        Outcome::Done => (0, 0),
-        Outcome::Failed(Failure::Exit(code)) => (*code, 0),
-        Outcome::Failed(Failure::Signal(signal)) => (-1, *signal),
-        Outcome::TimedOut(_) => (-1, 9),
-        Outcome::Failed(_) | Outcome::NotRun => (-1, 0),
-    };
-    let end = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    Record {
-        seq,
-        host: ":".into(),
-        start: end.saturating_sub(attempt.runtime).as_secs_f64(),
-        runtime: attempt.runtime.as_secs_f64(),
-        send: 0,
-        receive,
-        exitval,
-        signal,
-        command: command.to_vec(),
-        outcome: if outcome.is_done() { RecordOutcome::Done } else { RecordOutcome::Failed },
-        attempt: attempt.number.max(1),
-        occurrence: 0,
-        input: Vec::new(),
-        slot: u32::try_from(attempt.slot).unwrap_or(u32::MAX),
-    }
+/// A task's record for its settlement (what a broker's result carries).
+fn record_of(command: &str, seq: Seq, outcome: &Outcome, attempt: Attempt, receive: u64) -> Record {
+    let task =
+        super::settled::Sent { input_no: seq, identity: Vec::new(), occurrence: 0, display: Vec::new() };
+    super::settled::journal_record(command, outcome, receive, attempt, &task)
 }

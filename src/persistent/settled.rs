@@ -1,0 +1,269 @@
+//! Local inputs through persistent workers, settled by the farm's output stage: printing
+//! (each reply is its task's whole output, `--tag` prefixed), the bounded reorder window of
+//! `--keep-order`, the joblog and `--resume`, counts, progress and failure messages are the
+//! ones `muster run` uses, so the two modes cannot drift apart. Workers' stderr lines pass
+//! through the same stage, so they never cut into a result.
+//!
+//! The stage is shared by two threads behind a lock: the engine's feeder (inputs a resume
+//! skips settle there at once, so a long run of them never waits for a reply) and the
+//! caller's thread, which hands over replies.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel as cb;
+
+use super::{Attempt, PersistentConfig, Reply, Summary};
+use crate::farm::capture::Capture;
+use crate::farm::output::{Event, Finished, OutputConfig, OutputThread};
+use crate::farm::{self, FarmError, Io};
+use crate::input::Input;
+use crate::journal::{InputLedger, JournalWriter, Record, RecordOutcome, ResumeMode};
+use crate::task::{Failure, Outcome, Seq};
+
+/// What a local run adds to the workers' configuration.
+#[derive(Clone, Debug, Default)]
+pub struct LocalRun {
+    /// Print results in input order (holding back a bounded window).
+    pub keep_order: bool,
+    /// Prefix each result with its input and a tab.
+    pub tag: bool,
+    /// Where to keep the joblog.
+    pub joblog: Option<PathBuf>,
+    /// What a resume of that joblog skips.
+    pub resume: Option<ResumeMode>,
+}
+
+/// What is kept of a task between sending it and settling it.
+pub(super) struct Sent {
+    /// Its place among all inputs read (skipped ones included): the joblog's and the output
+    /// stage's sequence number.
+    pub(super) input_no: Seq,
+    pub(super) identity: Vec<u8>,
+    pub(super) occurrence: u32,
+    pub(super) display: Vec<u8>,
+}
+
+/// Streams `inputs` through persistent workers and settles every task as `muster run` does.
+/// Returns the run's counts (as a farm run's) and the workers' own.
+pub fn run_local<I>(
+    config: &PersistentConfig,
+    run: &LocalRun,
+    inputs: I,
+    io: Io<'_, '_>,
+) -> Result<(farm::Summary, Summary), FarmError>
+where
+    I: Iterator<Item = io::Result<Input>> + Send,
+{
+    let started = Instant::now();
+    let Io { stdout, stderr, shutdown, observer, settlement } = io;
+    let label = journal_label(config);
+    let (journal, ledger) = match &run.joblog {
+        None => (None, None),
+        Some(path) => {
+            let (writer, resume) = JournalWriter::open(path, &label, run.resume)?;
+            (Some(writer), Some(InputLedger::new(resume)))
+        }
+    };
+    let journaling = journal.is_some();
+    // Without a joblog nothing is skipped, so the engine's numbers are the inputs' own and
+    // only --tag needs anything kept per task.
+    let remember = journaling || run.tag;
+    // --keep-order holds replies behind the oldest unanswered task: one credit per input from
+    // when it is read until it is printed bounds what is held (and how far input runs ahead).
+    let reorder_window = (config.workers * config.window * 4).max(1024);
+    let (credits_tx, credits_rx) = cb::bounded::<()>(reorder_window);
+    let output = OutputThread::new(
+        OutputConfig {
+            keep_order: run.keep_order,
+            shutdown,
+            observer,
+            credits: run.keep_order.then(|| credits_rx.clone()),
+            settlement,
+        },
+        stdout,
+        stderr,
+        journal,
+    )
+    .flush_when_idle();
+    let output = Mutex::new(output);
+    let stage = || output.lock().unwrap_or_else(PoisonError::into_inner);
+    let sent: Mutex<HashMap<Seq, Sent>> = Mutex::default();
+    let read_error: Mutex<Option<String>> = Mutex::default();
+    // Inputs read, skipped ones included (written by the feeder, read once it is over).
+    let read = AtomicU64::new(0);
+    let records = {
+        let (sent, read_error, read, stage) = (&sent, &read_error, &read, &stage);
+        let mut ledger = ledger;
+        let mut engine_seq: Seq = 0;
+        inputs
+            .map_while(move |input| match input {
+                Ok(input) => Some(input),
+                Err(err) => {
+                    let why = format!("reading input after {} records: {err}", read.load(Ordering::Relaxed));
+                    *read_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+                    None
+                }
+            })
+            .map_while(move |input| {
+                let credited = !run.keep_order
+                    || cb::select! {
+                        send(credits_tx, ()) -> sent => sent.is_ok(),
+                        recv(shutdown.tripped()) -> _ => false,
+                    };
+                credited.then_some(input)
+            })
+            .filter_map(move |input| {
+                let input_no = read.fetch_add(1, Ordering::Relaxed) + 1;
+                let (identity, occurrence) = match ledger.as_mut() {
+                    Some(ledger) => {
+                        let identity = input.identity();
+                        let (occurrence, skip) = ledger.admit(&identity);
+                        if skip {
+                            stage().handle(Event::Skipped(input_no, None));
+                            return None;
+                        }
+                        (identity, occurrence)
+                    }
+                    None => (Vec::new(), 0),
+                };
+                engine_seq += 1;
+                let display = input.into_display();
+                if remember {
+                    let task = Sent { input_no, identity, occurrence, display: display.clone() };
+                    sent.lock().unwrap_or_else(PoisonError::into_inner).insert(engine_seq, task);
+                }
+                Some(display)
+            })
+    };
+    let timeout = config.timeout.unwrap_or_default();
+    let workers = super::run_with_idle(
+        config,
+        records,
+        shutdown,
+        |seq, reply, attempt| {
+            let task = match remember {
+                true => sent.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq),
+                false => {
+                    Some(Sent { input_no: seq, identity: Vec::new(), occurrence: 0, display: Vec::new() })
+                }
+            };
+            let Some(task) = task else { return };
+            let event = settle(config, run, &label, journaling, timeout, task, reply, attempt);
+            stage().handle(event);
+        },
+        |slot, line| {
+            let mut text = format!("worker {slot}: ").into_bytes();
+            text.extend_from_slice(line);
+            stage().say(&text);
+        },
+        || stage().idle(),
+    );
+    let output = output.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let (mut summary, journal_error) = output.finish();
+    if let Some(err) = journal_error {
+        return Err(err.into());
+    }
+    summary.read = read.into_inner();
+    summary.jobs = config.workers;
+    summary.wall = started.elapsed();
+    summary.input_error = read_error.into_inner().unwrap_or_else(PoisonError::into_inner);
+    summary.stopped_level = Some(shutdown.level());
+    summary.halted = workers.halted;
+    Ok((summary, workers))
+}
+
+/// The output stage's event for a task's reply.
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    config: &PersistentConfig,
+    run: &LocalRun,
+    label: &str,
+    journaling: bool,
+    timeout: Duration,
+    task: Sent,
+    reply: Reply,
+    attempt: Attempt,
+) -> Event {
+    let (outcome, mut stdout) = match reply {
+        Reply::NotRun => return Event::NotRun(task.input_no, None),
+        Reply::Done(record) => (Outcome::Done, record),
+        Reply::Failed(failure) => (Outcome::Failed(failure), Vec::new()),
+        Reply::TimedOut => (Outcome::TimedOut(timeout), Vec::new()),
+    };
+    if outcome.is_done() {
+        stdout.push(config.separator);
+    }
+    let tag = run.tag.then(|| [task.display.as_slice(), b"\t"].concat());
+    let note = (!outcome.is_done()).then(|| {
+        let shown =
+            if run.tag { format!(" ({})", String::from_utf8_lossy(&task.display)) } else { String::new() };
+        let why = match &outcome {
+            Outcome::TimedOut(limit) => {
+                format!("no reply within {}s, every attempt (worker replaced)", limit.as_secs_f64())
+            }
+            Outcome::Failed(failure) => format!("{failure}, every attempt"),
+            other => format!("{other}, every attempt"),
+        };
+        format!("muster: task {}{shown}: {why}", task.input_no)
+    });
+    let record = journaling.then(|| journal_record(label, &outcome, stdout.len() as u64, attempt, &task));
+    Event::Finished(Box::new(Finished {
+        seq: task.input_no,
+        receipt: None,
+        values: None,
+        tag,
+        outcome,
+        stopped: false,
+        stdout: Capture::holding(stdout),
+        stderr: Capture::new(0),
+        note,
+        runtime: attempt.runtime,
+        record,
+    }))
+}
+
+/// The joblog's command (a resume is refused when it changed), also a broker result's.
+pub(super) fn journal_label(config: &PersistentConfig) -> String {
+    let mut words = vec![config.program.to_string_lossy().into_owned()];
+    words.extend(config.args.iter().map(|arg| arg.to_string_lossy().into_owned()));
+    format!("{} (--persistent)", words.join(" "))
+}
+
+/// The joblog record of a settled task whose reply was `receive` bytes.
+pub(super) fn journal_record(
+    label: &str,
+    outcome: &Outcome,
+    receive: u64,
+    attempt: Attempt,
+    task: &Sent,
+) -> Record {
+    let (record_outcome, exitval, signal) = match outcome {
+        Outcome::Done => (RecordOutcome::Done, 0, 0),
+        Outcome::Failed(Failure::Exit(code)) => (RecordOutcome::Failed, *code, 0),
+        Outcome::Failed(Failure::Signal(signal)) => (RecordOutcome::Failed, -1, *signal),
+        Outcome::TimedOut(_) => (RecordOutcome::TimedOut, -1, 9),
+        Outcome::Failed(_) | Outcome::NotRun => (RecordOutcome::Failed, -1, 0),
+    };
+    let end = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Record {
+        seq: task.input_no,
+        host: ":".into(),
+        start: end.saturating_sub(attempt.runtime).as_secs_f64(),
+        runtime: attempt.runtime.as_secs_f64(),
+        send: task.display.len() as u64 + 1,
+        receive,
+        exitval,
+        signal,
+        command: label.as_bytes().to_vec(),
+        outcome: record_outcome,
+        attempt: attempt.number.max(1),
+        occurrence: task.occurrence,
+        input: task.identity.clone(),
+        slot: u32::try_from(attempt.slot).unwrap_or(u32::MAX),
+    }
+}
