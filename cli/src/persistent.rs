@@ -69,7 +69,8 @@ pub fn run(
         };
     let io =
         muster::farm::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
-    let result = persistent::run_local(&config, &run, inputs, io);
+    let sourced = inputs.map(|input| input.map(muster::source::Sourced::local));
+    let result = persistent::run_local(&config, &run, sourced, io);
     if let Some(bar) = &progress {
         bar.finish();
     }

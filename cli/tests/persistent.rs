@@ -226,11 +226,27 @@ fn results_written_to_a_full_device_are_not_done_and_a_resume_reruns_them() {
     assert!(out.status.code().is_some_and(|c| (1..=2).contains(&c)), "{:?} {}", out.status, stderr(&out));
     assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
     let outcomes: Vec<String> = joblog_records(&sb.read("log")).into_iter().map(|r| r[9].clone()).collect();
-    assert_eq!(outcomes, ["lost", "lost"], "buffered replies are recorded only once they reach stdout");
+    // Buffered replies are recorded only once they reach stdout: none is done; what was not
+    // sent before the failure stopped the run has no record at all.
+    assert!(!outcomes.iter().any(|o| o == "done"), "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| o == "lost"), "{outcomes:?}");
     let resumed = sb.run(
         &["run", "--persistent", "-j", "1", "--joblog", "log", "--resume", "-k", "cat", ":::", "a", "b"],
         b"",
     );
     assert_code(&resumed, 0);
     assert_eq!(stdout(&resumed), "a\nb\n");
+}
+
+#[test]
+fn an_input_holding_the_separator_fails_alone_and_says_why() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "--persistent", "-j", "1", "-k", "cat", ":::", "a", "b\nc", "d"], b"");
+    assert_code(&out, 1);
+    assert_eq!(stdout(&out), "a\nd\n", "no reply is misattributed");
+    assert!(
+        stderr(&out).contains("task 2 (b\\nc)") && stderr(&out).contains("record separator"),
+        "{}",
+        stderr(&out)
+    );
 }

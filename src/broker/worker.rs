@@ -191,36 +191,25 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let (done, failed) = std::thread::scope(|scope| {
         let beating = scope.spawn(move || heartbeat.run(&stop_rx));
+        let io = Io {
+            stdout: Box::new(io::sink()),
+            stderr: Box::new(io::stderr()),
+            shutdown,
+            observer: &NoObserver,
+            settlement: &settlement,
+        };
         let ran = match runner {
-            Runner::Farm(farm) => {
-                let io = Io {
-                    stdout: Box::new(io::sink()),
-                    stderr: Box::new(io::stderr()),
-                    shutdown,
-                    observer: &NoObserver,
-                    settlement: &settlement,
-                };
-                match farm::run_sourced(*farm, reader, None, io) {
-                    Ok(summary) => match summary.input_error {
-                        Some(err) => {
-                            // The farm names the input position; what matters here is Redis's word.
-                            let why = err.split_once(" records: ").map_or(err.as_str(), |(_, why)| why);
-                            Err(WorkerError::Read(io::Error::other(why.to_owned())))
-                        }
-                        None => Ok((summary.done, summary.failed + summary.timed_out)),
-                    },
-                    Err(err) => Err(WorkerError::from(err)),
-                }
-            }
+            Runner::Farm(farm) => farm::run_sourced(*farm, reader, None, io),
             Runner::Persistent(config) => {
-                let on_stderr = |slot: usize, line: &[u8]| {
-                    eprintln!("muster: worker {name}: process {slot}: {}", String::from_utf8_lossy(line));
-                };
-                match persistent::run_sourced(&config, reader, shutdown, &settlement, on_stderr) {
-                    (_, Some(err)) => Err(WorkerError::Read(err)),
-                    (s, None) => Ok((s.done, s.failed + s.timed_out)),
-                }
+                persistent::run_local(&config, &persistent::LocalRun::default(), reader, io).map(|(s, _)| s)
             }
+        };
+        let ran = match ran {
+            Ok(summary) => match summary.input_error {
+                Some(err) => Err(WorkerError::Read(io::Error::other(queue_error(&err)))),
+                None => Ok((summary.done, summary.failed + summary.timed_out)),
+            },
+            Err(err) => Err(WorkerError::from(err)),
         };
         drop(stop_tx);
         let _ = beating.join();
@@ -582,6 +571,12 @@ impl Heartbeat {
         }
         Ok(())
     }
+}
+
+/// A read error as the engine reports it, without the input position it names first: what
+/// matters for a queue is Redis's word.
+fn queue_error(err: &str) -> String {
+    err.split_once(" records: ").map_or(err, |(_, why)| why).to_owned()
 }
 
 fn announce_drain(name: &str) {

@@ -52,6 +52,12 @@ impl Capture {
         }
     }
 
+    /// Frees what was kept (it was written out); the length stays.
+    pub(crate) fn release(&mut self) {
+        self.memory = Vec::new();
+        self.spill = None;
+    }
+
     /// Counts `n` bytes passed on without keeping them (line-buffered mode).
     pub(crate) fn count(&mut self, n: usize) {
         self.len += n as u64;

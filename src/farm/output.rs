@@ -101,7 +101,13 @@ pub(crate) struct OutputThread<'a> {
     /// Tasks whose output is in stdout's buffer, not yet flushed: recorded at the next idle
     /// (lost if the flush fails), never before.
     unflushed: Vec<(Box<Finished>, bool)>,
+    /// Their output's size.
+    unflushed_bytes: u64,
 }
+
+/// Most tasks, and most bytes of output, printed and not yet flushed and recorded.
+const UNFLUSHED_TASKS: usize = 1024;
+const UNFLUSHED_BYTES: u64 = 64 * 1024;
 
 impl<'a> OutputThread<'a> {
     pub(crate) fn new(
@@ -125,6 +131,7 @@ impl<'a> OutputThread<'a> {
             results: None,
             flush_each: true,
             unflushed: Vec::new(),
+            unflushed_bytes: 0,
         }
     }
 
@@ -155,14 +162,25 @@ impl<'a> OutputThread<'a> {
     /// Nothing more to handle right now: what is buffered goes out, and a settlement that
     /// batches sends its batch.
     pub(crate) fn idle(&mut self) {
-        if !self.flush_each {
-            let result = self.stdout.flush();
-            let flushed = self.check_write(Stream::Stdout, result);
-            for (finished, written) in std::mem::take(&mut self.unflushed) {
-                self.record(finished, written && flushed, None);
-            }
-        }
+        self.flush_printed();
         self.config.settlement.flush();
+    }
+
+    /// Flushes stdout and records the tasks whose output that flush carried (lost if it
+    /// failed).
+    fn flush_printed(&mut self) {
+        if self.flush_each {
+            return;
+        }
+        let result = self.stdout.flush();
+        let flushed = self.check_write(Stream::Stdout, result);
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for (finished, written) in unflushed.drain(..) {
+            self.record(finished, written && flushed, None);
+        }
+        // The list's room is kept for the next burst.
+        self.unflushed = unflushed;
+        self.unflushed_bytes = 0;
     }
 
     /// Writes one of muster's own lines (a worker's stderr line, a note) to stderr.
@@ -297,7 +315,7 @@ impl<'a> OutputThread<'a> {
                 return;
             }
         };
-        let mut written = !self.lost_lines.remove(&finished.seq);
+        let mut written = self.lost_lines.is_empty() || !self.lost_lines.remove(&finished.seq);
         let mut carried = None;
         if self.config.settlement.carries_output() && finished.receipt.is_some() {
             // The output goes back to the source with the settlement, not to our stdout.
@@ -348,8 +366,14 @@ impl<'a> OutputThread<'a> {
             written = false;
         }
         if !self.flush_each && carried.is_none() {
-            // Recorded once the buffer holding its output reaches stdout (at the next idle).
+            // Recorded once the buffer holding its output reaches stdout: at the next idle, or
+            // once a buffer's worth is waiting (which bounds what is held).
+            self.unflushed_bytes += finished.stdout.len();
+            finished.stdout.release();
             self.unflushed.push((finished, written));
+            if self.unflushed.len() >= UNFLUSHED_TASKS || self.unflushed_bytes >= UNFLUSHED_BYTES {
+                self.flush_printed();
+            }
             return;
         }
         self.record(finished, written, carried);

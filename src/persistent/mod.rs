@@ -20,16 +20,13 @@
 //!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
 //!   once; tasks in flight are reported not run.
 //!
-//! Members: `worker` (one process and its reader threads), `settled` (local inputs settled by
-//! the farm's output stage, as `muster run` settles its tasks), `sourced` (tasks from a source
-//! with receipts, settled through its settlement).
+//! Members: `worker` (one process and its reader threads), `settled` (tasks, local or from a
+//! source with receipts, settled by the farm's output stage, as `muster run` settles its).
 
 mod settled;
-mod sourced;
 mod worker;
 
 pub use settled::{run_local, LocalRun};
-pub use sourced::run_sourced;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,17 +1,20 @@
-//! Local inputs through persistent workers, settled by the farm's output stage: printing
-//! (each reply is its task's whole output, `--tag` prefixed), the bounded reorder window of
+//! Tasks through persistent workers, settled by the farm's output stage: printing (each reply
+//! is its task's whole output, `--tag` prefixed), the bounded reorder window of
 //! `--keep-order`, the joblog and `--resume`, counts, progress and failure messages are the
-//! ones `muster run` uses, so the two modes cannot drift apart. Workers' stderr lines pass
-//! through the same stage, so they never cut into a result.
+//! ones `muster run` uses, so the modes cannot drift apart. Workers' stderr lines pass
+//! through the same stage, so they never cut into a result. Tasks from a source with receipts
+//! (a queue) settle through its [`Settlement`](crate::source::Settlement) there too, which is
+//! asked to flush whenever no reply is waiting, so a broker acknowledges in batches.
 //!
 //! The stage is shared by two threads behind a lock: the engine's feeder (inputs a resume
 //! skips settle there at once, so a long run of them never waits for a reply) and the
 //! caller's thread, which hands over replies.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,8 +24,8 @@ use super::{Attempt, PersistentConfig, Reply, Summary};
 use crate::farm::capture::Capture;
 use crate::farm::output::{Event, Finished, OutputConfig, OutputThread};
 use crate::farm::{self, FarmError, Io};
-use crate::input::Input;
 use crate::journal::{InputLedger, JournalWriter, Record, RecordOutcome, ResumeMode};
+use crate::source::{Receipt, Sourced};
 use crate::task::{Failure, Outcome, Seq};
 
 /// What a local run adds to the workers' configuration.
@@ -39,16 +42,20 @@ pub struct LocalRun {
 }
 
 /// What is kept of a task between sending it and settling it.
-pub(super) struct Sent {
+struct Sent {
     /// Its place among all inputs read (skipped ones included): the joblog's and the output
     /// stage's sequence number.
-    pub(super) input_no: Seq,
-    pub(super) identity: Vec<u8>,
-    pub(super) occurrence: u32,
-    pub(super) display: Vec<u8>,
+    input_no: Seq,
+    identity: Vec<u8>,
+    occurrence: u32,
+    display: Vec<u8>,
+    /// Its source's handle, if it came from one.
+    receipt: Option<Receipt>,
 }
 
-/// Streams `inputs` through persistent workers and settles every task as `muster run` does.
+/// Streams `inputs` through persistent workers and settles every task as `muster run` does
+/// (and, for tasks with a receipt, through `io.settlement`). A task whose input holds the
+/// record separator cannot be one record on a worker's stdin: it fails at once, saying so.
 /// Returns the run's counts (as a farm run's) and the workers' own.
 pub fn run_local<I>(
     config: &PersistentConfig,
@@ -57,7 +64,7 @@ pub fn run_local<I>(
     io: Io<'_, '_>,
 ) -> Result<(farm::Summary, Summary), FarmError>
 where
-    I: Iterator<Item = io::Result<Input>> + Send,
+    I: Iterator<Item = io::Result<Sourced>> + Send,
 {
     let started = Instant::now();
     let Io { stdout, stderr, shutdown, observer, settlement } = io;
@@ -70,9 +77,12 @@ where
         }
     };
     let journaling = journal.is_some();
-    // Without a joblog nothing is skipped, so the engine's numbers are the inputs' own and
-    // only --tag needs anything kept per task.
-    let remember = journaling || run.tag;
+    // A settlement that carries output gets each task's record.
+    let recording = journaling || settlement.carries_output();
+    // Without a joblog, a tag or receipts nothing needs keeping per task while the engine's
+    // numbers are the inputs' own; from the first input where that stops being so (a refused
+    // one, a receipt), tasks are kept. Replies of tasks not kept have their input's number.
+    let remembering = AtomicBool::new(journaling || run.tag);
     // --keep-order holds replies behind the oldest unanswered task: one credit per input from
     // when it is read until it is printed bounds what is held (and how far input runs ahead).
     let reorder_window = (config.workers * config.window * 4).max(1024);
@@ -97,7 +107,8 @@ where
     // Inputs read, skipped ones included (written by the feeder, read once it is over).
     let read = AtomicU64::new(0);
     let records = {
-        let (sent, read_error, read, stage) = (&sent, &read_error, &read, &stage);
+        let (sent, read_error, read, stage, remembering) = (&sent, &read_error, &read, &stage, &remembering);
+        let label = &label;
         let mut ledger = ledger;
         let mut engine_seq: Seq = 0;
         inputs
@@ -117,52 +128,72 @@ where
                     };
                 credited.then_some(input)
             })
-            .filter_map(move |input| {
+            .filter_map(move |Sourced { input, receipt }| {
                 let input_no = read.fetch_add(1, Ordering::Relaxed) + 1;
                 let (identity, occurrence) = match ledger.as_mut() {
                     Some(ledger) => {
                         let identity = input.identity();
                         let (occurrence, skip) = ledger.admit(&identity);
                         if skip {
-                            stage().handle(Event::Skipped(input_no, None));
+                            stage().handle(Event::Skipped(input_no, receipt));
                             return None;
                         }
                         (identity, occurrence)
                     }
                     None => (Vec::new(), 0),
                 };
-                engine_seq += 1;
                 let display = input.into_display();
-                if remember {
-                    let task = Sent { input_no, identity, occurrence, display: display.clone() };
+                if display.contains(&config.separator) {
+                    let task = Sent { input_no, identity, occurrence, display, receipt };
+                    stage().handle(refused(config, run, label, recording, task));
+                    return None;
+                }
+                engine_seq += 1;
+                if receipt.is_some() || engine_seq != input_no {
+                    remembering.store(true, Ordering::Release);
+                }
+                if remembering.load(Ordering::Acquire) {
+                    let task = Sent { input_no, identity, occurrence, display: display.clone(), receipt };
                     sent.lock().unwrap_or_else(PoisonError::into_inner).insert(engine_seq, task);
                 }
                 Some(display)
             })
     };
     let timeout = config.timeout.unwrap_or_default();
+    // This thread keeps the stage locked from one idle moment to the next (replies come in
+    // bursts); it lets go before it waits, so the feeder is never held up for long.
+    let held = RefCell::new(None);
+    let hold = || std::cell::RefMut::map(held.borrow_mut(), |held| &mut **held.get_or_insert_with(stage));
     let workers = super::run_with_idle(
         config,
         records,
         shutdown,
         |seq, reply, attempt| {
-            let task = match remember {
+            let kept = match remembering.load(Ordering::Acquire) {
                 true => sent.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq),
-                false => {
-                    Some(Sent { input_no: seq, identity: Vec::new(), occurrence: 0, display: Vec::new() })
-                }
+                false => None,
             };
-            let Some(task) = task else { return };
-            let event = settle(config, run, &label, journaling, timeout, task, reply, attempt);
-            stage().handle(event);
+            let task = kept.unwrap_or_else(|| Sent {
+                input_no: seq,
+                identity: Vec::new(),
+                occurrence: 0,
+                display: Vec::new(),
+                receipt: None,
+            });
+            let event = settle(config, run, &label, recording, timeout, task, reply, attempt);
+            hold().handle(event);
         },
         |slot, line| {
             let mut text = format!("worker {slot}: ").into_bytes();
             text.extend_from_slice(line);
-            stage().say(&text);
+            hold().say(&text);
         },
-        || stage().idle(),
+        || {
+            hold().idle();
+            held.borrow_mut().take();
+        },
     );
+    drop(held.into_inner());
     let output = output.into_inner().unwrap_or_else(PoisonError::into_inner);
     let (mut summary, journal_error) = output.finish();
     if let Some(err) = journal_error {
@@ -183,14 +214,14 @@ fn settle(
     config: &PersistentConfig,
     run: &LocalRun,
     label: &str,
-    journaling: bool,
+    recording: bool,
     timeout: Duration,
     task: Sent,
     reply: Reply,
     attempt: Attempt,
 ) -> Event {
     let (outcome, mut stdout) = match reply {
-        Reply::NotRun => return Event::NotRun(task.input_no, None),
+        Reply::NotRun => return Event::NotRun(task.input_no, task.receipt),
         Reply::Done(record) => (Outcome::Done, record),
         Reply::Failed(failure) => (Outcome::Failed(failure), Vec::new()),
         Reply::TimedOut => (Outcome::TimedOut(timeout), Vec::new()),
@@ -211,10 +242,10 @@ fn settle(
         };
         format!("muster: task {}{shown}: {why}", task.input_no)
     });
-    let record = journaling.then(|| journal_record(label, &outcome, stdout.len() as u64, attempt, &task));
+    let record = recording.then(|| journal_record(label, &outcome, stdout.len() as u64, attempt, &task));
     Event::Finished(Box::new(Finished {
         seq: task.input_no,
-        receipt: None,
+        receipt: task.receipt,
         values: None,
         tag,
         outcome,
@@ -227,21 +258,39 @@ fn settle(
     }))
 }
 
+/// The event for a task refused before any worker saw it: its input holds the separator.
+fn refused(config: &PersistentConfig, run: &LocalRun, label: &str, recording: bool, task: Sent) -> Event {
+    let separator = if config.separator == b'\n' { "a newline" } else { "NUL" };
+    let outcome = Outcome::Failed(Failure::Start(format!(
+        "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
+    )));
+    let shown = String::from_utf8_lossy(&task.display).replace('\n', "\\n");
+    let note = format!("muster: task {} ({shown}): {outcome}", task.input_no);
+    let record = recording.then(|| journal_record(label, &outcome, 0, Attempt::never(), &task));
+    Event::Finished(Box::new(Finished {
+        seq: task.input_no,
+        receipt: task.receipt,
+        values: None,
+        tag: run.tag.then(|| [task.display.as_slice(), b"\t"].concat()),
+        outcome,
+        stopped: false,
+        stdout: Capture::new(0),
+        stderr: Capture::new(0),
+        note: Some(note),
+        runtime: Duration::ZERO,
+        record,
+    }))
+}
+
 /// The joblog's command (a resume is refused when it changed), also a broker result's.
-pub(super) fn journal_label(config: &PersistentConfig) -> String {
+fn journal_label(config: &PersistentConfig) -> String {
     let mut words = vec![config.program.to_string_lossy().into_owned()];
     words.extend(config.args.iter().map(|arg| arg.to_string_lossy().into_owned()));
     format!("{} (--persistent)", words.join(" "))
 }
 
 /// The joblog record of a settled task whose reply was `receive` bytes.
-pub(super) fn journal_record(
-    label: &str,
-    outcome: &Outcome,
-    receive: u64,
-    attempt: Attempt,
-    task: &Sent,
-) -> Record {
+fn journal_record(label: &str, outcome: &Outcome, receive: u64, attempt: Attempt, task: &Sent) -> Record {
     let (record_outcome, exitval, signal) = match outcome {
         Outcome::Done => (RecordOutcome::Done, 0, 0),
         Outcome::Failed(Failure::Exit(code)) => (RecordOutcome::Failed, *code, 0),
