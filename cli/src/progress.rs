@@ -23,7 +23,7 @@ struct Counts {
     over: AtomicBool,
 }
 
-/// Progress fed by the farm (or the persistent sink).
+/// Progress fed by the farm's settle stage (spawned or persistent tasks).
 pub struct Progress {
     bar: ProgressBar,
     counts: Arc<Counts>,
@@ -137,6 +137,11 @@ impl Observer for Progress {
         counter.fetch_add(1, Ordering::Relaxed);
         self.refresh();
         self.bar.inc(1);
+    }
+
+    fn task_skipped(&self) {
+        // Done by an earlier run: it counts toward the total, so the bar can reach it.
+        self.task_finished(&Outcome::Done);
     }
 }
 

@@ -177,6 +177,29 @@ fn a_halt_says_so_and_usage_errors_never_look_like_failure_counts() {
 }
 
 #[test]
+fn progress_counts_what_a_resume_skips_toward_the_total() {
+    let sb = Sandbox::new();
+    let first = sb.run(&["run", "--joblog", "log", "true", ":::", "a", "b"], b"");
+    assert_code(&first, 0);
+    for persistent in [&[][..], &["--persistent"][..]] {
+        let mut args = vec!["run", "--progress", "--joblog", "log", "--resume"];
+        args.extend_from_slice(persistent);
+        let program = if persistent.is_empty() { "true" } else { "cat" };
+        if !persistent.is_empty() {
+            // A persistent run's joblog names its command differently: start it afresh.
+            std::fs::remove_file(sb.path("log")).expect("remove log");
+            assert_code(&sb.run(&["run", "--persistent", "--joblog", "log", "cat", ":::", "a", "b"], b""), 0);
+        }
+        args.extend_from_slice(&[program, ":::", "a", "b", "c"]);
+        let out = sb.run(&args, b"");
+        assert_code(&out, 0);
+        let err = stderr(&out);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with("muster: 3/3 done, 0 failed"), "{persistent:?}: {err}");
+    }
+}
+
+#[test]
 fn progress_off_a_terminal_is_a_status_line() {
     let sb = Sandbox::new();
     let out = sb.run(&["run", "--progress", "-j", "2", "true", ":::", "a", "b", "c"], b"");

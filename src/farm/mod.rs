@@ -167,6 +167,8 @@ pub trait Observer: Sync {
     fn attempt_ended(&self) {}
     /// A task finished (after its output was printed).
     fn task_finished(&self, _outcome: &Outcome) {}
+    /// A task was skipped: the joblog being resumed says it is done already.
+    fn task_skipped(&self) {}
 }
 
 /// An observer that ignores everything.

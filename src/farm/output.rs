@@ -211,6 +211,7 @@ impl<'a> OutputThread<'a> {
             }
             Event::Skipped(seq, receipt) => {
                 self.summary.skipped += 1;
+                self.config.observer.task_skipped();
                 self.arrive(seq, Pending::Silent(receipt, true));
             }
         }
