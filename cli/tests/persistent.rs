@@ -250,3 +250,34 @@ fn an_input_holding_the_separator_fails_alone_and_says_why() {
         stderr(&out)
     );
 }
+
+#[test]
+fn workers_stderr_is_read_by_one_thread_for_all() {
+    let sb = Sandbox::new();
+    let worker = "echo started >&2; while read -r x; do sleep 0.05; echo \"$x\"; done";
+    let inputs: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
+    let mut args = vec!["run", "--persistent", "-j", "40", "sh", "-c", worker, ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let run = sb.spawn(&args);
+    let pid = run.id();
+    let children = || -> usize {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+        tasks
+            .map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .count()
+            })
+            .sum()
+    };
+    // 40 workers and the watchdog.
+    assert!(wait_for(Duration::from_secs(10), || children() >= 41), "workers started: {}", children());
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+    // Two per worker (its feeder and its reply reader) and a few for the run: not three.
+    assert!(threads <= 2 * 40 + 10, "{threads} threads for 40 workers");
+    let _ =
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).expect("pid"), Signal::TERM);
+    let out = run.wait_with_output().expect("run ends");
+    assert_eq!(stderr(&out).matches("started").count(), 40, "every worker's stderr came through");
+}

@@ -24,6 +24,7 @@
 //! source with receipts, settled by the farm's output stage, as `muster run` settles its).
 
 mod settled;
+mod stderr;
 mod worker;
 
 pub use settled::{run_local, LocalRun};
@@ -235,6 +236,8 @@ where
     std::thread::scope(|scope| {
         let patience = config.drain_patience.unwrap_or(config.grace);
         scope.spawn(move || stop_after_grace(shutdown, patience, &over_rx));
+        // Without it (no thread or descriptor to be had) workers write to our stderr directly.
+        let stderr = stderr::StderrLines::start(events_tx.clone()).ok().map(Arc::new);
         let mut slots = Vec::new();
         for slot in 1..=workers {
             let ctx = worker::SlotContext {
@@ -244,10 +247,11 @@ where
                 jobs: queue.clone(),
                 events: events_tx.clone(),
                 settle: settle.for_slot(slot),
+                stderr: stderr.clone(),
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }
-        drop((queue, events_tx, settle));
+        drop((queue, events_tx, settle, stderr));
 
         let ended = &slots_ended;
         let feeder = scope.spawn(move || {

@@ -20,7 +20,6 @@ use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::halt::HaltGate;
-use crate::input::Records;
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
@@ -33,6 +32,8 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) jobs: JobQueue,
     pub(crate) events: cb::Sender<Event>,
     pub(crate) settle: Settle,
+    /// Reads every worker's stderr (one thread for all); none: workers inherit ours.
+    pub(crate) stderr: Option<Arc<super::stderr::StderrLines>>,
 }
 
 /// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
@@ -171,6 +172,8 @@ struct Worker {
     /// Set by the reader when the worker broke the protocol (see [`lost`]).
     broke_protocol: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Disconnects once every line of its stderr was passed on.
+    stderr_ended: Option<cb::Receiver<()>>,
     sent: u64,
 }
 
@@ -192,7 +195,8 @@ impl Worker {
     fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
         let mut command = Command::new(&ctx.config.program);
         command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let stderr = if ctx.stderr.is_some() { Stdio::piped() } else { Stdio::inherit() };
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
         let stdin = pipes.stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
@@ -221,17 +225,21 @@ impl Worker {
                 drop(alive_tx);
             }));
         }
-        if let Some(stderr) = stderr {
-            let (events, slot) = (ctx.events.clone(), ctx.slot);
-            threads.push(std::thread::spawn(move || {
-                for line in Records::new(BufReader::new(stderr), b'\n') {
-                    let Ok(line) = line else { break };
-                    let _ = events.send(Event::Stderr(slot, line));
-                }
-            }));
-        }
+        let stderr_ended = stderr.zip(ctx.stderr.as_ref()).map(|(pipe, lines)| lines.watch(ctx.slot, pipe));
         let _ = ctx.events.send(Event::WorkerStarted);
-        Ok(Worker { child, stdin, in_flight, permits, alive, space, limit, broke_protocol, threads, sent: 0 })
+        Ok(Worker {
+            child,
+            stdin,
+            in_flight,
+            permits,
+            alive,
+            space,
+            limit,
+            broke_protocol,
+            threads,
+            stderr_ended,
+            sent: 0,
+        })
     }
 
     fn window_full(&self) -> bool {
@@ -316,6 +324,9 @@ impl Worker {
         let status = self.child.stop_within(grace, grace, shutdown).ok().map(|(status, _)| status);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(ended) = self.stderr_ended.take() {
+            let _ = ended.recv();
         }
         let held = std::mem::take(&mut lock(&self.in_flight).jobs).into_iter().map(|(job, _)| job).collect();
         (held, status)
