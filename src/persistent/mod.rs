@@ -20,11 +20,12 @@
 //!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
 //!   once; tasks in flight are reported not run.
 //!
-//! Members: `worker` (one process and its reader threads), `settled` (tasks, local or from a
+//! Members: `worker` (one process: its feeding slot and its replies), `pipes` (a thread per
+//! CPU reading the workers' stdout and stderr), `settled` (tasks, local or from a
 //! source with receipts, settled by the farm's output stage, as `muster run` settles its).
 
+mod pipes;
 mod settled;
-mod stderr;
 mod worker;
 
 pub use settled::{run_local, LocalRun};
@@ -236,8 +237,14 @@ where
     std::thread::scope(|scope| {
         let patience = config.drain_patience.unwrap_or(config.grace);
         scope.spawn(move || stop_after_grace(shutdown, patience, &over_rx));
-        // Without it (no thread or descriptor to be had) workers write to our stderr directly.
-        let stderr = stderr::StderrLines::start(events_tx.clone()).ok().map(Arc::new);
+        // One thread per CPU reads the workers' stderr, each a share of the workers, and their
+        // replies too once there are more workers than CPUs (below that, a blocking reader
+        // per worker wakes once per reply batch where a shared one needs two calls). Without
+        // one (no thread or descriptor to be had) a worker's pipes get threads of their own.
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let share_replies = workers > cpus;
+        let readers: Vec<Arc<pipes::PipeReader>> =
+            (0..cpus.min(workers)).filter_map(|_| pipes::PipeReader::start().ok().map(Arc::new)).collect();
         let mut slots = Vec::new();
         for slot in 1..=workers {
             let ctx = worker::SlotContext {
@@ -247,11 +254,12 @@ where
                 jobs: queue.clone(),
                 events: events_tx.clone(),
                 settle: settle.for_slot(slot),
-                stderr: stderr.clone(),
+                pipes: (!readers.is_empty()).then(|| Arc::clone(&readers[slot % readers.len()])),
+                share_replies,
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }
-        drop((queue, events_tx, settle, stderr));
+        drop((queue, events_tx, settle, readers));
 
         let ended = &slots_ended;
         let feeder = scope.spawn(move || {

@@ -1,13 +1,14 @@
-//! One persistent worker slot: starts a worker process, feeds it a window of tasks, reads its
-//! replies on a separate thread (so a full stdout pipe never blocks our writes), forwards its
-//! stderr, and replaces it when it dies, is recycled, or breaks the protocol.
+//! One persistent worker slot: starts a worker process, feeds it a window of tasks, has its
+//! replies and stderr read by the run's pipe thread (so a full stdout pipe never blocks our
+//! writes), and replaces it when it dies, is recycled, or breaks the protocol.
 //!
-//! Who wakes whom: the slot thread writes; the reader thread pops the oldest in-flight task for
+//! Who wakes whom: the slot thread writes; the pipe thread pops the oldest in-flight task for
 //! each reply record and releases one permit of the window; when stdout ends (the worker died
-//! or closed it) the reader drops `alive`, which wakes the slot in its `select!`.
+//! or closed it) the reply handler is dropped with `alive`, which wakes the slot in its
+//! `select!`.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,8 +33,11 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) jobs: JobQueue,
     pub(crate) events: cb::Sender<Event>,
     pub(crate) settle: Settle,
-    /// Reads every worker's stderr (one thread for all); none: workers inherit ours.
-    pub(crate) stderr: Option<Arc<super::stderr::StderrLines>>,
+    /// Reads this worker's stdout and stderr (with its share of the others'); none: its
+    /// pipes get threads of their own.
+    pub(crate) pipes: Option<Arc<super::pipes::PipeReader>>,
+    /// Replies are read by `pipes` too (else by a thread of this worker's own).
+    pub(crate) share_replies: bool,
 }
 
 /// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
@@ -195,8 +199,7 @@ impl Worker {
     fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
         let mut command = Command::new(&ctx.config.program);
         command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
-        let stderr = if ctx.stderr.is_some() { Stdio::piped() } else { Stdio::inherit() };
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
         let stdin = pipes.stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
@@ -220,12 +223,15 @@ impl Worker {
                 pace: Pace::new(ctx.config.window.max(1)),
                 broke_protocol: broke_protocol.clone(),
             };
-            threads.push(std::thread::spawn(move || {
-                read_replies(stdout, separator, &in_flight, window, &settle);
-                drop(alive_tx);
-            }));
+            let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_tx });
+            let reader = ctx.pipes.as_deref().filter(|_| ctx.share_replies);
+            threads.extend(super::pipes::read_on(reader, stdout, separator, replies));
         }
-        let stderr_ended = stderr.zip(ctx.stderr.as_ref()).map(|(pipe, lines)| lines.watch(ctx.slot, pipe));
+        let stderr_ended = stderr.map(|stderr| {
+            let (lines, ended) = super::pipes::stderr_lines(ctx.slot, ctx.events.clone());
+            threads.extend(super::pipes::read_on(ctx.pipes.as_deref(), stderr, b'\n', lines));
+            ended
+        });
         let _ = ctx.events.send(Event::WorkerStarted);
         Ok(Worker {
             child,
@@ -325,6 +331,8 @@ impl Worker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        // Every reply and stderr line is handed over before the tasks still held are counted.
+        let _ = self.alive.recv();
         if let Some(ended) = self.stderr_ended.take() {
             let _ = ended.recv();
         }
@@ -384,41 +392,23 @@ impl Pace {
     }
 }
 
-/// Matches reply records to the tasks in flight, oldest first, until stdout ends or the worker
-/// breaks the protocol (a reply nobody asked for). Replies already in the buffer are handled
-/// as one batch — one lock, one event, one wake-up of the caller — so a worker that answers
-/// in bursts costs a wake-up per burst, not per task.
-fn read_replies(
-    stdout: std::process::ChildStdout,
-    separator: u8,
-    in_flight: &InFlight,
-    mut window: Window,
-    settle: &Settle,
-) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-    loop {
-        let mut records = Vec::new();
-        // The first record may block; the rest are taken only while whole ones are buffered.
-        loop {
-            let mut record = Vec::new();
-            match reader.read_until(separator, &mut record) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if record.last() == Some(&separator) {
-                record.pop();
-            }
-            records.push(record);
-            if !reader.buffer().contains(&separator) {
-                break;
-            }
-        }
-        if records.is_empty() {
-            return;
-        }
+/// Matches a worker's reply records to its tasks in flight, oldest first, until stdout ends or
+/// the worker breaks the protocol (a reply nobody asked for). The records one read brought are
+/// handled as one batch — one lock, one event, one wake-up of the caller — so a worker that
+/// answers in bursts costs a wake-up per burst, not per task. Dropped (with `alive`) when the
+/// pipe ends.
+struct Replies {
+    in_flight: InFlight,
+    window: Window,
+    settle: Settle,
+    _alive: cb::Sender<()>,
+}
+
+impl super::pipes::Records for Replies {
+    fn records(&mut self, records: Vec<Vec<u8>>) -> bool {
         let wanted = records.len();
         let answered: Vec<(Seq, Reply, Attempt)> = {
-            let mut flight = lock(in_flight);
+            let mut flight = lock(&self.in_flight);
             let now = Instant::now();
             let mut previous = std::mem::replace(&mut flight.last_reply, now);
             let mut answered = Vec::with_capacity(wanted);
@@ -438,23 +428,31 @@ fn read_replies(
             // A reply nobody asked for: the worker broke the protocol. The permits are not
             // given back, so no new task is sent to it; ending here closes `alive`, and the
             // slot replaces the worker (see `lost`).
-            window.broke_protocol.store(true, Ordering::Release);
-            settle.batch(answered);
-            settle.protocol_break();
-            return;
+            self.window.broke_protocol.store(true, Ordering::Release);
+            self.settle.batch(answered);
+            self.settle.protocol_break();
+            return false;
         }
         for _ in 0..answered.len() {
-            let _ = window.permits.try_recv();
+            let _ = self.window.permits.try_recv();
         }
         // The first reply's runtime spans the worker's whole time on this batch.
         if let Some((_, _, first)) = answered.first() {
-            let limit = window.pace.observe(answered.len(), first.runtime);
-            window.limit.store(limit, Ordering::Relaxed);
-            if window.permits.len() <= limit / 2 {
-                let _ = window.space.try_send(());
+            let limit = self.window.pace.observe(answered.len(), first.runtime);
+            self.window.limit.store(limit, Ordering::Relaxed);
+            if self.window.permits.len() <= limit / 2 {
+                let _ = self.window.space.try_send(());
             }
         }
-        settle.batch(answered);
+        self.settle.batch(answered);
+        true
+    }
+
+    fn ended(&mut self, last: Option<Vec<u8>>) {
+        // A last reply without its separator still answers a task.
+        if let Some(record) = last {
+            self.records(vec![record]);
+        }
     }
 }
 

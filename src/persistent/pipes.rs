@@ -1,0 +1,230 @@
+//! Every worker's stdout and stderr on one thread: an epoll loop reads whatever any worker
+//! wrote, cuts it into records and hands them to the pipe's [`Records`] handler — replies to
+//! the worker's window (see `worker`), stderr lines to the caller with the worker's slot — so
+//! many workers cost one thread for their output rather than two each. A handler is dropped
+//! when its pipe ends (or it asks to stop reading), which is how its worker learns of it.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use crossbeam_channel as cb;
+use rustix::event::epoll;
+use rustix::io::Errno;
+
+use super::Event;
+
+/// The loop's wake-up, marking registrations to take and, once the last handle is gone, the end.
+const WAKE: u64 = u64::MAX;
+
+/// What is done with the records of one pipe. Called on the loop's thread: it must not block.
+pub(crate) trait Records: Send {
+    /// Complete records read together (separators removed). False: read no more of this pipe.
+    fn records(&mut self, records: Vec<Vec<u8>>) -> bool;
+    /// The pipe ended; `last` is its final record if it had no separator.
+    fn ended(&mut self, last: Option<Vec<u8>>);
+}
+
+/// A handle on the loop; the loop ends once every handle is dropped and every pipe it reads
+/// has ended.
+pub(crate) struct PipeReader {
+    register: cb::Sender<Pipe>,
+    wake: Arc<OwnedFd>,
+}
+
+/// A pipe being read.
+struct Pipe {
+    fd: OwnedFd,
+    separator: u8,
+    /// The start of a record whose end has not come yet.
+    partial: Vec<u8>,
+    handler: Box<dyn Records>,
+}
+
+/// A worker's stderr lines, passed on with its slot; `done` is dropped at the pipe's end.
+struct StderrLines {
+    slot: usize,
+    events: cb::Sender<Event>,
+    _done: cb::Sender<()>,
+}
+
+impl Records for StderrLines {
+    fn records(&mut self, lines: Vec<Vec<u8>>) -> bool {
+        for line in lines {
+            let _ = self.events.send(Event::Stderr(self.slot, line));
+        }
+        true
+    }
+
+    fn ended(&mut self, last: Option<Vec<u8>>) {
+        if let Some(line) = last {
+            let _ = self.events.send(Event::Stderr(self.slot, line));
+        }
+    }
+}
+
+impl PipeReader {
+    /// Starts the loop on a thread of its own.
+    pub(crate) fn start() -> io::Result<PipeReader> {
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        let wake = Arc::new(rustix::event::eventfd(0, flags)?);
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(&epoll, wake.as_fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+        let (register, registrations) = cb::unbounded();
+        let thread_wake = Arc::clone(&wake);
+        std::thread::Builder::new()
+            .name("muster-pipes".into())
+            .spawn(move || serve(&epoll, &thread_wake, &registrations))?;
+        Ok(PipeReader { register, wake })
+    }
+
+    /// Reads `pipe` until it ends, handing `separator`-ended records to `handler`.
+    pub(crate) fn read(&self, pipe: impl Into<OwnedFd>, separator: u8, handler: Box<dyn Records>) {
+        let fd = pipe.into();
+        let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+        let pipe = Pipe { fd, separator, partial: Vec::new(), handler };
+        if self.register.send(pipe).is_ok() {
+            ring(&self.wake);
+        }
+    }
+}
+
+/// A handler passing on the stderr lines of the worker in `slot` as [`Event::Stderr`], and a
+/// receiver that disconnects once the last line was passed on (the handler dropped).
+pub(crate) fn stderr_lines(slot: usize, events: cb::Sender<Event>) -> (Box<dyn Records>, cb::Receiver<()>) {
+    let (done, ended) = cb::bounded(0);
+    (Box::new(StderrLines { slot, events, _done: done }), ended)
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        // The loop learns that no registration can come any more.
+        let (closed, _) = cb::unbounded();
+        drop(std::mem::replace(&mut self.register, closed));
+        ring(&self.wake);
+    }
+}
+
+fn ring(wake: &OwnedFd) {
+    let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+}
+
+fn serve(epoll: &OwnedFd, wake: &OwnedFd, registrations: &cb::Receiver<Pipe>) {
+    let mut pipes: Vec<Option<Pipe>> = Vec::new();
+    let mut open = 0usize;
+    let mut handles_gone = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ready: Vec<epoll::Event> = Vec::with_capacity(64);
+    loop {
+        if handles_gone && open == 0 {
+            return;
+        }
+        ready.clear();
+        match epoll::wait(epoll, rustix::buffer::spare_capacity(&mut ready), None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            // Only a bug makes epoll_wait fail; do not spin on it.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+        for event in &ready {
+            let token = event.data.u64();
+            if token != WAKE {
+                let index = token as usize;
+                if !read(pipes.get_mut(index).and_then(Option::as_mut), &mut buf) {
+                    if let Some(pipe) = pipes.get_mut(index).and_then(Option::take) {
+                        let _ = epoll::delete(epoll, &pipe.fd);
+                        open -= 1;
+                    }
+                }
+                continue;
+            }
+            let mut drained = [0u8; 8];
+            let _ = rustix::io::read(wake, &mut drained);
+            loop {
+                match registrations.try_recv() {
+                    Ok(mut pipe) => {
+                        let index = pipes.iter().position(Option::is_none).unwrap_or(pipes.len());
+                        let data = epoll::EventData::new_u64(index as u64);
+                        if epoll::add(epoll, &pipe.fd, data, epoll::EventFlags::IN).is_err() {
+                            // Unreadable: as good as ended (dropping the handler says so).
+                            pipe.handler.ended(None);
+                            continue;
+                        }
+                        let entry = Some(pipe);
+                        match pipes.get_mut(index) {
+                            Some(free) => *free = entry,
+                            None => pipes.push(entry),
+                        }
+                        open += 1;
+                    }
+                    Err(cb::TryRecvError::Empty) => break,
+                    Err(cb::TryRecvError::Disconnected) => {
+                        handles_gone = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hands `pipe`'s records to `handler` on `reader`'s thread, or, without one, on a thread of
+/// its own (returned, to be joined).
+pub(crate) fn read_on(
+    reader: Option<&PipeReader>,
+    pipe: impl Into<OwnedFd>,
+    separator: u8,
+    handler: Box<dyn Records>,
+) -> Option<std::thread::JoinHandle<()>> {
+    match reader {
+        Some(reader) => {
+            reader.read(pipe, separator, handler);
+            None
+        }
+        None => {
+            let mut pipe = Pipe { fd: pipe.into(), separator, partial: Vec::new(), handler };
+            // A blocking read never says "nothing yet": it returns at the pipe's end.
+            std::thread::Builder::new()
+                .spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while read(Some(&mut pipe), &mut buf) {}
+                })
+                .ok()
+        }
+    }
+}
+
+/// Reads what the pipe has ready and hands over its complete records, all that one read
+/// brought as one batch; false at its end (the unfinished last record is handed over then), or
+/// when the handler wants no more.
+fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
+    let Some(pipe) = pipe else { return true };
+    loop {
+        let n = match rustix::io::read(&pipe.fd, &mut *buf) {
+            Ok(n) => n,
+            Err(Errno::AGAIN) => return true,
+            Err(Errno::INTR) => continue,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            let last = std::mem::take(&mut pipe.partial);
+            pipe.handler.ended((!last.is_empty()).then_some(last));
+            return false;
+        }
+        pipe.partial.extend_from_slice(&buf[..n]);
+        let mut records = Vec::new();
+        let mut start = 0;
+        while let Some(end) = pipe.partial[start..].iter().position(|&b| b == pipe.separator) {
+            records.push(pipe.partial[start..start + end].to_vec());
+            start += end + 1;
+        }
+        pipe.partial.drain(..start);
+        if !records.is_empty() && !pipe.handler.records(records) {
+            return false;
+        }
+        if n < buf.len() {
+            // Drained, most likely: epoll says so again if more came (it is level-triggered),
+            // so no read is spent to hear "nothing yet".
+            return true;
+        }
+    }
+}
