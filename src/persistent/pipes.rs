@@ -1,8 +1,9 @@
-//! Every worker's stdout and stderr on one thread: an epoll loop reads whatever any worker
-//! wrote, cuts it into records and hands them to the pipe's [`Records`] handler — replies to
-//! the worker's window (see `worker`), stderr lines to the caller with the worker's slot — so
-//! many workers cost one thread for their output rather than two each. A handler is dropped
-//! when its pipe ends (or it asks to stop reading), which is how its worker learns of it.
+//! Workers' stdout and stderr on a few threads: each [`PipeReader`] is an epoll loop that reads
+//! whatever its workers wrote, cuts it into records and hands them to the pipe's [`Records`]
+//! handler — replies to the worker's window (see `worker`), stderr lines to the caller with the
+//! worker's slot — so many workers cost a thread per CPU for their output rather than two
+//! each. A handler is dropped when its pipe ends (or it asks to stop reading), which is how
+//! its worker learns of it.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
