@@ -11,11 +11,18 @@ use muster::process::template::Template;
 use muster::Shutdown;
 
 use crate::args::{BrokerArgs, ResultsArgs, StatusArgs, WorkerArgs};
-use crate::run::{usage, Fatal, Submission};
+use crate::fatal::{usage, Fatal, USAGE_ERROR};
+
+/// `muster submit`'s queue: where tasks go instead of running here.
+pub(crate) struct Submission {
+    pub(crate) broker: String,
+    pub(crate) queue: muster::broker::Queue,
+    pub(crate) detach: bool,
+}
 
 /// A broker failure: Redis unreachable, refused, or unsafe.
 fn broker_error(err: impl std::fmt::Display) -> Fatal {
-    Fatal { code: crate::run::USAGE_ERROR, message: err.to_string() }
+    Fatal { code: USAGE_ERROR, message: err.to_string() }
 }
 
 /// `muster submit`, once the flags are a farm configuration: puts the tasks on the queue;
@@ -52,8 +59,8 @@ pub(crate) fn submit(
 pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.broker.queue).map_err(usage)?;
     let template =
-        Template::parse(&args.command, 1).map_err(usage)?.shell_program(crate::run::shell_for(&args.shell));
-    let jobs = crate::run::resolve_jobs(args.jobs, None, args.persistent);
+        Template::parse(&args.command, 1).map_err(usage)?.shell_program(crate::setup::shell_for(&args.shell));
+    let jobs = crate::setup::resolve_jobs(args.jobs, None, args.persistent);
     let timeout = args.timeout.filter(|t| !t.is_zero());
     let runner = if args.persistent {
         if template.substitutes() {
@@ -61,26 +68,26 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
                 "replacement strings are not used with --persistent: each input goes to a process's stdin",
             ));
         }
-        let program = crate::run::check_program(&args.command[0])?;
+        let program = crate::setup::check_program(&args.command[0])?;
         let mut config = PersistentConfig::new(program, args.command[1..].to_vec(), jobs);
         config.window = args.window as usize;
         config.max_tasks_per_worker = args.max_tasks_per_worker;
         config.grace = args.grace;
         config.timeout = timeout;
-        config.watchdog = crate::run::watchdog_command()
+        config.watchdog = crate::setup::watchdog_command()
             .and_then(|command| muster::process::watchdog::Watchdog::start(command).ok())
             .map(std::sync::Arc::new);
         worker::Runner::Persistent(config)
     } else {
         let program_path = match template.program() {
-            Some(program) if !template.is_shell() => Some(crate::run::check_program(&program)?),
+            Some(program) if !template.is_shell() => Some(crate::setup::check_program(&program)?),
             _ => None,
         };
         let mut farm = FarmConfig::new(template);
         farm.jobs = jobs;
         farm.timeout = timeout;
         farm.grace = args.grace;
-        farm.watchdog = crate::run::watchdog_command();
+        farm.watchdog = crate::setup::watchdog_command();
         farm.program_path = program_path;
         worker::Runner::Farm(Box::new(farm))
     };

@@ -13,7 +13,8 @@ use muster::input::Link;
 use muster::Shutdown;
 
 use crate::args::RunArgs;
-use crate::run::{resolve_jobs, usage, Fatal};
+use crate::fatal::{usage, Fatal};
+use crate::setup::resolve_jobs;
 
 /// `column` without the spaces and tabs around it.
 fn trim_blanks(column: &[u8]) -> &[u8] {

@@ -3,13 +3,16 @@
 
 mod args;
 mod broker;
+mod fatal;
 mod gnu;
 mod inputs;
 mod manual;
+mod outcome;
 mod persistent;
 mod progress;
 mod report;
 mod run;
+mod setup;
 mod up;
 
 use std::process::ExitCode;
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
             // --help and --version are not errors; everything else is a usage error: 255 for
             // `run` (whose 1-101 count failed tasks, as in GNU parallel), 2 for the others.
             let run = std::env::args_os().nth(1).is_some_and(|word| word == "run");
-            let code = if run { run::USAGE_ERROR } else { 2 };
+            let code = if run { fatal::USAGE_ERROR } else { 2 };
             return if err.use_stderr() { ExitCode::from(code) } else { ExitCode::SUCCESS };
         }
     };

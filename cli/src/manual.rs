@@ -29,11 +29,11 @@ pub fn render(out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// `muster man`: the page on stdout; a reader that went away (`| head`) is not an error.
-pub fn command() -> Result<u8, crate::run::Fatal> {
+pub fn command() -> Result<u8, crate::fatal::Fatal> {
     let mut stdout = io::stdout().lock();
     match render(&mut stdout).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(0),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(0),
-        Err(err) => Err(crate::run::Fatal { code: 2, message: format!("writing the manual page: {err}") }),
+        Err(err) => Err(crate::fatal::Fatal { code: 2, message: format!("writing the manual page: {err}") }),
     }
 }

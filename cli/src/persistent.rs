@@ -14,10 +14,11 @@ use muster::process::watchdog::Watchdog;
 use muster::Shutdown;
 
 use crate::args::RunArgs;
+use crate::fatal::{usage, Fatal, USAGE_ERROR};
+use crate::outcome::{exit_code, tell_outcome};
 use crate::progress::Progress;
-use crate::run::{
-    announce_drain, check_program, exit_code, resolve_jobs, stderr_writer, stdout_writer, tell_outcome,
-    usage, watchdog_command, Fatal,
+use crate::setup::{
+    announce_drain, check_program, resolve_jobs, stderr_writer, stdout_writer, watchdog_command,
 };
 
 pub fn run(
@@ -74,8 +75,7 @@ pub fn run(
     if let Some(bar) = &progress {
         bar.finish();
     }
-    let (summary, workers) =
-        result.map_err(|err| Fatal { code: crate::run::USAGE_ERROR, message: err.to_string() })?;
+    let (summary, workers) = result.map_err(|err| Fatal { code: USAGE_ERROR, message: err.to_string() })?;
     if workers.protocol_breaks > 0 {
         crate::say(format_args!(
             "muster: {} worker(s) sent a reply with no task waiting for it and were replaced \

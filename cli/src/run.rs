@@ -1,119 +1,24 @@
 //! `muster run`: turns the flags into a farm configuration and inputs, runs the farm with
 //! signals, progress and a summary, and maps what happened to the exit status.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal, Write};
 
-use muster::farm::{self, FarmConfig, NoObserver, Observer, OutputMode, Summary};
+use muster::farm::{self, FarmConfig, NoObserver, Observer, OutputMode};
 use muster::process::template::Template;
 use muster::Shutdown;
 
-use crate::args::{Jobs, RunArgs};
+use crate::args::RunArgs;
+use crate::broker::Submission;
+use crate::fatal::{usage, Fatal};
 use crate::inputs;
+use crate::outcome::{exit_code, tell_outcome};
 use crate::progress::Progress;
-
-/// An error that ends muster before or outside the tasks, with its exit status.
-#[derive(Debug)]
-pub struct Fatal {
-    pub code: u8,
-    pub message: String,
-}
+use crate::setup::{
+    announce_drain, check_program, resolve_jobs, shell_for, stderr_writer, stdout_writer, watchdog_command,
+};
 
 /// Tasks of one submission on the queue at once, unless -j says otherwise.
 const SUBMIT_IN_FLIGHT: usize = 1000;
-
-/// `muster run`'s exit status for a usage error or bad input: GNU parallel's "other error",
-/// apart from 1–101, which count failed tasks.
-pub(crate) const USAGE_ERROR: u8 = 255;
-
-pub(crate) fn usage(message: impl std::fmt::Display) -> Fatal {
-    Fatal { code: USAGE_ERROR, message: message.to_string() }
-}
-
-/// The shell `--shell` asks for: the one named, or $SHELL when it is a POSIX shell, else sh.
-pub(crate) fn shell_for(flag: &Option<Option<PathBuf>>) -> Option<OsString> {
-    const POSIX: [&str; 8] = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"];
-    match flag {
-        None => None,
-        Some(Some(path)) => Some(path.clone().into_os_string()),
-        Some(None) => {
-            let from_env = std::env::var_os("SHELL").filter(|shell| {
-                Path::new(shell).file_name().and_then(OsStr::to_str).is_some_and(|name| POSIX.contains(&name))
-            });
-            Some(from_env.unwrap_or_else(|| "sh".into()))
-        }
-    }
-}
-
-/// Finds `program` the way a shell would, and checks it can be executed. Returns its path,
-/// so tasks skip the `PATH` search (one failed `execve` per `PATH` entry before it, per task).
-pub(crate) fn check_program(program: &OsStr) -> Result<PathBuf, Fatal> {
-    let shown = program.to_string_lossy();
-    let hint = if shown.contains(' ') { " (to run a shell command line, pass --shell)" } else { "" };
-    let not_found = || Fatal { code: 127, message: format!("command not found: {shown}{hint}") };
-    let executable = |path: &Path| {
-        std::fs::metadata(path).ok().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.as_encoded_bytes().contains(&b'/') {
-        return match executable(Path::new(program)) {
-            None => Err(not_found()),
-            Some(false) => Err(Fatal { code: 126, message: format!("not executable: {shown}") }),
-            Some(true) => Ok(PathBuf::from(program)),
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut found_unexecutable = false;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(program);
-        match executable(&candidate) {
-            Some(true) => return Ok(candidate),
-            Some(false) => found_unexecutable = true,
-            None => {}
-        }
-    }
-    if found_unexecutable {
-        Err(Fatal { code: 126, message: format!("not executable: {shown}") })
-    } else {
-        Err(not_found())
-    }
-}
-
-pub(crate) fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>, persistent: bool) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    match jobs {
-        None => cpus,
-        Some(Jobs::Count(n)) => n,
-        Some(Jobs::PercentOfCpus(p)) => ((cpus as f64 * p / 100.0).round() as usize).max(1),
-        Some(Jobs::RelativeToCpus(n)) => usize::try_from(cpus as i64 + n).unwrap_or(0).max(1),
-        // Persistent workers each cost threads; a task farm's slots cost descriptors only.
-        Some(Jobs::AsManyAsInputs) if persistent => known_total.map_or(256, |n| n as usize).clamp(1, 1024),
-        Some(Jobs::AsManyAsInputs) => match known_total {
-            Some(n) => (n as usize).max(1),
-            None => farm::jobs_the_fd_limit_allows().min(10_000),
-        },
-    }
-}
-
-pub(crate) fn stdout_writer() -> io::Result<BufWriter<File>> {
-    // Our own buffered handle on fd 1: whole outputs go out in few write calls.
-    let fd = io::stdout().as_fd().try_clone_to_owned()?;
-    Ok(BufWriter::with_capacity(64 * 1024, File::from(fd)))
-}
-
-pub(crate) fn stderr_writer() -> io::Result<File> {
-    Ok(File::from(io::stderr().as_fd().try_clone_to_owned()?))
-}
-
-/// `muster submit`'s queue: where tasks go instead of running here.
-pub(crate) struct Submission {
-    pub(crate) broker: String,
-    pub(crate) queue: muster::broker::Queue,
-    pub(crate) detach: bool,
-}
 
 /// `muster submit`: a run whose tasks go to a queue.
 pub fn submit(args: crate::args::SubmitArgs) -> Result<u8, Fatal> {
@@ -297,124 +202,4 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     let summary_wanted = (args.summary || (interactive && !args.no_summary)) && !args.dry_run;
     tell_outcome(&summary, jobs, summary_wanted, misplaced);
     Ok(exit_code(&summary, shutdown.signal()))
-}
-
-/// What muster says on stderr once the run is over: input or write trouble, a halt, the
-/// summary with the first failed tasks, and a hint when an empty stdin is explained by an
-/// option written after the command.
-pub(crate) fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool, misplaced: Option<String>) {
-    if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
-        crate::say(format_args!("muster: {problem}"));
-    }
-    if summary.halted {
-        crate::say(format_args!(
-            "muster: halted (--halt): {} task(s) failed; {} not started",
-            summary.failures(),
-            summary.not_run
-        ));
-    }
-    if summary_wanted && !summary.broken_pipe {
-        crate::say(describe(summary, jobs));
-        if !summary.failed_tasks.is_empty() {
-            let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
-            let more = if more > 0 { format!("; and {more} more") } else { String::new() };
-            crate::say(format_args!("muster: failed: {}{more}", summary.failed_tasks.join("; ")));
-        }
-    }
-    if let (Some(option), 0) = (misplaced, summary.read) {
-        crate::say(format_args!(
-            "muster: no input was read from stdin; '{option}' after the command is passed to the command — put muster's options before the command"
-        ));
-    }
-}
-
-/// Tells the user, once, what the first signal did and how to stop now.
-pub(crate) fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
-    let token = shutdown.clone();
-    // Detached: it waits for a trip that may never come, and ends with the process.
-    let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
-        token.wait();
-        if token.signal().is_some() && !token.is_stopping_now() {
-            crate::say(format_args!(
-                "muster: stopping: starting no new tasks; running ones get {}s to finish (signal again to stop now)",
-                grace.as_secs_f64()
-            ));
-        }
-    });
-}
-
-/// `muster __watchdog` from this very binary, when it can be found.
-pub(crate) fn watchdog_command() -> Option<std::process::Command> {
-    let exe: PathBuf = std::env::current_exe().ok()?;
-    let mut command = std::process::Command::new(exe);
-    command.arg("__watchdog");
-    Some(command)
-}
-
-pub(crate) fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
-    if let Some(signal) = signal {
-        return u8::try_from(128 + signal).unwrap_or(130);
-    }
-    if summary.broken_pipe {
-        return 141;
-    }
-    match summary.failures() {
-        0 if summary.input_error.is_some() || summary.write_error.is_some() => USAGE_ERROR,
-        n @ 0..=100 => n as u8,
-        _ => 101,
-    }
-}
-
-/// The one-line summary: counts, times, speedup and efficiency.
-fn describe(summary: &Summary, jobs: usize) -> String {
-    let mut parts = vec![format!("{} done", summary.done), format!("{} failed", summary.failed)];
-    for (count, what) in [
-        (summary.timed_out, "timed out"),
-        (summary.stopped, "stopped"),
-        (summary.not_run, "not run"),
-        (summary.skipped, "skipped (already done)"),
-    ] {
-        if count > 0 {
-            parts.push(format!("{count} {what}"));
-        }
-    }
-    let wall = summary.wall.as_secs_f64();
-    let busy = summary.task_time.as_secs_f64();
-    let speedup = if wall > 0.0 { busy / wall } else { 0.0 };
-    // Slots that never had a task do not count against efficiency.
-    let used = jobs.min(usize::try_from(summary.read).unwrap_or(usize::MAX)).max(1);
-    let efficiency = speedup / used as f64 * 100.0;
-    format!(
-        "muster: {} tasks: {}; wall {wall:.2}s, task time {busy:.2}s, speedup {speedup:.2}x on {jobs} jobs ({efficiency:.0}% efficiency)",
-        summary.read,
-        parts.join(", ")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_count_failures() {
-        let mut summary = Summary::default();
-        assert_eq!(exit_code(&summary, None), 0);
-        summary.failed = 3;
-        assert_eq!(exit_code(&summary, None), 3);
-        summary.failed = 100;
-        assert_eq!(exit_code(&summary, None), 100);
-        summary.timed_out = 1;
-        assert_eq!(exit_code(&summary, None), 101);
-        assert_eq!(exit_code(&summary, Some(15)), 143);
-        assert_eq!(exit_code(&summary, Some(2)), 130);
-    }
-
-    #[test]
-    fn program_lookup() {
-        assert!(check_program(OsStr::new("sh")).is_ok());
-        assert_eq!(check_program(OsStr::new("no-such-program-xyz")).map_err(|f| f.code), Err(127));
-        assert_eq!(check_program(OsStr::new("/etc/passwd")).map_err(|f| f.code), Err(126));
-        let spaced = check_program(OsStr::new("echo hi")).expect_err("not a program");
-        assert!(spaced.message.contains("--shell"), "{}", spaced.message);
-    }
 }

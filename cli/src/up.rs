@@ -14,7 +14,8 @@ use muster::supervise::{
 use muster::Shutdown;
 
 use crate::args::{ColorChoice, ControlArgs, RestartPolicy, UpArgs};
-use crate::run::{check_program, watchdog_command, Fatal};
+use crate::fatal::Fatal;
+use crate::setup::{check_program, watchdog_command};
 
 /// ANSI colours for worker prefixes, cycled by slot.
 const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];

@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use html::{write_html, write_svg};
 
 use crate::args::ReportArgs;
-use crate::run::Fatal;
+use crate::fatal::Fatal;
 
 /// `muster report JOBLOG [--json] [--html FILE] [--svg FILE]`.
 pub fn command(args: ReportArgs) -> Result<u8, Fatal> {
