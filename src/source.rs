@@ -75,6 +75,11 @@ pub trait Settlement: Sync {
     /// Every settled task so far has been handed over and none is waiting: a settlement
     /// that batches its acknowledgements sends them now. Also called once at the end.
     fn flush(&self) {}
+    /// True when [`revoked`](Self::revoked) can ever say yes: an engine that cannot stop one
+    /// task alone (a persistent worker holds several) looks only then, and stops the worker.
+    fn revocable(&self) -> bool {
+        false
+    }
     /// True when finished tasks' output goes back to the source in [`Completion`] instead
     /// of being printed (a broker's worker sends it to whoever submitted the task).
     fn carries_output(&self) -> bool {

@@ -424,6 +424,38 @@ fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
 }
 
 #[test]
+fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // A task's first delivery hangs (recording its sleep's pid); a later one answers.
+    let program = "while IFS= read -r x; do if [ ! -e \"$x.first\" ]; then touch \"$x.first\"; \
+        sleep 30 & echo $! > \"$x.pid\"; wait; fi; echo \"done $x\"; done";
+    let worker = |name: &'static str| {
+        let flags = ["-j", "1", "--persistent", "--lease", "1s", "--name", name];
+        Worker::start(&sb, &redis, "q", &flags, &["sh", "-c", program])
+    };
+    let frozen = worker("frozen");
+    let submitter = sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", ":::", "t"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || !sb.read("t.pid").trim().is_empty()),
+        "first attempt started"
+    );
+    let stale: u32 = sb.read("t.pid").trim().parse().expect("pid");
+    signal(frozen.child(), Signal::STOP);
+    let _other = worker("other");
+    let output = submitter.wait_with_output().expect("submit ends");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "done t\n");
+    // Awake again, the frozen worker learns the task is no longer its own and stops the
+    // attempt (a persistent worker cannot stop one task: the process holding it goes).
+    signal(frozen.child(), Signal::CONT);
+    util::assert_gone(&[stale]);
+    let status = status(&sb, &redis, "q");
+    assert_eq!(status["done"], 1, "{status}");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 0, "no second result");
+}
+
+#[test]
 fn a_long_task_whose_lease_is_renewed_is_never_delivered_twice() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -718,6 +718,10 @@ impl Settlement for Acker {
         }
     }
 
+    fn revocable(&self) -> bool {
+        true
+    }
+
     fn revoked(&self, receipt: &Receipt) -> bool {
         let id = String::from_utf8_lossy(receipt);
         self.holding.lock().get(id.as_ref()).is_some_and(|held| held.revoked)

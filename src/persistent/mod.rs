@@ -211,9 +211,30 @@ pub fn run_with_idle<I>(
     config: &PersistentConfig,
     inputs: I,
     shutdown: &Shutdown,
+    on_reply: impl FnMut(Seq, Reply, Attempt),
+    on_stderr: impl FnMut(usize, &[u8]),
+    on_idle: impl FnMut(),
+) -> Summary
+where
+    I: Iterator<Item = Vec<u8>> + Send,
+{
+    run_engine(config, inputs, shutdown, on_reply, on_stderr, on_idle, None)
+}
+
+/// Tells whether a task (by its number) was taken back by its source.
+pub(crate) type Revoked<'r> = &'r (dyn Fn(Seq) -> bool + Sync);
+
+/// [`run_with_idle`]; with `revoked`, a worker holding a task its source took back (a lease
+/// that passed to another machine) is killed — a worker cannot stop one task alone — and the
+/// others it held run again, uncharged.
+pub(crate) fn run_engine<I>(
+    config: &PersistentConfig,
+    inputs: I,
+    shutdown: &Shutdown,
     mut on_reply: impl FnMut(Seq, Reply, Attempt),
     mut on_stderr: impl FnMut(usize, &[u8]),
     mut on_idle: impl FnMut(),
+    revoked: Option<Revoked<'_>>,
 ) -> Summary
 where
     I: Iterator<Item = Vec<u8>> + Send,
@@ -256,6 +277,7 @@ where
                 settle: settle.for_slot(slot),
                 pipes: (!readers.is_empty()).then(|| Arc::clone(&readers[slot % readers.len()])),
                 share_replies,
+                revoked,
             };
             slots.push(scope.spawn(move || worker::run_slot(ctx)));
         }

@@ -164,7 +164,15 @@ where
     // bursts); it lets go before it waits, so the feeder is never held up for long.
     let held = RefCell::new(None);
     let hold = || std::cell::RefMut::map(held.borrow_mut(), |held| &mut **held.get_or_insert_with(stage));
-    let workers = super::run_with_idle(
+    // A queue's task whose lease passed on: the worker holding it here is stopped.
+    let taken_back = |seq: Seq| {
+        let sent = sent.lock().unwrap_or_else(PoisonError::into_inner);
+        sent.get(&seq)
+            .and_then(|task| task.receipt.as_ref())
+            .is_some_and(|receipt| settlement.revoked(receipt))
+    };
+    let revocable = settlement.revocable();
+    let workers = super::run_engine(
         config,
         records,
         shutdown,
@@ -192,6 +200,7 @@ where
             hold().idle();
             held.borrow_mut().take();
         },
+        revocable.then_some(&taken_back as super::Revoked<'_>),
     );
     drop(held.into_inner());
     let output = output.into_inner().unwrap_or_else(PoisonError::into_inner);

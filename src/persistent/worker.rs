@@ -38,6 +38,8 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) pipes: Option<Arc<super::pipes::PipeReader>>,
     /// Replies are read by `pipes` too (else by a thread of this worker's own).
     pub(crate) share_replies: bool,
+    /// Tells whether a task was taken back by its source (queue workers only).
+    pub(crate) revoked: Option<super::Revoked<'a>>,
 }
 
 /// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
@@ -179,6 +181,8 @@ struct Worker {
     /// Disconnects once every line of its stderr was passed on.
     stderr_ended: Option<cb::Receiver<()>>,
     sent: u64,
+    /// When to look again for a task taken back.
+    next_look: Instant,
 }
 
 /// Why feeding a worker stopped.
@@ -193,7 +197,12 @@ enum End {
     StopNow,
     /// The oldest task in flight ran past the timeout.
     TimedOut,
+    /// A task in flight was taken back by its source.
+    Revoked,
 }
+
+/// How often the tasks in flight are looked at for one taken back (queue workers only).
+const REVOCATION_LOOK: Duration = Duration::from_millis(250);
 
 impl Worker {
     fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
@@ -245,7 +254,29 @@ impl Worker {
             threads,
             stderr_ended,
             sent: 0,
+            next_look: Instant::now() + REVOCATION_LOOK,
         })
+    }
+
+    /// True when a task in flight was taken back by its source; looked at every
+    /// [`REVOCATION_LOOK`], and only when the source can take tasks back.
+    fn holds_revoked(&mut self, revoked: Option<super::Revoked<'_>>) -> bool {
+        let Some(revoked) = revoked else { return false };
+        let now = Instant::now();
+        if now < self.next_look {
+            return false;
+        }
+        self.next_look = now + REVOCATION_LOOK;
+        let held: Vec<Seq> = lock(&self.in_flight).jobs.iter().map(|(job, _)| job.seq).collect();
+        held.into_iter().any(revoked)
+    }
+
+    /// How long a wait may last before the clock must be looked at again.
+    fn wait_bound(until_overdue: Duration, revoked: Option<super::Revoked<'_>>) -> Duration {
+        match revoked {
+            Some(_) => until_overdue.min(REVOCATION_LOOK),
+            None => until_overdue,
+        }
     }
 
     fn window_full(&self) -> bool {
@@ -297,7 +328,12 @@ impl Worker {
 
     /// Flushes what is buffered, then waits until every task in flight is answered, or says
     /// why not.
-    fn wait_idle(&mut self, shutdown: &Shutdown, timeout: Option<Duration>) -> Result<(), End> {
+    fn wait_idle(
+        &mut self,
+        shutdown: &Shutdown,
+        timeout: Option<Duration>,
+        revoked: Option<super::Revoked<'_>>,
+    ) -> Result<(), End> {
         if !self.is_idle() && !self.flush() {
             return Err(End::Died);
         }
@@ -306,6 +342,10 @@ impl Worker {
             if until_overdue.is_zero() {
                 return Err(End::TimedOut);
             }
+            if self.holds_revoked(revoked) {
+                return Err(End::Revoked);
+            }
+            let until_overdue = Worker::wait_bound(until_overdue, revoked);
             // The reader signals `space` after every batch that leaves the window half empty,
             // an empty one included, and it empties `in_flight` before signalling.
             cb::select! {
@@ -485,9 +525,9 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
         let (mut end, mut worker) = feed(&ctx, worker, &mut probe, &mut carried);
         let mut idle = true;
         if matches!(end, End::InputDone | End::Recycle) {
-            match worker.wait_idle(ctx.shutdown, ctx.config.timeout) {
+            match worker.wait_idle(ctx.shutdown, ctx.config.timeout, ctx.revoked) {
                 Ok(()) => {}
-                Err(why @ (End::TimedOut | End::StopNow)) => end = why,
+                Err(why @ (End::TimedOut | End::StopNow | End::Revoked)) => end = why,
                 Err(_) => idle = false,
             }
             if ctx.shutdown.is_stopping_now() {
@@ -535,6 +575,10 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
                 let (held, _) = worker.kill();
                 timed_out(&ctx, held, &mut probe);
             }
+            End::Revoked => {
+                let (held, _) = worker.kill();
+                taken_back(&ctx, held, &mut probe);
+            }
         }
     }
 }
@@ -542,6 +586,19 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
 /// Handles a worker killed because its oldest task ran past the timeout: that task is charged
 /// (and retried alone, within the retries); the others never started and run next, one at a
 /// time, uncharged.
+/// A worker was killed because its source took back a task it held: that task ends not run
+/// here (its new holder runs it), the others run again, uncharged.
+fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
+    let revoked = ctx.revoked.unwrap_or(&|_| false);
+    for job in held.into_iter().rev() {
+        if revoked(job.seq) {
+            ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
+        } else {
+            probe.push_front(job);
+        }
+    }
+}
+
 fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
     let Some(mut culprit) = held.pop_front() else { return };
     let _ = ctx.events.send(Event::Crash);
@@ -623,19 +680,23 @@ fn feed(
         if until_overdue.is_zero() {
             return (End::TimedOut, worker);
         }
+        if worker.holds_revoked(ctx.revoked) {
+            return (End::Revoked, worker);
+        }
+        let until_overdue = Worker::wait_bound(until_overdue, ctx.revoked);
         if ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
             return (End::Recycle, worker);
         }
         if let Some(job) = probe.pop_front() {
             // Probing: the suspect runs alone.
-            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout) {
+            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout, ctx.revoked) {
                 probe.push_front(job);
                 return (end, worker);
             }
             if !worker.send(job, separator, true) {
                 return (End::Died, worker);
             }
-            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout) {
+            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout, ctx.revoked) {
                 return (end, worker);
             }
             continue;
