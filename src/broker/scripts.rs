@@ -4,6 +4,24 @@
 //!
 //! Keys are always passed as `KEYS` (one hash tag, so Redis Cluster can run them).
 
+use super::Queue;
+
+/// An invocation of a script that records outcomes, with its keys in the order such scripts
+/// take them: tasks, results, stats, failures, and the dead letter for those that can
+/// dead-letter ([`FAIL`], [`RECLAIM`]).
+pub(crate) fn recording<'s>(
+    script: &'s redis::Script,
+    q: &Queue,
+    dead_letter: bool,
+) -> redis::ScriptInvocation<'s> {
+    let mut invocation = script.key(q.tasks());
+    invocation.key(q.results()).key(q.stats()).key(q.failures());
+    if dead_letter {
+        invocation.key(q.dead());
+    }
+    invocation
+}
+
 /// Renews leases: for each `id attempt` pair still held, resets its idle time without
 /// counting a delivery. Returns the ids no longer held.
 /// KEYS: tasks. ARGV: group, consumer, then id, attempt pairs.

@@ -74,11 +74,7 @@ fn stat(link: &mut Link, queue: &Queue, name: &str) -> i64 {
 fn complete(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str) -> Vec<i64> {
     let script = redis::Script::new(scripts::COMPLETE);
     link.call(None, |c| {
-        script
-            .key(queue.tasks())
-            .key(queue.results())
-            .key(queue.stats())
-            .key(queue.failures())
+        scripts::recording(&script, queue, false)
             .arg(GROUP)
             .arg(worker)
             .arg(again)
@@ -95,12 +91,7 @@ fn complete(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str)
 fn fail(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str, retries: u32) -> i64 {
     let script = redis::Script::new(scripts::FAIL);
     link.call(None, |c| {
-        script
-            .key(queue.tasks())
-            .key(queue.results())
-            .key(queue.stats())
-            .key(queue.failures())
-            .key(queue.dead())
+        scripts::recording(&script, queue, true)
             .arg(GROUP)
             .arg(id)
             .arg(worker)

@@ -61,31 +61,13 @@ fn new_job_id() -> String {
     format!("{:x}-{:x}", nanos as u64, std::process::id())
 }
 
-/// Adds one task; returns its entry id.
-fn add_task(
-    link: &mut Link,
-    queue: &Queue,
-    job: &str,
-    seq: Seq,
-    retries: u32,
-    values: &[Vec<u8>],
-    shutdown: Option<&crate::Shutdown>,
-) -> Result<String, BrokerError> {
-    let encoded = encode_values(values);
-    link.call(shutdown, |c| {
-        redis::cmd("XADD")
-            .arg(queue.tasks())
-            .arg("*")
-            .arg("job")
-            .arg(job)
-            .arg("seq")
-            .arg(seq)
-            .arg("retries")
-            .arg(retries)
-            .arg("values")
-            .arg(encoded.as_slice())
-            .query(c)
-    })
+/// The XADD that puts a task on the queue: data only (submission, number, retry budget and
+/// input values), never a command.
+fn task_entry(queue: &Queue, job: &str, seq: Seq, retries: u32, values: &[Vec<u8>]) -> redis::Cmd {
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(queue.tasks()).arg("*").arg("job").arg(job).arg("seq").arg(seq);
+    xadd.arg("retries").arg(retries).arg("values").arg(encode_values(values));
+    xadd
 }
 
 /// Puts every input on the queue and returns at once: the submission's id and task count.
@@ -97,24 +79,19 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
     // to take (a waiting submitter's are its own); the count is filled in at the end.
     let detached = config.queue.detached();
     link.call(None, |c| redis::cmd("HSET").arg(&detached).arg(&job).arg("?").query::<()>(c))?;
-    let mut batch = Vec::new();
+    let mut batch = redis::pipe();
+    let mut batched = 0;
     let mut count = 0u64;
     let mut inputs = inputs.peekable();
     while let Some(input) = inputs.next() {
         let input = input.map_err(SubmitError::Input)?;
         count += 1;
-        batch.push((count, encode_values(&input.values)));
-        if batch.len() == 512 || inputs.peek().is_none() {
-            let q = &config.queue;
-            link.call(None, |c| {
-                let mut pipe = redis::pipe();
-                for (seq, values) in &batch {
-                    pipe.cmd("XADD").arg(q.tasks()).arg("*").arg("job").arg(&job).arg("seq").arg(*seq);
-                    pipe.arg("retries").arg(config.retries).arg("values").arg(values.as_slice()).ignore();
-                }
-                pipe.query::<()>(c)
-            })?;
-            batch.clear();
+        batch.add_command(task_entry(&config.queue, &job, count, config.retries, &input.values)).ignore();
+        batched += 1;
+        if batched == 512 || inputs.peek().is_none() {
+            link.call(None, |c| batch.query::<()>(c))?;
+            batch = redis::pipe();
+            batched = 0;
         }
     }
     link.call(None, |c| redis::cmd("HSET").arg(&detached).arg(&job).arg(count).query::<()>(c))?;
@@ -342,7 +319,8 @@ impl Router {
                 "muster: task {seq} left queue {} without a result (Redis lost it?); sending it again",
                 self.queue.name()
             );
-            let new_entry = add_task(link, &self.queue, &self.job, *seq, self.retries, &values, None)?;
+            let xadd = task_entry(&self.queue, &self.job, *seq, self.retries, &values);
+            let new_entry: String = link.call(None, |c| xadd.query(c))?;
             if let Some(route) = self.routes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(seq) {
                 route.entry = new_entry;
                 route.sent = Instant::now();
@@ -434,23 +412,15 @@ impl RemoteExecutor {
         let mut unsent = std::mem::take(&mut self.unsent);
         let r = &self.router;
         let added: Result<Vec<String>, BrokerError> = {
-            let routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
-            let encoded: Vec<(Seq, Vec<u8>)> = unsent
-                .iter()
-                .map(|(_, seq, _)| {
-                    (*seq, routes.get(seq).map(|route| encode_values(&route.values)).unwrap_or_default())
-                })
-                .collect();
-            drop(routes);
-            let tasks = r.queue.tasks();
-            self.link.call(Some(&self.shutdown), |c| {
-                let mut pipe = redis::pipe();
-                for (seq, values) in &encoded {
-                    pipe.cmd("XADD").arg(&tasks).arg("*").arg("job").arg(&r.job).arg("seq").arg(*seq);
-                    pipe.arg("retries").arg(r.retries).arg("values").arg(values.as_slice());
+            let mut pipe = redis::pipe();
+            {
+                let routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                for (_, seq, _) in &unsent {
+                    let values = routes.get(seq).map_or(&[][..], |route| route.values.as_slice());
+                    pipe.add_command(task_entry(&r.queue, &r.job, *seq, r.retries, values));
                 }
-                pipe.query(c)
-            })
+            }
+            self.link.call(Some(&self.shutdown), |c| pipe.query(c))
         };
         match added {
             Ok(entries) => {

@@ -333,12 +333,7 @@ impl Reader {
         let lease_ms = self.lease.as_millis() as u64;
         let cursor = self.cursor.clone();
         let reply: redis::Value = self.link.call(Some(&self.shutdown), |c| {
-            script
-                .key(q.tasks())
-                .key(q.results())
-                .key(q.stats())
-                .key(q.failures())
-                .key(q.dead())
+            scripts::recording(&script, q, true)
                 .arg(GROUP)
                 .arg(&self.name)
                 .arg(lease_ms)
@@ -696,8 +691,7 @@ impl Settlement for Acker {
             let mut tries = 0;
             link.call(Some(&self.shutdown), |c| {
                 tries += 1;
-                let mut invocation = script.key(q.tasks());
-                invocation.key(q.results()).key(q.stats()).key(q.failures());
+                let mut invocation = scripts::recording(&script, q, false);
                 invocation.arg(GROUP).arg(&self.name).arg(again(tries));
                 for success in &batch {
                     invocation.arg(&success.id).arg(success.attempt).arg(success.fields.len() * 2);
@@ -770,8 +764,7 @@ fn fail(
     let mut tries = 0;
     link.call(Some(shutdown), |c| {
         tries += 1;
-        let mut invocation = script.key(q.tasks());
-        invocation.key(q.results()).key(q.stats()).key(q.failures()).key(q.dead());
+        let mut invocation = scripts::recording(&script, q, true);
         invocation.arg(GROUP).arg(id).arg(name).arg(attempt).arg(retries).arg(error).arg(again(tries));
         for (field, value) in fields {
             invocation.arg(*field).arg(value.as_slice());

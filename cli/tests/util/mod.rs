@@ -88,6 +88,17 @@ impl Sandbox {
     }
 }
 
+/// Runs muster with its stdout on /dev/full: it must fail on that (exit 1 or 2, "No space
+/// left on device" said); returns its output and the joblog `log`'s outcomes.
+pub fn run_into_a_full_device(sb: &Sandbox, args: &[&str]) -> (Output, Vec<String>) {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = sb.muster(args).stdout(Stdio::from(full)).stderr(Stdio::piped()).output().expect("muster runs");
+    assert!(out.status.code().is_some_and(|c| (1..=2).contains(&c)), "{:?} {}", out.status, stderr(&out));
+    assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
+    let outcomes = joblog_records(&sb.read("log")).into_iter().map(|r| r[9].clone()).collect();
+    (out, outcomes)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
