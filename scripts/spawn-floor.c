@@ -1,5 +1,8 @@
 /* The raw floor for running a command N times, J at a time: posix_spawn + waitpid, nothing
- * else (no pipes, no output handling). Built and run by scripts/bench-vs-peers.sh.
+ * else (no pipes, no output handling). Each run gets its number as its last argument, as
+ * `muster run` and `xargs -n1` give each task its input: the same argv, the same work in the
+ * command (coreutils' `true` with an argument sets up its locale; without one it does not, and
+ * takes 40% less CPU). Built and run by scripts/bench-vs-peers.sh.
  * Usage: spawn-floor N J COMMAND [ARG...] */
 #include <spawn.h>
 #include <stdio.h>
@@ -14,10 +17,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     long n = atol(argv[1]), jobs = atol(argv[2]), started = 0, running = 0;
+    int fixed = argc - 3;
+    char **args = calloc(fixed + 2, sizeof *args);
+    char number[32];
+    if (!args) return 1;
+    for (int i = 0; i < fixed; i++) args[i] = argv[3 + i];
+    args[fixed] = number;
     while (started < n || running > 0) {
         while (running < jobs && started < n) {
             pid_t pid;
-            if (posix_spawnp(&pid, argv[3], NULL, NULL, argv + 3, environ) != 0) {
+            snprintf(number, sizeof number, "%ld", started + 1);
+            if (posix_spawnp(&pid, argv[3], NULL, NULL, args, environ) != 0) {
                 perror("posix_spawnp");
                 return 1;
             }

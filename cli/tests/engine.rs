@@ -127,6 +127,55 @@ fn a_huge_job_count_costs_no_thread_per_slot() {
     assert_eq!(slots, (1..=300).collect::<Vec<_>>(), "300 tasks ran at once, one per slot");
 }
 
+/// Waits (up to 20 s) until `count` tasks have started, so that they run at once.
+fn started_together(count: usize) -> String {
+    format!(
+        "touch started.$MUSTER_TASK; i=0; \
+         while [ $(ls | grep -c '^started') -lt {count} ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done"
+    )
+}
+
+#[test]
+fn tasks_started_while_many_run_keep_their_stdin_output_and_status() {
+    // From 32 running tasks per event loop on, tasks are started from a thread with a small
+    // descriptor table of its own and their pipes are passed back: the same contract holds.
+    let sb = Sandbox::new();
+    let script = format!(
+        "{}; read line; echo \"out $line\"; echo \"err $line\" >&2; exit $((line % 2))",
+        started_together(200)
+    );
+    let inputs: String = (1..=200).map(|i| format!("{i}\n")).collect();
+    let out = sb.run(&["run", "-j", "200", "--pipe", "--block", "1", "sh", "-c", &script], inputs.as_bytes());
+    assert_code(&out, 100);
+    let mut lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    lines.sort_unstable_by_key(|line| line[4..].parse::<u32>().unwrap_or(0));
+    let expected: Vec<String> = (1..=200).map(|i| format!("out {i}")).collect();
+    assert_eq!(lines, expected, "each task read its own chunk and its stdout came through");
+    let errors = stderr(&out);
+    for i in 1..=200 {
+        assert!(errors.contains(&format!("err {i}\n")), "stderr of task {i}: {errors}");
+    }
+}
+
+#[test]
+fn a_stop_reaches_tasks_started_while_many_run() {
+    let sb = Sandbox::new();
+    let script = format!("{}; echo $$ > pid.$MUSTER_TASK; exec sleep 600", started_together(120));
+    let numbers: Vec<String> = (1..=120).map(|i| i.to_string()).collect();
+    let mut args = vec!["run", "-j", "120", "sh", "-c", &script, ":::"];
+    args.extend(numbers.iter().map(String::as_str));
+    let mut run = sb.spawn(&args);
+    let mut pids = Vec::new();
+    let all_up = wait_for(Duration::from_secs(30), || {
+        pids = (1..=120).flat_map(|i| pids_in(&sb.read(&format!("pid.{i}")))).collect();
+        pids.len() == 120
+    });
+    assert!(all_up, "all 120 tasks running ({} seen)", pids.len());
+    util::signal(&run, Signal::TERM);
+    exits_within(&mut run, Duration::from_secs(20));
+    assert_gone(&pids);
+}
+
 #[test]
 fn a_closed_stderr_is_survived_quietly() {
     let sb = Sandbox::new();

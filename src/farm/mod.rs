@@ -287,6 +287,8 @@ pub fn run_sourced(
         program_path: program_path.as_deref(),
         spill_threshold: config.spill_threshold,
         line_mode: config.output == OutputMode::LineBuffer,
+        jobs: config.jobs.max(1),
+        running: std::sync::atomic::AtomicUsize::new(0),
     };
     reactor::raise_fd_limit(config.jobs.max(1));
     run_on(config, inputs, known_total, io, |events, waker, slots| {

@@ -41,10 +41,15 @@ impl std::fmt::Debug for GroupChild {
 impl GroupChild {
     /// Starts `command` as the leader of a new process group.
     pub fn spawn(command: &mut Command) -> io::Result<GroupChild> {
-        let child = command.process_group(0).spawn()?;
+        Ok(GroupChild::adopt(command.process_group(0).spawn()?))
+    }
+
+    /// Takes charge of `child`, which was started as the leader of a new process group (by a
+    /// [`Spawner`](super::spawner::Spawner)); its pidfd is opened here, in the caller's table.
+    pub(crate) fn adopt(child: Child) -> GroupChild {
         let pid = Pid::from_child(&child);
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok();
-        Ok(GroupChild { child, pid, pidfd, status: None })
+        GroupChild { child, pid, pidfd, status: None }
     }
 
     /// The leader's pid, which is also the process group id.

@@ -9,11 +9,14 @@
 //! the group and reaps it.
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::group::{GroupChild, Stopped};
+use super::spawner::{Spawned, Spawner};
 use super::watchdog::Watchdog;
 
 /// Starts children for one run; cheap to clone.
@@ -31,15 +34,38 @@ impl Launcher {
     /// Starts `command` as the leader of a new process group, marked for and registered with
     /// the watchdog. Keeps `std`'s posix_spawn fast path (no `pre_exec`).
     pub fn spawn(&self, command: &mut Command) -> io::Result<Launched> {
+        self.mark(command);
+        let child = GroupChild::spawn(command)?;
+        Ok(self.watch(child))
+    }
+
+    /// As [`spawn`](Self::spawn), through `spawner`: stdout and stderr piped (their read ends
+    /// returned), stdin reading `stdin` or the null device.
+    pub(crate) fn spawn_through(
+        &self,
+        spawner: &Spawner,
+        mut command: Command,
+        stdin: Option<Vec<u8>>,
+    ) -> io::Result<(Launched, [OwnedFd; 2])> {
+        self.mark(&mut command);
+        command.process_group(0);
+        let Spawned { child, pipes } = spawner.spawn(command, stdin)?;
+        Ok((self.watch(GroupChild::adopt(child)), pipes))
+    }
+
+    /// Marks the child so the watchdog finds it even if muster dies before it is registered.
+    fn mark(&self, command: &mut Command) {
         if let Some(watchdog) = &self.watchdog {
             let (name, token) = watchdog.marker();
             command.env(name, token);
         }
-        let child = GroupChild::spawn(command)?;
+    }
+
+    fn watch(&self, child: GroupChild) -> Launched {
         if let Some(watchdog) = &self.watchdog {
             watchdog.watch(child.id());
         }
-        Ok(Launched { child, watchdog: self.watchdog.clone(), released: false })
+        Launched { child, watchdog: self.watchdog.clone(), released: false }
     }
 }
 

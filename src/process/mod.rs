@@ -8,6 +8,8 @@
 //!
 //! - [`Launcher`]: the one way muster starts a child (new group, watchdog, escalation).
 //! - [`GroupChild`]: one child in its own group, with waits that have deadlines.
+//! - [`spawner`]: a thread with a small descriptor table of its own that starts children when
+//!   muster's own table is large (`-j 10000`).
 //! - [`template`]: replacement strings substituted into argv elements (or quoted for `sh`).
 //! - [`watchdog`]: a helper process that stops the task groups if muster itself is killed.
 //! - [`live_group_members`]: what of a group is still running, read from `/proc`.
@@ -18,6 +20,7 @@
 mod group;
 mod launch;
 mod scan;
+pub(crate) mod spawner;
 pub mod template;
 pub mod watchdog;
 
