@@ -145,7 +145,9 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             buf: vec![0; 64 * 1024],
             ready: Vec::new(),
             next_check: Instant::now() + TICK,
-            spawner: if settings.jobs >= SPAWNER_FROM { Some(Spawner::start()?) } else { None },
+            // Where a thread may not have a table of its own (a seccomp filter, say), spawning
+            // directly still works, only slower at a high -j.
+            spawner: if settings.jobs >= SPAWNER_FROM { Spawner::start().ok() } else { None },
         })
     }
 
@@ -167,9 +169,9 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             .env("MUSTER_TASK", attempt.seq.to_string())
             .env("MUSTER_ATTEMPT", attempt.attempt.to_string())
             .env("MUSTER_WORKER", attempt.slot.to_string());
-        if let Some(spawner) =
-            self.spawner.as_ref().filter(|_| self.settings.running.load(Ordering::Relaxed) >= SPAWNER_FROM)
-        {
+        if let Some(spawner) = self.spawner.as_ref().filter(|spawner| {
+            spawner.is_alive() && self.settings.running.load(Ordering::Relaxed) >= SPAWNER_FROM
+        }) {
             let stdin = attempt.stdin.map(<[u8]>::to_vec);
             let (launched, [out, err]) = self.settings.launcher.spawn_through(spawner, command, stdin)?;
             return Ok((launched, [Some(out), Some(err)]));

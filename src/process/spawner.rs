@@ -73,6 +73,11 @@ impl Spawner {
         }
     }
 
+    /// False once its thread has ended (it never should while its owner lives).
+    pub(crate) fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|thread| !thread.is_finished())
+    }
+
     /// Starts `command` with stdout and stderr piped, and stdin reading `stdin` (or the null
     /// device).
     pub(crate) fn spawn(&self, command: Command, stdin: Option<Vec<u8>>) -> io::Result<Spawned> {
