@@ -425,13 +425,24 @@ fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
 
 #[test]
 fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes() {
+    frozen_persistent_worker_wakes(1);
+}
+
+#[test]
+fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes_with_workers_fed_by_loops() {
+    // More workers than CPUs: they are fed by a loop per CPU, not a thread each.
+    frozen_persistent_worker_wakes(std::thread::available_parallelism().map_or(1, usize::from) + 1);
+}
+
+fn frozen_persistent_worker_wakes(jobs: usize) {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     // A task's first delivery hangs (recording its sleep's pid); a later one answers.
     let program = "while IFS= read -r x; do if [ ! -e \"$x.first\" ]; then touch \"$x.first\"; \
         sleep 30 & echo $! > \"$x.pid\"; wait; fi; echo \"done $x\"; done";
+    let jobs = jobs.to_string();
     let worker = |name: &'static str| {
-        let flags = ["-j", "1", "--persistent", "--lease", "1s", "--name", name];
+        let flags = ["-j", &jobs, "--persistent", "--lease", "1s", "--name", name];
         Worker::start(&sb, &redis, "q", &flags, &["sh", "-c", program])
     };
     let frozen = worker("frozen");

@@ -147,6 +147,18 @@ impl Waker {
         }
     }
 
+    /// Says the loop is about to wait for tasks; look at the queue once more after this (a
+    /// task queued meanwhile either is seen then, or wakes the loop).
+    pub(crate) fn become_hungry(&self) {
+        self.hungry.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The loop no longer waits for tasks.
+    pub(crate) fn sated(&self) {
+        self.hungry.store(false, Ordering::SeqCst);
+    }
+
     /// Wakes the loop whatever it waits for (the queue closed).
     pub(crate) fn ring(&self) {
         let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
@@ -300,10 +312,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             }
             let hungry = !more && !self.input_ended && !self.free.is_empty() && self.pending.is_empty();
             if hungry {
-                self.waker.hungry.store(true, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
+                self.waker.become_hungry();
                 if !self.shared.tasks.is_empty() {
-                    self.waker.hungry.store(false, Ordering::SeqCst);
+                    self.waker.sated();
                     continue;
                 }
             }
@@ -314,7 +325,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             };
             self.executor.wait(wait, &mut ended);
             if hungry {
-                self.waker.hungry.store(false, Ordering::SeqCst);
+                self.waker.sated();
             }
             for attempt in ended.drain(..) {
                 if let Some(run) = self.running.get_mut(attempt.id).and_then(Option::as_mut) {

@@ -20,10 +20,12 @@
 //!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
 //!   once; tasks in flight are reported not run.
 //!
-//! Members: `worker` (one process: its feeding slot and its replies), `pipes` (a thread per
-//! CPU reading the workers' stdout and stderr), `settled` (tasks, local or from a
+//! Members: `worker` (one process: its feeding slot and its replies), `machine` (the same
+//! slot as a state machine, many of them fed by a loop per CPU once workers outnumber CPUs),
+//! `pipes` (a thread per CPU reading the workers' stdout and stderr), `settled` (tasks, local or from a
 //! source with receipts, settled by the farm's output stage, as `muster run` settles its).
 
+mod machine;
 mod pipes;
 mod settled;
 mod worker;
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
+use crate::farm::dispatch::Waker;
 use crate::halt::{Halt, HaltGate};
 use crate::process::watchdog::Watchdog;
 use crate::shutdown::Shutdown;
@@ -266,8 +269,14 @@ where
         let share_replies = workers > cpus;
         let readers: Vec<Arc<pipes::PipeReader>> =
             (0..cpus.min(workers)).filter_map(|_| pipes::PipeReader::start().ok().map(Arc::new)).collect();
+        // With more workers than CPUs (and a reader per CPU for their replies), one loop per
+        // CPU feeds them (see `machine`) instead of a thread each.
+        let loops = if feed_by_loops(share_replies && readers.len() == cpus) { cpus.min(workers) } else { 0 };
+        let wakers: Vec<Arc<Waker>> = (0..loops).filter_map(|_| Waker::new().ok().map(Arc::new)).collect();
+        let mut by_loop: Vec<Vec<worker::SlotContext<'_>>> = wakers.iter().map(|_| Vec::new()).collect();
         let mut slots = Vec::new();
         for slot in 1..=workers {
+            let waker = (!wakers.is_empty()).then(|| Arc::clone(&wakers[slot % wakers.len()]));
             let ctx = worker::SlotContext {
                 slot,
                 config,
@@ -278,8 +287,16 @@ where
                 pipes: (!readers.is_empty()).then(|| Arc::clone(&readers[slot % readers.len()])),
                 share_replies,
                 revoked,
+                waker,
             };
-            slots.push(scope.spawn(move || worker::run_slot(ctx)));
+            match by_loop.get_mut(slot % wakers.len().max(1)) {
+                Some(group) if !wakers.is_empty() => group.push(ctx),
+                _ => slots.push(scope.spawn(move || worker::run_slot(ctx))),
+            }
+        }
+        for (group, waker) in by_loop.into_iter().zip(&wakers) {
+            let waker = Arc::clone(waker);
+            slots.push(scope.spawn(move || machine::run_loop(group, &waker)));
         }
         drop((queue, events_tx, settle, readers));
 
@@ -287,6 +304,7 @@ where
         let feeder = scope.spawn(move || {
             let mut read = 0u64;
             let mut inputs = inputs;
+            let mut unsent = None;
             // The shutdown is checked before each read, never after: an input taken from
             // the iterator always gets a reply (a queue's task would otherwise wait a lease).
             while !shutdown.is_tripped() {
@@ -295,10 +313,15 @@ where
                 if !send_job(&jobs_tx, &space_rx, ended, Job { seq: read, input, charged: 0 }) {
                     // Only if every slot ended early, which a slot never does while input
                     // flows; the task is still accounted for.
-                    return (read, Some(read));
+                    unsent = Some(read);
+                    break;
                 }
+                wakers.iter().for_each(|waker| waker.wake());
             }
-            (read, None)
+            // The loops learn that no task will come any more.
+            drop(jobs_tx);
+            wakers.iter().for_each(|waker| waker.ring());
+            (read, unsent)
         });
 
         for event in events_rx.iter() {
@@ -346,6 +369,22 @@ where
     });
     summary.halted = halt.reached();
     summary
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to run its scenario with its workers fed by loops, whatever the number of
+    /// CPUs of the machine it runs on.
+    static FEED_BY_LOOPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether workers are fed by loops (see `machine`) rather than a thread each.
+fn feed_by_loops(many_workers: bool) -> bool {
+    #[cfg(test)]
+    if FEED_BY_LOOPS.get() {
+        return true;
+    }
+    many_workers
 }
 
 /// A drain waits for the replies in flight; a worker that never answers must not hold it

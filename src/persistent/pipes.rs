@@ -14,6 +14,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 
 use super::Event;
+use crate::farm::dispatch::Waker;
 
 /// The loop's wake-up, marking registrations to take and, once the last handle is gone, the end.
 const WAKE: u64 = u64::MAX;
@@ -42,11 +43,40 @@ struct Pipe {
     handler: Box<dyn Records>,
 }
 
-/// A worker's stderr lines, passed on with its slot; `done` is dropped at the pipe's end.
+/// Held by a pipe's handler: when the handler is dropped (the pipe ended), the receiver made
+/// with it disconnects, and then the loop feeding the worker, if any, is rung.
+pub(crate) struct EndNotice {
+    ended: Option<cb::Sender<()>>,
+    ring: Option<Arc<Waker>>,
+}
+
+impl EndNotice {
+    pub(crate) fn new(ring: Option<Arc<Waker>>) -> (EndNotice, cb::Receiver<()>) {
+        let (ended, receiver) = cb::bounded(0);
+        (EndNotice { ended: Some(ended), ring }, receiver)
+    }
+
+    /// Wakes the loop feeding the worker, if any.
+    pub(crate) fn ring(&self) {
+        if let Some(ring) = &self.ring {
+            ring.ring();
+        }
+    }
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        // Disconnected first, so the woken loop sees the end.
+        self.ended.take();
+        self.ring();
+    }
+}
+
+/// A worker's stderr lines, passed on with its slot.
 struct StderrLines {
     slot: usize,
     events: cb::Sender<Event>,
-    _done: cb::Sender<()>,
+    _ended: EndNotice,
 }
 
 impl Records for StderrLines {
@@ -91,10 +121,15 @@ impl PipeReader {
 }
 
 /// A handler passing on the stderr lines of the worker in `slot` as [`Event::Stderr`], and a
-/// receiver that disconnects once the last line was passed on (the handler dropped).
-pub(crate) fn stderr_lines(slot: usize, events: cb::Sender<Event>) -> (Box<dyn Records>, cb::Receiver<()>) {
-    let (done, ended) = cb::bounded(0);
-    (Box::new(StderrLines { slot, events, _done: done }), ended)
+/// receiver that disconnects once the last line was passed on (the handler dropped; `ring`
+/// is rung then).
+pub(crate) fn stderr_lines(
+    slot: usize,
+    events: cb::Sender<Event>,
+    ring: Option<Arc<Waker>>,
+) -> (Box<dyn Records>, cb::Receiver<()>) {
+    let (notice, ended) = EndNotice::new(ring);
+    (Box::new(StderrLines { slot, events, _ended: notice }), ended)
 }
 
 impl Drop for PipeReader {

@@ -5,7 +5,9 @@
 //! Who wakes whom: the slot thread writes; the pipe thread pops the oldest in-flight task for
 //! each reply record and releases one permit of the window; when stdout ends (the worker died
 //! or closed it) the reply handler is dropped with `alive`, which wakes the slot in its
-//! `select!`.
+//! `select!`. A slot fed by a loop (`machine`, when workers outnumber CPUs) is woken the same
+//! way through its loop's waker, rung with each of those signals. The crash, timeout and
+//! taken-back policies (`lost`, `timed_out`, `taken_back`) serve both.
 
 use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
@@ -20,6 +22,7 @@ use crossbeam_channel as cb;
 use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
+use crate::farm::dispatch::Waker;
 use crate::halt::HaltGate;
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
@@ -40,6 +43,9 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) share_replies: bool,
     /// Tells whether a task was taken back by its source (queue workers only).
     pub(crate) revoked: Option<super::Revoked<'a>>,
+    /// The event loop feeding this slot, rung when a reply frees room or a pipe ends (see
+    /// `machine`); none: the slot has a thread of its own ([`run_slot`]).
+    pub(crate) waker: Option<Arc<Waker>>,
 }
 
 /// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
@@ -74,7 +80,7 @@ impl Settle {
         }
     }
 
-    fn one(&self, seq: Seq, reply: Reply, mut attempt: Attempt) {
+    pub(super) fn one(&self, seq: Seq, reply: Reply, mut attempt: Attempt) {
         attempt.slot = self.slot;
         self.record(&reply);
         let _ = self.events.send(Event::Reply(seq, reply, attempt));
@@ -131,7 +137,7 @@ impl JobQueue {
         Ok(job)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
 
@@ -140,10 +146,31 @@ impl JobQueue {
         std::iter::from_fn(|| self.recv().ok())
     }
 
+    /// The next job, without waiting for it.
+    pub(super) fn next_now(&self) -> Next {
+        match self.jobs.try_recv() {
+            Ok(job) => {
+                self.took();
+                Next::Job(job)
+            }
+            Err(cb::TryRecvError::Empty) => Next::NotYet,
+            Err(cb::TryRecvError::Disconnected) => Next::Ended,
+        }
+    }
+
     /// The jobs queued now, without waiting for more.
-    fn queued_now(&self) -> impl Iterator<Item = Job> + '_ {
+    pub(super) fn queued_now(&self) -> impl Iterator<Item = Job> + '_ {
         std::iter::from_fn(|| self.try_recv())
     }
+}
+
+/// What the queue has for a slot now.
+pub(super) enum Next {
+    Job(Job),
+    /// Nothing queued yet; the feeder wakes the loop when something is.
+    NotYet,
+    /// The feeder has ended and the queue is empty.
+    Ended,
 }
 
 /// The tasks a worker holds, oldest first, and when it last answered: the oldest task has been
@@ -160,33 +187,36 @@ fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Flight> {
 }
 
 /// How long a select waits when no task can be overdue.
-const NO_DEADLINE: Duration = Duration::from_secs(3600);
+pub(super) const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A running worker process and its helper threads.
-struct Worker {
-    child: Launched,
+pub(super) struct Worker {
+    pub(super) child: Launched,
+    /// Its stdin, written with blocking writes by the slot's own thread.
     stdin: Option<BufWriter<ChildStdin>>,
+    /// Its stdin, written without blocking by a loop that feeds many workers.
+    pub(super) outbox: Option<super::machine::Outbox>,
     in_flight: InFlight,
     /// Holds one token per task in flight; capacity is the window.
-    permits: cb::Sender<()>,
+    pub(super) permits: cb::Sender<()>,
     /// Disconnects when the reader thread ends (stdout closed: the worker died or misbehaved).
-    alive: cb::Receiver<()>,
+    pub(super) alive: cb::Receiver<()>,
     /// Signalled by the reader when half the window has been answered.
     space: cb::Receiver<()>,
     /// Tasks to keep in flight now (see [`Pace`]).
     limit: Arc<AtomicUsize>,
     /// Set by the reader when the worker broke the protocol (see [`lost`]).
-    broke_protocol: Arc<AtomicBool>,
+    pub(super) broke_protocol: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Disconnects once every line of its stderr was passed on.
-    stderr_ended: Option<cb::Receiver<()>>,
-    sent: u64,
+    pub(super) stderr_ended: Option<cb::Receiver<()>>,
+    pub(super) sent: u64,
     /// When to look again for a task taken back.
     next_look: Instant,
 }
 
 /// Why feeding a worker stopped.
-enum End {
+pub(super) enum End {
     /// No more input: every task read has been handed out.
     InputDone,
     /// Time to recycle this worker.
@@ -205,19 +235,22 @@ enum End {
 const REVOCATION_LOOK: Duration = Duration::from_millis(250);
 
 impl Worker {
-    fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
+    pub(super) fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
         let mut command = Command::new(&ctx.config.program);
         command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
-        let stdin = pipes.stdin.take().map(|s| BufWriter::with_capacity(64 * 1024, s));
+        let (stdin, outbox) = match (&ctx.waker, pipes.stdin.take()) {
+            (Some(_), Some(stdin)) => (None, Some(super::machine::Outbox::new(stdin.into()))),
+            (_, stdin) => (stdin.map(|s| BufWriter::with_capacity(64 * 1024, s)), None),
+        };
         let stdout = pipes.stdout.take();
         let stderr = pipes.stderr.take();
         let in_flight: InFlight =
             Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
-        let (alive_tx, alive) = cb::bounded::<()>(0);
+        let (alive_notice, alive) = super::pipes::EndNotice::new(ctx.waker.clone());
         let (space_tx, space) = cb::bounded::<()>(1);
         let limit = Arc::new(AtomicUsize::new(1));
         let broke_protocol = Arc::new(AtomicBool::new(false));
@@ -232,12 +265,12 @@ impl Worker {
                 pace: Pace::new(ctx.config.window.max(1)),
                 broke_protocol: broke_protocol.clone(),
             };
-            let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_tx });
+            let replies = Box::new(Replies { in_flight, window, settle, alive: alive_notice });
             let reader = ctx.pipes.as_deref().filter(|_| ctx.share_replies);
             threads.extend(super::pipes::read_on(reader, stdout, separator, replies));
         }
         let stderr_ended = stderr.map(|stderr| {
-            let (lines, ended) = super::pipes::stderr_lines(ctx.slot, ctx.events.clone());
+            let (lines, ended) = super::pipes::stderr_lines(ctx.slot, ctx.events.clone(), ctx.waker.clone());
             threads.extend(super::pipes::read_on(ctx.pipes.as_deref(), stderr, b'\n', lines));
             ended
         });
@@ -245,6 +278,7 @@ impl Worker {
         Ok(Worker {
             child,
             stdin,
+            outbox,
             in_flight,
             permits,
             alive,
@@ -260,7 +294,7 @@ impl Worker {
 
     /// True when a task in flight was taken back by its source; looked at every
     /// [`REVOCATION_LOOK`], and only when the source can take tasks back.
-    fn holds_revoked(&mut self, revoked: Option<super::Revoked<'_>>) -> bool {
+    pub(super) fn holds_revoked(&mut self, revoked: Option<super::Revoked<'_>>) -> bool {
         let Some(revoked) = revoked else { return false };
         let now = Instant::now();
         if now < self.next_look {
@@ -272,24 +306,24 @@ impl Worker {
     }
 
     /// How long a wait may last before the clock must be looked at again.
-    fn wait_bound(until_overdue: Duration, revoked: Option<super::Revoked<'_>>) -> Duration {
+    pub(super) fn wait_bound(until_overdue: Duration, revoked: Option<super::Revoked<'_>>) -> Duration {
         match revoked {
             Some(_) => until_overdue.min(REVOCATION_LOOK),
             None => until_overdue,
         }
     }
 
-    fn window_full(&self) -> bool {
+    pub(super) fn window_full(&self) -> bool {
         self.permits.len() >= self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
     }
 
-    fn is_idle(&self) -> bool {
+    pub(super) fn is_idle(&self) -> bool {
         lock(&self.in_flight).jobs.is_empty()
     }
 
     /// How long until the oldest task in flight runs past `timeout` (zero: it has); a long
     /// wait when nothing can time out.
-    fn until_overdue(&self, timeout: Option<Duration>) -> Duration {
+    pub(super) fn until_overdue(&self, timeout: Option<Duration>) -> Duration {
         let Some(timeout) = timeout else { return NO_DEADLINE };
         let flight = lock(&self.in_flight);
         match flight.jobs.front() {
@@ -299,6 +333,21 @@ impl Worker {
             }
             None => NO_DEADLINE,
         }
+    }
+
+    /// Queues one task in the outbox (a loop's worker): in flight first, then buffered; the
+    /// loop writes it. False without an outbox.
+    pub(super) fn queue(&mut self, job: Job, separator: u8) -> bool {
+        let Some(outbox) = self.outbox.as_mut() else { return false };
+        outbox.push(&job.input, separator);
+        lock(&self.in_flight).jobs.push_back((job, Instant::now()));
+        self.sent += 1;
+        true
+    }
+
+    /// The tasks it still holds, taken (once its replies have all been read).
+    pub(super) fn take_held(&self) -> VecDeque<Job> {
+        std::mem::take(&mut lock(&self.in_flight).jobs).into_iter().map(|(job, _)| job).collect()
     }
 
     /// Sends one task; false if the worker can no longer be written to.
@@ -441,7 +490,8 @@ struct Replies {
     in_flight: InFlight,
     window: Window,
     settle: Settle,
-    _alive: cb::Sender<()>,
+    /// Disconnects `alive` when dropped; also rings the feeding loop with `space`.
+    alive: super::pipes::EndNotice,
 }
 
 impl super::pipes::Records for Replies {
@@ -482,6 +532,7 @@ impl super::pipes::Records for Replies {
             self.window.limit.store(limit, Ordering::Relaxed);
             if self.window.permits.len() <= limit / 2 {
                 let _ = self.window.space.try_send(());
+                self.alive.ring();
             }
         }
         self.settle.batch(answered);
@@ -497,7 +548,7 @@ impl super::pipes::Records for Replies {
 }
 
 /// The failure a dead worker's status describes.
-fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
+pub(super) fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
     match status.map(|s| (s.code(), s.signal())) {
         Some((Some(code), _)) => Failure::Exit(code),
         Some((None, Some(signal))) => Failure::Signal(signal),
@@ -588,7 +639,7 @@ pub(crate) fn run_slot(ctx: SlotContext<'_>) {
 /// time, uncharged.
 /// A worker was killed because its source took back a task it held: that task ends not run
 /// here (its new holder runs it), the others run again, uncharged.
-fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
+pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
     let revoked = ctx.revoked.unwrap_or(&|_| false);
     for job in held.into_iter().rev() {
         if revoked(job.seq) {
@@ -599,7 +650,7 @@ fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<J
     }
 }
 
-fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
+pub(super) fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
     let Some(mut culprit) = held.pop_front() else { return };
     let _ = ctx.events.send(Event::Crash);
     for job in held.into_iter().rev() {
@@ -619,7 +670,7 @@ fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDequ
 /// (its extra reply came from a task already answered): the tasks it held — which it may have
 /// died on only because we stopped reading — run again, one at a time, uncharged. Otherwise
 /// see [`crashed`].
-fn lost(
+pub(super) fn lost(
     ctx: &SlotContext<'_>,
     broke_protocol: bool,
     finished: (VecDeque<Job>, Option<std::process::ExitStatus>),

@@ -1,0 +1,515 @@
+//! Many persistent workers fed by a few threads: a slot's life — start, feed, probe, drain,
+//! stop, replace — as a state machine that an event loop steps without ever blocking on one
+//! worker.
+//!
+//! A slot thread ([`run_slot`](super::worker::run_slot)) costs a thread per worker: `-j 200`
+//! meant 200 feeding threads. Once workers outnumber CPUs, one loop per CPU feeds its share of
+//! them instead. Their stdin is written without blocking (a full pipe waits for epoll to say
+//! it has room), a stopping worker's exit is a pidfd in the same epoll, and everything else a
+//! slot waits for — a reply that frees room in its window, a worker's output ending, a task
+//! queued by the feeder — rings the loop's [`Waker`]. The policy is the slot thread's (crash
+//! probing, timeouts, recycling, protocol breaks, tasks taken back: the functions in `worker`);
+//! only the waiting differs. A loop also wakes every [`TICK`] to look at the shutdown.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::ExitStatus;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as cb;
+use rustix::event::epoll;
+use rustix::io::Errno;
+use rustix::process::Signal;
+
+use super::worker::{lost, taken_back, timed_out, End, Next, SlotContext, Worker};
+use super::{Attempt, Job, Reply};
+use crate::farm::dispatch::{Waker, TICK};
+use crate::task::Failure;
+
+const WAKE: u64 = u64::MAX;
+
+/// A worker's stdin, written without blocking: what the pipe cannot take yet waits here.
+pub(crate) struct Outbox {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    /// How much of `buf` is written.
+    written: usize,
+}
+
+impl Outbox {
+    pub(super) fn new(fd: OwnedFd) -> Outbox {
+        let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+        Outbox { fd, buf: Vec::new(), written: 0 }
+    }
+
+    pub(super) fn push(&mut self, record: &[u8], separator: u8) {
+        self.buf.extend_from_slice(record);
+        self.buf.push(separator);
+    }
+
+    /// Writes what the pipe takes: true once everything is written, false when the pipe is
+    /// full (epoll tells when it has room); an error when the worker's end is gone.
+    fn flush(&mut self) -> io::Result<bool> {
+        while self.written < self.buf.len() {
+            match rustix::io::write(&self.fd, &self.buf[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(Errno::AGAIN) => {
+                    if self.written >= self.buf.len() / 2 {
+                        self.buf.drain(..self.written);
+                        self.written = 0;
+                    }
+                    return Ok(false);
+                }
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        self.buf.clear();
+        self.written = 0;
+        Ok(true)
+    }
+}
+
+/// Where a slot is in its life.
+enum Phase {
+    /// Needs a worker.
+    Start,
+    Feed(Worker),
+    /// Running the tasks a crash left one at a time: waiting for the worker to be idle before
+    /// sending the next (false) or after sending it (true).
+    Probe(Worker, bool),
+    /// Input done or time to recycle: waiting for every task in flight to be answered.
+    Drain(Worker, End),
+    /// Stdin closed: waiting for the worker to exit, then TERM, then KILL.
+    Exiting(Stopping),
+    /// The worker is reaped: waiting for the last of its replies and stderr to be read.
+    Reaped(Stopping),
+    /// Recycled with nothing queued: waiting for a task (a replacement is started for it) or
+    /// the end of input.
+    AwaitWork,
+    /// No worker could be started: every task this slot takes fails with the reason.
+    Refuse(Failure),
+    Done,
+}
+
+/// A worker being stopped, and why.
+struct Stopping {
+    worker: Worker,
+    end: End,
+    /// Every task in flight was answered before the stop began.
+    idle: bool,
+    /// When TERM is sent, then when KILL is (on the way out after input ended or recycling).
+    term_at: Instant,
+    kill_at: Option<Instant>,
+    status: Option<ExitStatus>,
+}
+
+/// What a step of a phase leads to.
+enum Flow {
+    /// Step the next phase at once.
+    Again(Phase),
+    /// Wait for a wake-up (or the deadline noted in [`Waits`]).
+    Wait(Phase),
+}
+
+/// What the loop's next sleep waits for, gathered from every slot's step.
+struct Waits {
+    now: Instant,
+    next: Instant,
+    /// Some slot waits for a task from the feeder.
+    hungry: bool,
+}
+
+impl Waits {
+    fn until(&mut self, deadline: Instant) {
+        self.next = self.next.min(deadline);
+    }
+}
+
+/// True once the other end of `ended` is dropped.
+fn gone(ended: &cb::Receiver<()>) -> bool {
+    matches!(ended.try_recv(), Err(cb::TryRecvError::Disconnected))
+}
+
+/// One slot and its state.
+struct Machine<'a> {
+    ctx: SlotContext<'a>,
+    /// Tasks a crash left, run one at a time.
+    probe: VecDeque<Job>,
+    /// A task taken that could not be sent yet.
+    carried: Option<Job>,
+    phase: Phase,
+    token: u64,
+}
+
+/// Runs `slots` on this thread until every one of them has ended; `waker` is theirs (rung by
+/// their workers' pipes and by the feeder).
+pub(super) fn run_loop(slots: Vec<SlotContext<'_>>, waker: &Waker) {
+    let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|epoll| {
+        epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+        Ok(epoll)
+    }) {
+        Ok(epoll) => epoll,
+        Err(_) => {
+            // No epoll to be had: the slots get threads of their own after all.
+            return std::thread::scope(|scope| {
+                for mut ctx in slots {
+                    ctx.waker = None;
+                    scope.spawn(move || super::worker::run_slot(ctx));
+                }
+            });
+        }
+    };
+    let mut machines: Vec<Machine<'_>> = slots
+        .into_iter()
+        .enumerate()
+        .map(|(index, ctx)| Machine {
+            ctx,
+            probe: VecDeque::new(),
+            carried: None,
+            phase: Phase::Start,
+            token: index as u64,
+        })
+        .collect();
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    loop {
+        let now = Instant::now();
+        let mut waits = Waits { now, next: now + TICK, hungry: false };
+        let mut all_done = true;
+        for machine in &mut machines {
+            machine.step(&epoll, &mut waits);
+            all_done &= matches!(machine.phase, Phase::Done);
+        }
+        if all_done {
+            return;
+        }
+        if waits.hungry {
+            waker.become_hungry();
+            if machines.first().is_some_and(|machine| !machine.ctx.jobs.is_empty()) {
+                waker.sated();
+                continue;
+            }
+        }
+        let timeout =
+            rustix::event::Timespec::try_from(waits.next.saturating_duration_since(Instant::now())).ok();
+        events.clear();
+        match epoll::wait(&epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            // Only a bug makes epoll_wait fail; do not spin on it.
+            Err(_) => std::thread::sleep(TICK),
+        }
+        if waits.hungry {
+            waker.sated();
+        }
+        // Before the next steps, so a ring while they run wakes the next wait.
+        if events.iter().any(|event| event.data.u64() == WAKE) {
+            waker.drain();
+        }
+    }
+}
+
+impl Machine<'_> {
+    /// Advances the slot as far as it goes without waiting.
+    fn step(&mut self, epoll: &OwnedFd, waits: &mut Waits) {
+        loop {
+            let phase = std::mem::replace(&mut self.phase, Phase::Done);
+            match self.advance(phase, epoll, waits) {
+                Flow::Again(next) => self.phase = next,
+                Flow::Wait(next) => {
+                    self.phase = next;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, phase: Phase, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+        match phase {
+            Phase::Start => self.start(epoll),
+            Phase::Feed(worker) => self.feed(worker, epoll, waits),
+            Phase::Probe(worker, sent) => self.probe(worker, sent, epoll, waits),
+            Phase::Drain(mut worker, end) => match self.idle(&mut worker, waits) {
+                None => Flow::Wait(Phase::Drain(worker, end)),
+                Some(result) => {
+                    let stop_now = self.ctx.shutdown.is_stopping_now();
+                    match result {
+                        _ if stop_now => Flow::Again(kill(worker, End::StopNow, epoll)),
+                        Ok(()) => Flow::Again(self.close(worker, end, true, epoll)),
+                        Err(why @ (End::TimedOut | End::StopNow | End::Revoked)) => {
+                            Flow::Again(kill(worker, why, epoll))
+                        }
+                        Err(_) => Flow::Again(self.close(worker, end, false, epoll)),
+                    }
+                }
+            },
+            Phase::Exiting(stopping) => self.exiting(stopping, epoll, waits),
+            Phase::Reaped(stopping) => self.reaped(stopping),
+            Phase::AwaitWork => match self.ctx.jobs.next_now() {
+                Next::Job(job) => {
+                    self.carried = Some(job);
+                    Flow::Again(Phase::Start)
+                }
+                Next::NotYet => {
+                    waits.hungry = true;
+                    Flow::Wait(Phase::AwaitWork)
+                }
+                Next::Ended => Flow::Wait(Phase::Done),
+            },
+            Phase::Refuse(failure) => loop {
+                match self.ctx.jobs.next_now() {
+                    Next::Job(job) => {
+                        self.ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never())
+                    }
+                    Next::NotYet => {
+                        waits.hungry = true;
+                        break Flow::Wait(Phase::Refuse(failure));
+                    }
+                    Next::Ended => break Flow::Wait(Phase::Done),
+                }
+            },
+            Phase::Done => Flow::Wait(Phase::Done),
+        }
+    }
+
+    fn start(&mut self, epoll: &OwnedFd) -> Flow {
+        match Worker::start(&self.ctx) {
+            Ok(worker) => {
+                if let Some(outbox) = &worker.outbox {
+                    // Edge-triggered: a wake each time a full pipe gets room again.
+                    let flags = epoll::EventFlags::OUT | epoll::EventFlags::ET;
+                    let _ = epoll::add(epoll, &outbox.fd, epoll::EventData::new_u64(self.token), flags);
+                }
+                Flow::Again(Phase::Feed(worker))
+            }
+            Err(err) => {
+                let failure = Failure::Start(format!("{}: {err}", self.ctx.config.program.display()));
+                for job in self.probe.drain(..).chain(self.carried.take()) {
+                    self.ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
+                }
+                Flow::Again(Phase::Refuse(failure))
+            }
+        }
+    }
+
+    /// Feeds the worker until it must wait, or the worker's feeding ends.
+    fn feed(&mut self, mut worker: Worker, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+        let (separator, timeout, revoked) =
+            (self.ctx.config.separator, self.ctx.config.timeout, self.ctx.revoked);
+        loop {
+            if self.ctx.shutdown.is_stopping_now() {
+                return self.fed(worker, End::StopNow, epoll);
+            }
+            let until_overdue = worker.until_overdue(timeout);
+            if until_overdue.is_zero() {
+                return self.fed(worker, End::TimedOut, epoll);
+            }
+            if worker.holds_revoked(revoked) {
+                return self.fed(worker, End::Revoked, epoll);
+            }
+            waits.until(waits.now + Worker::wait_bound(until_overdue, revoked));
+            if self.ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
+                return self.fed(worker, End::Recycle, epoll);
+            }
+            if !self.probe.is_empty() {
+                return Flow::Again(Phase::Probe(worker, false));
+            }
+            // When the window is full, a reply that frees half of it rings the loop.
+            if worker.window_full() {
+                if flush(&mut worker).is_err() || gone(&worker.alive) {
+                    return self.fed(worker, End::Died, epoll);
+                }
+                return Flow::Wait(Phase::Feed(worker));
+            }
+            let job = if let Some(job) = self.carried.take() {
+                Some(job)
+            } else if self.ctx.shutdown.is_tripped() {
+                // Draining: start nothing new; what is still queued is answered not run.
+                None
+            } else {
+                match self.ctx.jobs.next_now() {
+                    Next::Job(job) => Some(job),
+                    Next::Ended => None,
+                    Next::NotYet => {
+                        if flush(&mut worker).is_err() || gone(&worker.alive) {
+                            return self.fed(worker, End::Died, epoll);
+                        }
+                        waits.hungry = true;
+                        return Flow::Wait(Phase::Feed(worker));
+                    }
+                }
+            };
+            let Some(job) = job else { return self.fed(worker, End::InputDone, epoll) };
+            match worker.permits.try_send(()) {
+                Ok(()) => {}
+                Err(cb::TrySendError::Full(())) => {
+                    self.carried = Some(job);
+                    continue;
+                }
+                Err(cb::TrySendError::Disconnected(())) => {
+                    self.carried = Some(job);
+                    return self.fed(worker, End::Died, epoll);
+                }
+            }
+            // Written when nothing else is waiting, so a lone task is not held back.
+            let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
+            worker.queue(job, separator);
+            if !more_waiting && flush(&mut worker).is_err() {
+                return self.fed(worker, End::Died, epoll);
+            }
+        }
+    }
+
+    /// Feeding ended: drain what is in flight, or stop the worker at once.
+    fn fed(&mut self, worker: Worker, end: End, epoll: &OwnedFd) -> Flow {
+        match end {
+            End::InputDone | End::Recycle => Flow::Again(Phase::Drain(worker, end)),
+            other => Flow::Again(kill(worker, other, epoll)),
+        }
+    }
+
+    fn probe(&mut self, mut worker: Worker, sent: bool, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+        match self.idle(&mut worker, waits) {
+            None => Flow::Wait(Phase::Probe(worker, sent)),
+            Some(Err(end)) => self.fed(worker, end, epoll),
+            Some(Ok(())) if sent => Flow::Again(Phase::Feed(worker)),
+            Some(Ok(())) => {
+                let Some(job) = self.probe.pop_front() else { return Flow::Again(Phase::Feed(worker)) };
+                // The suspect runs alone, outside the window.
+                worker.queue(job, self.ctx.config.separator);
+                if flush(&mut worker).is_err() {
+                    return self.fed(worker, End::Died, epoll);
+                }
+                Flow::Again(Phase::Probe(worker, true))
+            }
+        }
+    }
+
+    /// Whether every task in flight is answered (`None`: not yet, wait), or why waiting ended.
+    fn idle(&self, worker: &mut Worker, waits: &mut Waits) -> Option<Result<(), End>> {
+        let (timeout, revoked) = (self.ctx.config.timeout, self.ctx.revoked);
+        if !worker.is_idle() && flush(worker).is_err() {
+            return Some(Err(End::Died));
+        }
+        if worker.is_idle() {
+            return Some(Ok(()));
+        }
+        let until_overdue = worker.until_overdue(timeout);
+        if until_overdue.is_zero() {
+            return Some(Err(End::TimedOut));
+        }
+        if worker.holds_revoked(revoked) {
+            return Some(Err(End::Revoked));
+        }
+        if gone(&worker.alive) {
+            return Some(if worker.is_idle() { Ok(()) } else { Err(End::Died) });
+        }
+        if self.ctx.shutdown.is_stopping_now() {
+            return Some(Err(End::StopNow));
+        }
+        waits.until(waits.now + Worker::wait_bound(until_overdue, revoked));
+        None
+    }
+
+    /// Closes the worker's stdin (the quit) and gives it `grace` to exit.
+    fn close(&self, mut worker: Worker, end: End, idle: bool, epoll: &OwnedFd) -> Phase {
+        close_stdin(&mut worker, epoll);
+        if let Some(exit) = worker.child.child().exit_fd() {
+            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
+            let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
+        }
+        let term_at = Instant::now() + self.ctx.config.grace;
+        Phase::Exiting(Stopping { worker, end, idle, term_at, kill_at: None, status: None })
+    }
+
+    /// The escalation after stdin closed: exit within `grace`, or TERM; within `grace` again,
+    /// or KILL — at once on stop-now.
+    fn exiting(&self, mut stopping: Stopping, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+        let child = stopping.worker.child.child();
+        let exited = child.has_exited().unwrap_or(true);
+        let now = waits.now;
+        let kill_now = stopping.kill_at.is_some_and(|at| now >= at) || self.ctx.shutdown.is_stopping_now();
+        if exited || kill_now {
+            if let Some(exit) = child.exit_fd() {
+                let _ = epoll::delete(epoll, exit);
+            }
+            stopping.status =
+                stopping.worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
+            return Flow::Again(Phase::Reaped(stopping));
+        }
+        match stopping.kill_at {
+            Some(kill_at) => waits.until(kill_at),
+            None if now >= stopping.term_at => {
+                let _ = child.signal_group(Signal::TERM);
+                let kill_at = now + self.ctx.config.grace;
+                stopping.kill_at = Some(kill_at);
+                waits.until(kill_at);
+            }
+            None => waits.until(stopping.term_at),
+        }
+        Flow::Wait(Phase::Exiting(stopping))
+    }
+
+    /// Once its last reply and stderr line are read, what became of the tasks it held.
+    fn reaped(&mut self, stopping: Stopping) -> Flow {
+        let worker = &stopping.worker;
+        if !gone(&worker.alive) || worker.stderr_ended.as_ref().is_some_and(|ended| !gone(ended)) {
+            return Flow::Wait(Phase::Reaped(stopping));
+        }
+        let held = worker.take_held();
+        let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
+        let Stopping { end, idle, status, .. } = stopping;
+        let ctx = &self.ctx;
+        match end {
+            End::StopNow => {
+                let rest = held
+                    .into_iter()
+                    .chain(self.probe.drain(..))
+                    .chain(self.carried.take())
+                    .chain(ctx.jobs.queued_now());
+                for job in rest {
+                    ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
+                }
+                return Flow::Wait(Phase::Done);
+            }
+            End::InputDone | End::Recycle if idle && held.is_empty() => {
+                if self.probe.is_empty() {
+                    return match end {
+                        End::InputDone => Flow::Wait(Phase::Done),
+                        _ => Flow::Again(Phase::AwaitWork),
+                    };
+                }
+            }
+            End::InputDone | End::Recycle | End::Died => {
+                lost(ctx, broke_protocol, (held, status), &mut self.probe)
+            }
+            End::TimedOut => timed_out(ctx, held, &mut self.probe),
+            End::Revoked => taken_back(ctx, held, &mut self.probe),
+        }
+        Flow::Again(Phase::Start)
+    }
+}
+
+/// Stops the worker at once (KILL) and reaps it.
+fn kill(mut worker: Worker, end: End, epoll: &OwnedFd) -> Phase {
+    close_stdin(&mut worker, epoll);
+    let _ = worker.child.child().signal_group(Signal::KILL);
+    let status = worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
+    let now = Instant::now();
+    Phase::Reaped(Stopping { worker, end, idle: false, term_at: now, kill_at: None, status })
+}
+
+fn close_stdin(worker: &mut Worker, epoll: &OwnedFd) {
+    if let Some(outbox) = worker.outbox.take() {
+        let _ = epoll::delete(epoll, outbox.fd.as_fd());
+    }
+}
+
+/// Writes what the worker's outbox holds, as far as its pipe takes it.
+fn flush(worker: &mut Worker) -> io::Result<bool> {
+    match worker.outbox.as_mut() {
+        Some(outbox) => outbox.flush(),
+        None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+    }
+}
