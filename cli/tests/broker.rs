@@ -429,8 +429,8 @@ fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes() {
 }
 
 #[test]
-fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes_with_workers_fed_by_loops() {
-    // More workers than CPUs: they are fed by a loop per CPU, not a thread each.
+fn a_frozen_persistent_workers_stale_attempt_is_stopped_when_it_wakes_with_more_workers_than_cpus() {
+    // Their replies are read by a thread per CPU rather than a thread each.
     frozen_persistent_worker_wakes(std::thread::available_parallelism().map_or(1, usize::from) + 1);
 }
 

@@ -269,14 +269,19 @@ where
         let share_replies = workers > cpus;
         let readers: Vec<Arc<pipes::PipeReader>> =
             (0..cpus.min(workers)).filter_map(|_| pipes::PipeReader::start().ok().map(Arc::new)).collect();
-        // With more workers than CPUs (and a reader per CPU for their replies), one loop per
-        // CPU feeds them (see `machine`) instead of a thread each.
-        let loops = if feed_by_loops(share_replies && readers.len() == cpus) { cpus.min(workers) } else { 0 };
-        let wakers: Vec<Arc<Waker>> = (0..loops).filter_map(|_| Waker::new().ok().map(Arc::new)).collect();
+        // One loop per CPU feeds its share of the workers (see `machine`).
+        let wakers: Vec<Arc<Waker>> =
+            (0..cpus.min(workers)).filter_map(|_| Waker::new().ok().map(Arc::new)).collect();
+        if wakers.is_empty() {
+            // No eventfd to be had: every task read fails, saying why.
+            let failure = Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
+            for job in queue.until_end() {
+                settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
+            }
+        }
         let mut by_loop: Vec<Vec<worker::SlotContext<'_>>> = wakers.iter().map(|_| Vec::new()).collect();
-        let mut slots = Vec::new();
         for slot in 1..=workers {
-            let waker = (!wakers.is_empty()).then(|| Arc::clone(&wakers[slot % wakers.len()]));
+            let Some(index) = slot.checked_rem(wakers.len()) else { break };
             let ctx = worker::SlotContext {
                 slot,
                 config,
@@ -287,13 +292,11 @@ where
                 pipes: (!readers.is_empty()).then(|| Arc::clone(&readers[slot % readers.len()])),
                 share_replies,
                 revoked,
-                waker,
+                waker: Arc::clone(&wakers[index]),
             };
-            match by_loop.get_mut(slot % wakers.len().max(1)) {
-                Some(group) if !wakers.is_empty() => group.push(ctx),
-                _ => slots.push(scope.spawn(move || worker::run_slot(ctx))),
-            }
+            by_loop[index].push(ctx);
         }
+        let mut slots = Vec::new();
         for (group, waker) in by_loop.into_iter().zip(&wakers) {
             let waker = Arc::clone(waker);
             slots.push(scope.spawn(move || machine::run_loop(group, &waker)));
@@ -369,22 +372,6 @@ where
     });
     summary.halted = halt.reached();
     summary
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Set by a test to run its scenario with its workers fed by loops, whatever the number of
-    /// CPUs of the machine it runs on.
-    static FEED_BY_LOOPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether workers are fed by loops (see `machine`) rather than a thread each.
-fn feed_by_loops(many_workers: bool) -> bool {
-    #[cfg(test)]
-    if FEED_BY_LOOPS.get() {
-        return true;
-    }
-    many_workers
 }
 
 /// A drain waits for the replies in flight; a worker that never answers must not hold it

@@ -44,23 +44,21 @@ struct Pipe {
 }
 
 /// Held by a pipe's handler: when the handler is dropped (the pipe ended), the receiver made
-/// with it disconnects, and then the loop feeding the worker, if any, is rung.
+/// with it disconnects, and then the loop feeding the worker is rung.
 pub(crate) struct EndNotice {
     ended: Option<cb::Sender<()>>,
-    ring: Option<Arc<Waker>>,
+    ring: Arc<Waker>,
 }
 
 impl EndNotice {
-    pub(crate) fn new(ring: Option<Arc<Waker>>) -> (EndNotice, cb::Receiver<()>) {
+    pub(crate) fn new(ring: Arc<Waker>) -> (EndNotice, cb::Receiver<()>) {
         let (ended, receiver) = cb::bounded(0);
         (EndNotice { ended: Some(ended), ring }, receiver)
     }
 
-    /// Wakes the loop feeding the worker, if any.
+    /// Wakes the loop feeding the worker.
     pub(crate) fn ring(&self) {
-        if let Some(ring) = &self.ring {
-            ring.ring();
-        }
+        self.ring.ring();
     }
 }
 
@@ -126,7 +124,7 @@ impl PipeReader {
 pub(crate) fn stderr_lines(
     slot: usize,
     events: cb::Sender<Event>,
-    ring: Option<Arc<Waker>>,
+    ring: Arc<Waker>,
 ) -> (Box<dyn Records>, cb::Receiver<()>) {
     let (notice, ended) = EndNotice::new(ring);
     (Box::new(StderrLines { slot, events, _ended: notice }), ended)

@@ -1,25 +1,22 @@
-//! One persistent worker slot: starts a worker process, feeds it a window of tasks, has its
-//! replies and stderr read by the run's pipe thread (so a full stdout pipe never blocks our
-//! writes), and replaces it when it dies, is recycled, or breaks the protocol.
+//! One persistent worker: its process, its window of tasks in flight, the handler that
+//! matches its replies to them, and what becomes of the tasks it held when it is lost (crash
+//! probing, timeouts, tasks taken back). Its slot's life — started, fed, replaced — is
+//! `machine`'s.
 //!
-//! Who wakes whom: the slot thread writes; the pipe thread pops the oldest in-flight task for
-//! each reply record and releases one permit of the window; when stdout ends (the worker died
-//! or closed it) the reply handler is dropped with `alive`, which wakes the slot in its
-//! `select!`. A slot fed by a loop (`machine`, when workers outnumber CPUs) is woken the same
-//! way through its loop's waker, rung with each of those signals. The crash, timeout and
-//! taken-back policies (`lost`, `timed_out`, `taken_back`) serve both.
+//! Who wakes whom: the slot's loop writes stdin; the pipe reader pops the oldest in-flight task
+//! for each reply record, releases one permit of the window, and rings the loop when half the
+//! window is free; when stdout ends (the worker died or closed it) the reply handler is dropped,
+//! which disconnects `alive` and rings the loop again.
 
 use std::collections::VecDeque;
-use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use rustix::process::Signal;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::farm::dispatch::Waker;
@@ -43,9 +40,8 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) share_replies: bool,
     /// Tells whether a task was taken back by its source (queue workers only).
     pub(crate) revoked: Option<super::Revoked<'a>>,
-    /// The event loop feeding this slot, rung when a reply frees room or a pipe ends (see
-    /// `machine`); none: the slot has a thread of its own ([`run_slot`]).
-    pub(crate) waker: Option<Arc<Waker>>,
+    /// The event loop feeding this slot, rung when a reply frees room or a pipe ends.
+    pub(crate) waker: Arc<Waker>,
 }
 
 /// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
@@ -114,21 +110,10 @@ impl JobQueue {
         JobQueue { jobs, space }
     }
 
-    /// For `select!`; call [`took`](Self::took) after receiving from it.
-    fn receiver(&self) -> &cb::Receiver<Job> {
-        &self.jobs
-    }
-
     fn took(&self) {
         if self.jobs.len() <= self.jobs.capacity().unwrap_or(0) / 2 {
             let _ = self.space.try_send(());
         }
-    }
-
-    fn try_recv(&self) -> Option<Job> {
-        let job = self.jobs.try_recv().ok()?;
-        self.took();
-        Some(job)
     }
 
     fn recv(&self) -> Result<Job, cb::RecvError> {
@@ -142,7 +127,7 @@ impl JobQueue {
     }
 
     /// Every job still to come, until the feeder ends.
-    fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
+    pub(super) fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
         std::iter::from_fn(|| self.recv().ok())
     }
 
@@ -160,7 +145,10 @@ impl JobQueue {
 
     /// The jobs queued now, without waiting for more.
     pub(super) fn queued_now(&self) -> impl Iterator<Item = Job> + '_ {
-        std::iter::from_fn(|| self.try_recv())
+        std::iter::from_fn(|| match self.next_now() {
+            Next::Job(job) => Some(job),
+            Next::NotYet | Next::Ended => None,
+        })
     }
 }
 
@@ -186,28 +174,25 @@ fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Flight> {
     in_flight.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How long a select waits when no task can be overdue.
+/// How long a slot waits when no task can be overdue.
 pub(super) const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A running worker process and its helper threads.
 pub(super) struct Worker {
     pub(super) child: Launched,
-    /// Its stdin, written with blocking writes by the slot's own thread.
-    stdin: Option<BufWriter<ChildStdin>>,
-    /// Its stdin, written without blocking by a loop that feeds many workers.
+    /// Its stdin, written without blocking.
     pub(super) outbox: Option<super::machine::Outbox>,
     in_flight: InFlight,
     /// Holds one token per task in flight; capacity is the window.
     pub(super) permits: cb::Sender<()>,
     /// Disconnects when the reader thread ends (stdout closed: the worker died or misbehaved).
     pub(super) alive: cb::Receiver<()>,
-    /// Signalled by the reader when half the window has been answered.
-    space: cb::Receiver<()>,
     /// Tasks to keep in flight now (see [`Pace`]).
     limit: Arc<AtomicUsize>,
     /// Set by the reader when the worker broke the protocol (see [`lost`]).
     pub(super) broke_protocol: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// Its pipes' own reader threads, if any (see `pipes::read_on`).
+    pub(super) threads: Vec<JoinHandle<()>>,
     /// Disconnects once every line of its stderr was passed on.
     pub(super) stderr_ended: Option<cb::Receiver<()>>,
     pub(super) sent: u64,
@@ -241,17 +226,13 @@ impl Worker {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
-        let (stdin, outbox) = match (&ctx.waker, pipes.stdin.take()) {
-            (Some(_), Some(stdin)) => (None, Some(super::machine::Outbox::new(stdin.into()))),
-            (_, stdin) => (stdin.map(|s| BufWriter::with_capacity(64 * 1024, s)), None),
-        };
+        let outbox = pipes.stdin.take().map(|stdin| super::machine::Outbox::new(stdin.into()));
         let stdout = pipes.stdout.take();
         let stderr = pipes.stderr.take();
         let in_flight: InFlight =
             Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
-        let (alive_notice, alive) = super::pipes::EndNotice::new(ctx.waker.clone());
-        let (space_tx, space) = cb::bounded::<()>(1);
+        let (alive_notice, alive) = super::pipes::EndNotice::new(Arc::clone(&ctx.waker));
         let limit = Arc::new(AtomicUsize::new(1));
         let broke_protocol = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -260,7 +241,6 @@ impl Worker {
                 (in_flight.clone(), ctx.settle.clone(), ctx.config.separator);
             let window = Window {
                 permits: permits_rx,
-                space: space_tx,
                 limit: limit.clone(),
                 pace: Pace::new(ctx.config.window.max(1)),
                 broke_protocol: broke_protocol.clone(),
@@ -270,19 +250,18 @@ impl Worker {
             threads.extend(super::pipes::read_on(reader, stdout, separator, replies));
         }
         let stderr_ended = stderr.map(|stderr| {
-            let (lines, ended) = super::pipes::stderr_lines(ctx.slot, ctx.events.clone(), ctx.waker.clone());
+            let (lines, ended) =
+                super::pipes::stderr_lines(ctx.slot, ctx.events.clone(), Arc::clone(&ctx.waker));
             threads.extend(super::pipes::read_on(ctx.pipes.as_deref(), stderr, b'\n', lines));
             ended
         });
         let _ = ctx.events.send(Event::WorkerStarted);
         Ok(Worker {
             child,
-            stdin,
             outbox,
             in_flight,
             permits,
             alive,
-            space,
             limit,
             broke_protocol,
             threads,
@@ -349,98 +328,12 @@ impl Worker {
     pub(super) fn take_held(&self) -> VecDeque<Job> {
         std::mem::take(&mut lock(&self.in_flight).jobs).into_iter().map(|(job, _)| job).collect()
     }
-
-    /// Sends one task; false if the worker can no longer be written to.
-    fn send(&mut self, job: Job, separator: u8, flush: bool) -> bool {
-        let Some(stdin) = self.stdin.as_mut() else { return false };
-        // The task must be in flight before any of it reaches the worker, or a quick reply
-        // would find nothing to match. A record that fits the buffer's free space is copied
-        // there (no write to the pipe can happen) and then recorded in flight; a bigger one is
-        // recorded first and written from a copy.
-        let room = stdin.capacity() - stdin.buffer().len();
-        if job.input.len() < room || (stdin.flush().is_ok() && job.input.len() < stdin.capacity()) {
-            let buffered = stdin.write_all(&job.input).and_then(|()| stdin.write_all(&[separator]));
-            lock(&self.in_flight).jobs.push_back((job, Instant::now()));
-            self.sent += 1;
-            return buffered.is_ok() && (!flush || stdin.flush().is_ok());
-        }
-        let mut record = job.input.clone();
-        record.push(separator);
-        lock(&self.in_flight).jobs.push_back((job, Instant::now()));
-        self.sent += 1;
-        stdin.write_all(&record).is_ok() && (!flush || stdin.flush().is_ok())
-    }
-
-    fn flush(&mut self) -> bool {
-        self.stdin.as_mut().is_some_and(|s| s.flush().is_ok())
-    }
-
-    /// Flushes what is buffered, then waits until every task in flight is answered, or says
-    /// why not.
-    fn wait_idle(
-        &mut self,
-        shutdown: &Shutdown,
-        timeout: Option<Duration>,
-        revoked: Option<super::Revoked<'_>>,
-    ) -> Result<(), End> {
-        if !self.is_idle() && !self.flush() {
-            return Err(End::Died);
-        }
-        while !self.is_idle() {
-            let until_overdue = self.until_overdue(timeout);
-            if until_overdue.is_zero() {
-                return Err(End::TimedOut);
-            }
-            if self.holds_revoked(revoked) {
-                return Err(End::Revoked);
-            }
-            let until_overdue = Worker::wait_bound(until_overdue, revoked);
-            // The reader signals `space` after every batch that leaves the window half empty,
-            // an empty one included, and it empties `in_flight` before signalling.
-            cb::select! {
-                recv(self.space) -> _ => {}
-                recv(self.alive) -> _ => return if self.is_idle() { Ok(()) } else { Err(End::Died) },
-                recv(shutdown.stopping_now()) -> _ => return Err(End::StopNow),
-                default(until_overdue) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the worker: EOF on stdin (the quit), `grace` to exit, then TERM, `grace`, KILL —
-    /// cut short by stop-now. Returns the tasks it still held (only if it had to be stopped
-    /// mid-task).
-    fn finish(
-        mut self,
-        grace: Duration,
-        shutdown: &Shutdown,
-    ) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
-        self.stdin.take();
-        let status = self.child.stop_within(grace, grace, shutdown).ok().map(|(status, _)| status);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-        // Every reply and stderr line is handed over before the tasks still held are counted.
-        let _ = self.alive.recv();
-        if let Some(ended) = self.stderr_ended.take() {
-            let _ = ended.recv();
-        }
-        let held = std::mem::take(&mut lock(&self.in_flight).jobs).into_iter().map(|(job, _)| job).collect();
-        (held, status)
-    }
-
-    fn kill(self) -> (VecDeque<Job>, Option<std::process::ExitStatus>) {
-        let _ = self.child.child().signal_group(Signal::KILL);
-        self.finish(Duration::ZERO, &Shutdown::new())
-    }
 }
 
 /// The reader's side of a worker's window of tasks in flight.
 struct Window {
     /// One token per task in flight; the reader takes one back per reply.
     permits: cb::Receiver<()>,
-    /// Tells the slot that half the window is free again.
-    space: cb::Sender<()>,
     /// Tasks to keep in flight now, set from `pace`.
     limit: Arc<AtomicUsize>,
     pace: Pace,
@@ -531,7 +424,7 @@ impl super::pipes::Records for Replies {
             let limit = self.window.pace.observe(answered.len(), first.runtime);
             self.window.limit.store(limit, Ordering::Relaxed);
             if self.window.permits.len() <= limit / 2 {
-                let _ = self.window.space.try_send(());
+                // Half the window is free again: the loop refills it.
                 self.alive.ring();
             }
         }
@@ -553,84 +446,6 @@ pub(super) fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
         Some((Some(code), _)) => Failure::Exit(code),
         Some((None, Some(signal))) => Failure::Signal(signal),
         _ => Failure::Exit(-1),
-    }
-}
-
-/// A slot's whole life: workers started, fed, replaced, and finally stopped.
-pub(crate) fn run_slot(ctx: SlotContext<'_>) {
-    let mut probe: VecDeque<Job> = VecDeque::new();
-    // A task taken to learn whether a replacement worker is needed at all.
-    let mut carried: Option<Job> = None;
-    loop {
-        let worker = match Worker::start(&ctx) {
-            Ok(worker) => worker,
-            Err(err) => {
-                // Without a worker, every task this slot takes fails with the reason.
-                let failure = Failure::Start(format!("{}: {err}", ctx.config.program.display()));
-                for job in probe.drain(..).chain(carried.take()).chain(ctx.jobs.until_end()) {
-                    ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
-                }
-                return;
-            }
-        };
-        let (mut end, mut worker) = feed(&ctx, worker, &mut probe, &mut carried);
-        let mut idle = true;
-        if matches!(end, End::InputDone | End::Recycle) {
-            match worker.wait_idle(ctx.shutdown, ctx.config.timeout, ctx.revoked) {
-                Ok(()) => {}
-                Err(why @ (End::TimedOut | End::StopNow | End::Revoked)) => end = why,
-                Err(_) => idle = false,
-            }
-            if ctx.shutdown.is_stopping_now() {
-                end = End::StopNow;
-            }
-        }
-        match end {
-            End::StopNow => {
-                let (held, _) = worker.kill();
-                let rest = held
-                    .into_iter()
-                    .chain(probe.drain(..))
-                    .chain(carried.take())
-                    .chain(ctx.jobs.queued_now());
-                for job in rest {
-                    ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
-                }
-                return;
-            }
-            End::InputDone | End::Recycle => {
-                let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
-                let finished = worker.finish(ctx.config.grace, ctx.shutdown);
-                if !idle || !finished.0.is_empty() {
-                    lost(&ctx, broke_protocol, finished, &mut probe);
-                    continue;
-                }
-                if probe.is_empty() {
-                    match end {
-                        End::InputDone => return,
-                        // Recycled: start a replacement only if there is work for it.
-                        _ => match ctx.jobs.recv() {
-                            Ok(job) => carried = Some(job),
-                            Err(_) => return,
-                        },
-                    }
-                }
-            }
-            End::Died => {
-                worker.stdin.take();
-                let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
-                let finished = worker.kill();
-                lost(&ctx, broke_protocol, finished, &mut probe);
-            }
-            End::TimedOut => {
-                let (held, _) = worker.kill();
-                timed_out(&ctx, held, &mut probe);
-            }
-            End::Revoked => {
-                let (held, _) = worker.kill();
-                taken_back(&ctx, held, &mut probe);
-            }
-        }
     }
 }
 
@@ -710,103 +525,6 @@ fn crashed(
         } else {
             // Retried alone, so a second crash is charged to it again.
             probe.push_back(job);
-        }
-    }
-}
-
-/// Feeds `worker` until input ends, it must be recycled, it dies, or stop-now.
-fn feed(
-    ctx: &SlotContext<'_>,
-    mut worker: Worker,
-    probe: &mut VecDeque<Job>,
-    carried: &mut Option<Job>,
-) -> (End, Worker) {
-    let separator = ctx.config.separator;
-    let timeout = ctx.config.timeout;
-    loop {
-        if ctx.shutdown.is_stopping_now() {
-            return (End::StopNow, worker);
-        }
-        let until_overdue = worker.until_overdue(timeout);
-        if until_overdue.is_zero() {
-            return (End::TimedOut, worker);
-        }
-        if worker.holds_revoked(ctx.revoked) {
-            return (End::Revoked, worker);
-        }
-        let until_overdue = Worker::wait_bound(until_overdue, ctx.revoked);
-        if ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
-            return (End::Recycle, worker);
-        }
-        if let Some(job) = probe.pop_front() {
-            // Probing: the suspect runs alone.
-            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout, ctx.revoked) {
-                probe.push_front(job);
-                return (end, worker);
-            }
-            if !worker.send(job, separator, true) {
-                return (End::Died, worker);
-            }
-            if let Err(end) = worker.wait_idle(ctx.shutdown, timeout, ctx.revoked) {
-                return (end, worker);
-            }
-            continue;
-        }
-        // At most `limit` tasks in flight. When the window is full, refill only once half of
-        // it is answered, so the worker gets a batch per wake-up instead of one task.
-        if worker.window_full() {
-            // Nothing may sit in our buffer while we wait for the worker to answer it.
-            if !worker.flush() {
-                return (End::Died, worker);
-            }
-            cb::select! {
-                recv(worker.space) -> _ => {}
-                recv(worker.alive) -> _ => return (End::Died, worker),
-                recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
-                default(until_overdue) => {}
-            }
-            continue;
-        }
-        let job = if let Some(job) = carried.take() {
-            Some(job)
-        } else if ctx.shutdown.is_tripped() {
-            // Draining: start nothing new; what is still queued is answered not run.
-            None
-        } else if let Some(job) = ctx.jobs.try_recv() {
-            Some(job)
-        } else {
-            if !worker.flush() {
-                return (End::Died, worker);
-            }
-            cb::select! {
-                recv(ctx.jobs.receiver()) -> job => job.ok().inspect(|_| ctx.jobs.took()),
-                recv(worker.alive) -> _ => return (End::Died, worker),
-                recv(ctx.shutdown.stopping_now()) -> _ => return (End::StopNow, worker),
-                // Look at the clock again: the oldest task in flight may be overdue.
-                default(until_overdue) => continue,
-            }
-        };
-        let Some(job) = job else { return (End::InputDone, worker) };
-        // Only this thread adds permits and the window had room, so this fails only when the
-        // reader (which holds the other end) is gone with the worker's stdout.
-        match worker.permits.try_send(()) {
-            Ok(()) => {}
-            Err(cb::TrySendError::Full(())) => {
-                *carried = Some(job);
-                continue;
-            }
-            Err(cb::TrySendError::Disconnected(())) => {
-                *carried = Some(job);
-                return (End::Died, worker);
-            }
-        }
-        // Flush when nothing else is waiting, so a lone task is not held in our buffer.
-        let more_waiting = !ctx.jobs.is_empty() && !worker.window_full();
-        if !worker.send(job, separator, !more_waiting) {
-            return (End::Died, worker);
-        }
-        if !more_waiting && !worker.flush() {
-            return (End::Died, worker);
         }
     }
 }
