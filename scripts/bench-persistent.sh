@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Persistent workers against Python's process pools, spawn-per-task and the raw pipe floor, on
 # the same tiny work (square a number) with 2 workers, side by side in one run. Medians of
-# RUNS runs. Not run by CI.
+# RUNS rounds; each round runs every command once, so a drift in the machine's speed (10-30%
+# within a minute on a shared VM) hits them all alike. Not run by CI.
 #
 # Usage: scripts/bench-persistent.sh [N] [RUNS]   (default 100000 tasks, 5 runs; spawn-per-task
 #                                                  runs N/100 tasks)
@@ -20,23 +21,27 @@ seq "$n" > "$work/in"
 seq $((n / 100)) > "$work/in-spawn"
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-rate() { # tasks, command (run RUNS times; prints the median rate in tasks/s)
-  local tasks=$1 command=$2
-  for _ in $(seq "$runs"); do
-    local start end
-    start=$(date +%s.%N); bash -c "$command" > /dev/null; end=$(date +%s.%N)
-    awk -v n="$tasks" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f\n", n / (e - s) }'
-  done | median
+rate() { # tasks, command: runs it once, prints the rate in tasks/s
+  local start end
+  start=$(date +%s.%N); bash -c "$2" > /dev/null; end=$(date +%s.%N)
+  awk -v n="$1" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f\n", n / (e - s) }'
 }
 
-floor1=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 1; done | median)
-floor_wide=$(for _ in $(seq "$runs"); do "$work/pipe-floor" "$n" 2 256; done | median)
-muster_c=$(rate "$n" "$muster run --persistent -j 2 $work/pipe-floor --worker < $work/in")
-muster_py=$(rate "$n" "$muster run --persistent -j 2 $python examples/square_worker.py < $work/in")
-spawn=$(rate $((n / 100)) "$muster run -j 2 $python -c 'import sys; print(int(sys.argv[1]) ** 2)' < $work/in-spawn")
-pools=$(for _ in $(seq "$runs"); do "$python" scripts/python_pools.py "$n"; done)
-pool_imap=$(awk -F'\t' '$1 == "pool_imap" { print $2 }' <<< "$pools" | median)
-executor=$(awk -F'\t' '$1 == "process_pool_executor" { print $2 }' <<< "$pools" | median)
+for _ in $(seq "$runs"); do
+  "$work/pipe-floor" "$n" 2 1 >> "$work/floor1"
+  "$work/pipe-floor" "$n" 2 256 >> "$work/floor_wide"
+  rate "$n" "$muster run --persistent -j 2 $work/pipe-floor --worker < $work/in" >> "$work/muster_c"
+  rate "$n" "$muster run --persistent -j 2 $python examples/square_worker.py < $work/in" >> "$work/muster_py"
+  rate $((n / 100)) "$muster run -j 2 $python -c 'import sys; print(int(sys.argv[1]) ** 2)' < $work/in-spawn" >> "$work/spawn"
+  "$python" scripts/python_pools.py "$n" >> "$work/pools"
+done
+floor1=$(median < "$work/floor1")
+floor_wide=$(median < "$work/floor_wide")
+muster_c=$(median < "$work/muster_c")
+muster_py=$(median < "$work/muster_py")
+spawn=$(median < "$work/spawn")
+pool_imap=$(awk -F'\t' '$1 == "pool_imap" { print $2 }' "$work/pools" | median)
+executor=$(awk -F'\t' '$1 == "process_pool_executor" { print $2 }' "$work/pools" | median)
 
 printf 'square a number, %d tasks, 2 workers, median of %d runs (tasks/s)\n' "$n" "$runs"
 row() { printf '  %-52s %10s\n' "$1" "$2"; }
