@@ -299,3 +299,28 @@ fn a_drain_with_a_silent_worker_ends_after_the_grace() {
     assert_eq!(replies.len(), 3, "{replies:?}");
     assert_eq!(summary.read, summary.done + summary.failed + summary.timed_out + summary.not_run);
 }
+
+#[test]
+fn a_worker_that_stops_reading_stalls_none_of_the_others_fed_by_its_loop() {
+    // More workers than CPUs, so each loop feeds several; worker 1 never reads its stdin, and
+    // its first record (bigger than a pipe holds) fills the pipe. Written without blocking,
+    // the others on its loop go on, and its task times out.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let script = r#"[ "$MUSTER_WORKER" = 1 ] && exec sleep 1000; exec cat"#;
+    let mut config = sh(script, 2 * cpus);
+    config.timeout = Some(Duration::from_millis(500));
+    // Its replacement never reads either: stopping it at the end takes the grace.
+    config.grace = Duration::from_millis(100);
+    let records: Vec<Vec<u8>> = (0..40).map(|_| vec![b'x'; 100_000]).collect();
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done_tx.send(collect(&config, records, &Shutdown::new()));
+    });
+    let (replies, _, summary) = done_rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
+    assert_eq!(replies.len(), 40);
+    assert!(summary.timed_out >= 1, "worker 1's task timed out: {summary:?}");
+    assert_eq!(summary.done + summary.timed_out, 40, "{summary:?}");
+    for reply in replies.values() {
+        assert!(matches!(reply, Reply::Done(echo) if echo.len() == 100_000) || *reply == Reply::TimedOut);
+    }
+}
