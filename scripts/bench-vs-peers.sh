@@ -2,7 +2,8 @@
 # muster run against its peers — xargs -P, GNU parallel, rust-parallel — and the raw spawn
 # floor, side by side in one run on this machine. Prints a table of medians and ratios; then
 # persistent workers against Python's pools and the pipe floor (scripts/bench-persistent.sh).
-# Installs GNU parallel, hyperfine and rust-parallel when missing. Not run by CI.
+# Commands are timed in interleaved rounds (scripts/rounds.py). Installs GNU parallel and
+# rust-parallel when missing. Not run by CI.
 #
 # Usage: scripts/bench-vs-peers.sh [RUNS]      (default 5 runs per command)
 set -euo pipefail
@@ -12,8 +13,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need parallel || ! need hyperfine; then
-  apt-get update -qq && apt-get install -y -qq parallel hyperfine >/dev/null
+if ! need parallel; then
+  apt-get update -qq && apt-get install -y -qq parallel >/dev/null
 fi
 need rust-parallel || cargo install rust-parallel --locked --quiet
 cargo build --release --quiet -p muster-cli
@@ -23,12 +24,9 @@ peak_rss=$work/peak-rss
 muster=$PWD/target/release/muster
 floor=$work/spawn-floor
 
-median() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("\n".join("%s\t%.4f" % (x["command"], x["median"]) for x in r))' "$1"; }
-
-bench() { # name, then hyperfine commands
+bench() { # name, then -n NAME COMMAND ...: interleaved rounds (scripts/rounds.py), medians
   local name=$1; shift
-  hyperfine --runs "$runs" --warmup 1 --shell=bash --export-json "$work/$name.json" "$@" >/dev/null 2>&1
-  median "$work/$name.json" > "$work/$name.tsv"
+  python3 scripts/rounds.py "$runs" "$@" > "$work/$name.tsv"
   sed 's/^/   median  /' "$work/$name.tsv"
 }
 
