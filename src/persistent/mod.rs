@@ -20,10 +20,11 @@
 //!   `grace` after it began (a worker that never answers) becomes stop-now. Stop-now kills at
 //!   once; tasks in flight are reported not run.
 //!
-//! Members: `worker` (one process: its feeding slot and its replies), `machine` (the same
-//! slot as a state machine, many of them fed by a loop per CPU once workers outnumber CPUs),
-//! `pipes` (a thread per CPU reading the workers' stdout and stderr), `settled` (tasks, local or from a
-//! source with receipts, settled by the farm's output stage, as `muster run` settles its).
+//! Members: `machine` (a slot's life as a state machine; a loop per CPU feeds its share of
+//! the workers), `worker` (one worker process: its window, its replies, and what becomes of
+//! the tasks it held when lost), `pipes` (a thread per CPU reading the workers' stdout and
+//! stderr), `settled` (tasks, local or from a source with receipts, settled by the farm's
+//! output stage, as `muster run` settles its).
 
 mod machine;
 mod pipes;
@@ -272,12 +273,17 @@ where
         // One loop per CPU feeds its share of the workers (see `machine`).
         let wakers: Vec<Arc<Waker>> =
             (0..cpus.min(workers)).filter_map(|_| Waker::new().ok().map(Arc::new)).collect();
+        let mut slots = Vec::new();
         if wakers.is_empty() {
             // No eventfd to be had: every task read fails, saying why.
-            let failure = Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
-            for job in queue.until_end() {
-                settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
-            }
+            let (queue, settle) = (queue.clone(), settle.clone());
+            slots.push(scope.spawn(move || {
+                let failure =
+                    Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
+                for job in queue.until_end() {
+                    settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
+                }
+            }));
         }
         let mut by_loop: Vec<Vec<worker::SlotContext<'_>>> = wakers.iter().map(|_| Vec::new()).collect();
         for slot in 1..=workers {
@@ -296,7 +302,6 @@ where
             };
             by_loop[index].push(ctx);
         }
-        let mut slots = Vec::new();
         for (group, waker) in by_loop.into_iter().zip(&wakers) {
             let waker = Arc::clone(waker);
             slots.push(scope.spawn(move || machine::run_loop(group, &waker)));

@@ -314,14 +314,14 @@ impl Worker {
         }
     }
 
-    /// Queues one task in the outbox (a loop's worker): in flight first, then buffered; the
-    /// loop writes it. False without an outbox.
-    pub(super) fn queue(&mut self, job: Job, separator: u8) -> bool {
-        let Some(outbox) = self.outbox.as_mut() else { return false };
-        outbox.push(&job.input, separator);
+    /// Queues one task: in flight first, then in the outbox, which the loop writes (a worker
+    /// whose stdin is gone fails that write, and is lost with the task).
+    pub(super) fn queue(&mut self, job: Job, separator: u8) {
+        if let Some(outbox) = self.outbox.as_mut() {
+            outbox.push(&job.input, separator);
+        }
         lock(&self.in_flight).jobs.push_back((job, Instant::now()));
         self.sent += 1;
-        true
     }
 
     /// The tasks it still holds, taken (once its replies have all been read).
@@ -383,7 +383,8 @@ struct Replies {
     in_flight: InFlight,
     window: Window,
     settle: Settle,
-    /// Disconnects `alive` when dropped; also rings the feeding loop with `space`.
+    /// Disconnects `alive` when dropped; also rings the feeding loop when half the window is
+    /// free.
     alive: super::pipes::EndNotice,
 }
 
