@@ -22,7 +22,7 @@
 //! child's pipes back (7.3 s for the same run).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -88,6 +88,8 @@ pub(crate) struct ProcessSettings<'a> {
 
 /// A running process.
 struct Running {
+    /// Tells its events from those of an earlier task in the same slot (see [`token`]).
+    generation: u32,
     seq: Seq,
     tag: Option<Vec<u8>>,
     launched: Launched,
@@ -124,6 +126,8 @@ pub(crate) struct ProcessExecutor<'s, 'a> {
     next_check: Instant,
     /// Starts the children when this loop runs many at once; see [`SPAWNER_FROM`].
     spawner: Option<Spawner>,
+    /// The last attempt's generation.
+    generation: u32,
 }
 
 impl<'s, 'a> ProcessExecutor<'s, 'a> {
@@ -148,6 +152,7 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             // Where a thread may not have a table of its own (a seccomp filter, say), spawning
             // directly still works, only slower at a high -j.
             spawner: if settings.jobs >= SPAWNER_FROM { Spawner::start().ok() } else { None },
+            generation: 0,
         })
     }
 
@@ -195,19 +200,20 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             self.waker.drain();
             return;
         }
-        let (index, kind) = ((data >> 2) as usize, data & 3);
+        let (generation, index, kind) = ((data >> 32) as u32, ((data & INDEX_BITS) >> 2) as usize, data & 3);
         let line_mode = self.settings.line_mode;
         let Some(run) = self.running.get_mut(index).and_then(Option::as_mut) else { return };
+        if run.generation != generation {
+            // An earlier task's descriptor, still registered for an instant: a child being
+            // spawned held a copy of it when it was closed.
+            return;
+        }
         match kind {
-            0 => {
-                if let Some(fd) = run.launched.child().exit_fd() {
-                    let _ = epoll::delete(&self.epoll, fd);
-                }
-                reap(run);
-            }
+            // The pidfd is registered for one event: it stays readable once the leader exits.
+            0 => reap(run),
             _ => {
                 let stream = if kind == 1 { Stream::Stdout } else { Stream::Stderr };
-                read_pipe(run, stream, &mut self.buf, &self.epoll, line_mode, &self.events);
+                read_pipe(run, stream, &mut self.buf, line_mode, &self.events);
             }
         }
         self.ready.push(index);
@@ -245,11 +251,8 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             }
             let Some(mut run) = self.running[index].take() else { continue };
             self.settings.running.fetch_sub(1, Ordering::Relaxed);
-            for pipe in run.pipes.iter_mut() {
-                if let Some(fd) = pipe.take() {
-                    let _ = epoll::delete(&self.epoll, &fd);
-                }
-            }
+            // Closing them ends their registration (no epoll_ctl needed: see `token`).
+            run.pipes = [None, None];
             if self.settings.line_mode {
                 flush_partial(&mut run, &self.events);
             }
@@ -270,10 +273,13 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
 impl Executor for ProcessExecutor<'_, '_> {
     fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
         let (launched, mut pipes) = self.spawn(attempt)?;
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         for (kind, pipe) in pipes.iter_mut().enumerate() {
             let registered = pipe.as_ref().is_some_and(|fd| {
+                let data = token(id, kind as u64 + 1, generation);
                 rustix::io::ioctl_fionbio(fd, true).is_ok()
-                    && epoll::add(&self.epoll, fd, token(id, kind as u64 + 1), epoll::EventFlags::IN).is_ok()
+                    && epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN).is_ok()
             });
             if !registered {
                 // Unreadable: dropping it gives the task a broken pipe rather than a hang.
@@ -282,10 +288,12 @@ impl Executor for ProcessExecutor<'_, '_> {
         }
         if let Some(exit_fd) = launched.child().exit_fd() {
             // Without it the exit is noticed by the periodic check, within a tick.
-            let _ = epoll::add(&self.epoll, exit_fd, token(id, 0), epoll::EventFlags::IN);
+            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
+            let _ = epoll::add(&self.epoll, exit_fd, token(id, 0, generation), flags);
         }
         let threshold = self.settings.spill_threshold;
         let run = Running {
+            generation,
             seq: attempt.seq,
             tag: attempt.tag.map(<[u8]>::to_vec),
             launched,
@@ -337,8 +345,15 @@ impl Executor for ProcessExecutor<'_, '_> {
     }
 }
 
-fn token(index: usize, kind: u64) -> epoll::EventData {
-    epoll::EventData::new_u64(((index as u64) << 2) | kind)
+/// The slot index's bits in a token (below them, the kind: exit, stdout, stderr).
+const INDEX_BITS: u64 = 0xFFFF_FFFF;
+
+/// An event's token: the attempt's generation, its slot and what fired. A descriptor is not
+/// taken out of the epoll set before it is closed (three `epoll_ctl` calls a task saved):
+/// closing ends its registration, unless a child being spawned at that instant holds a copy,
+/// whose events then carry an old generation and are ignored.
+fn token(index: usize, kind: u64, generation: u32) -> epoll::EventData {
+    epoll::EventData::new_u64((u64::from(generation) << 32) | (((index as u64) << 2) & INDEX_BITS) | kind)
 }
 
 /// Kills what is left of the task's group and reaps the leader.
@@ -350,20 +365,13 @@ fn reap(run: &mut Running) {
 
 /// Reads what `stream` has ready: into its capture, or as complete lines to the output
 /// thread. Closes the pipe at its end.
-fn read_pipe(
-    run: &mut Running,
-    stream: Stream,
-    buf: &mut [u8],
-    epoll_fd: &OwnedFd,
-    line_mode: bool,
-    events: &cb::Sender<Event>,
-) {
+fn read_pipe(run: &mut Running, stream: Stream, buf: &mut [u8], line_mode: bool, events: &cb::Sender<Event>) {
     let index = stream as usize;
     for _ in 0..READS_PER_EVENT {
         let Some(fd) = run.pipes[index].as_ref() else { return };
         let n = match rustix::io::read(fd, &mut *buf) {
             Ok(0) => {
-                close(run, index, epoll_fd);
+                close(run, index);
                 return;
             }
             Ok(n) => n,
@@ -371,7 +379,7 @@ fn read_pipe(
             Err(Errno::INTR) => continue,
             Err(errno) => {
                 run.output_error.get_or_insert_with(|| format!("reading its output failed: {errno}"));
-                close(run, index, epoll_fd);
+                close(run, index);
                 return;
             }
         };
@@ -394,10 +402,9 @@ fn read_pipe(
     }
 }
 
-fn close(run: &mut Running, index: usize, epoll_fd: &OwnedFd) {
-    if let Some(fd) = run.pipes[index].take() {
-        let _ = epoll::delete(epoll_fd, fd.as_fd());
-    }
+/// Closes the pipe, which ends its registration (see [`token`]).
+fn close(run: &mut Running, index: usize) {
+    run.pipes[index] = None;
 }
 
 /// Hands over incomplete last lines, ended with a newline so they never join another task's
