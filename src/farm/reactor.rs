@@ -49,9 +49,9 @@ const READS_PER_EVENT: usize = 4;
 const WAKE: u64 = u64::MAX;
 /// From this many running tasks on (all loops together), children are started through a
 /// [`Spawner`] (when `-j` allows that many): below, the table a child copies is small anyway
-/// and the handoff to another thread costs more than it saves. Measured on 2 cores (hyperfine,
-/// one command after the other, so ±10%): with 32 running spawning directly was 1.13× faster,
-/// with 100 the spawner 1.09× faster; with 10,000 (runs alternating) the spawner is 1.5×.
+/// and the handoff to another thread costs more than it saves. Measured on 2 cores, runs
+/// alternating: with `true` at -j2 and -j16 spawning directly is 6% faster, at -j64 they are
+/// even; `sleep 0.3` at -j128 even, at -j512 the spawner 3% faster, at -j10000 1.5×.
 const SPAWNER_FROM: usize = 64;
 
 /// Lifts the soft limit on open files towards what `jobs` running tasks need (three
