@@ -228,7 +228,12 @@ impl Machine<'_> {
 
     fn advance(&mut self, phase: Phase, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
         match phase {
-            Phase::Start => self.start(epoll),
+            Phase::Start => {
+                let flow = self.start(epoll);
+                // A spawn takes a while: what is sent next is sent from now on.
+                waits.now = Instant::now();
+                flow
+            }
             Phase::Feed(worker) => self.feed(worker, epoll, waits),
             Phase::Probe(worker, sent) => self.probe(worker, sent, epoll, waits),
             Phase::Drain(mut worker, end) => match self.idle(&mut worker, waits) {
@@ -355,7 +360,7 @@ impl Machine<'_> {
             }
             // Written when nothing else is waiting, so a lone task is not held back.
             let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
-            worker.queue(job, separator);
+            worker.queue(job, separator, waits.now);
             if !more_waiting && flush(&mut worker).is_err() {
                 return self.fed(worker, End::Died, epoll);
             }
@@ -378,7 +383,7 @@ impl Machine<'_> {
             Some(Ok(())) => {
                 let Some(job) = self.probe.pop_front() else { return Flow::Again(Phase::Feed(worker)) };
                 // The suspect runs alone, outside the window.
-                worker.queue(job, self.ctx.config.separator);
+                worker.queue(job, self.ctx.config.separator, waits.now);
                 if flush(&mut worker).is_err() {
                     return self.fed(worker, End::Died, epoll);
                 }

@@ -314,13 +314,14 @@ impl Worker {
         }
     }
 
-    /// Queues one task: in flight first, then in the outbox, which the loop writes (a worker
-    /// whose stdin is gone fails that write, and is lost with the task).
-    pub(super) fn queue(&mut self, job: Job, separator: u8) {
+    /// Queues one task, sent at `now` (the loop's step: one clock read for all it sends):
+    /// in flight first, then in the outbox, which the loop writes (a worker whose stdin is gone
+    /// fails that write, and is lost with the task).
+    pub(super) fn queue(&mut self, job: Job, separator: u8, now: Instant) {
         if let Some(outbox) = self.outbox.as_mut() {
             outbox.push(&job.input, separator);
         }
-        lock(&self.in_flight).jobs.push_back((job, Instant::now()));
+        lock(&self.in_flight).jobs.push_back((job, now));
         self.sent += 1;
     }
 
