@@ -418,3 +418,58 @@ fn flush_partial(run: &mut Running, events: &cb::Sender<Event>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn settings(launcher: &Launcher) -> ProcessSettings<'_> {
+        ProcessSettings {
+            launcher,
+            program_path: None,
+            spill_threshold: 1 << 20,
+            line_mode: false,
+            jobs: 1,
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    fn attempt(argv: &[OsString]) -> Attempt<'_> {
+        Attempt { seq: 1, attempt: 1, slot: 1, argv, values: &[], tag: None, stdin: None }
+    }
+
+    /// Waits (up to 10 s) for the attempt in slot 0 to end.
+    fn ended(executor: &mut ProcessExecutor<'_, '_>) -> Ended {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ended = Vec::new();
+        while ended.is_empty() && Instant::now() < deadline {
+            executor.wait(Duration::from_millis(50), &mut ended);
+        }
+        ended.pop().expect("the attempt ended")
+    }
+
+    #[test]
+    fn a_stale_event_never_touches_the_next_task_in_its_slot() {
+        let launcher = Launcher::default();
+        let settings = settings(&launcher);
+        let (events, _events_rx) = cb::unbounded();
+        let waker = Arc::new(Waker::new().expect("waker"));
+        let mut executor = ProcessExecutor::new(&settings, events, waker, 1).expect("executor");
+        let quick = [OsString::from("true")];
+        executor.start(0, &attempt(&quick)).expect("start");
+        let first = ended(&mut executor);
+        assert!(first.status.expect("status").success());
+        let stale = executor.generation;
+        let slow = [OsString::from("sleep"), OsString::from("30")];
+        executor.start(0, &attempt(&slow)).expect("start");
+        // The first task's exit, as a descriptor copy still registered would report it: it
+        // must not reap (kill) the task now in the slot.
+        executor.handle(token(0, 0, stale).u64());
+        let run = executor.running[0].as_ref().expect("the second task runs");
+        assert!(run.exit.is_none(), "the second task was reaped by the first one's event");
+        executor.signal(0, Signal::KILL);
+        let second = ended(&mut executor);
+        assert!(second.status.expect("status").code().is_none(), "killed by the test, not before");
+    }
+}
