@@ -177,6 +177,25 @@ fn a_stop_reaches_tasks_started_while_many_run() {
 }
 
 #[test]
+fn out_of_descriptors_tasks_wait_for_room_and_all_run() {
+    // 300 descriptors for 300 slots: each running task holds three, so about 100 run at once
+    // (past the 64 from which the spawner thread starts them and passes their pipes back) and
+    // the kernel refuses the rest (pipes, or descriptors passed back) until others end: they
+    // wait and run, none fails.
+    let sb = Sandbox::new();
+    let muster = env!("CARGO_BIN_EXE_muster");
+    let inputs: String = (1..=300).map(|i| format!("{i}\n")).collect();
+    let script = format!("ulimit -n 300 && exec {muster} run -j 300 sh -c 'sleep 0.2; echo $0'");
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &script]).current_dir(sb.dir());
+    let out = feed(sh, inputs.as_bytes());
+    assert_code(&out, 0);
+    let mut seen: Vec<u32> = stdout(&out).lines().map(|l| l.parse().expect("a number")).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=300).collect::<Vec<_>>(), "every task ran once");
+}
+
+#[test]
 fn a_closed_stderr_is_survived_quietly() {
     let sb = Sandbox::new();
     // stderr is a pipe whose reader is gone: every write to it fails.

@@ -179,7 +179,9 @@ fn receive_pipes(socket: &OwnedFd) -> io::Result<[OwnedFd; 2]> {
     });
     match (fds.next(), fds.next()) {
         (Some(stdout), Some(stderr)) => Ok([stdout, stderr]),
-        _ => Err(io::Error::other("the spawner sent no pipes (out of descriptors?)")),
+        // The kernel drops descriptors that do not fit the receiver's table: as when pipe2
+        // fails for want of descriptors, a start to try again later.
+        _ => Err(rustix::io::Errno::MFILE.into()),
     }
 }
 

@@ -50,21 +50,7 @@ impl Sandbox {
 
     /// Runs muster with `stdin` bytes to completion.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .muster(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("muster starts");
-        let mut input = child.stdin.take().expect("piped stdin");
-        let data = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let output = child.wait_with_output().expect("muster finishes");
-        writer.join().expect("stdin writer");
-        output
+        feed(self.muster(args), stdin)
     }
 
     /// Starts muster in the background with stdin, stdout and stderr piped.
@@ -153,4 +139,22 @@ pub fn pids_in(text: &str) -> Vec<u32> {
 /// Joblog records (the lines after the two header lines), split into fields.
 pub fn joblog_records(text: &str) -> Vec<Vec<String>> {
     text.lines().skip(2).map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+}
+
+/// Runs `command` with `stdin` bytes to completion, its output captured.
+pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("muster starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let output = child.wait_with_output().expect("muster finishes");
+    writer.join().expect("stdin writer");
+    output
 }
