@@ -25,7 +25,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use rustix::process::Signal;
 use super::capture::{Capture, Stream};
 use super::dispatch::{Attempt, Ended, Executor, Waker, TICK};
 use super::output::Event;
-use crate::process::spawner::{stdin_file, Spawner};
+use crate::process::spawner::{task_stdio, Spawner};
 use crate::process::{Launched, Launcher};
 use crate::task::Seq;
 
@@ -181,13 +181,7 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
             let (launched, [out, err]) = self.settings.launcher.spawn_through(spawner, command, stdin)?;
             return Ok((launched, [Some(out), Some(err)]));
         }
-        command
-            .stdin(match attempt.stdin {
-                Some(data) => Stdio::from(stdin_file(data)?),
-                None => Stdio::null(),
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        task_stdio(&mut command, attempt.stdin)?;
         let mut launched = self.settings.launcher.spawn(&mut command)?;
         let child = launched.child_mut().child_mut();
         let pipes = [child.stdout.take().map(Into::into), child.stderr.take().map(Into::into)];

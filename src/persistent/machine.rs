@@ -23,7 +23,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::process::Signal;
 
-use super::worker::{lost, taken_back, timed_out, End, Next, SlotContext, Worker};
+use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
 use super::{Attempt, Job, Reply};
 use crate::farm::dispatch::{Waker, TICK};
 use crate::task::Failure;
@@ -82,8 +82,8 @@ enum Phase {
     Probe(Worker, bool),
     /// Input done or time to recycle: waiting for every task in flight to be answered.
     Drain(Worker, End),
-    /// Stdin closed: waiting for the worker to exit, then TERM, then KILL.
-    Exiting(Stopping),
+    /// Stdin closed: waiting for the worker to exit until the deadline, then TERM, then KILL.
+    Exiting(Stopping, Escalation),
     /// The worker is reaped: waiting for the last of its replies and stderr to be read.
     Reaped(Stopping),
     /// Recycled with nothing queued: waiting for a task (a replacement is started for it) or
@@ -100,10 +100,17 @@ struct Stopping {
     end: End,
     /// Every task in flight was answered before the stop began.
     idle: bool,
-    /// When TERM is sent, then when KILL is (on the way out after input ended or recycling).
-    term_at: Instant,
-    kill_at: Option<Instant>,
+    /// Its status, once reaped.
     status: Option<ExitStatus>,
+}
+
+/// What happens when the wait for a closed worker to exit runs out.
+#[derive(Clone, Copy)]
+enum Escalation {
+    /// TERM at that time.
+    Term(Instant),
+    /// KILL at that time (TERM was sent).
+    Kill(Instant),
 }
 
 /// What a step of a phase leads to.
@@ -156,9 +163,7 @@ pub(super) fn run_loop(slots: Vec<SlotContext<'_>>, waker: &Waker) {
             // Without one (out of descriptors), the tasks these slots take fail, saying why.
             let failure = Failure::Start(format!("no event loop to feed the workers: {err}"));
             if let Some(ctx) = slots.first() {
-                for job in ctx.jobs.until_end() {
-                    ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
-                }
+                refuse_all(&ctx.jobs, &ctx.settle, &failure);
             }
             return;
         }
@@ -250,7 +255,7 @@ impl Machine<'_> {
                     }
                 }
             },
-            Phase::Exiting(stopping) => self.exiting(stopping, epoll, waits),
+            Phase::Exiting(stopping, escalation) => self.exiting(stopping, escalation, epoll, waits),
             Phase::Reaped(stopping) => self.reaped(stopping),
             Phase::AwaitWork => match self.ctx.jobs.next_now() {
                 Next::Job(job) => {
@@ -425,17 +430,24 @@ impl Machine<'_> {
             let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
             let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
         }
-        let term_at = Instant::now() + self.ctx.config.grace;
-        Phase::Exiting(Stopping { worker, end, idle, term_at, kill_at: None, status: None })
+        let escalation = Escalation::Term(Instant::now() + self.ctx.config.grace);
+        Phase::Exiting(Stopping { worker, end, idle, status: None }, escalation)
     }
 
     /// The escalation after stdin closed: exit within `grace`, or TERM; within `grace` again,
     /// or KILL — at once on stop-now.
-    fn exiting(&self, mut stopping: Stopping, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+    fn exiting(
+        &self,
+        mut stopping: Stopping,
+        escalation: Escalation,
+        epoll: &OwnedFd,
+        waits: &mut Waits,
+    ) -> Flow {
         let child = stopping.worker.child.child();
         let exited = child.has_exited().unwrap_or(true);
         let now = waits.now;
-        let kill_now = stopping.kill_at.is_some_and(|at| now >= at) || self.ctx.shutdown.is_stopping_now();
+        let kill_now =
+            matches!(escalation, Escalation::Kill(at) if now >= at) || self.ctx.shutdown.is_stopping_now();
         if exited || kill_now {
             if let Some(exit) = child.exit_fd() {
                 let _ = epoll::delete(epoll, exit);
@@ -444,17 +456,16 @@ impl Machine<'_> {
                 stopping.worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
             return Flow::Again(Phase::Reaped(stopping));
         }
-        match stopping.kill_at {
-            Some(kill_at) => waits.until(kill_at),
-            None if now >= stopping.term_at => {
+        let escalation = match escalation {
+            Escalation::Term(at) if now >= at => {
                 let _ = child.signal_group(Signal::TERM);
-                let kill_at = now + self.ctx.config.grace;
-                stopping.kill_at = Some(kill_at);
-                waits.until(kill_at);
+                Escalation::Kill(now + self.ctx.config.grace)
             }
-            None => waits.until(stopping.term_at),
-        }
-        Flow::Wait(Phase::Exiting(stopping))
+            waiting => waiting,
+        };
+        let (Escalation::Term(at) | Escalation::Kill(at)) = escalation;
+        waits.until(at);
+        Flow::Wait(Phase::Exiting(stopping, escalation))
     }
 
     /// Once its last reply and stderr line are read, what became of the tasks it held.
@@ -506,8 +517,7 @@ fn kill(mut worker: Worker, end: End, epoll: &OwnedFd) -> Phase {
     close_stdin(&mut worker, epoll);
     let _ = worker.child.child().signal_group(Signal::KILL);
     let status = worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
-    let now = Instant::now();
-    Phase::Reaped(Stopping { worker, end, idle: false, term_at: now, kill_at: None, status })
+    Phase::Reaped(Stopping { worker, end, idle: false, status })
 }
 
 fn close_stdin(worker: &mut Worker, epoll: &OwnedFd) {

@@ -280,9 +280,7 @@ where
             slots.push(scope.spawn(move || {
                 let failure =
                     Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
-                for job in queue.until_end() {
-                    settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
-                }
+                worker::refuse_all(&queue, &settle, &failure);
             }));
         }
         let mut by_loop: Vec<Vec<worker::SlotContext<'_>>> = wakers.iter().map(|_| Vec::new()).collect();

@@ -127,7 +127,7 @@ impl JobQueue {
     }
 
     /// Every job still to come, until the feeder ends.
-    pub(super) fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
+    fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
         std::iter::from_fn(|| self.recv().ok())
     }
 
@@ -149,6 +149,14 @@ impl JobQueue {
             Next::Job(job) => Some(job),
             Next::NotYet | Next::Ended => None,
         })
+    }
+}
+
+/// Fails, with `failure`, every task the queue hands out until the feeder ends (waiting for
+/// them): where no worker can be fed at all.
+pub(super) fn refuse_all(jobs: &JobQueue, settle: &Settle, failure: &Failure) {
+    for job in jobs.until_end() {
+        settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
     }
 }
 

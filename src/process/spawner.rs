@@ -129,13 +129,7 @@ fn serve(requests: &cb::Receiver<Request>, replies: &cb::Sender<io::Result<Child
 }
 
 fn spawn_here(command: &mut Command, stdin: Option<&[u8]>, socket: &OwnedFd) -> io::Result<Child> {
-    command
-        .stdin(match stdin {
-            Some(data) => Stdio::from(stdin_file(data)?),
-            None => Stdio::null(),
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    task_stdio(command, stdin)?;
     let mut child = command.spawn()?;
     let stdout: Option<OwnedFd> = child.stdout.take().map(Into::into);
     let stderr: Option<OwnedFd> = child.stderr.take().map(Into::into);
@@ -185,9 +179,21 @@ fn receive_pipes(socket: &OwnedFd) -> io::Result<[OwnedFd; 2]> {
     }
 }
 
+/// A task's stdio: stdin reads `stdin` (or the null device), stdout and stderr are piped.
+pub(crate) fn task_stdio(command: &mut Command, stdin: Option<&[u8]>) -> io::Result<()> {
+    command
+        .stdin(match stdin {
+            Some(data) => Stdio::from(stdin_file(data)?),
+            None => Stdio::null(),
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(())
+}
+
 /// An anonymous file holding `data`, positioned at its start, for a task's stdin (`--pipe`):
 /// the task reads at its own pace and muster never blocks on a pipe to it.
-pub(crate) fn stdin_file(data: &[u8]) -> io::Result<std::fs::File> {
+fn stdin_file(data: &[u8]) -> io::Result<std::fs::File> {
     use std::io::{Seek, Write};
     let mut file =
         std::fs::File::from(rustix::fs::memfd_create("muster-stdin", rustix::fs::MemfdFlags::CLOEXEC)?);
