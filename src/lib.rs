@@ -40,12 +40,11 @@
 
 #[cfg(feature = "redis")]
 pub mod broker;
-pub mod farm;
+pub mod engine;
 pub mod halt;
 pub mod input;
 pub mod journal;
 mod lockfile;
-pub mod persistent;
 pub mod pipeline;
 pub mod pool;
 pub mod process;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use muster::farm::{FailThreshold, Halt, HaltWhen};
+use muster::engine::{FailThreshold, Halt, HaltWhen};
 use muster::journal::ResumeMode;
 
 const RUN_AFTER_HELP: &str = "\

@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use muster::broker::results::{QueueResult, ResultReader};
 use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Link, Queue};
-use muster::farm::{FarmConfig, Inputs, Observer, Summary};
-use muster::persistent::PersistentConfig;
+use muster::engine::persistent::PersistentConfig;
+use muster::engine::{Inputs, Observer, RunConfig, Summary};
 use muster::process::template::Template;
 use muster::Shutdown;
 
@@ -25,12 +25,12 @@ fn broker_error(err: impl std::fmt::Display) -> Fatal {
     Fatal { code: USAGE_ERROR, message: err.to_string() }
 }
 
-/// `muster submit`, once the flags are a farm configuration: puts the tasks on the queue;
+/// `muster submit`, once the flags are an engine configuration: puts the tasks on the queue;
 /// without --detach, settles their results here. `None` when detached.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn submit(
     submission: Submission,
-    mut config: FarmConfig,
+    mut config: RunConfig,
     inputs: Inputs,
     retries: u32,
     stdout: Box<dyn Write + Send>,
@@ -41,7 +41,7 @@ pub(crate) fn submit(
     config.retries = 0; // retries travel with each task: a failed attempt goes back to the queue
     let Submission { broker, queue, detach } = submission;
     let name = queue.name().to_owned();
-    let config = submit::SubmitConfig { broker, queue, farm: config, retries };
+    let config = submit::SubmitConfig { broker, queue, run: config, retries };
     if detach {
         let (job, count) = submit::detach(config, inputs).map_err(broker_error)?;
         crate::say(format_args!(
@@ -51,7 +51,7 @@ pub(crate) fn submit(
         return Ok(None);
     }
     let io =
-        muster::farm::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
+        muster::engine::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
     submit::submit(config, inputs, io).map(Some).map_err(broker_error)
 }
 
@@ -83,13 +83,13 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
             Some(program) if !template.is_shell() => Some(crate::setup::check_program(&program)?),
             _ => None,
         };
-        let mut farm = FarmConfig::new(template);
-        farm.jobs = jobs;
-        farm.timeout = timeout;
-        farm.grace = args.grace;
-        farm.watchdog = crate::setup::watchdog_command();
-        farm.program_path = program_path;
-        worker::Runner::Farm(Box::new(farm))
+        let mut spawned = RunConfig::new(template);
+        spawned.jobs = jobs;
+        spawned.timeout = timeout;
+        spawned.grace = args.grace;
+        spawned.watchdog = crate::setup::watchdog_command();
+        spawned.program_path = program_path;
+        worker::Runner::Process(Box::new(spawned))
     };
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;

@@ -1,4 +1,4 @@
-//! How `muster run`'s input flags and groups become the farm's inputs: `::: / :::: / :::+ /
+//! How `muster run`'s input flags and groups become the engine's inputs: `::: / :::: / :::+ /
 //! ::::+` groups after the command, `-a` files, stdin, `--link`, `--header`, then the shaping
 //! into tasks: `--pipe` chunks, `-n`/`-N`, `-X`/`-m` and `--colsep` columns.
 
@@ -8,7 +8,7 @@ use std::io::{self, BufReader};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use muster::farm::{Inputs, Source};
+use muster::engine::{Inputs, Source};
 use muster::input::Link;
 use muster::Shutdown;
 

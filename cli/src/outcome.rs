@@ -2,7 +2,7 @@
 //! the first failed tasks — and the exit status it ends with. Spawned and persistent runs
 //! report alike.
 
-use muster::farm::Summary;
+use muster::engine::Summary;
 
 use crate::fatal::USAGE_ERROR;
 

@@ -1,14 +1,14 @@
 //! `muster run --persistent`: inputs streamed through long-lived worker processes. The library
-//! runs and settles them (`muster::persistent::run_local`, on the farm's output stage); this
+//! runs and settles them (`muster::engine::persistent::run_local`, on the engine's settle stage); this
 //! maps flags onto it and reports as `muster run` does.
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 
-use muster::farm::{Inputs, NoObserver, Observer, Source};
+use muster::engine::persistent::{self, LocalRun, PersistentConfig};
+use muster::engine::{Inputs, NoObserver, Observer, Source};
 use muster::input::Link;
-use muster::persistent::{self, LocalRun, PersistentConfig};
 use muster::process::template::Template;
 use muster::process::watchdog::Watchdog;
 use muster::Shutdown;
@@ -69,7 +69,7 @@ pub fn run(
             None => (Box::new(stdout), Box::new(stderr), &NoObserver),
         };
     let io =
-        muster::farm::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
+        muster::engine::Io { stdout, stderr, shutdown, observer, settlement: &muster::source::NoSettlement };
     let sourced = inputs.map(|input| input.map(muster::source::Sourced::local));
     let result = persistent::run_local(&config, &run, sourced, io);
     if let Some(bar) = &progress {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use muster::farm::Observer;
+use muster::engine::Observer;
 use muster::Outcome;
 
 /// How often the status line is printed when stderr is not a terminal.
@@ -23,7 +23,7 @@ struct Counts {
     over: AtomicBool,
 }
 
-/// Progress fed by the farm's settle stage (spawned or persistent tasks).
+/// Progress fed by the engine's settle stage (spawned or persistent tasks).
 pub struct Progress {
     bar: ProgressBar,
     counts: Arc<Counts>,

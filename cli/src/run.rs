@@ -1,9 +1,9 @@
-//! `muster run`: turns the flags into a farm configuration and inputs, runs the farm with
+//! `muster run`: turns the flags into an engine configuration and inputs, runs the engine with
 //! signals, progress and a summary, and maps what happened to the exit status.
 
 use std::io::{self, IsTerminal, Write};
 
-use muster::farm::{self, FarmConfig, NoObserver, Observer, OutputMode};
+use muster::engine::{self, NoObserver, Observer, OutputMode, RunConfig};
 use muster::process::template::Template;
 use muster::Shutdown;
 
@@ -132,7 +132,7 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
         .flatten()
         .map(|w| w.to_string_lossy().into_owned());
 
-    let mut config = FarmConfig::new(template);
+    let mut config = RunConfig::new(template);
     config.jobs = match (&submission, args.jobs) {
         // On a queue, -j is how many of this submission's tasks wait there at once.
         (Some(_), None) => SUBMIT_IN_FLIGHT,
@@ -183,7 +183,7 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
         };
 
     let result = match submission {
-        None => farm::run(config, inputs, stdout, stderr, &shutdown, observer).map(Some).map_err(usage),
+        None => engine::run(config, inputs, stdout, stderr, &shutdown, observer).map(Some).map_err(usage),
         Some(submission) => crate::broker::submit(
             submission,
             config,

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use muster::farm;
+use muster::engine;
 use muster::Shutdown;
 
 use crate::args::Jobs;
@@ -70,11 +70,11 @@ pub(crate) fn resolve_jobs(jobs: Option<Jobs>, known_total: Option<u64>, persist
         Some(Jobs::Count(n)) => n,
         Some(Jobs::PercentOfCpus(p)) => ((cpus as f64 * p / 100.0).round() as usize).max(1),
         Some(Jobs::RelativeToCpus(n)) => usize::try_from(cpus as i64 + n).unwrap_or(0).max(1),
-        // Persistent workers each cost threads; a task farm's slots cost descriptors only.
+        // Persistent workers each cost threads; spawned tasks' slots cost descriptors only.
         Some(Jobs::AsManyAsInputs) if persistent => known_total.map_or(256, |n| n as usize).clamp(1, 1024),
         Some(Jobs::AsManyAsInputs) => match known_total {
             Some(n) => (n as usize).max(1),
-            None => farm::jobs_the_fd_limit_allows().min(10_000),
+            None => engine::jobs_the_fd_limit_allows().min(10_000),
         },
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  muster submit ──XADD──▶ muster:{q}:tasks ──XREADGROUP (only free slots)──▶ muster worker × N
-//!   (farm over a                 ▲   │ XAUTOCLAIM after the lease (a holder that         │ farm over
+//!   (engine over a               ▲   │ XAUTOCLAIM after the lease (a holder that         │ engine over
 //!    remote executor)            │   │ stopped renewing), dead letter past --retries     │ its command
 //!        ▲                       │   ▼                                                   │
 //!        └──XREAD── muster:{q}:results ◀──fenced ack (Lua: only the holder, only its attempt)┘
@@ -27,7 +27,7 @@
 
 mod link;
 pub mod results;
-mod scripts;
+pub(crate) mod scripts;
 pub mod status;
 pub mod submit;
 pub mod worker;

@@ -1,11 +1,11 @@
-//! `muster worker`: runs a queue's tasks with the command it was started with, on the farm.
+//! `muster worker`: runs a queue's tasks with the command it was started with, on the engine.
 //!
-//! The queue is a [source](crate::source) for the farm: it reads only as many tasks as the
+//! The queue is a [source](crate::source) for the engine: it reads only as many tasks as the
 //! worker has free slots (no prefetch: a task waits in Redis, where any idle worker can take
 //! it, rather than behind a busy one), and its [settlement](crate::source::Settlement)
-//! records each result with a fenced script once the farm has the outcome. A heartbeat
+//! records each result with a fenced script once the engine has the outcome. A heartbeat
 //! thread renews the leases of everything held, marks as revoked what another worker took
-//! over (the farm then stops that attempt), and watches for a drain.
+//! over (the engine then stops that attempt), and watches for a drain.
 //!
 //! Shutdown: a drain (first SIGINT/SIGTERM, or `muster drain`) reads nothing new, gives back
 //! what was read but not started, and lets running tasks finish and be recorded; a stop-now
@@ -18,9 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{decode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
-use crate::farm::{self, FarmConfig, FarmError, Io, NoObserver};
+use crate::engine::persistent::{self, PersistentConfig};
+use crate::engine::{self, Io, NoObserver, RunConfig, RunError};
 use crate::input::Input;
-use crate::persistent::{self, PersistentConfig};
 use crate::shutdown::Shutdown;
 use crate::source::{Completion, Receipt, Settled, Settlement, Sourced};
 use crate::task::{Failure, Outcome};
@@ -42,9 +42,9 @@ pub struct WorkerConfig {
 /// How a worker runs the tasks it takes.
 pub enum Runner {
     /// A process per task: the command, slots (`jobs`), time limit, grace, watchdog.
-    Farm(Box<FarmConfig>),
+    Process(Box<RunConfig>),
     /// Long-lived worker processes, a record per task on their stdin (see
-    /// [`crate::persistent`]); the worker holds `workers × window` tasks at most.
+    /// [`crate::engine::persistent`]); the worker holds `workers × window` tasks at most.
     Persistent(PersistentConfig),
 }
 
@@ -73,9 +73,9 @@ pub enum WorkerError {
     /// Redis.
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    /// The farm.
+    /// The engine.
     #[error(transparent)]
-    Farm(#[from] FarmError),
+    Engine(#[from] RunError),
     /// Reading the queue failed for good.
     #[error("reading the queue: {0}")]
     Read(io::Error),
@@ -134,14 +134,14 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     // A drain lets held tasks finish however long they take; a second signal stops them.
     let patient = Some(Duration::from_secs(365 * 24 * 3600));
     let jobs = match &mut runner {
-        Runner::Farm(farm) => {
-            farm.retries = 0; // a failed attempt goes back to the queue, for any worker
-            farm.keep_order = false;
-            farm.joblog = None;
-            farm.resume = None;
-            farm.results = None;
-            farm.drain_patience = patient;
-            farm.jobs.max(1)
+        Runner::Process(spawned) => {
+            spawned.retries = 0; // a failed attempt goes back to the queue, for any worker
+            spawned.keep_order = false;
+            spawned.joblog = None;
+            spawned.resume = None;
+            spawned.results = None;
+            spawned.drain_patience = patient;
+            spawned.jobs.max(1)
         }
         Runner::Persistent(config) => {
             config.retries = 0;
@@ -199,7 +199,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
             settlement: &settlement,
         };
         let ran = match runner {
-            Runner::Farm(farm) => farm::run_sourced(*farm, reader, None, io),
+            Runner::Process(spawned) => engine::run_sourced(*spawned, reader, None, io),
             Runner::Persistent(config) => {
                 persistent::run_local(&config, &persistent::LocalRun::default(), reader, io).map(|(s, _)| s)
             }
@@ -229,7 +229,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     })
 }
 
-/// The farm's source: tasks read from the queue, never more than free slots.
+/// The engine's source: tasks read from the queue, never more than free slots.
 struct Reader {
     link: Link,
     queue: Queue,
@@ -448,7 +448,7 @@ impl Reader {
         Ok(taken)
     }
 
-    /// Registers a task as held and queues it for the farm; an entry that is not a task is
+    /// Registers a task as held and queues it for the engine; an entry that is not a task is
     /// dead-lettered at once.
     fn hold(&mut self, entry: Entry, attempt: u32) {
         let values = entry.get("values").and_then(decode_values);

@@ -14,7 +14,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 
 use super::Event;
-use crate::farm::dispatch::Waker;
+use crate::engine::poll::Waker;
 
 /// The loop's wake-up, marking registrations to take and, once the last handle is gone, the end.
 const WAKE: u64 = u64::MAX;

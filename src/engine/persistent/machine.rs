@@ -25,7 +25,7 @@ use rustix::process::Signal;
 
 use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
 use super::{Attempt, Job, Reply};
-use crate::farm::dispatch::{Waker, TICK};
+use crate::engine::poll::{Waker, TICK};
 use crate::task::Failure;
 
 const WAKE: u64 = u64::MAX;

@@ -1,6 +1,6 @@
 //! The dispatcher: what happens to a task between the queue and its outcome, whatever runs it.
 //!
-//! Each event loop of the farm is a dispatcher over an [`Executor`]. The dispatcher owns the
+//! Each event loop of the engine is a dispatcher over an [`Executor`]. The dispatcher owns the
 //! policy — which task starts in which slot, when a refused start is tried again, time limits,
 //! the TERM → grace → KILL escalation of a timeout or a shutdown, retries, `--halt`, and how an
 //! ended attempt becomes an outcome, a joblog record and an event for the output thread. The
@@ -14,10 +14,8 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,15 +24,14 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::Capture;
-use super::output::{Event, Finished};
-use super::{FarmConfig, HaltGate, Observer, Queued};
+use super::poll::{Waker, TICK};
+use super::settle::{Event, Finished};
+use super::{HaltGate, Observer, Queued, RunConfig};
 use crate::input::Input;
 use crate::journal::{Record, RecordOutcome};
 use crate::shutdown::{Level, Shutdown};
 use crate::task::{Failure, Outcome, Seq};
 
-/// The longest a loop goes without checking time limits and the shutdown token.
-pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// Spawn attempts refused by the OS, with nothing running, before a task fails.
 pub(crate) const SPAWN_TRIES: u32 = 8;
 /// How long a task killed by SIGINT/SIGTERM waits to learn whether that signal was meant
@@ -106,9 +103,9 @@ pub(crate) trait Executor {
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>);
 }
 
-/// What the dispatchers of one farm share.
+/// What the dispatchers of one run share.
 pub(crate) struct Shared<'a> {
-    pub(crate) config: &'a FarmConfig,
+    pub(crate) config: &'a RunConfig,
     /// With `--delay`: no task starts before this, across every loop.
     pub(crate) next_start: std::sync::Mutex<Instant>,
     pub(crate) shutdown: &'a Shutdown,
@@ -122,58 +119,6 @@ pub(crate) struct Shared<'a> {
     pub(crate) observer: &'a dyn Observer,
     /// Told of attempts of tasks that carry a receipt.
     pub(crate) settlement: &'a dyn crate::source::Settlement,
-}
-
-/// Wakes a loop that waits on its attempts while it could take more tasks. The feeder calls
-/// [`wake`](Self::wake) after each task it queues; it costs a write only when the loop said
-/// it was hungry. Executors wait on [`fd`](Self::fd) along with their own events.
-pub(crate) struct Waker {
-    hungry: AtomicBool,
-    fd: OwnedFd,
-}
-
-impl Waker {
-    pub(crate) fn new() -> io::Result<Waker> {
-        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
-        Ok(Waker { hungry: AtomicBool::new(false), fd: rustix::event::eventfd(0, flags)? })
-    }
-
-    /// Wakes the loop if it waits for tasks.
-    pub(crate) fn wake(&self) {
-        // Pairs with the fence in the loop: either it sees the task, or we see it hungry.
-        fence(Ordering::SeqCst);
-        if self.hungry.swap(false, Ordering::SeqCst) {
-            self.ring();
-        }
-    }
-
-    /// Says the loop is about to wait for tasks; look at the queue once more after this (a
-    /// task queued meanwhile either is seen then, or wakes the loop).
-    pub(crate) fn become_hungry(&self) {
-        self.hungry.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-    }
-
-    /// The loop no longer waits for tasks.
-    pub(crate) fn sated(&self) {
-        self.hungry.store(false, Ordering::SeqCst);
-    }
-
-    /// Wakes the loop whatever it waits for (the queue closed).
-    pub(crate) fn ring(&self) {
-        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
-    }
-
-    /// Readable while a wake is pending.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// Clears a pending wake.
-    pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.fd, &mut buf);
-    }
 }
 
 /// A task between the queue and its final outcome.

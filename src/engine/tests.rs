@@ -1,4 +1,4 @@
-//! The farm's policy — retries, halts, time limits, the reorder window, the journal and the
+//! The engine's policy — retries, halts, time limits, the reorder window, the journal and the
 //! exactly-once accounting — over the scripted executor in `fake`: no processes, no `sh`.
 //! What only real processes can show (process groups, pipes, signals from a terminal) is
 //! tested through the CLI in `cli/tests/`.
@@ -38,10 +38,10 @@ impl Sink {
     }
 }
 
-/// A farm configuration whose attempts run the input itself as the fake's script word.
-fn config(jobs: usize) -> FarmConfig {
+/// An engine configuration whose attempts run the input itself as the fake's script word.
+fn config(jobs: usize) -> RunConfig {
     let template = Template::parse(&["{}".into()], 1).expect("template");
-    let mut config = FarmConfig::new(template);
+    let mut config = RunConfig::new(template);
     config.jobs = jobs;
     config.grace = Duration::from_millis(100);
     config
@@ -54,13 +54,13 @@ struct Ran {
     log: fake::Shared,
 }
 
-fn run_fake(config: FarmConfig, inputs: &[&str], shutdown: &Shutdown, observer: &dyn Observer) -> Ran {
+fn run_fake(config: RunConfig, inputs: &[&str], shutdown: &Shutdown, observer: &dyn Observer) -> Ran {
     run_fake_sourced(config, inputs, shutdown, observer, &NoSettlement, false)
 }
 
-/// Runs the farm over the fake executor; with `receipts`, each task's receipt is its input.
+/// Runs the engine over the fake executor; with `receipts`, each task's receipt is its input.
 fn run_fake_sourced(
-    config: FarmConfig,
+    config: RunConfig,
     inputs: &[&str],
     shutdown: &Shutdown,
     observer: &dyn Observer,
@@ -88,7 +88,7 @@ fn run_fake_sourced(
     let summary = run_on(config, sourced, known_total, io, |_events, waker, slots| {
         Ok(FakeExecutor::new(waker, slots, log.clone()))
     })
-    .expect("the farm runs");
+    .expect("the engine runs");
     assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");
     Ran { summary, stdout: stdout.text(), stderr: stderr.text(), log }
 }

@@ -1,4 +1,4 @@
-//! The farm's single output thread: prints each task's output whole (or line by line), in
+//! The engine's settle stage, on one thread: prints each task's output whole (or line by line), in
 //! input order when asked, writes the joblog, and counts outcomes.
 //!
 //! Every task read ends here with exactly one terminal event — finished, not run, or skipped
@@ -470,7 +470,7 @@ mod tests {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use super::*;
-    use crate::farm::NoObserver;
+    use crate::engine::NoObserver;
 
     /// A writer whose bytes the test can read, or one that fails every write.
     #[derive(Clone, Default)]

@@ -1,4 +1,4 @@
-//! Tasks through persistent workers, settled by the farm's output stage: printing (each reply
+//! Tasks through persistent workers, settled by the engine's settle stage: printing (each reply
 //! is its task's whole output, `--tag` prefixed), the bounded reorder window of
 //! `--keep-order`, the joblog and `--resume`, counts, progress and failure messages are the
 //! ones `muster run` uses, so the modes cannot drift apart. Workers' stderr lines pass
@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel as cb;
 
 use super::{Attempt, PersistentConfig, Reply, Summary};
-use crate::farm::capture::Capture;
-use crate::farm::output::{Event, Finished, OutputConfig, OutputThread};
-use crate::farm::{self, FarmError, Io};
+use crate::engine::capture::Capture;
+use crate::engine::settle::{Event, Finished, OutputConfig, OutputThread};
+use crate::engine::{self, Io, RunError};
 use crate::journal::{InputLedger, JournalWriter, Record, RecordOutcome, ResumeMode};
 use crate::source::{Receipt, Sourced};
 use crate::task::{Failure, Outcome, Seq};
@@ -56,13 +56,13 @@ struct Sent {
 /// Streams `inputs` through persistent workers and settles every task as `muster run` does
 /// (and, for tasks with a receipt, through `io.settlement`). A task whose input holds the
 /// record separator cannot be one record on a worker's stdin: it fails at once, saying so.
-/// Returns the run's counts (as a farm run's) and the workers' own.
+/// Returns the run's counts (as a spawned run's) and the workers' own.
 pub fn run_local<I>(
     config: &PersistentConfig,
     run: &LocalRun,
     inputs: I,
     io: Io<'_, '_>,
-) -> Result<(farm::Summary, Summary), FarmError>
+) -> Result<(engine::Summary, Summary), RunError>
 where
     I: Iterator<Item = io::Result<Sourced>> + Send,
 {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel as cb;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
-use crate::farm::dispatch::Waker;
+use crate::engine::poll::Waker;
 use crate::halt::HaltGate;
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;

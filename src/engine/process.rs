@@ -1,6 +1,6 @@
 //! The process-per-task executor: one epoll instance per event loop, running many tasks at once.
 //!
-//! `muster run -j N` does not cost N threads. The farm starts one loop per CPU (never more
+//! `muster run -j N` does not cost N threads. The engine starts one loop per CPU (never more
 //! than N), each a [`Dispatcher`](super::dispatch::Dispatcher) over one of these executors. An
 //! executor multiplexes its children's exits (pidfds), their stdout and stderr pipes and the
 //! loop's [`Waker`] on one epoll instance, so `-j 10000` costs file descriptors (three per
@@ -36,8 +36,9 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::{Capture, Stream};
-use super::dispatch::{Attempt, Ended, Executor, Waker, TICK};
-use super::output::Event;
+use super::dispatch::{Attempt, Ended, Executor};
+use super::poll::{Waker, TICK};
+use super::settle::Event;
 use crate::process::spawner::{task_stdio, Spawner};
 use crate::process::{Launched, Launcher};
 use crate::task::Seq;
@@ -71,7 +72,7 @@ pub(crate) fn raise_fd_limit(jobs: usize) {
     }
 }
 
-/// How every attempt of a farm is started.
+/// How every attempt of a run is started.
 pub(crate) struct ProcessSettings<'a> {
     pub(crate) launcher: &'a Launcher,
     /// The resolved path of `argv[0]`, when known.

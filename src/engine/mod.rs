@@ -1,22 +1,29 @@
-//! The process task farm: run a command once per input, in parallel, losing nothing.
+//! The engine: every task of every mode, from its source to its outcome, losing nothing.
 //!
-//! This is the engine behind `muster run`. Streams are best made [`Source::interruptible`]
+//! `muster run`, `muster run --persistent`, `muster submit` and `muster worker` are runs of
+//! this engine over different executors. Streams are best made [`Source::interruptible`]
 //! (read on a thread of their own, so a blocked read never holds up a shutdown); the caller's
 //! thread admits inputs (skipping what a resumed joblog says is done) into a bounded queue, so
 //! input is never read far ahead. One event loop per CPU takes tasks from the queue into its
 //! share of the `jobs` slots. Each loop is a dispatcher (`dispatch`: slots, retries, time
-//! limits, halts, what an ending means) over an executor (`reactor`: processes in their own
-//! groups, their pipes and exits on one epoll instance — `-j 10000` costs descriptors, not
-//! threads). One output thread prints, journals and counts (`output`).
+//! limits, halts, what an ending means) over an executor. One thread settles (`settle`:
+//! prints, journals, counts).
 //!
 //! ```text
-//!  inputs ─▶ feeder ─queue─▶ dispatcher × CPUs ─events─▶ output thread ─▶ stdout/stderr, joblog
+//!  inputs ─▶ feeder ─queue─▶ dispatcher × CPUs ─events─▶ settle stage ─▶ stdout/stderr, joblog
 //!  (or a source with receipts: run_sourced)                        └─▶ settlement (after the record)
 //!                               │    ▲
 //!                         start/signal  ended (status, captured output)
 //!                               ▼    │
-//!                     executor: processes (reactor), or the scripted fake in the tests
+//!   executors, side by side: process (a process per task, epoll) · remote (a Redis queue)
+//!                            · fake (scripted, for the tests)
+//!   persistent (long-lived workers): its own feeding loops, settled by the same stage
 //! ```
+//!
+//! Members: `dispatch` (the policy), `settle` (the one output, joblog and count stage),
+//! `capture` (a task's output kept in memory or spilled), `results` (`--results` files),
+//! `poll` (the loops' waker and tick), `process`, `remote` and `fake` (executors),
+//! [`persistent`] (long-lived workers).
 //!
 //! Shutdown follows DESIGN.md: when the [`Shutdown`] token trips, nothing new starts and
 //! running tasks get `grace` to finish, then SIGTERM, then SIGKILL after another `grace`; on
@@ -28,9 +35,13 @@ pub(crate) mod capture;
 pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
-pub(crate) mod output;
-mod reactor;
+pub mod persistent;
+pub(crate) mod poll;
+mod process;
+#[cfg(feature = "redis")]
+pub(crate) mod remote;
 mod results;
+pub(crate) mod settle;
 #[cfg(test)]
 mod tests;
 
@@ -53,7 +64,7 @@ use crate::process::Launcher;
 use crate::shutdown::{Level, Shutdown};
 use crate::source::{NoSettlement, Receipt, Settlement, Sourced};
 use crate::task::{Outcome, Seq};
-use output::{Event, OutputConfig, OutputThread};
+use settle::{Event, OutputConfig, OutputThread};
 
 /// How output reaches the terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +75,9 @@ pub enum OutputMode {
     LineBuffer,
 }
 
-/// Everything a farm run needs to know. Build with [`FarmConfig::new`] and set the fields.
+/// Everything a run needs to know. Build with [`RunConfig::new`] and set the fields.
 #[derive(Debug)]
-pub struct FarmConfig {
+pub struct RunConfig {
     /// The command to run per input.
     pub template: Template,
     /// Tasks running at once (at least 1).
@@ -119,10 +130,10 @@ pub struct FarmConfig {
     pub program_path: Option<PathBuf>,
 }
 
-impl FarmConfig {
+impl RunConfig {
     /// A configuration for `template` with defaults: one job per CPU, grouped output, 10 s grace.
-    pub fn new(template: Template) -> FarmConfig {
-        FarmConfig {
+    pub fn new(template: Template) -> RunConfig {
+        RunConfig {
             template,
             jobs: std::thread::available_parallelism().map_or(1, usize::from),
             output: OutputMode::Group,
@@ -155,7 +166,7 @@ impl FarmConfig {
     }
 }
 
-/// Receives progress as the farm runs (the CLI's progress bar). Methods are called from
+/// Receives progress as the engine runs (the CLI's progress bar). Methods are called from
 /// several threads.
 pub trait Observer: Sync {
     /// A task started running (its first attempt).
@@ -177,7 +188,7 @@ pub struct NoObserver;
 
 impl Observer for NoObserver {}
 
-/// What a farm run did. `read == done + failed + timed_out + stopped + not_run + skipped`.
+/// What a run did. `read == done + failed + timed_out + stopped + not_run + skipped`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     /// Inputs read.
@@ -230,9 +241,9 @@ impl Summary {
     }
 }
 
-/// Why a farm could not run at all.
+/// Why a run could not run at all.
 #[derive(Debug, thiserror::Error)]
-pub enum FarmError {
+pub enum RunError {
     /// The joblog could not be used.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -246,16 +257,16 @@ pub enum FarmError {
     },
 }
 
-/// Runs the farm over `inputs`, writing task output to `stdout`/`stderr`. Returns when every
+/// Runs the engine over `inputs`, writing task output to `stdout`/`stderr`. Returns when every
 /// task read has an outcome and every process is reaped.
 pub fn run(
-    config: FarmConfig,
+    config: RunConfig,
     inputs: Inputs,
     stdout: Box<dyn Write + Send + '_>,
     stderr: Box<dyn Write + Send + '_>,
     shutdown: &Shutdown,
     observer: &dyn Observer,
-) -> Result<Summary, FarmError> {
+) -> Result<Summary, RunError> {
     if config.dry_run {
         return dry_run(&config, inputs, shutdown, stdout);
     }
@@ -265,24 +276,24 @@ pub fn run(
     run_sourced(config, sourced, known_total, io)
 }
 
-/// Runs the farm over tasks from a source that wants to hear back (see [`crate::source`]):
+/// Runs the engine over tasks from a source that wants to hear back (see [`crate::source`]):
 /// `settlement` is told when each task's attempts start and end and when it settles.
 /// `known_total` is the number of tasks when known ahead (for `--halt` percentages).
 pub fn run_sourced(
-    mut config: FarmConfig,
+    mut config: RunConfig,
     inputs: impl Iterator<Item = std::io::Result<Sourced>>,
     known_total: Option<u64>,
     io: Io<'_, '_>,
-) -> Result<Summary, FarmError> {
+) -> Result<Summary, RunError> {
     let watchdog = match config.watchdog.take() {
         Some(command) => Some(Arc::new(
-            Watchdog::start(command).map_err(|source| FarmError::Start { what: "the watchdog", source })?,
+            Watchdog::start(command).map_err(|source| RunError::Start { what: "the watchdog", source })?,
         )),
         None => None,
     };
     let launcher = Launcher::new(watchdog);
     let program_path = if config.template.is_shell() { None } else { config.program_path.clone() };
-    let settings = reactor::ProcessSettings {
+    let settings = process::ProcessSettings {
         launcher: &launcher,
         program_path: program_path.as_deref(),
         spill_threshold: config.spill_threshold,
@@ -290,13 +301,13 @@ pub fn run_sourced(
         jobs: config.jobs.max(1),
         running: std::sync::atomic::AtomicUsize::new(0),
     };
-    reactor::raise_fd_limit(config.jobs.max(1));
+    process::raise_fd_limit(config.jobs.max(1));
     run_on(config, inputs, known_total, io, |events, waker, slots| {
-        reactor::ProcessExecutor::new(&settings, events, waker, slots)
+        process::ProcessExecutor::new(&settings, events, waker, slots)
     })
 }
 
-/// Where a farm's output, progress and settlements go, and what stops it.
+/// Where a run's output, progress and settlements go, and what stops it.
 pub struct Io<'w, 'r> {
     /// Task output.
     pub stdout: Box<dyn Write + Send + 'w>,
@@ -310,18 +321,18 @@ pub struct Io<'w, 'r> {
     pub settlement: &'r dyn Settlement,
 }
 
-/// Runs the farm with attempts started by the executors `executor` makes (one per event loop,
+/// Runs the engine with attempts started by the executors `executor` makes (one per event loop,
 /// given the output thread's sender, the loop's waker and its number of slots).
 pub(crate) fn run_on<E, F>(
-    config: FarmConfig,
+    config: RunConfig,
     inputs: impl Iterator<Item = std::io::Result<Sourced>>,
     known_total: Option<u64>,
     io: Io<'_, '_>,
     executor: F,
-) -> Result<Summary, FarmError>
+) -> Result<Summary, RunError>
 where
     E: dispatch::Executor + Send,
-    F: Fn(cb::Sender<Event>, Arc<dispatch::Waker>, usize) -> std::io::Result<E>,
+    F: Fn(cb::Sender<Event>, Arc<poll::Waker>, usize) -> std::io::Result<E>,
 {
     let started = Instant::now();
     let Io { stdout, stderr, shutdown, observer, settlement } = io;
@@ -338,7 +349,7 @@ where
     };
     let results = match &config.results {
         Some(path) => Some(
-            results::Results::open(path).map_err(|source| FarmError::Start { what: "--results", source })?,
+            results::Results::open(path).map_err(|source| RunError::Start { what: "--results", source })?,
         ),
         None => None,
     };
@@ -367,14 +378,14 @@ where
     let mut wakers = Vec::with_capacity(loops);
     for _ in 0..loops {
         wakers.push(Arc::new(
-            dispatch::Waker::new().map_err(|source| FarmError::Start { what: "an event loop", source })?,
+            poll::Waker::new().map_err(|source| RunError::Start { what: "an event loop", source })?,
         ));
     }
     let mut dispatchers = Vec::with_capacity(loops);
     for (index, waker) in wakers.iter().enumerate() {
         let slots: Vec<usize> = (1..=jobs).skip(index).step_by(loops).collect();
         let executor = executor(events_tx.clone(), Arc::clone(waker), slots.len())
-            .map_err(|source| FarmError::Start { what: "an event loop", source })?;
+            .map_err(|source| RunError::Start { what: "an event loop", source })?;
         dispatchers.push(dispatch::Dispatcher::new(
             &shared,
             executor,
@@ -488,11 +499,11 @@ pub(crate) struct Queued {
 /// `--dry-run`: print each command line (shell-quoted where needed) instead of running it;
 /// with a resume, only those of tasks the joblog does not settle (the joblog is only read).
 fn dry_run(
-    config: &FarmConfig,
+    config: &RunConfig,
     inputs: Inputs,
     shutdown: &Shutdown,
     mut stdout: Box<dyn Write + Send + '_>,
-) -> Result<Summary, FarmError> {
+) -> Result<Summary, RunError> {
     let mut ledger = match (&config.joblog, config.resume) {
         (Some(path), Some(mode)) => match crate::journal::Joblog::read(path) {
             Ok(joblog) => {

@@ -26,7 +26,8 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use super::capture::Capture;
-use super::dispatch::{Attempt, Ended, Executor, Waker};
+use super::dispatch::{Attempt, Ended, Executor};
+use super::poll::Waker;
 use crate::task::Seq;
 
 /// What the fake saw, for the tests to check.

@@ -23,7 +23,7 @@
 //! Members: `machine` (a slot's life as a state machine; a loop per CPU feeds its share of
 //! the workers), `worker` (one worker process: its window, its replies, and what becomes of
 //! the tasks it held when lost), `pipes` (a thread per CPU reading the workers' stdout and
-//! stderr), `settled` (tasks, local or from a source with receipts, settled by the farm's
+//! stderr), `settled` (tasks, local or from a source with receipts, settled by the engine's
 //! output stage, as `muster run` settles its).
 
 mod machine;
@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
-use crate::farm::dispatch::Waker;
+use crate::engine::poll::Waker;
 use crate::halt::{Halt, HaltGate};
 use crate::process::watchdog::Watchdog;
 use crate::shutdown::Shutdown;

@@ -1,0 +1,394 @@
+//! The remote executor: an attempt is a task on a Redis queue (`muster submit`), and it ends
+//! when a worker's result arrives. Settled exactly as a local run — the same printing, joblog,
+//! progress, summary and exit status — because it *is* a run of the engine.
+//!
+//! A router thread reads the results stream, hands each result of this submission to the
+//! event loop that sent the task, and deletes it. It also notices a task that vanished from
+//! the queue without a result (a Redis restart that lost the write) and sends it again.
+//! Stopping the submitter cancels the tasks no worker has taken; those already running are
+//! left to finish and their results to whoever reads the queue.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as cb;
+use rustix::process::Signal;
+
+use super::capture::Capture;
+use super::dispatch::{Attempt, Ended, Executor, Remote};
+use super::poll::Waker;
+use super::{Inputs, Io, RunConfig, Summary};
+use crate::broker::submit::task_entry;
+use crate::broker::{scripts, BrokerError, Entry, Link, Queue, GROUP};
+use crate::source::Sourced;
+use crate::task::{Failure, Outcome, Seq};
+
+/// Where a submission's tasks go and where its results are read from.
+pub(crate) struct Submission<'b> {
+    /// `redis://…`
+    pub(crate) broker: &'b str,
+    /// This submission's id (results carry it).
+    pub(crate) job: String,
+    pub(crate) queue: Queue,
+    /// Failed attempts a task may have before it is dead-lettered.
+    pub(crate) retries: u32,
+    /// The results stream's last entry before the submission began.
+    pub(crate) from: String,
+}
+
+/// Puts tasks on the queue and settles their results as they come.
+pub(crate) fn run(
+    config: RunConfig,
+    inputs: Inputs,
+    submission: Submission<'_>,
+    io: Io<'_, '_>,
+) -> Result<Summary, crate::broker::submit::SubmitError> {
+    let router = Arc::new(Router {
+        job: submission.job,
+        queue: submission.queue.clone(),
+        retries: submission.retries,
+        routes: Mutex::new(HashMap::new()),
+        loops: Mutex::new(Vec::new()),
+        done: AtomicBool::new(false),
+        spill_threshold: config.spill_threshold,
+    });
+    let known_total = inputs.known_total();
+    let sourced = inputs.map(|input| input.map(Sourced::local));
+    let shutdown = io.shutdown.clone();
+    let mut router_link = Link::connect(submission.broker)?;
+    let summary = std::thread::scope(|scope| {
+        let reading = {
+            let router = Arc::clone(&router);
+            let shutdown = shutdown.clone();
+            scope.spawn(move || router.run(&mut router_link, submission.from, &shutdown))
+        };
+        let summary = super::run_on(config, sourced, known_total, io, |_events, waker, _slots| {
+            let (inbox_tx, inbox) = cb::unbounded();
+            let mut loops = router.loops.lock().unwrap_or_else(PoisonError::into_inner);
+            loops.push((inbox_tx, Arc::clone(&waker)));
+            Ok(RemoteExecutor {
+                link: Link::connect(submission.broker).map_err(|err| io::Error::other(err.to_string()))?,
+                router: Arc::clone(&router),
+                index: loops.len() - 1,
+                waker,
+                inbox,
+                running: HashMap::new(),
+                unsent: Vec::new(),
+                ended_here: Vec::new(),
+                shutdown: shutdown.clone(),
+            })
+        });
+        router.done.store(true, Ordering::SeqCst);
+        let _ = reading.join();
+        summary
+    });
+    Ok(summary?)
+}
+
+/// Where a task's result goes: the loop and slot position that sent it, and what to send
+/// again if the queue loses it.
+struct Route {
+    loop_index: usize,
+    id: usize,
+    /// Its stream entry (empty until the XADD returned).
+    entry: String,
+    values: Vec<Vec<u8>>,
+    sent: Instant,
+}
+
+/// Reads results and routes them to the event loops.
+struct Router {
+    job: String,
+    queue: Queue,
+    retries: u32,
+    routes: Mutex<HashMap<Seq, Route>>,
+    /// Each loop's inbox and waker, by loop index.
+    loops: Mutex<Vec<(cb::Sender<Ended>, Arc<Waker>)>>,
+    done: AtomicBool,
+    spill_threshold: usize,
+}
+
+/// How often the router looks for tasks the queue lost.
+const LOST_CHECK: Duration = Duration::from_secs(3);
+
+impl Router {
+    fn run(&self, link: &mut Link, mut from: String, shutdown: &crate::Shutdown) {
+        let mut next_check = Instant::now() + LOST_CHECK;
+        while !self.done.load(Ordering::SeqCst) {
+            if let Err(err) = self.read(link, &mut from, 250) {
+                if !matches!(err, BrokerError::Stopped(_)) {
+                    eprintln!("muster: reading results: {err}");
+                }
+                if shutdown.is_stopping_now() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + LOST_CHECK;
+                if let Err(err) = self.resend_lost(link, &mut from) {
+                    eprintln!("muster: checking the queue: {err}");
+                }
+            }
+        }
+    }
+
+    /// Reads results after `from`, waiting up to `block_ms`; routes this job's and deletes them.
+    fn read(&self, link: &mut Link, from: &mut String, block_ms: u64) -> Result<(), BrokerError> {
+        let results = self.queue.results();
+        let reply: redis::Value = link.call(None, |c| {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT").arg(512);
+            if block_ms > 0 {
+                cmd.arg("BLOCK").arg(block_ms);
+            }
+            cmd.arg("STREAMS").arg(&results).arg(from.as_str()).query(c)
+        })?;
+        let redis::Value::Array(streams) = reply else { return Ok(()) };
+        let mut ours = Vec::new();
+        for stream in &streams {
+            let redis::Value::Array(parts) = stream else { continue };
+            let Some(entries) = parts.get(1) else { continue };
+            for entry in Entry::parse_all(entries) {
+                from.clone_from(&entry.id);
+                if entry.get("job") != Some(self.job.as_bytes()) {
+                    continue;
+                }
+                ours.push(entry.id.clone());
+                self.deliver(&entry);
+            }
+        }
+        if !ours.is_empty() {
+            link.call(None, |c| redis::cmd("XDEL").arg(&results).arg(&ours).query::<()>(c))?;
+        }
+        Ok(())
+    }
+
+    /// Hands a result to the loop waiting for it (a duplicate, or one for a task given up
+    /// on, is dropped).
+    fn deliver(&self, entry: &Entry) {
+        let seq: Seq = entry.number("seq");
+        let Some(route) = self.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq) else {
+            return;
+        };
+        let runtime: f64 = entry.number("runtime");
+        let exitval: i32 = entry.number("exit");
+        let signal: i32 = entry.number("signal");
+        let error = entry.text("error");
+        let outcome = match entry.get("outcome").unwrap_or_default() {
+            b"done" => Outcome::Done,
+            b"timed_out" => Outcome::TimedOut(Duration::from_secs_f64(runtime.max(0.0))),
+            b"lost" => Outcome::Failed(Failure::Output(error)),
+            b"not_started" => Outcome::Failed(Failure::Start(error)),
+            b"dead" => Outcome::Failed(Failure::Abandoned(error)),
+            _ if signal > 0 => Outcome::Failed(Failure::Signal(signal)),
+            _ => Outcome::Failed(Failure::Exit(exitval)),
+        };
+        let mut stdout = Capture::new(self.spill_threshold);
+        let mut stderr = Capture::new(self.spill_threshold);
+        let captured = stdout
+            .push(entry.get("stdout").unwrap_or_default())
+            .and_then(|()| stderr.push(entry.get("stderr").unwrap_or_default()));
+        let host = entry.text("worker");
+        let remote = Remote {
+            outcome,
+            host: if host.is_empty() { "(no worker)".into() } else { host },
+            slot: entry.number("slot"),
+            start: entry.number("start"),
+            runtime,
+            exitval,
+            signal,
+            command: entry.get("command").unwrap_or_default().to_vec(),
+            attempt: entry.number::<u32>("attempt").max(1),
+        };
+        let ended = Ended {
+            id: route.id,
+            status: Ok(std::process::ExitStatus::from_raw(0)),
+            reaped_at: Instant::now(),
+            captures: [stdout, stderr],
+            output_error: captured.err().map(|err| format!("keeping the result's output: {err}")),
+            remote: Some(Box::new(remote)),
+        };
+        let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((inbox, waker)) = loops.get(route.loop_index) {
+            let _ = inbox.send(ended);
+            waker.ring();
+        }
+    }
+
+    /// Sends again the tasks that left the queue without a result (Redis lost the write).
+    fn resend_lost(&self, link: &mut Link, from: &mut String) -> Result<(), BrokerError> {
+        let due: Vec<(Seq, String)> = {
+            let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            routes
+                .iter()
+                .filter(|(_, r)| !r.entry.is_empty() && r.sent.elapsed() >= LOST_CHECK)
+                .take(2048)
+                .map(|(seq, r)| (*seq, r.entry.clone()))
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let tasks = self.queue.tasks();
+        let present: Vec<Vec<redis::Value>> = link.call(None, |c| {
+            let mut pipe = redis::pipe();
+            for (_, entry) in &due {
+                pipe.cmd("XRANGE").arg(&tasks).arg(entry).arg(entry);
+            }
+            pipe.query(c)
+        })?;
+        // A result may have landed between our last read and the check: read it first.
+        self.read(link, from, 0)?;
+        for ((seq, entry), found) in due.iter().zip(present) {
+            if !found.is_empty() {
+                continue;
+            }
+            let values = {
+                let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                match routes.get(seq) {
+                    Some(route) if route.entry == *entry => route.values.clone(),
+                    _ => continue,
+                }
+            };
+            eprintln!(
+                "muster: task {seq} left queue {} without a result (Redis lost it?); sending it again",
+                self.queue.name()
+            );
+            let xadd = task_entry(&self.queue, &self.job, *seq, self.retries, &values);
+            let new_entry: String = link.call(None, |c| xadd.query(c))?;
+            if let Some(route) = self.routes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(seq) {
+                route.entry = new_entry;
+                route.sent = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event loop's executor: an attempt is a task on the queue.
+struct RemoteExecutor {
+    link: Link,
+    router: Arc<Router>,
+    index: usize,
+    waker: Arc<Waker>,
+    inbox: cb::Receiver<Ended>,
+    /// Slot position → the task's sequence number.
+    running: HashMap<usize, Seq>,
+    /// Started since the last wait, not on the queue yet: sent together, in one round trip.
+    unsent: Vec<(usize, Seq, String)>,
+    /// Attempts this side gave up on (cancelled or stopped waiting for).
+    ended_here: Vec<Ended>,
+    shutdown: crate::Shutdown,
+}
+
+impl Executor for RemoteExecutor {
+    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
+        let seq = attempt.seq;
+        let route = Route {
+            loop_index: self.index,
+            id,
+            entry: String::new(),
+            values: attempt.values.to_vec(),
+            sent: Instant::now(),
+        };
+        // Routed before it is sent: a quick worker's result must find its way.
+        self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).insert(seq, route);
+        self.unsent.push((id, seq, String::new()));
+        self.running.insert(id, seq);
+        Ok(())
+    }
+
+    fn signal(&mut self, id: usize, signal: Signal) {
+        let Some(seq) = self.running.remove(&id) else { return };
+        self.unsent.retain(|(unsent, _, _)| *unsent != id);
+        let route = self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+        if let Some(route) = route.filter(|r| !r.entry.is_empty()) {
+            // Not taken by a worker yet: take it off the queue. Taken: let it finish there.
+            let script = redis::Script::new(scripts::CANCEL);
+            let tasks = self.router.queue.tasks();
+            let _ = self.link.call(Some(&self.shutdown), |c| {
+                script.key(&tasks).arg(GROUP).arg(&route.entry).invoke::<i64>(c)
+            });
+        }
+        self.ended_here.push(Ended {
+            id,
+            status: Ok(std::process::ExitStatus::from_raw(signal.as_raw())),
+            reaped_at: Instant::now(),
+            captures: [Capture::new(0), Capture::new(0)],
+            output_error: None,
+            remote: None,
+        });
+    }
+
+    fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
+        self.send();
+        if self.ended_here.is_empty() && self.inbox.is_empty() && !timeout.is_zero() {
+            let fd = self.waker.fd();
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec::try_from(timeout).ok();
+            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        }
+        self.waker.drain();
+        ended.append(&mut self.ended_here);
+        for result in self.inbox.try_iter() {
+            self.running.remove(&result.id);
+            ended.push(result);
+        }
+    }
+}
+
+impl RemoteExecutor {
+    /// Puts the tasks started since the last wait on the queue, in one round trip; a task
+    /// that could not be put there ends as not started, with the reason.
+    fn send(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        let mut unsent = std::mem::take(&mut self.unsent);
+        let r = &self.router;
+        let added: Result<Vec<String>, BrokerError> = {
+            let mut pipe = redis::pipe();
+            {
+                let routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                for (_, seq, _) in &unsent {
+                    let values = routes.get(seq).map_or(&[][..], |route| route.values.as_slice());
+                    pipe.add_command(task_entry(&r.queue, &r.job, *seq, r.retries, values));
+                }
+            }
+            self.link.call(Some(&self.shutdown), |c| pipe.query(c))
+        };
+        match added {
+            Ok(entries) => {
+                for ((_, _, entry), added) in unsent.iter_mut().zip(entries) {
+                    *entry = added;
+                }
+                let mut routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                for (_, seq, entry) in unsent {
+                    if let Some(route) = routes.get_mut(&seq) {
+                        route.entry = entry;
+                        route.sent = Instant::now();
+                    }
+                }
+            }
+            Err(err) => {
+                for (id, seq, _) in unsent {
+                    r.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+                    self.running.remove(&id);
+                    let why = format!("putting it on queue {}: {err}", r.queue.name());
+                    self.ended_here.push(Ended {
+                        id,
+                        status: Err(io::Error::other(why)),
+                        reaped_at: Instant::now(),
+                        captures: [Capture::new(0), Capture::new(0)],
+                        output_error: None,
+                        remote: None,
+                    });
+                }
+            }
+        }
+    }
+}
