@@ -41,8 +41,8 @@ pub struct Completion<'a> {
     pub stdout: &'a [u8],
     /// Its captured stderr, when the settlement carries output (else empty).
     pub stderr: &'a [u8],
-    /// muster's line naming the task and why it failed, if it did.
-    pub note: Option<&'a str>,
+    /// What muster says of the task, if it did not succeed.
+    pub note: Option<&'a crate::engine::note::Note>,
 }
 
 /// How a task with a receipt ended, as far as its source is concerned.

@@ -25,7 +25,8 @@ pub(crate) fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool,
         if !summary.failed_tasks.is_empty() {
             let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
             let more = if more > 0 { format!("; and {more} more") } else { String::new() };
-            crate::say(format_args!("muster: failed: {}{more}", summary.failed_tasks.join("; ")));
+            let named: Vec<String> = summary.failed_tasks.iter().map(|note| note.headline()).collect();
+            crate::say(format_args!("muster: failed: {}{more}", named.join("; ")));
         }
     }
     if let (Some(option), 0) = (misplaced, summary.read) {

@@ -103,6 +103,28 @@ fn the_json_summary_matches_a_joblog_with_known_content() {
 }
 
 #[test]
+fn retries_come_from_the_attempt_column_whatever_wrote_the_joblog() {
+    // A queue's joblog holds one record per task, its attempt the broker's delivery: task b
+    // ran three times (two retries) and c twice, with no retry records written here.
+    use RecordOutcome::*;
+    let sb = Sandbox::new();
+    let mut writer = JournalWriter::create(&sb.path("log"), "muster-queue:q").expect("joblog");
+    for r in [
+        record(1, "a", 1, 100.0, 1.0, Done, 0, 1),
+        record(2, "b", 2, 100.0, 1.0, Done, 0, 3),
+        record(3, "c", 1, 101.0, 1.0, Failed, 2, 2),
+    ] {
+        writer.write(&r).expect("write");
+    }
+    drop(writer);
+    let out = sb.run(&["report", "log", "--json"], b"");
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(json["retries"], 3, "{json}");
+    assert_eq!(json["attempts"], 6, "{json}");
+}
+
+#[test]
 fn the_text_summary_names_failures_and_idle_slots() {
     let sb = Sandbox::new();
     known_joblog(&sb.path("log"));

@@ -633,10 +633,8 @@ impl Settlement for Acker {
         let result = match how {
             Settled::Finished(completion) => {
                 let fields = result_fields(&completion, &held, &self.name);
-                let error = completion.note.map_or_else(
-                    || completion.outcome.to_string(),
-                    |note| note.strip_prefix("muster: ").unwrap_or(note).to_owned(),
-                );
+                let error =
+                    completion.note.map_or_else(|| completion.outcome.to_string(), |note| note.headline());
                 let outcome = fail(
                     &mut link,
                     q,

@@ -24,11 +24,12 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::Capture;
+use super::note::{shown, Note, What};
 use super::poll::{Waker, TICK};
 use super::settle::{Event, Finished};
 use super::{HaltGate, Observer, Queued, RunConfig};
 use crate::input::Input;
-use crate::journal::{Record, RecordOutcome};
+use crate::journal::{outcome_columns, Exit, Record};
 use crate::shutdown::{Level, Shutdown};
 use crate::task::{Failure, Outcome, Seq};
 
@@ -546,34 +547,41 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             _ => None,
         };
         let carries = shared.settlement.carries_output();
-        let record = (shared.journaling || shared.results || carries).then(|| Record {
-            seq: task.seq,
-            host: remote.map_or_else(|| ":".into(), |r| r.host.clone()),
-            start: remote.map_or_else(
-                || start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-                |r| r.start,
-            ),
-            runtime: remote.map_or(runtime.as_secs_f64(), |r| r.runtime),
-            send: 0,
-            receive: stdout.len() + stderr.len(),
-            exitval: exit_value(&ending),
-            signal: signal_number(&ending),
-            command: match remote {
-                Some(r) => r.command.clone(),
-                None => argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
-            },
-            outcome: match (&outcome, stopped, retry) {
-                (Outcome::Done, _, _) => RecordOutcome::Done,
-                (_, true, _) => RecordOutcome::Stopped,
-                (_, _, true) => RecordOutcome::Retry,
-                (Outcome::TimedOut(_), _, _) => RecordOutcome::TimedOut,
-                (Outcome::Failed(Failure::Output(_)), _, _) => RecordOutcome::Lost,
-                _ => RecordOutcome::Failed,
-            },
-            attempt: remote.map_or(task.attempt, |r| r.attempt),
-            occurrence: task.occurrence,
-            input: task.input.identity(),
-            slot: remote.map_or_else(|| u32::try_from(self.slots[id]).unwrap_or(u32::MAX), |r| r.slot),
+        let exit = match &ending {
+            Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => Exit::of(s),
+            Ending::StartFailed(_) => Exit::Unknown,
+            Ending::Remote(remote) if remote.signal > 0 => Exit::Signal(remote.signal),
+            Ending::Remote(remote) => Exit::Code(remote.exitval),
+        };
+        let record = (shared.journaling || shared.results || carries).then(|| {
+            let (recorded, exitval, signal) = outcome_columns(&outcome, exit, stopped, retry);
+            Record {
+                seq: task.seq,
+                host: remote.map_or_else(|| ":".into(), |r| r.host.clone()),
+                start: remote.map_or_else(
+                    || start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+                    |r| r.start,
+                ),
+                runtime: remote.map_or(runtime.as_secs_f64(), |r| r.runtime),
+                // Bytes written to its stdin: the chunk, with --pipe.
+                send: if shared.config.pipe {
+                    task.input.values.first().map_or(0, |v| v.len() as u64)
+                } else {
+                    0
+                },
+                receive: stdout.len() + stderr.len(),
+                exitval,
+                signal,
+                command: match remote {
+                    Some(r) => r.command.clone(),
+                    None => argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
+                },
+                outcome: recorded,
+                attempt: remote.map_or(task.attempt, |r| r.attempt),
+                occurrence: task.occurrence,
+                input: task.input.identity(),
+                slot: remote.map_or_else(|| u32::try_from(self.slots[id]).unwrap_or(u32::MAX), |r| r.slot),
+            }
         });
         if retry {
             if let Some(record) = record {
@@ -586,18 +594,26 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             self.pending.push_back(task);
             return;
         }
-        let program = || argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned());
-        let on = remote.map_or_else(String::new, |r| format!(" on {}", r.host));
-        let named = || format!("muster: task {} ({}){on}", task.seq, shown(&task.input.display()));
-        let note = match (&ending, &outcome) {
-            (Ending::StartFailed(err), _) => Some(format!("{}: cannot run '{}': {err}", named(), program())),
+        let what = match (&ending, &outcome) {
+            (Ending::StartFailed(err), _) => Some(What::CannotRun {
+                program: argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned()),
+                error: err.to_string(),
+            }),
             (_, Outcome::Failed(failure @ Failure::Output(_))) => {
-                Some(format!("{}: {failure}; not recorded as done (--resume runs it again)", named()))
+                Some(What::Failed { failure: failure.clone(), every_attempt: false })
             }
-            (_, Outcome::Failed(failure)) if !stopped => Some(format!("{}: {failure}", named())),
-            (_, Outcome::TimedOut(after)) => Some(format!("{}: timed out after {after:?}", named())),
+            (_, Outcome::Failed(failure)) if !stopped => {
+                Some(What::Failed { failure: failure.clone(), every_attempt: false })
+            }
+            (_, Outcome::TimedOut(after)) => Some(What::TimedOut { after: *after, worker_replaced: false }),
             _ => None,
         };
+        let note = what.map(|what| Note {
+            seq: task.seq,
+            input: Some(shown(&task.input.display())),
+            host: remote.map(|r| r.host.clone()),
+            what,
+        });
         let finished = Finished {
             receipt: task.receipt,
             values: shared.results.then(|| task.input.values.clone()),
@@ -616,16 +632,6 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
         let _ = self.events.send(Event::Finished(Box::new(finished)));
     }
-}
-
-/// An input as a message shows it: lossy UTF-8, at most 60 characters.
-fn shown(input: &[u8]) -> String {
-    let text = String::from_utf8_lossy(input);
-    if text.chars().count() <= 60 {
-        return text.into_owned();
-    }
-    let cut: String = text.chars().take(59).collect();
-    format!("{cut}…")
 }
 
 /// Errors that mean "not now" rather than "never": the OS is out of processes, descriptors
@@ -658,21 +664,5 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
         Ending::Remote(remote) => (remote.outcome.clone(), false),
-    }
-}
-
-fn exit_value(ending: &Ending) -> i32 {
-    match ending {
-        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.code().unwrap_or(0),
-        Ending::StartFailed(_) => -1,
-        Ending::Remote(remote) => remote.exitval,
-    }
-}
-
-fn signal_number(ending: &Ending) -> i32 {
-    match ending {
-        Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => s.signal().unwrap_or(0),
-        Ending::StartFailed(_) => 0,
-        Ending::Remote(remote) => remote.signal,
     }
 }

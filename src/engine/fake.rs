@@ -5,6 +5,7 @@
 //! |-------------|--------------------------------------------------------------------|
 //! | `ok`        | exits 0 at once                                                    |
 //! | `exit:N`    | exits with status N                                                |
+//! | `signal:N`  | dies of signal N at once                                           |
 //! | `flaky:K`   | exits 1 on its first K attempts, then 0                            |
 //! | `sleep:MS`  | exits 0 after MS milliseconds; a signal ends it sooner             |
 //! | `hang`      | runs until a signal ends it                                        |
@@ -122,6 +123,7 @@ impl Executor for FakeExecutor {
         let (behaviour, ends) = match name {
             "ok" => (Behaviour::Exit, exit(0)),
             "exit" => (Behaviour::Exit, exit(arg as i32)),
+            "signal" => (Behaviour::Exit, Some((now, ExitStatus::from_raw(arg as i32)))),
             "flaky" => {
                 let code = i32::from(u64::from(attempt.attempt) <= arg);
                 (Behaviour::Exit, exit(code))

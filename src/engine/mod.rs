@@ -35,6 +35,7 @@ pub(crate) mod capture;
 pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
+pub mod note;
 pub mod persistent;
 pub(crate) mod poll;
 mod process;
@@ -224,7 +225,7 @@ pub struct Summary {
     pub input_error: Option<String>,
     /// The first failed or timed-out tasks, named (`task 7 (input): exited with status 3`),
     /// at most [`FAILURES_LISTED`].
-    pub failed_tasks: Vec<String>,
+    pub failed_tasks: Vec<note::Note>,
     /// The shutdown level at the end.
     pub stopped_level: Option<Level>,
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crossbeam_channel as cb;
 
 use super::capture::{write_tagged, Capture, Stream};
+use super::note::Note;
 use super::{Observer, Summary};
 use crate::journal::{JournalError, JournalWriter, Record, RecordOutcome};
 use crate::shutdown::Shutdown;
@@ -36,8 +37,8 @@ pub(crate) struct Finished {
     pub(crate) stopped: bool,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
-    /// A line for muster's own stderr naming the task and why it failed.
-    pub(crate) note: Option<String>,
+    /// What muster says of it on stderr, when it did not succeed.
+    pub(crate) note: Option<Note>,
     pub(crate) runtime: Duration,
     pub(crate) record: Option<Record>,
 }
@@ -401,7 +402,7 @@ impl<'a> OutputThread<'a> {
                     record: finished.record.as_ref(),
                     stdout,
                     stderr,
-                    note: finished.note.as_deref(),
+                    note: finished.note.as_ref(),
                 })
             };
             self.config.settlement.settled(receipt, how);
@@ -443,9 +444,7 @@ impl<'a> OutputThread<'a> {
             matches!(finished.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) && !finished.stopped;
         if let (true, Some(note)) = (failed, &finished.note) {
             if summary.failed_tasks.len() < super::FAILURES_LISTED {
-                let named = note.strip_prefix("muster: ").unwrap_or(note);
-                let named = named.split("; not recorded").next().unwrap_or(named);
-                summary.failed_tasks.push(named.to_owned());
+                summary.failed_tasks.push(note.clone());
             }
         }
         summary.task_time += finished.runtime;

@@ -498,3 +498,22 @@ fn a_source_gets_back_what_a_stop_left_unrun_and_what_a_resume_skipped() {
     assert_eq!(skipped, resumed.summary.skipped);
     assert_eq!(settled.len() as u64, resumed.summary.read, "every task settles once in the resumed run");
 }
+
+#[path = "../../tests/support/joblog_parity.rs"]
+mod parity;
+
+#[test]
+fn the_joblog_records_the_scripted_outcomes_in_the_one_dialect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(1);
+    config.retries = 1;
+    config.timeout = Some(Duration::from_millis(200));
+    config.joblog = Some(joblog.clone());
+    // The fake's words for the shared behaviours: `hang` dies of the TERM that stops it.
+    let words = ["ok", "exit:3", "hang", "signal:9", "flaky:1"];
+    assert_eq!(words.len(), parity::BEHAVIOURS.len());
+    run_fake(config, &words, &Shutdown::new(), &NoObserver);
+    let text = std::fs::read_to_string(&joblog).expect("joblog");
+    assert_eq!(parity::columns(&text), parity::expected(), "{text}");
+}

@@ -28,7 +28,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub use escape::{escape, unescape};
-pub use record::{input_hash, input_key, InputKey, Record, RecordOutcome};
+pub use record::{input_hash, input_key, outcome_columns, Exit, InputKey, Record, RecordOutcome};
 
 /// The first line's prefix; the format version follows it.
 const MAGIC: &str = "# muster joblog v";

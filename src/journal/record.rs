@@ -3,6 +3,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::escape::{escape, unescape};
+use crate::task::{Failure, Outcome};
 
 /// What became of one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +45,70 @@ impl RecordOutcome {
             _ => return None,
         })
     }
+}
+
+/// How the process behind an attempt ended, as far as muster saw it: what the joblog's
+/// `Exitval` and `Signal` columns say, whichever executor ran the attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It never started, or how it ended is not known.
+    Unknown,
+}
+
+impl Exit {
+    /// What a process's wait status says.
+    pub fn of(status: &std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal),
+            (None, None) => Exit::Unknown,
+        }
+    }
+
+    /// What a failure says of the process, when it says anything.
+    pub fn of_failure(failure: &Failure) -> Exit {
+        match failure {
+            Failure::Exit(code) => Exit::Code(*code),
+            Failure::Signal(signal) => Exit::Signal(*signal),
+            _ => Exit::Unknown,
+        }
+    }
+}
+
+/// The one mapping from what became of an attempt to the joblog's `Outcome`, `Exitval` and
+/// `Signal` columns, for every executor: `stopped` when a shutdown stopped it, `retry` when
+/// it failed and runs again. A signal's death is exit value 0 with the signal (as GNU parallel
+/// records it); a process that never started, or whose end is unknown, is -1 with no signal.
+pub fn outcome_columns(
+    outcome: &Outcome,
+    exit: Exit,
+    stopped: bool,
+    retry: bool,
+) -> (RecordOutcome, i32, i32) {
+    let recorded = match (outcome, stopped, retry) {
+        (Outcome::Done, _, _) => RecordOutcome::Done,
+        (_, true, _) => RecordOutcome::Stopped,
+        (_, _, true) => RecordOutcome::Retry,
+        (Outcome::TimedOut(_), _, _) => RecordOutcome::TimedOut,
+        (Outcome::Failed(Failure::Output(_)), _, _) => RecordOutcome::Lost,
+        _ => RecordOutcome::Failed,
+    };
+    let exit = match (outcome, exit) {
+        (Outcome::Done, _) => Exit::Code(0),
+        (Outcome::Failed(failure @ (Failure::Exit(_) | Failure::Signal(_))), _) => Exit::of_failure(failure),
+        (_, exit) => exit,
+    };
+    let (exitval, signal) = match exit {
+        Exit::Code(code) => (code, 0),
+        Exit::Signal(signal) => (0, signal),
+        Exit::Unknown => (-1, 0),
+    };
+    (recorded, exitval, signal)
 }
 
 /// Identifies a task across runs: a hash of its input and which occurrence of that input it

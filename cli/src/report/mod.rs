@@ -231,6 +231,12 @@ impl Report {
             })
             .collect();
 
+        // From the Attempt column, so a queue's joblog (one record per task, its attempt the
+        // broker's delivery) counts its attempts and retries as a local run's does.
+        let retries: usize = by_task
+            .values()
+            .map(|attempts| attempts.iter().map(|r| r.attempt).max().unwrap_or(1).saturating_sub(1) as usize)
+            .sum();
         let (lanes, bars) = lay_out(records, started, wall_s);
         let slots = lanes.len();
         let speedup = if wall_s > 0.0 { task_time_s / wall_s } else { 0.0 };
@@ -241,8 +247,15 @@ impl Report {
             version: joblog.version,
             torn_tail: joblog.torn_tail,
             tasks: order.len(),
-            attempts: records.len(),
-            retries: records.iter().filter(|r| r.outcome == RecordOutcome::Retry).count(),
+            attempts: order.len() + retries,
+            // From the Attempt column, so a queue's joblog (one record per task, its attempt
+            // the broker's delivery) counts its retries as a local run's does.
+            retries: by_task
+                .values()
+                .map(|attempts| {
+                    attempts.iter().map(|r| r.attempt).max().unwrap_or(1).saturating_sub(1) as usize
+                })
+                .sum(),
             outcomes,
             started,
             wall_s,

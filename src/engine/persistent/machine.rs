@@ -26,7 +26,7 @@ use rustix::process::Signal;
 use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
 use super::{Attempt, Job, Reply};
 use crate::engine::poll::{Waker, TICK};
-use crate::task::Failure;
+use crate::task::{Failure, Seq};
 
 const WAKE: u64 = u64::MAX;
 
@@ -102,6 +102,8 @@ struct Stopping {
     idle: bool,
     /// Its status, once reaped.
     status: Option<ExitStatus>,
+    /// The task it was stopped for (a timeout).
+    culprit: Option<Seq>,
 }
 
 /// What happens when the wait for a closed worker to exit runs out.
@@ -248,9 +250,8 @@ impl Machine<'_> {
                     match result {
                         _ if stop_now => Flow::Again(kill(worker, End::StopNow, epoll)),
                         Ok(()) => Flow::Again(self.close(worker, end, true, epoll)),
-                        Err(why @ (End::TimedOut | End::StopNow | End::Revoked)) => {
-                            Flow::Again(kill(worker, why, epoll))
-                        }
+                        Err(End::TimedOut) => Flow::Again(self.stop_overdue(worker, epoll)),
+                        Err(why @ (End::StopNow | End::Revoked)) => Flow::Again(kill(worker, why, epoll)),
                         Err(_) => Flow::Again(self.close(worker, end, false, epoll)),
                     }
                 }
@@ -376,6 +377,7 @@ impl Machine<'_> {
     fn fed(&mut self, worker: Worker, end: End, epoll: &OwnedFd) -> Flow {
         match end {
             End::InputDone | End::Recycle => Flow::Again(Phase::Drain(worker, end)),
+            End::TimedOut => Flow::Again(self.stop_overdue(worker, epoll)),
             other => Flow::Again(kill(worker, other, epoll)),
         }
     }
@@ -431,7 +433,25 @@ impl Machine<'_> {
             let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
         }
         let escalation = Escalation::Term(Instant::now() + self.ctx.config.grace);
-        Phase::Exiting(Stopping { worker, end, idle, status: None }, escalation)
+        Phase::Exiting(Stopping { worker, end, idle, status: None, culprit: None }, escalation)
+    }
+
+    /// Stops a worker whose oldest task ran past the timeout as a spawned task is stopped:
+    /// TERM to its group, KILL after `grace` (at once on stop-now). The task is remembered by
+    /// number, so a reply that still comes in the grace charges nobody.
+    fn stop_overdue(&self, mut worker: Worker, epoll: &OwnedFd) -> Phase {
+        let culprit = worker.oldest();
+        close_stdin(&mut worker, epoll);
+        if let Some(exit) = worker.child.child().exit_fd() {
+            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
+            let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
+        }
+        let _ = worker.child.child().signal_group(Signal::TERM);
+        let escalation = Escalation::Kill(Instant::now() + self.ctx.config.grace);
+        Phase::Exiting(
+            Stopping { worker, end: End::TimedOut, idle: false, status: None, culprit },
+            escalation,
+        )
     }
 
     /// The escalation after stdin closed: exit within `grace`, or TERM; within `grace` again,
@@ -480,7 +500,7 @@ impl Machine<'_> {
         }
         let held = worker.take_held();
         let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
-        let Stopping { end, idle, status, .. } = stopping;
+        let Stopping { end, idle, status, culprit, .. } = stopping;
         let ctx = &self.ctx;
         match end {
             End::StopNow => {
@@ -505,7 +525,7 @@ impl Machine<'_> {
             End::InputDone | End::Recycle | End::Died => {
                 lost(ctx, broke_protocol, (held, status), &mut self.probe)
             }
-            End::TimedOut => timed_out(ctx, held, &mut self.probe),
+            End::TimedOut => timed_out(ctx, (held, status), culprit, &mut self.probe),
             End::Revoked => taken_back(ctx, held, &mut self.probe),
         }
         Flow::Again(Phase::Start)
@@ -517,7 +537,7 @@ fn kill(mut worker: Worker, end: End, epoll: &OwnedFd) -> Phase {
     close_stdin(&mut worker, epoll);
     let _ = worker.child.child().signal_group(Signal::KILL);
     let status = worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
-    Phase::Reaped(Stopping { worker, end, idle: false, status })
+    Phase::Reaped(Stopping { worker, end, idle: false, status, culprit: None })
 }
 
 fn close_stdin(worker: &mut Worker, epoll: &OwnedFd) {

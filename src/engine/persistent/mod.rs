@@ -127,11 +127,14 @@ pub struct Attempt {
     pub runtime: Duration,
     /// The worker slot it ran in, from 1 (0: never attempted).
     pub slot: usize,
+    /// How its worker ended, when the attempt ended with the worker stopped for it (a
+    /// timeout: TERM, then KILL after the grace).
+    pub worker_status: Option<std::process::ExitStatus>,
 }
 
 impl Attempt {
     pub(crate) fn never() -> Attempt {
-        Attempt { number: 0, runtime: Duration::ZERO, slot: 0 }
+        Attempt { number: 0, runtime: Duration::ZERO, slot: 0, worker_status: None }
     }
 }
 
@@ -184,6 +187,8 @@ pub(crate) enum Event {
     Reply(Seq, Reply, Attempt),
     /// Replies that arrived together.
     Replies(Vec<(Seq, Reply, Attempt)>),
+    /// A charged attempt that failed (how, as a reply would say), and the task runs again.
+    Retrying(Seq, Reply, Attempt),
     Stderr(usize, Vec<u8>),
     WorkerStarted,
     Crash,
@@ -222,20 +227,23 @@ pub fn run_with_idle<I>(
 where
     I: Iterator<Item = Vec<u8>> + Send,
 {
-    run_engine(config, inputs, shutdown, on_reply, on_stderr, on_idle, None)
+    run_engine(config, inputs, shutdown, on_reply, |_, _, _| {}, on_stderr, on_idle, None)
 }
 
 /// Tells whether a task (by its number) was taken back by its source.
 pub(crate) type Revoked<'r> = &'r (dyn Fn(Seq) -> bool + Sync);
 
-/// [`run_with_idle`]; with `revoked`, a worker holding a task its source took back (a lease
+/// [`run_with_idle`], also calling `on_retry` for each charged attempt that failed while its
+/// task runs again (the joblog records it); with `revoked`, a worker holding a task its source took back (a lease
 /// that passed to another machine) is killed — a worker cannot stop one task alone — and the
 /// others it held run again, uncharged.
+#[allow(clippy::too_many_arguments)] // the adapter goes once persistent workers are an executor (issue 17)
 pub(crate) fn run_engine<I>(
     config: &PersistentConfig,
     inputs: I,
     shutdown: &Shutdown,
     mut on_reply: impl FnMut(Seq, Reply, Attempt),
+    mut on_retry: impl FnMut(Seq, Reply, Attempt),
     mut on_stderr: impl FnMut(usize, &[u8]),
     mut on_idle: impl FnMut(),
     revoked: Option<Revoked<'_>>,
@@ -342,6 +350,7 @@ where
                         on_reply(seq, reply, attempt);
                     }
                 }
+                Event::Retrying(seq, reply, attempt) => on_retry(seq, reply, attempt),
                 Event::Stderr(slot, line) => on_stderr(slot, &line),
                 Event::WorkerStarted => summary.workers_started += 1,
                 Event::Crash => summary.crashes += 1,

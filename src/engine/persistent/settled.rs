@@ -22,9 +22,10 @@ use crossbeam_channel as cb;
 
 use super::{Attempt, PersistentConfig, Reply, Summary};
 use crate::engine::capture::Capture;
+use crate::engine::note::{Note, What};
 use crate::engine::settle::{Event, Finished, OutputConfig, OutputThread};
 use crate::engine::{self, Io, RunError};
-use crate::journal::{InputLedger, JournalWriter, Record, RecordOutcome, ResumeMode};
+use crate::journal::{outcome_columns, Exit, InputLedger, JournalWriter, Record, ResumeMode};
 use crate::source::{Receipt, Sourced};
 use crate::task::{Failure, Outcome, Seq};
 
@@ -191,6 +192,21 @@ where
             let event = settle(config, run, &label, recording, timeout, task, reply, attempt);
             hold().handle(event);
         },
+        |seq, how, attempt| {
+            if !recording {
+                return;
+            }
+            let record = {
+                let sent = sent.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(task) = sent.get(&seq) else { return };
+                let outcome = match how {
+                    Reply::Failed(failure) => Outcome::Failed(failure),
+                    _ => Outcome::TimedOut(timeout),
+                };
+                journal_record(&label, &outcome, 0, true, attempt, task)
+            };
+            hold().handle(Event::Retry(record));
+        },
         |slot, line| {
             let mut text = format!("worker {slot}: ").into_bytes();
             text.extend_from_slice(line);
@@ -239,19 +255,15 @@ fn settle(
         stdout.push(config.separator);
     }
     let tag = run.tag.then(|| [task.display.as_slice(), b"\t"].concat());
-    let note = (!outcome.is_done()).then(|| {
-        let shown =
-            if run.tag { format!(" ({})", String::from_utf8_lossy(&task.display)) } else { String::new() };
-        let why = match &outcome {
-            Outcome::TimedOut(limit) => {
-                format!("no reply within {}s, every attempt (worker replaced)", limit.as_secs_f64())
-            }
-            Outcome::Failed(failure) => format!("{failure}, every attempt"),
-            other => format!("{other}, every attempt"),
-        };
-        format!("muster: task {}{shown}: {why}", task.input_no)
-    });
-    let record = recording.then(|| journal_record(label, &outcome, stdout.len() as u64, attempt, &task));
+    let what = match &outcome {
+        Outcome::TimedOut(after) => Some(What::TimedOut { after: *after, worker_replaced: true }),
+        Outcome::Failed(failure) => Some(What::Failed { failure: failure.clone(), every_attempt: true }),
+        Outcome::Done | Outcome::NotRun => None,
+    };
+    let input = run.tag.then(|| String::from_utf8_lossy(&task.display).into_owned());
+    let note = what.map(|what| Note { seq: task.input_no, input, host: None, what });
+    let record =
+        recording.then(|| journal_record(label, &outcome, stdout.len() as u64, false, attempt, &task));
     Event::Finished(Box::new(Finished {
         seq: task.input_no,
         receipt: task.receipt,
@@ -270,12 +282,14 @@ fn settle(
 /// The event for a task refused before any worker saw it: its input holds the separator.
 fn refused(config: &PersistentConfig, run: &LocalRun, label: &str, recording: bool, task: Sent) -> Event {
     let separator = if config.separator == b'\n' { "a newline" } else { "NUL" };
-    let outcome = Outcome::Failed(Failure::Start(format!(
+    let failure = Failure::Start(format!(
         "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
-    )));
+    ));
+    let outcome = Outcome::Failed(failure.clone());
     let shown = String::from_utf8_lossy(&task.display).replace('\n', "\\n");
-    let note = format!("muster: task {} ({shown}): {outcome}", task.input_no);
-    let record = recording.then(|| journal_record(label, &outcome, 0, Attempt::never(), &task));
+    let what = What::Failed { failure, every_attempt: false };
+    let note = Note { seq: task.input_no, input: Some(shown), host: None, what };
+    let record = recording.then(|| journal_record(label, &outcome, 0, false, Attempt::never(), &task));
     Event::Finished(Box::new(Finished {
         seq: task.input_no,
         receipt: task.receipt,
@@ -298,27 +312,31 @@ fn journal_label(config: &PersistentConfig) -> String {
     format!("{} (--persistent)", words.join(" "))
 }
 
-/// The joblog record of a settled task whose reply was `receive` bytes.
-fn journal_record(label: &str, outcome: &Outcome, receive: u64, attempt: Attempt, task: &Sent) -> Record {
-    let (record_outcome, exitval, signal) = match outcome {
-        Outcome::Done => (RecordOutcome::Done, 0, 0),
-        Outcome::Failed(Failure::Exit(code)) => (RecordOutcome::Failed, *code, 0),
-        Outcome::Failed(Failure::Signal(signal)) => (RecordOutcome::Failed, -1, *signal),
-        Outcome::TimedOut(_) => (RecordOutcome::TimedOut, -1, 9),
-        Outcome::Failed(_) | Outcome::NotRun => (RecordOutcome::Failed, -1, 0),
-    };
+/// The joblog record of an attempt whose reply was `receive` bytes (`retry`: a charged
+/// attempt that failed, its task running again), in the columns every executor writes.
+fn journal_record(
+    label: &str,
+    outcome: &Outcome,
+    receive: u64,
+    retry: bool,
+    attempt: Attempt,
+    task: &Sent,
+) -> Record {
+    let exit = attempt.worker_status.as_ref().map_or(Exit::Unknown, Exit::of);
+    let (recorded, exitval, signal) = outcome_columns(outcome, exit, false, retry);
     let end = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Record {
         seq: task.input_no,
         host: ":".into(),
         start: end.saturating_sub(attempt.runtime).as_secs_f64(),
         runtime: attempt.runtime.as_secs_f64(),
-        send: task.display.len() as u64 + 1,
+        // Bytes written to the worker's stdin for it: the record and its separator.
+        send: if attempt.number == 0 { 0 } else { task.display.len() as u64 + 1 },
         receive,
         exitval,
         signal,
         command: label.as_bytes().to_vec(),
-        outcome: record_outcome,
+        outcome: recorded,
         attempt: attempt.number.max(1),
         occurrence: task.occurrence,
         input: task.identity.clone(),

@@ -82,6 +82,12 @@ impl Settle {
         let _ = self.events.send(Event::Reply(seq, reply, attempt));
     }
 
+    /// A charged attempt failed (`how`) and its task runs again.
+    fn retrying(&self, seq: Seq, how: Reply, mut attempt: Attempt) {
+        attempt.slot = self.slot;
+        let _ = self.events.send(Event::Retrying(seq, how, attempt));
+    }
+
     fn protocol_break(&self) {
         let _ = self.events.send(Event::ProtocolBreak);
     }
@@ -304,6 +310,11 @@ impl Worker {
         self.permits.len() >= self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
     }
 
+    /// The oldest task in flight: the one being worked on.
+    pub(super) fn oldest(&self) -> Option<Seq> {
+        lock(&self.in_flight).jobs.front().map(|(job, _)| job.seq)
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         lock(&self.in_flight).jobs.is_empty()
     }
@@ -412,7 +423,7 @@ impl super::pipes::Records for Replies {
                 answered.push((
                     job.seq,
                     Reply::Done(record),
-                    Attempt { number: job.charged + 1, runtime, slot: 0 },
+                    Attempt { number: job.charged + 1, runtime, slot: 0, worker_status: None },
                 ));
             }
             answered
@@ -459,9 +470,6 @@ pub(super) fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
     }
 }
 
-/// Handles a worker killed because its oldest task ran past the timeout: that task is charged
-/// (and retried alone, within the retries); the others never started and run next, one at a
-/// time, uncharged.
 /// A worker was killed because its source took back a task it held: that task ends not run
 /// here (its new holder runs it), the others run again, uncharged.
 pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
@@ -475,18 +483,34 @@ pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut
     }
 }
 
-pub(super) fn timed_out(ctx: &SlotContext<'_>, mut held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
-    let Some(mut culprit) = held.pop_front() else { return };
+/// Handles a worker stopped because its oldest task (`culprit`) ran past the timeout: that
+/// task is charged (and retried alone, within the retries); the others never started and run
+/// next, one at a time, uncharged.
+pub(super) fn timed_out(
+    ctx: &SlotContext<'_>,
+    (mut held, status): (VecDeque<Job>, Option<std::process::ExitStatus>),
+    culprit: Option<Seq>,
+    probe: &mut VecDeque<Job>,
+) {
     let _ = ctx.events.send(Event::Crash);
+    // Its reply may have come during the grace after TERM: then no task is charged.
+    let guilty = held.front().is_some_and(|job| Some(job.seq) == culprit);
+    let culprit = if guilty { held.pop_front() } else { None };
     for job in held.into_iter().rev() {
         probe.push_front(job);
     }
+    let Some(mut culprit) = culprit else { return };
     culprit.charged += 1;
+    let attempt = Attempt {
+        number: culprit.charged,
+        runtime: ctx.config.timeout.unwrap_or_default(),
+        slot: 0,
+        worker_status: status,
+    };
     if culprit.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-        let attempt =
-            Attempt { number: culprit.charged, runtime: ctx.config.timeout.unwrap_or_default(), slot: 0 };
         ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
     } else {
+        ctx.settle.retrying(culprit.seq, Reply::TimedOut, attempt);
         probe.push_back(culprit);
     }
 }
@@ -529,10 +553,12 @@ fn crashed(
     }
     for mut job in held {
         job.charged += 1;
+        let attempt =
+            Attempt { number: job.charged, runtime: Duration::ZERO, slot: 0, worker_status: status };
         if job.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-            let attempt = Attempt { number: job.charged, runtime: Duration::ZERO, slot: 0 };
             ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
         } else {
+            ctx.settle.retrying(job.seq, Reply::Failed(failure_of(status)), attempt);
             // Retried alone, so a second crash is charged to it again.
             probe.push_back(job);
         }
