@@ -64,14 +64,31 @@ pub(crate) struct Attempt<'t> {
 pub(crate) struct Ended {
     /// The slot position it ran in.
     pub(crate) id: usize,
-    pub(crate) status: io::Result<ExitStatus>,
+    /// What its executor says of it.
+    pub(crate) verdict: Verdict,
+    /// When the executor learnt it ended.
     pub(crate) reaped_at: Instant,
     /// stdout and stderr.
     pub(crate) captures: [Capture; 2],
     /// Why its output could not be fully captured.
     pub(crate) output_error: Option<String>,
-    /// It ran elsewhere (a broker's worker), which decided its outcome.
-    pub(crate) remote: Option<Box<Remote>>,
+    /// It counts against the task's retries. An executor that ended an innocent attempt
+    /// (a task a killed worker held without working on it) says not: the task runs again
+    /// on the same attempt number, and nothing is recorded of this one.
+    pub(crate) charged: bool,
+}
+
+/// How an attempt ended, as its executor saw it: the facts, never an invented status.
+pub(crate) enum Verdict {
+    /// Its process ended with this status.
+    Exited(ExitStatus),
+    /// It never ran (could not be started, or could not be sent), or how it ended could not
+    /// be learnt: why.
+    NotStarted(io::Error),
+    /// It ran elsewhere (a queue's worker), which reported how it went.
+    Reported(Box<Remote>),
+    /// The executor took it back before anything ran it (a queued task cancelled by a stop).
+    Withdrawn,
 }
 
 /// An attempt that ran on another machine, as that machine reported it.
@@ -94,11 +111,14 @@ pub(crate) struct Remote {
 
 /// Runs attempts for one dispatcher. Every method is called from the dispatcher's thread.
 pub(crate) trait Executor {
-    /// Starts `attempt` in slot position `id` (free until it is reported ended). An error of
-    /// the kinds [`refused_for_now`] accepts means "try again later".
+    /// Starts `attempt` in slot position `id` (free until it is reported ended); it may only
+    /// queue it, to be sent with others at the next [`wait`](Self::wait). An error of the
+    /// kinds [`refused_for_now`] accepts means "try again later".
     fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()>;
-    /// Sends `signal` to the attempt in `id` (its whole process group) unless it has ended.
-    fn signal(&mut self, id: usize, signal: Signal);
+    /// Stops the attempt in `id`, for `why`, unless it has ended: asks it to end (a process's
+    /// group gets SIGTERM), or with `force` makes it end (SIGKILL). It is reported ended as
+    /// usual, with what the executor knows of how.
+    fn stop(&mut self, id: usize, why: StopReason, force: bool);
     /// Waits at most `timeout` for attempts to end or the [`Waker`] to ring, and appends the
     /// attempts that ended.
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>);
@@ -159,8 +179,8 @@ impl Task {
 }
 
 /// Why an attempt is being stopped.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum StopReason {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
     TimedOut,
     Shutdown,
     /// The source no longer holds the task (its lease went to someone else).
@@ -188,6 +208,8 @@ enum Ending {
     StartFailed(io::Error),
     /// It ran elsewhere; the remote end decided.
     Remote(Box<Remote>),
+    /// Taken back by its executor before anything ran it, for this reason.
+    Withdrawn(StopReason),
 }
 
 /// One event loop; see the [module docs](self).
@@ -441,7 +463,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                     };
                     match reason {
                         Some(reason) => {
-                            self.executor.signal(id, Signal::TERM);
+                            self.executor.stop(id, reason, false);
                             run.stopping = Some((reason, now + grace));
                             next = next.min(now + grace);
                         }
@@ -452,7 +474,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                         }
                     }
                 }
-                Some((_, kill_at)) if now >= kill_at => self.executor.signal(id, Signal::KILL),
+                Some((reason, kill_at)) if now >= kill_at => self.executor.stop(id, reason, true),
                 Some((_, kill_at)) => next = next.min(kill_at),
             }
         }
@@ -470,7 +492,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             let settle_at = {
                 let Some(run) = self.running.get(id).and_then(Option::as_ref) else { continue };
                 let Some(ended) = &run.ended else { continue };
-                let signal = ended.status.as_ref().ok().and_then(ExitStatus::signal);
+                let signal = match &ended.verdict {
+                    Verdict::Exited(status) => status.signal(),
+                    _ => None,
+                };
                 let ours = signal.is_some_and(|s| s == Signal::INT.as_raw() || s == Signal::TERM.as_raw());
                 let unexplained = ours && run.stopping.is_none() && shutdown.signal().is_none();
                 unexplained.then(|| ended.reaped_at + SIGNAL_SETTLE)
@@ -498,15 +523,32 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         if let Some(receipt) = &run.task.receipt {
             self.shared.settlement.ended(receipt);
         }
-        let ending = match (ended.status, run.stopping) {
-            (Err(err), _) => Ending::StartFailed(err),
-            (Ok(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
-            (Ok(status), Some((StopReason::Shutdown | StopReason::Revoked, _))) => Ending::Stopped(status),
-            (Ok(status), None) => match ended.remote {
-                Some(remote) => Ending::Remote(remote),
-                None if died_of_our_signal(&status, self.shutdown()) => Ending::Stopped(status),
-                None => Ending::Exited(status),
-            },
+        if !ended.charged {
+            // Nothing is recorded of an innocent attempt: the task runs again, on the same
+            // attempt, unless nothing new may start.
+            self.free.push(id);
+            let mut task = run.task;
+            task.not_before = None;
+            if self.shutdown().is_tripped() || self.shared.halt.closed() {
+                let _ = self.events.send(Event::NotRun(task.seq, task.receipt));
+            } else {
+                self.pending.push_front(task);
+            }
+            return;
+        }
+        let ending = match (ended.verdict, run.stopping) {
+            (Verdict::NotStarted(err), _) => Ending::StartFailed(err),
+            (Verdict::Reported(remote), _) => Ending::Remote(remote),
+            (Verdict::Withdrawn, Some((reason, _))) => Ending::Withdrawn(reason),
+            (Verdict::Withdrawn, None) => Ending::Withdrawn(StopReason::Shutdown),
+            (Verdict::Exited(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
+            (Verdict::Exited(status), Some((StopReason::Shutdown | StopReason::Revoked, _))) => {
+                Ending::Stopped(status)
+            }
+            (Verdict::Exited(status), None) if died_of_our_signal(&status, self.shutdown()) => {
+                Ending::Stopped(status)
+            }
+            (Verdict::Exited(status), None) => Ending::Exited(status),
         };
         let Running { task, argv, start, started, .. } = run;
         self.settle(task, id, argv, start, started, ending, ended.output_error, Some(ended.captures));
@@ -549,7 +591,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let carries = shared.settlement.carries_output();
         let exit = match &ending {
             Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => Exit::of(s),
-            Ending::StartFailed(_) => Exit::Unknown,
+            Ending::StartFailed(_) | Ending::Withdrawn(_) => Exit::Unknown,
             Ending::Remote(remote) if remote.signal > 0 => Exit::Signal(remote.signal),
             Ending::Remote(remote) => Exit::Code(remote.exitval),
         };
@@ -664,5 +706,8 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
         Ending::Remote(remote) => (remote.outcome.clone(), false),
+        Ending::Withdrawn(StopReason::TimedOut) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
+        // Nothing ran it: a resume (or another worker) runs it.
+        Ending::Withdrawn(_) => (Outcome::NotRun, true),
     }
 }

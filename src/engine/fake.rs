@@ -13,6 +13,7 @@
 //! | `refuse:K`  | its first K starts are refused by "the OS" (EAGAIN), then exits 0  |
 //! | `missing`   | cannot start (ENOENT)                                              |
 //! | `lost`      | exits 0, but its output could not be captured                      |
+//! | `innocent:K`| its first K starts end uncharged (a killed worker's bystander), then 0 |
 //!
 //! An attempt that exits prints its word and attempt number (`ok 1`).
 
@@ -27,7 +28,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use super::capture::Capture;
-use super::dispatch::{Attempt, Ended, Executor};
+use super::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
 use super::poll::Waker;
 use crate::task::Seq;
 
@@ -62,6 +63,8 @@ enum Behaviour {
     Hang,
     Stubborn,
     Lost,
+    /// Ends at once, not charged.
+    Innocent,
 }
 
 struct FakeRun {
@@ -103,11 +106,11 @@ impl FakeExecutor {
             }
             ended.push(Ended {
                 id,
-                status: Ok(status),
+                verdict: Verdict::Exited(status),
                 reaped_at: now,
                 captures: [stdout, Capture::new(0)],
                 output_error,
-                remote: None,
+                charged: !matches!(run.behaviour, Behaviour::Innocent),
             });
         }
     }
@@ -132,6 +135,15 @@ impl Executor for FakeExecutor {
             "hang" => (Behaviour::Hang, None),
             "stubborn" => (Behaviour::Stubborn, None),
             "lost" => (Behaviour::Lost, exit(0)),
+            "innocent" => {
+                let started =
+                    self.log.with(|log| log.starts.iter().filter(|(seq, _)| *seq == attempt.seq).count());
+                if started as u64 >= arg {
+                    (Behaviour::Exit, exit(0))
+                } else {
+                    (Behaviour::Innocent, Some((now, ExitStatus::from_raw(Signal::KILL.as_raw()))))
+                }
+            }
             "refuse" => {
                 let refused = self.log.with(|log| {
                     let count = log.refused.entry(attempt.seq).or_insert(0);
@@ -159,7 +171,8 @@ impl Executor for FakeExecutor {
         Ok(())
     }
 
-    fn signal(&mut self, id: usize, signal: Signal) {
+    fn stop(&mut self, id: usize, _why: StopReason, force: bool) {
+        let signal = if force { Signal::KILL } else { Signal::TERM };
         let Some(run) = self.running.get_mut(id).and_then(Option::as_mut) else { return };
         if run.ends.is_some_and(|(at, _)| at <= Instant::now()) {
             return;

@@ -36,7 +36,7 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::{Capture, Stream};
-use super::dispatch::{Attempt, Ended, Executor};
+use super::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
 use super::poll::{Waker, TICK};
 use super::settle::Event;
 use crate::process::spawner::{task_stdio, Spawner};
@@ -252,13 +252,17 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
                 flush_partial(&mut run, &self.events);
             }
             let (status, reaped_at) = run.exit.take().unwrap_or_else(|| (run.launched.reap(), now));
+            let verdict = match status {
+                Ok(status) => Verdict::Exited(status),
+                Err(err) => Verdict::NotStarted(err),
+            };
             ended.push(Ended {
                 id: index,
-                status,
+                verdict,
                 reaped_at,
                 captures: run.captures,
                 output_error: run.output_error,
-                remote: None,
+                charged: true,
             });
         }
         self.ready = ready;
@@ -310,10 +314,10 @@ impl Executor for ProcessExecutor<'_, '_> {
         Ok(())
     }
 
-    fn signal(&mut self, id: usize, signal: Signal) {
+    fn stop(&mut self, id: usize, _why: StopReason, force: bool) {
         if let Some(run) = self.running.get(id).and_then(Option::as_ref) {
             if run.exit.is_none() {
-                let _ = run.launched.child().signal_group(signal);
+                let _ = run.launched.child().signal_group(if force { Signal::KILL } else { Signal::TERM });
             }
         }
     }
@@ -454,7 +458,7 @@ mod tests {
         let quick = [OsString::from("true")];
         executor.start(0, &attempt(&quick)).expect("start");
         let first = ended(&mut executor);
-        assert!(first.status.expect("status").success());
+        assert!(matches!(first.verdict, Verdict::Exited(status) if status.success()));
         let stale = executor.generation;
         let slow = [OsString::from("sleep"), OsString::from("30")];
         executor.start(0, &attempt(&slow)).expect("start");
@@ -463,8 +467,9 @@ mod tests {
         executor.handle(token(0, 0, stale).u64());
         let run = executor.running[0].as_ref().expect("the second task runs");
         assert!(run.exit.is_none(), "the second task was reaped by the first one's event");
-        executor.signal(0, Signal::KILL);
+        executor.stop(0, StopReason::Shutdown, true);
         let second = ended(&mut executor);
-        assert!(second.status.expect("status").code().is_none(), "killed by the test, not before");
+        let killed = matches!(second.verdict, Verdict::Exited(status) if status.code().is_none());
+        assert!(killed, "killed by the test, not before");
     }
 }

@@ -10,16 +10,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use rustix::process::Signal;
 
 use super::capture::Capture;
-use super::dispatch::{Attempt, Ended, Executor, Remote};
+use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
 use super::{Inputs, Io, RunConfig, Summary};
 use crate::broker::submit::task_entry;
@@ -206,11 +204,11 @@ impl Router {
         };
         let ended = Ended {
             id: route.id,
-            status: Ok(std::process::ExitStatus::from_raw(0)),
+            verdict: Verdict::Reported(Box::new(remote)),
             reaped_at: Instant::now(),
             captures: [stdout, stderr],
             output_error: captured.err().map(|err| format!("keeping the result's output: {err}")),
-            remote: Some(Box::new(remote)),
+            charged: true,
         };
         let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((inbox, waker)) = loops.get(route.loop_index) {
@@ -302,7 +300,7 @@ impl Executor for RemoteExecutor {
         Ok(())
     }
 
-    fn signal(&mut self, id: usize, signal: Signal) {
+    fn stop(&mut self, id: usize, _why: StopReason, _force: bool) {
         let Some(seq) = self.running.remove(&id) else { return };
         self.unsent.retain(|(unsent, _, _)| *unsent != id);
         let route = self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
@@ -316,11 +314,11 @@ impl Executor for RemoteExecutor {
         }
         self.ended_here.push(Ended {
             id,
-            status: Ok(std::process::ExitStatus::from_raw(signal.as_raw())),
+            verdict: Verdict::Withdrawn,
             reaped_at: Instant::now(),
             captures: [Capture::new(0), Capture::new(0)],
             output_error: None,
-            remote: None,
+            charged: true,
         });
     }
 
@@ -381,11 +379,11 @@ impl RemoteExecutor {
                     let why = format!("putting it on queue {}: {err}", r.queue.name());
                     self.ended_here.push(Ended {
                         id,
-                        status: Err(io::Error::other(why)),
+                        verdict: Verdict::NotStarted(io::Error::other(why)),
                         reaped_at: Instant::now(),
                         captures: [Capture::new(0), Capture::new(0)],
                         output_error: None,
-                        remote: None,
+                        charged: true,
                     });
                 }
             }

@@ -451,7 +451,7 @@ impl<'a> OutputThread<'a> {
         match &finished.outcome {
             Outcome::Done => summary.done += 1,
             Outcome::TimedOut(_) => summary.timed_out += 1,
-            Outcome::Failed(_) if finished.stopped => summary.stopped += 1,
+            Outcome::Failed(_) | Outcome::NotRun if finished.stopped => summary.stopped += 1,
             Outcome::Failed(Failure::Output(_)) => {
                 summary.failed += 1;
                 summary.lost += 1;

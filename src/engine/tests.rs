@@ -517,3 +517,19 @@ fn the_joblog_records_the_scripted_outcomes_in_the_one_dialect() {
     let text = std::fs::read_to_string(&joblog).expect("joblog");
     assert_eq!(parity::columns(&text), parity::expected(), "{text}");
 }
+
+#[test]
+fn an_uncharged_attempt_runs_again_on_the_same_attempt_and_is_not_recorded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(1);
+    config.joblog = Some(joblog.clone());
+    // No retries: were the innocent ends charged, the task would fail.
+    let ran = run_fake(config, &["innocent:2", "ok"], &Shutdown::new(), &NoObserver);
+    assert_eq!((ran.summary.done, ran.summary.failed), (2, 0), "{}", ran.stderr);
+    let starts = ran.log.with(|log| log.starts.clone());
+    assert_eq!(starts.iter().filter(|(seq, _)| *seq == 1).count(), 3, "{starts:?}");
+    assert!(starts.iter().all(|(_, attempt)| *attempt == 1), "the same attempt each time: {starts:?}");
+    let records = records(&joblog);
+    assert_eq!(outcomes_by_task(&records)[&1], [RecordOutcome::Done], "one record, of the charged attempt");
+}
