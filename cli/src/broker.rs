@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use muster::broker::results::{QueueResult, ResultReader};
 use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Link, Queue};
-use muster::engine::persistent::PersistentConfig;
+use muster::engine::persistent::Workers;
 use muster::engine::{Inputs, Observer, RunConfig, Summary};
 use muster::process::template::Template;
 use muster::Shutdown;
@@ -62,45 +62,38 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
         Template::parse(&args.command, 1).map_err(usage)?.shell_program(crate::setup::shell_for(&args.shell));
     let jobs = crate::setup::resolve_jobs(args.jobs, None, args.persistent);
     let timeout = args.timeout.filter(|t| !t.is_zero());
-    let runner = if args.persistent {
+    let persistent = if args.persistent {
         if template.substitutes() {
             return Err(usage(
                 "replacement strings are not used with --persistent: each input goes to a process's stdin",
             ));
         }
         let program = crate::setup::check_program(&args.command[0])?;
-        let mut config = PersistentConfig::new(program, args.command[1..].to_vec(), jobs);
-        config.window = args.window as usize;
-        config.max_tasks_per_worker = args.max_tasks_per_worker;
-        config.grace = args.grace;
-        config.timeout = timeout;
-        config.watchdog = crate::setup::watchdog_command()
-            .and_then(|command| muster::process::watchdog::Watchdog::start(command).ok())
-            .map(std::sync::Arc::new);
-        worker::Runner::Persistent(config)
+        let mut workers = Workers::new(program, args.command[1..].to_vec());
+        workers.window = args.window as usize;
+        workers.max_tasks_per_worker = args.max_tasks_per_worker;
+        Some(workers)
     } else {
-        let program_path = match template.program() {
-            Some(program) if !template.is_shell() => Some(crate::setup::check_program(&program)?),
-            _ => None,
-        };
-        let mut spawned = RunConfig::new(template);
-        spawned.jobs = jobs;
-        spawned.timeout = timeout;
-        spawned.grace = args.grace;
-        spawned.watchdog = crate::setup::watchdog_command();
-        spawned.program_path = program_path;
-        worker::Runner::Process(Box::new(spawned))
+        None
     };
+    let program_path = match template.program() {
+        Some(program) if !template.is_shell() && persistent.is_none() => {
+            Some(crate::setup::check_program(&program)?)
+        }
+        _ => None,
+    };
+    let mut run = RunConfig::new(template);
+    run.jobs = jobs;
+    run.timeout = timeout;
+    run.grace = args.grace;
+    run.watchdog = crate::setup::watchdog_command();
+    run.program_path = program_path;
+    run.persistent = persistent;
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
     announce(&shutdown);
-    let config = worker::WorkerConfig {
-        broker: args.broker.broker,
-        queue,
-        runner,
-        lease: args.lease,
-        name: args.name,
-    };
+    let config =
+        worker::WorkerConfig { broker: args.broker.broker, queue, run, lease: args.lease, name: args.name };
     let summary = worker::run(config, &shutdown).map_err(broker_error)?;
     crate::say(summary.line());
     Ok(match shutdown.signal() {

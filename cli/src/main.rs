@@ -8,7 +8,6 @@ mod gnu;
 mod inputs;
 mod manual;
 mod outcome;
-mod persistent;
 mod progress;
 mod report;
 mod run;

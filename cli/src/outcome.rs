@@ -20,8 +20,21 @@ pub(crate) fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool,
             summary.not_run
         ));
     }
+    if summary.protocol_breaks > 0 {
+        crate::say(format_args!(
+            "muster: {} worker(s) sent a reply with no task waiting for it and were replaced \
+             (the protocol is exactly one reply per input, in order)",
+            summary.protocol_breaks
+        ));
+    }
     if summary_wanted && !summary.broken_pipe {
         crate::say(describe(summary, jobs));
+        if summary.workers_started > 0 {
+            crate::say(format_args!(
+                "muster: {} workers started, {} crashed",
+                summary.workers_started, summary.worker_crashes
+            ));
+        }
         if !summary.failed_tasks.is_empty() {
             let more = summary.failures().saturating_sub(summary.failed_tasks.len() as u64);
             let more = if more > 0 { format!("; and {more} more") } else { String::new() };

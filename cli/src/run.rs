@@ -3,6 +3,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
+use muster::engine::persistent::Workers;
 use muster::engine::{self, NoObserver, Observer, OutputMode, RunConfig};
 use muster::process::template::Template;
 use muster::Shutdown;
@@ -113,10 +114,30 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
                 "-n, -N, -X, -m, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
-        return crate::persistent::run(&args, &template, command, sources, &links, separator, &shutdown);
+        if template.substitutes() {
+            return Err(usage(
+                "replacement strings are not used with --persistent: each input goes to a worker's stdin",
+            ));
+        }
+        if args.dry_run {
+            return Err(usage(
+                "--dry-run prints command lines; with --persistent every input goes to one command's stdin",
+            ));
+        }
     }
+    // Persistent workers: the command is the worker program, started once per worker.
+    let workers = match args.persistent {
+        true => {
+            let mut workers = Workers::new(check_program(&command[0])?, command[1..].to_vec());
+            workers.window = args.window as usize;
+            workers.separator = separator;
+            workers.max_tasks_per_worker = args.max_tasks_per_worker;
+            Some(workers)
+        }
+        false => None,
+    };
     let mut program_path = None;
-    if !args.dry_run && submission.is_none() {
+    if !args.dry_run && submission.is_none() && workers.is_none() {
         if let Some(program) = template.program() {
             program_path = Some(check_program(&program)?);
         }
@@ -136,8 +157,9 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     config.jobs = match (&submission, args.jobs) {
         // On a queue, -j is how many of this submission's tasks wait there at once.
         (Some(_), None) => SUBMIT_IN_FLIGHT,
-        (_, jobs) => resolve_jobs(jobs, known_total, false),
+        (_, jobs) => resolve_jobs(jobs, known_total, workers.is_some()),
     };
+    config.persistent = workers;
     config.output = if args.line_buffer { OutputMode::LineBuffer } else { OutputMode::Group };
     config.tag = args.tag || args.tagstring.is_some();
     if let Some(tagstring) = &args.tagstring {

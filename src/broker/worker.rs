@@ -18,7 +18,6 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{decode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
-use crate::engine::persistent::{self, PersistentConfig};
 use crate::engine::{self, Io, NoObserver, RunConfig, RunError};
 use crate::input::Input;
 use crate::shutdown::Shutdown;
@@ -32,20 +31,13 @@ pub struct WorkerConfig {
     /// The queue it serves.
     pub queue: Queue,
     /// How it runs tasks.
-    pub runner: Runner,
+    /// How it runs the tasks it takes: the command, slots (`jobs`: processes at once, or
+    /// persistent workers, each holding a window of tasks), time limit, grace, watchdog.
+    pub run: RunConfig,
     /// How long a held task stays this worker's without a renewal.
     pub lease: Duration,
     /// Its name in the queue (default: host-pid).
     pub name: Option<String>,
-}
-
-/// How a worker runs the tasks it takes.
-pub enum Runner {
-    /// A process per task: the command, slots (`jobs`), time limit, grace, watchdog.
-    Process(Box<RunConfig>),
-    /// Long-lived worker processes, a record per task on their stdin (see
-    /// [`crate::engine::persistent`]); the worker holds `workers × window` tasks at most.
-    Persistent(PersistentConfig),
 }
 
 /// What a worker did.
@@ -124,7 +116,7 @@ impl Holding {
 
 /// Runs a worker until a drain or stop (through `shutdown`, or `muster drain`) ends it.
 pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, WorkerError> {
-    let WorkerConfig { broker, queue, mut runner, lease, name } = config;
+    let WorkerConfig { broker, queue, run: mut spawned, lease, name } = config;
     let lease = lease.max(Duration::from_millis(300));
     let name = name.unwrap_or_else(|| format!("{}-{}", super::hostname(), std::process::id()));
     let mut setup = Link::connect(&broker)?;
@@ -133,24 +125,15 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     let holding = Arc::new(Holding::default());
     // A drain lets held tasks finish however long they take; a second signal stops them.
     let patient = Some(Duration::from_secs(365 * 24 * 3600));
-    let jobs = match &mut runner {
-        Runner::Process(spawned) => {
-            spawned.retries = 0; // a failed attempt goes back to the queue, for any worker
-            spawned.keep_order = false;
-            spawned.joblog = None;
-            spawned.resume = None;
-            spawned.results = None;
-            spawned.drain_patience = patient;
-            spawned.jobs.max(1)
-        }
-        Runner::Persistent(config) => {
-            config.retries = 0;
-            config.halt = None;
-            config.known_total = None;
-            config.drain_patience = patient;
-            config.workers.max(1) * config.window.max(1)
-        }
-    };
+    spawned.retries = 0; // a failed attempt goes back to the queue, for any worker
+    spawned.halt = None;
+    spawned.keep_order = false;
+    spawned.joblog = None;
+    spawned.resume = None;
+    spawned.results = None;
+    spawned.drain_patience = patient;
+    // It holds no more tasks than it runs at once: its slots, or its workers' windows.
+    let jobs = spawned.jobs.max(1) * spawned.persistent.as_ref().map_or(1, |workers| workers.window.max(1));
     let reader = Reader {
         link: Link::connect(&broker)?,
         queue: queue.clone(),
@@ -198,12 +181,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
             observer: &NoObserver,
             settlement: &settlement,
         };
-        let ran = match runner {
-            Runner::Process(spawned) => engine::run_sourced(*spawned, reader, None, io),
-            Runner::Persistent(config) => {
-                persistent::run_local(&config, &persistent::LocalRun::default(), reader, io).map(|(s, _)| s)
-            }
-        };
+        let ran = engine::run_sourced(spawned, reader, None, io);
         let ran = match ran {
             Ok(summary) => match summary.input_error {
                 Some(err) => Err(WorkerError::Read(io::Error::other(queue_error(&err)))),

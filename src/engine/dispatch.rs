@@ -86,7 +86,19 @@ pub(crate) enum Verdict {
     /// be learnt: why.
     NotStarted(io::Error),
     /// It ran elsewhere (a queue's worker), which reported how it went.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Reported(Box<Remote>),
+    /// The executor decided how it went, with its facts (a persistent worker's reply, or the
+    /// worker lost or stopped while working on it).
+    Decided {
+        outcome: Outcome,
+        /// How the process that ran it ended, as far as that says anything.
+        exit: Exit,
+        /// The time it took, as the executor measured it.
+        runtime: Duration,
+        /// The slot (worker) it ran in.
+        slot: usize,
+    },
     /// The executor took it back before anything ran it (a queued task cancelled by a stop).
     Withdrawn,
 }
@@ -122,6 +134,33 @@ pub(crate) trait Executor {
     /// Waits at most `timeout` for attempts to end or the [`Waker`] to ring, and appends the
     /// attempts that ended.
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>);
+    /// Positions (attempt ids) it can hold at once, given `slots` slots.
+    fn positions(&self, slots: usize) -> usize {
+        slots
+    }
+    /// How many more attempts it takes now (persistent workers' paced windows), beside the
+    /// free positions.
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+    /// Attempts started per turn of the loop before it looks at the running ones again.
+    fn starts_per_turn(&self) -> usize {
+        STARTS_PER_TURN
+    }
+    /// `start` only queues (what it queued goes out at the next wait): one clock reading
+    /// serves every start of a turn. Otherwise each start reads the clock (a spawn takes a
+    /// while, and the next task's time must not include it).
+    fn queues_starts(&self) -> bool {
+        false
+    }
+    /// It times its attempts itself (persistent workers time a task from its send or the
+    /// previous reply), so the dispatcher sets no deadline.
+    fn keeps_deadlines(&self) -> bool {
+        false
+    }
+    /// Every attempt has ended and no more will start: let go of what it holds (workers
+    /// closed, waited for).
+    fn finish(&mut self) {}
 }
 
 /// What the dispatchers of one run share.
@@ -140,6 +179,9 @@ pub(crate) struct Shared<'a> {
     pub(crate) observer: &'a dyn Observer,
     /// Told of attempts of tasks that carry a receipt.
     pub(crate) settlement: &'a dyn crate::source::Settlement,
+    /// The command as the joblog records it, for executors whose attempts have no command
+    /// line of their own (persistent workers).
+    pub(crate) label: Vec<u8>,
 }
 
 /// A task between the queue and its final outcome.
@@ -210,6 +252,13 @@ enum Ending {
     Remote(Box<Remote>),
     /// Taken back by its executor before anything ran it, for this reason.
     Withdrawn(StopReason),
+    /// Its executor decided, with these facts.
+    Decided {
+        outcome: Outcome,
+        exit: Exit,
+        runtime: Duration,
+        slot: usize,
+    },
 }
 
 /// One event loop; see the [module docs](self).
@@ -241,6 +290,11 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         waker: Arc<Waker>,
         slots: Vec<usize>,
     ) -> Self {
+        // An executor may hold several attempts per slot (a persistent worker's window): the
+        // positions beyond the slots share their numbers.
+        let positions = executor.positions(slots.len()).max(slots.len());
+        let slots: Vec<usize> =
+            (0..positions).filter_map(|id| slots.get(id % slots.len().max(1)).copied()).collect();
         let free = (0..slots.len()).rev().collect();
         Dispatcher {
             shared,
@@ -270,6 +324,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             let more = self.fill();
             if self.count == 0 && self.pending.is_empty() {
                 if self.input_ended {
+                    self.executor.finish();
                     return;
                 }
                 match self.shared.tasks.recv() {
@@ -278,7 +333,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 continue;
             }
-            let hungry = !more && !self.input_ended && !self.free.is_empty() && self.pending.is_empty();
+            let hungry = !more && !self.input_ended && self.has_room() && self.pending.is_empty();
             if hungry {
                 self.waker.become_hungry();
                 if !self.shared.tasks.is_empty() {
@@ -310,6 +365,11 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
     }
 
+    /// A position is free and the executor takes more.
+    fn has_room(&self) -> bool {
+        !self.free.is_empty() && self.executor.room() > 0
+    }
+
     /// When the loop must look again without an event.
     fn next_wake(&self) -> Instant {
         let mut at = self.next_scan;
@@ -322,8 +382,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
     /// Starts tasks while there are free slots and tasks to start, at most
     /// [`STARTS_PER_TURN`]; true when it stopped at that limit with more to start.
     fn fill(&mut self) -> bool {
-        let now = Instant::now();
-        for _ in 0..STARTS_PER_TURN {
+        let (mut now, mut wall) = (Instant::now(), SystemTime::now());
+        let clock_per_start = !self.executor.queues_starts();
+        for _ in 0..self.executor.starts_per_turn() {
+            if clock_per_start {
+                (now, wall) = (Instant::now(), SystemTime::now());
+            }
             if self.shutdown().is_tripped() || self.shared.halt.closed() {
                 // Nothing new starts; what is queued or waiting ends as not run.
                 for task in std::mem::take(&mut self.pending) {
@@ -334,7 +398,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 return false;
             }
-            if self.free.is_empty() {
+            if !self.has_room() {
                 return false;
             }
             let task = match self.pending.front() {
@@ -361,15 +425,15 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 *next = now + delay;
             }
-            if !self.start(task) {
+            if !self.start(task, now, wall) {
                 return false;
             }
         }
-        !self.free.is_empty()
+        self.has_room()
     }
 
     /// Starts one attempt; false when the OS refused it and the task waits.
-    fn start(&mut self, mut task: Task) -> bool {
+    fn start(&mut self, mut task: Task, now: Instant, wall: SystemTime) -> bool {
         let Some(id) = self.free.pop() else {
             self.pending.push_front(task);
             return false;
@@ -387,14 +451,15 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
         // With --pipe the input is the task's stdin, not part of its command line.
         let values: &[Vec<u8>] = if shared.config.pipe { &[] } else { &task.input.values };
-        let argv = match shared.config.many {
-            Some((per_input, context)) => {
+        // Persistent workers have their command already: the input is their stdin's record.
+        let argv = match (shared.config.many, &shared.config.persistent) {
+            (_, Some(_)) => Vec::new(),
+            (Some((per_input, context)), None) => {
                 shared.config.template.render_many(values, per_input, context, task.seq, slot)
             }
-            None => shared.config.template.render(values, task.seq, slot),
+            (None, None) => shared.config.template.render(values, task.seq, slot),
         };
-        let start = SystemTime::now();
-        let started = Instant::now();
+        let (start, started) = (wall, now);
         let stdin = shared.config.pipe.then(|| task.input.values.first().map_or(&[][..], Vec::as_slice));
         let tag = task.tag.as_deref();
         let values = &task.input.values;
@@ -425,7 +490,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         if let Some(receipt) = &task.receipt {
             shared.settlement.started(receipt);
         }
-        let deadline = shared.config.timeout.map(|t| started + t);
+        let deadline =
+            shared.config.timeout.filter(|_| !self.executor.keeps_deadlines()).map(|t| started + t);
         if let Some(deadline) = deadline {
             self.next_scan = self.next_scan.min(deadline);
         }
@@ -539,6 +605,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let ending = match (ended.verdict, run.stopping) {
             (Verdict::NotStarted(err), _) => Ending::StartFailed(err),
             (Verdict::Reported(remote), _) => Ending::Remote(remote),
+            (Verdict::Decided { outcome, exit, runtime, slot }, _) => {
+                Ending::Decided { outcome, exit, runtime, slot }
+            }
             (Verdict::Withdrawn, Some((reason, _))) => Ending::Withdrawn(reason),
             (Verdict::Withdrawn, None) => Ending::Withdrawn(StopReason::Shutdown),
             (Verdict::Exited(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
@@ -571,7 +640,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         self.free.push(id);
         let shared = self.shared;
         let shutdown = shared.shutdown;
-        let runtime = started.elapsed();
+        let (runtime, decided_slot) = match &ending {
+            Ending::Decided { runtime, slot, .. } => (*runtime, Some(*slot)),
+            _ => (started.elapsed(), None),
+        };
         let (mut outcome, stopped) = classify(&ending, shared.config.timeout);
         if let (Some(why), false) = (&output_error, stopped) {
             if !matches!(outcome, Outcome::TimedOut(_)) {
@@ -592,6 +664,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let exit = match &ending {
             Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => Exit::of(s),
             Ending::StartFailed(_) | Ending::Withdrawn(_) => Exit::Unknown,
+            Ending::Decided { exit, .. } => *exit,
             Ending::Remote(remote) if remote.signal > 0 => Exit::Signal(remote.signal),
             Ending::Remote(remote) => Exit::Code(remote.exitval),
         };
@@ -600,29 +673,40 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             Record {
                 seq: task.seq,
                 host: remote.map_or_else(|| ":".into(), |r| r.host.clone()),
-                start: remote.map_or_else(
-                    || start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-                    |r| r.start,
-                ),
+                start: match (remote, decided_slot) {
+                    (Some(r), _) => r.start,
+                    // Its time ended now.
+                    (None, Some(_)) => epoch_seconds(SystemTime::now()) - runtime.as_secs_f64(),
+                    (None, None) => epoch_seconds(start),
+                },
                 runtime: remote.map_or(runtime.as_secs_f64(), |r| r.runtime),
-                // Bytes written to its stdin: the chunk, with --pipe.
-                send: if shared.config.pipe {
-                    task.input.values.first().map_or(0, |v| v.len() as u64)
-                } else {
-                    0
+                // Bytes written to its stdin: the chunk with --pipe, the record and its separator
+                // to a persistent worker (none when it never reached one).
+                send: match (&shared.config.persistent, decided_slot) {
+                    (Some(_), Some(slot)) if slot > 0 => record_len(&task.input.values) + 1,
+                    (Some(_), _) => 0,
+                    (None, _) if shared.config.pipe => {
+                        task.input.values.first().map_or(0, |v| v.len() as u64)
+                    }
+                    (None, _) => 0,
                 },
                 receive: stdout.len() + stderr.len(),
                 exitval,
                 signal,
                 command: match remote {
                     Some(r) => r.command.clone(),
+                    None if shared.config.persistent.is_some() => shared.label.clone(),
                     None => argv.iter().map(|a| a.as_encoded_bytes()).collect::<Vec<_>>().join(&b' '),
                 },
                 outcome: recorded,
                 attempt: remote.map_or(task.attempt, |r| r.attempt),
                 occurrence: task.occurrence,
                 input: task.input.identity(),
-                slot: remote.map_or_else(|| u32::try_from(self.slots[id]).unwrap_or(u32::MAX), |r| r.slot),
+                slot: match (remote, decided_slot) {
+                    (Some(r), _) => r.slot,
+                    (None, Some(slot)) => u32::try_from(slot).unwrap_or(u32::MAX),
+                    (None, None) => u32::try_from(self.slots[id]).unwrap_or(u32::MAX),
+                },
             }
         });
         if retry {
@@ -641,13 +725,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 program: argv.first().map_or(String::new(), |p| p.to_string_lossy().into_owned()),
                 error: err.to_string(),
             }),
-            (_, Outcome::Failed(failure @ Failure::Output(_))) => {
-                Some(What::Failed { failure: failure.clone(), every_attempt: false })
-            }
-            (_, Outcome::Failed(failure)) if !stopped => {
-                Some(What::Failed { failure: failure.clone(), every_attempt: false })
-            }
-            (_, Outcome::TimedOut(after)) => Some(What::TimedOut { after: *after, worker_replaced: false }),
+            (_, Outcome::Failed(failure @ Failure::Output(_))) => Some(What::Failed(failure.clone())),
+            (_, Outcome::Failed(failure)) if !stopped => Some(What::Failed(failure.clone())),
+            (_, Outcome::TimedOut(after)) => Some(What::TimedOut(*after)),
             _ => None,
         };
         let note = what.map(|what| Note {
@@ -674,6 +754,16 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
         let _ = self.events.send(Event::Finished(Box::new(finished)));
     }
+}
+
+/// The length of an input as one record (its values joined by spaces).
+fn record_len(values: &[Vec<u8>]) -> u64 {
+    (values.iter().map(Vec::len).sum::<usize>() + values.len().saturating_sub(1)) as u64
+}
+
+/// Seconds since the Unix epoch.
+fn epoch_seconds(time: SystemTime) -> f64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Errors that mean "not now" rather than "never": the OS is out of processes, descriptors
@@ -706,6 +796,7 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
         Ending::Remote(remote) => (remote.outcome.clone(), false),
+        Ending::Decided { outcome, .. } => (outcome.clone(), false),
         Ending::Withdrawn(StopReason::TimedOut) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
         // Nothing ran it: a resume (or another worker) runs it.
         Ending::Withdrawn(_) => (Outcome::NotRun, true),

@@ -129,6 +129,9 @@ pub struct RunConfig {
     /// Where the command's program was found, so each task can skip the `PATH` search. The
     /// task still sees the name it was given as `argv[0]`.
     pub program_path: Option<PathBuf>,
+    /// Run the command once per worker (`jobs` workers), each input a record on a worker's
+    /// stdin, instead of once per input (`--persistent`; see [`persistent`]).
+    pub persistent: Option<persistent::Workers>,
 }
 
 impl RunConfig {
@@ -157,13 +160,18 @@ impl RunConfig {
             spill_threshold: 1 << 20,
             watchdog: None,
             program_path: None,
+            persistent: None,
         }
     }
 
     /// The command as recorded in the joblog; resuming requires the same.
     pub fn command_label(&self) -> String {
-        let shell = if self.template.is_shell() { " (--shell)" } else { "" };
-        format!("{}{shell}", self.template.display())
+        let mode = match (&self.persistent, self.template.is_shell()) {
+            (Some(_), _) => " (--persistent)",
+            (None, true) => " (--shell)",
+            (None, false) => "",
+        };
+        format!("{}{mode}", self.template.display())
     }
 }
 
@@ -228,6 +236,12 @@ pub struct Summary {
     pub failed_tasks: Vec<note::Note>,
     /// The shutdown level at the end.
     pub stopped_level: Option<Level>,
+    /// Persistent workers started, replacements and recycling included.
+    pub workers_started: u64,
+    /// Persistent workers that died holding tasks (or were stopped for one past its time).
+    pub worker_crashes: u64,
+    /// Persistent workers replaced because they sent a reply with no task waiting for it.
+    pub protocol_breaks: u64,
 }
 
 impl Summary {
@@ -286,7 +300,12 @@ pub fn run_sourced(
     known_total: Option<u64>,
     io: Io<'_, '_>,
 ) -> Result<Summary, RunError> {
-    let watchdog = match config.watchdog.take() {
+    let watchdog_command = config.watchdog.take();
+    if config.persistent.is_some() {
+        config.watchdog = watchdog_command;
+        return persistent::run_executor(config, inputs, known_total, io);
+    }
+    let watchdog = match watchdog_command {
         Some(command) => Some(Arc::new(
             Watchdog::start(command).map_err(|source| RunError::Start { what: "the watchdog", source })?,
         )),
@@ -304,7 +323,7 @@ pub fn run_sourced(
     };
     process::raise_fd_limit(config.jobs.max(1));
     run_on(config, inputs, known_total, io, |events, waker, slots| {
-        process::ProcessExecutor::new(&settings, events, waker, slots)
+        process::ProcessExecutor::new(&settings, events, waker, slots.len())
     })
 }
 
@@ -333,7 +352,7 @@ pub(crate) fn run_on<E, F>(
 ) -> Result<Summary, RunError>
 where
     E: dispatch::Executor + Send,
-    F: Fn(cb::Sender<Event>, Arc<poll::Waker>, usize) -> std::io::Result<E>,
+    F: Fn(cb::Sender<Event>, Arc<poll::Waker>, &[usize]) -> std::io::Result<E>,
 {
     let started = Instant::now();
     let Io { stdout, stderr, shutdown, observer, settlement } = io;
@@ -357,10 +376,25 @@ where
     let jobs = config.jobs.max(1);
     let halt = HaltGate::new(config.halt, known_total);
     let drain_started = OnceLock::new();
-    let window = (jobs.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
-    let (credits_tx, credits_rx) = cb::bounded::<()>(window);
-    let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(jobs.min(MAX_QUEUE));
     let (events_tx, events_rx) = cb::unbounded::<Event>();
+    // One loop per CPU, each with its share of the slots; never more loops than slots.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let loops = jobs.min(cpus).max(1);
+    let mut loop_parts = Vec::with_capacity(loops);
+    for index in 0..loops {
+        let waker =
+            Arc::new(poll::Waker::new().map_err(|source| RunError::Start { what: "an event loop", source })?);
+        let slots: Vec<usize> = (1..=jobs).skip(index).step_by(loops).collect();
+        let executor = executor(events_tx.clone(), Arc::clone(&waker), &slots)
+            .map_err(|source| RunError::Start { what: "an event loop", source })?;
+        loop_parts.push((executor, waker, slots));
+    }
+    // What the loops can hold at once: their slots, or their workers' windows.
+    let positions: usize =
+        loop_parts.iter().map(|(e, _, slots)| e.positions(slots.len())).sum::<usize>().max(jobs);
+    let window = (positions.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
+    let (credits_tx, credits_rx) = cb::bounded::<()>(window);
+    let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(positions.min(MAX_QUEUE));
     let shared = dispatch::Shared {
         config: &config,
         next_start: std::sync::Mutex::new(Instant::now()),
@@ -372,28 +406,13 @@ where
         tasks: tasks_rx,
         observer,
         settlement,
+        label: command.clone().into_bytes(),
     };
-    // One loop per CPU, each with its share of the slots; never more loops than slots.
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let loops = jobs.min(cpus).max(1);
     let mut wakers = Vec::with_capacity(loops);
-    for _ in 0..loops {
-        wakers.push(Arc::new(
-            poll::Waker::new().map_err(|source| RunError::Start { what: "an event loop", source })?,
-        ));
-    }
     let mut dispatchers = Vec::with_capacity(loops);
-    for (index, waker) in wakers.iter().enumerate() {
-        let slots: Vec<usize> = (1..=jobs).skip(index).step_by(loops).collect();
-        let executor = executor(events_tx.clone(), Arc::clone(waker), slots.len())
-            .map_err(|source| RunError::Start { what: "an event loop", source })?;
-        dispatchers.push(dispatch::Dispatcher::new(
-            &shared,
-            executor,
-            events_tx.clone(),
-            Arc::clone(waker),
-            slots,
-        ));
+    for (executor, waker, slots) in loop_parts {
+        wakers.push(Arc::clone(&waker));
+        dispatchers.push(dispatch::Dispatcher::new(&shared, executor, events_tx.clone(), waker, slots));
     }
 
     let (mut summary, journal_error, read, input_error) = std::thread::scope(|scope| {
@@ -410,6 +429,8 @@ where
             journal,
         )
         .with_results(results);
+        // Persistent workers' results are small and many: written many to a write call.
+        let output = if config.persistent.is_some() { output.flush_when_idle() } else { output };
         let output = scope.spawn(move || output.run(events_rx));
         for dispatcher in dispatchers {
             scope.spawn(move || dispatcher.run());

@@ -31,21 +31,10 @@ pub enum What {
         /// Why.
         error: String,
     },
-    /// It failed: how. With `every_attempt`, each of its attempts ended so (a persistent
-    /// worker's task that killed its worker each time).
-    Failed {
-        /// How.
-        failure: Failure,
-        /// Said of a persistent worker's task, whose attempts all ended so.
-        every_attempt: bool,
-    },
+    /// It failed: how.
+    Failed(Failure),
     /// It ran past the time limit.
-    TimedOut {
-        /// The limit.
-        after: Duration,
-        /// Its persistent worker was replaced for it, on every attempt.
-        worker_replaced: bool,
-    },
+    TimedOut(Duration),
 }
 
 impl Note {
@@ -62,19 +51,8 @@ impl Note {
         text.push_str(": ");
         match &self.what {
             What::CannotRun { program, error } => text.push_str(&format!("cannot run '{program}': {error}")),
-            What::Failed { failure, every_attempt } => {
-                text.push_str(&failure.to_string());
-                if *every_attempt {
-                    text.push_str(", every attempt");
-                }
-            }
-            What::TimedOut { after, worker_replaced: false } => {
-                text.push_str(&format!("timed out after {after:?}"))
-            }
-            What::TimedOut { after, worker_replaced: true } => text.push_str(&format!(
-                "no reply within {}s, every attempt (worker replaced)",
-                after.as_secs_f64()
-            )),
+            What::Failed(failure) => text.push_str(&failure.to_string()),
+            What::TimedOut(after) => text.push_str(&format!("timed out after {after:?}")),
         }
         text
     }
@@ -84,18 +62,19 @@ impl fmt::Display for Note {
     /// The line for muster's stderr.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "muster: {}", self.headline())?;
-        if matches!(self.what, What::Failed { failure: Failure::Output(_), .. }) {
+        if matches!(self.what, What::Failed(Failure::Output(_))) {
             write!(f, "; not recorded as done (--resume runs it again)")?;
         }
         Ok(())
     }
 }
 
-/// An input as a message shows it: lossy UTF-8, at most 60 characters.
+/// An input as a message shows it: lossy UTF-8 on one line (a newline or tab in it written
+/// `\n`, `\t`), at most 60 characters.
 pub(crate) fn shown(input: &[u8]) -> String {
-    let text = String::from_utf8_lossy(input);
+    let text = String::from_utf8_lossy(input).replace('\n', "\\n").replace('\t', "\\t");
     if text.chars().count() <= 60 {
-        return text.into_owned();
+        return text;
     }
     let cut: String = text.chars().take(59).collect();
     format!("{cut}…")
@@ -111,16 +90,12 @@ mod tests {
             seq: 7,
             input: Some("a b".into()),
             host: Some("w1".into()),
-            what: What::Failed { failure: Failure::Exit(3), every_attempt: false },
+            what: What::Failed(Failure::Exit(3)),
         };
         assert_eq!(note.headline(), "task 7 (a b) on w1: exited with status 3");
         assert_eq!(note.to_string(), "muster: task 7 (a b) on w1: exited with status 3");
-        let lost = Note {
-            seq: 2,
-            input: None,
-            host: None,
-            what: What::Failed { failure: Failure::Output("disk full".into()), every_attempt: false },
-        };
+        let lost =
+            Note { seq: 2, input: None, host: None, what: What::Failed(Failure::Output("disk full".into())) };
         assert_eq!(lost.headline(), "task 2: output lost: disk full");
         assert!(lost.to_string().ends_with("; not recorded as done (--resume runs it again)"));
     }

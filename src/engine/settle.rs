@@ -58,6 +58,8 @@ pub(crate) enum Event {
     NotRun(Seq, Option<Receipt>),
     /// Already done according to the joblog being resumed.
     Skipped(Seq, Option<Receipt>),
+    /// One of muster's own lines for stderr (a persistent worker's stderr line, named).
+    Say(Vec<u8>),
 }
 
 /// Settings the output thread needs.
@@ -205,6 +207,7 @@ impl<'a> OutputThread<'a> {
             Event::Retry(record) => {
                 self.journal(&record);
             }
+            Event::Say(line) => self.say(&line),
             Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
             Event::NotRun(seq, receipt) => {
                 self.summary.not_run += 1;

@@ -86,7 +86,7 @@ fn run_fake_sourced(
         settlement,
     };
     let summary = run_on(config, sourced, known_total, io, |_events, waker, slots| {
-        Ok(FakeExecutor::new(waker, slots, log.clone()))
+        Ok(FakeExecutor::new(waker, slots.len(), log.clone()))
     })
     .expect("the engine runs");
     assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");

@@ -23,7 +23,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::process::Signal;
 
-use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
+use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker, NO_DEADLINE};
 use super::{Attempt, Job, Reply};
 use crate::engine::poll::{Waker, TICK};
 use crate::task::{Failure, Seq};
@@ -156,65 +156,103 @@ struct Machine<'a> {
 /// Runs `slots` on this thread until every one of them has ended; `waker` is theirs (rung by
 /// their workers' pipes and by the feeder).
 pub(super) fn run_loop(slots: Vec<SlotContext<'_>>, waker: &Waker) {
-    let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|epoll| {
-        epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
-        Ok(epoll)
-    }) {
-        Ok(epoll) => epoll,
-        Err(err) => {
-            // Without one (out of descriptors), the tasks these slots take fail, saying why.
-            let failure = Failure::Start(format!("no event loop to feed the workers: {err}"));
-            if let Some(ctx) = slots.first() {
-                refuse_all(&ctx.jobs, &ctx.settle, &failure);
+    let Some(mut feeding) = Loop::new(slots, waker, true) else { return };
+    while !feeding.turn(waker, NO_DEADLINE) {}
+}
+
+/// The slots one thread steps, and the epoll instance they wait on.
+pub(super) struct Loop<'a> {
+    epoll: OwnedFd,
+    machines: Vec<Machine<'a>>,
+    /// Tasks come from a feeder on another thread, which the waker's hunger tells to ring;
+    /// false when they are queued on this loop's own thread (the engine's dispatcher).
+    fed_from_afar: bool,
+}
+
+impl<'a> Loop<'a> {
+    /// The loop for `slots`, waiting on `waker` besides their workers; `None` when no epoll
+    /// instance could be had (the tasks these slots take then fail, saying why).
+    pub(super) fn new(slots: Vec<SlotContext<'a>>, waker: &Waker, fed_from_afar: bool) -> Option<Loop<'a>> {
+        let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|epoll| {
+            epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+            Ok(epoll)
+        }) {
+            Ok(epoll) => epoll,
+            Err(err) => {
+                let failure = Failure::Start(format!("no event loop to feed the workers: {err}"));
+                if let Some(ctx) = slots.first() {
+                    refuse_all(&ctx.jobs, &ctx.settle, &failure);
+                }
+                return None;
             }
-            return;
-        }
-    };
-    let mut machines: Vec<Machine<'_>> = slots
-        .into_iter()
-        .enumerate()
-        .map(|(index, ctx)| Machine {
-            ctx,
-            probe: VecDeque::new(),
-            carried: None,
-            phase: Phase::Start,
-            token: index as u64,
-        })
-        .collect();
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
-    loop {
+        };
+        let machines = slots
+            .into_iter()
+            .enumerate()
+            .map(|(index, ctx)| Machine {
+                ctx,
+                probe: VecDeque::new(),
+                carried: None,
+                phase: Phase::Start,
+                token: index as u64,
+            })
+            .collect();
+        Some(Loop { epoll, machines, fed_from_afar })
+    }
+
+    /// Steps every slot, then waits (at most `patience`) for something to happen; true once
+    /// every slot has ended.
+    pub(super) fn turn(&mut self, waker: &Waker, patience: Duration) -> bool {
         let now = Instant::now();
-        let mut waits = Waits { now, next: now + TICK, hungry: false };
+        let mut waits = Waits { now, next: now + TICK.min(patience), hungry: false };
         let mut all_done = true;
-        for machine in &mut machines {
-            machine.step(&epoll, &mut waits);
+        for machine in &mut self.machines {
+            machine.step(&self.epoll, &mut waits);
             all_done &= matches!(machine.phase, Phase::Done);
         }
         if all_done {
-            return;
+            return true;
         }
-        if waits.hungry {
+        let hungry = waits.hungry && self.fed_from_afar;
+        if hungry {
             waker.become_hungry();
-            if machines.first().is_some_and(|machine| !machine.ctx.jobs.is_empty()) {
+            if self.machines.first().is_some_and(|machine| !machine.ctx.jobs.is_empty()) {
                 waker.sated();
-                continue;
+                return false;
             }
         }
         let timeout =
             rustix::event::Timespec::try_from(waits.next.saturating_duration_since(Instant::now())).ok();
-        events.clear();
-        match epoll::wait(&epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+        // Not kept between turns: epoll events are not `Send`, and a loop may move threads.
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             // Only a bug makes epoll_wait fail; do not spin on it.
             Err(_) => std::thread::sleep(TICK),
         }
-        if waits.hungry {
+        if hungry {
             waker.sated();
         }
         // Before the next steps, so a ring while they run wakes the next wait.
         if events.iter().any(|event| event.data.u64() == WAKE) {
             waker.drain();
         }
+        false
+    }
+
+    /// How many tasks its workers take now: each one's paced window (a slot between workers
+    /// takes one, a slot that refuses takes a whole window: they fail at once).
+    pub(super) fn capacity(&self) -> usize {
+        let window = |machine: &Machine<'_>| machine.ctx.config.window.max(1);
+        self.machines
+            .iter()
+            .map(|machine| match &machine.phase {
+                Phase::Feed(worker) | Phase::Drain(worker, _) => worker.window_now(),
+                Phase::Probe(..) => 1,
+                Phase::Refuse(_) => window(machine),
+                _ => 1,
+            })
+            .sum()
     }
 }
 
@@ -308,7 +346,7 @@ impl Machine<'_> {
     /// Feeds the worker until it must wait, or the worker's feeding ends.
     fn feed(&mut self, mut worker: Worker, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
         let (separator, timeout, revoked) =
-            (self.ctx.config.separator, self.ctx.config.timeout, self.ctx.revoked);
+            (self.ctx.config.separator, self.ctx.config.timeout, self.ctx.revoked.clone());
         loop {
             if self.ctx.shutdown.is_stopping_now() {
                 return self.fed(worker, End::StopNow, epoll);
@@ -317,10 +355,10 @@ impl Machine<'_> {
             if until_overdue.is_zero() {
                 return self.fed(worker, End::TimedOut, epoll);
             }
-            if worker.holds_revoked(revoked) {
+            if worker.holds_revoked(revoked.as_ref()) {
                 return self.fed(worker, End::Revoked, epoll);
             }
-            waits.until(waits.now + Worker::wait_bound(until_overdue, revoked));
+            waits.until(waits.now + Worker::wait_bound(until_overdue, revoked.as_ref()));
             if self.ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
                 return self.fed(worker, End::Recycle, epoll);
             }
@@ -353,6 +391,10 @@ impl Machine<'_> {
                 }
             };
             let Some(job) = job else { return self.fed(worker, End::InputDone, epoll) };
+            if job.alone {
+                self.probe.push_back(job);
+                continue;
+            }
             match worker.permits.try_send(()) {
                 Ok(()) => {}
                 Err(cb::TrySendError::Full(())) => {
@@ -401,7 +443,7 @@ impl Machine<'_> {
 
     /// Whether every task in flight is answered (`None`: not yet, wait), or why waiting ended.
     fn idle(&self, worker: &mut Worker, waits: &mut Waits) -> Option<Result<(), End>> {
-        let (timeout, revoked) = (self.ctx.config.timeout, self.ctx.revoked);
+        let (timeout, revoked) = (self.ctx.config.timeout, self.ctx.revoked.as_ref());
         if !worker.is_idle() && flush(worker).is_err() {
             return Some(Err(End::Died));
         }

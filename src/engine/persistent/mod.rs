@@ -26,12 +26,13 @@
 //! stderr), `settled` (tasks, local or from a source with receipts, settled by the engine's
 //! output stage, as `muster run` settles its).
 
+mod executor;
 mod machine;
 mod pipes;
-mod settled;
 mod worker;
 
-pub use settled::{run_local, LocalRun};
+pub(crate) use executor::run as run_executor;
+pub use executor::Workers;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -179,6 +180,9 @@ pub(crate) struct Job {
     pub(crate) input: Vec<u8>,
     /// Attempts charged so far.
     pub(crate) charged: u32,
+    /// A retry of a task that failed its worker: it runs alone, outside any window, so a
+    /// second failure is its own (as a crash's probing runs suspects).
+    pub(crate) alone: bool,
 }
 
 /// What the worker slots report to the caller's thread.
@@ -231,7 +235,7 @@ where
 }
 
 /// Tells whether a task (by its number) was taken back by its source.
-pub(crate) type Revoked<'r> = &'r (dyn Fn(Seq) -> bool + Sync);
+pub(crate) type Revoked<'r> = Arc<dyn Fn(Seq) -> bool + Send + Sync + 'r>;
 
 /// [`run_with_idle`], also calling `on_retry` for each charged attempt that failed while its
 /// task runs again (the joblog records it); with `revoked`, a worker holding a task its source took back (a lease
@@ -303,7 +307,7 @@ where
                 settle: settle.for_slot(slot),
                 pipes: (!readers.is_empty()).then(|| Arc::clone(&readers[slot % readers.len()])),
                 share_replies,
-                revoked,
+                revoked: revoked.clone(),
                 waker: Arc::clone(&wakers[index]),
             };
             by_loop[index].push(ctx);
@@ -324,7 +328,7 @@ where
             while !shutdown.is_tripped() {
                 let Some(input) = inputs.next() else { break };
                 read += 1;
-                if !send_job(&jobs_tx, &space_rx, ended, Job { seq: read, input, charged: 0 }) {
+                if !send_job(&jobs_tx, &space_rx, ended, Job { seq: read, input, charged: 0, alone: false }) {
                     // Only if every slot ended early, which a slot never does while input
                     // flows; the task is still accounted for.
                     unsent = Some(read);

@@ -53,11 +53,24 @@ pub(crate) struct Settle {
     shutdown: Shutdown,
     /// The worker slot whose tasks this settles (stamped on each attempt).
     slot: usize,
+    /// Rung after each report, when whoever reads them waits on it (the engine's dispatcher).
+    ring: Option<Arc<Waker>>,
 }
 
 impl Settle {
     pub(crate) fn new(events: cb::Sender<Event>, halt: Arc<HaltGate>, shutdown: Shutdown) -> Settle {
-        Settle { events, halt, shutdown, slot: 0 }
+        Settle { events, halt, shutdown, slot: 0, ring: None }
+    }
+
+    /// The same, ringing `waker` after each report.
+    pub(crate) fn ringing(self, waker: Arc<Waker>) -> Settle {
+        Settle { ring: Some(waker), ..self }
+    }
+
+    fn rung(&self) {
+        if let Some(waker) = &self.ring {
+            waker.ring();
+        }
     }
 
     /// The same, for the tasks of worker slot `slot`.
@@ -80,12 +93,14 @@ impl Settle {
         attempt.slot = self.slot;
         self.record(&reply);
         let _ = self.events.send(Event::Reply(seq, reply, attempt));
+        self.rung();
     }
 
     /// A charged attempt failed (`how`) and its task runs again.
     fn retrying(&self, seq: Seq, how: Reply, mut attempt: Attempt) {
         attempt.slot = self.slot;
         let _ = self.events.send(Event::Retrying(seq, how, attempt));
+        self.rung();
     }
 
     fn protocol_break(&self) {
@@ -98,6 +113,7 @@ impl Settle {
             self.record(reply);
         }
         let _ = self.events.send(Event::Replies(answered));
+        self.rung();
     }
 }
 
@@ -287,7 +303,7 @@ impl Worker {
 
     /// True when a task in flight was taken back by its source; looked at every
     /// [`REVOCATION_LOOK`], and only when the source can take tasks back.
-    pub(super) fn holds_revoked(&mut self, revoked: Option<super::Revoked<'_>>) -> bool {
+    pub(super) fn holds_revoked(&mut self, revoked: Option<&super::Revoked<'_>>) -> bool {
         let Some(revoked) = revoked else { return false };
         let now = Instant::now();
         if now < self.next_look {
@@ -295,15 +311,20 @@ impl Worker {
         }
         self.next_look = now + REVOCATION_LOOK;
         let held: Vec<Seq> = lock(&self.in_flight).jobs.iter().map(|(job, _)| job.seq).collect();
-        held.into_iter().any(revoked)
+        held.into_iter().any(|seq| revoked(seq))
     }
 
     /// How long a wait may last before the clock must be looked at again.
-    pub(super) fn wait_bound(until_overdue: Duration, revoked: Option<super::Revoked<'_>>) -> Duration {
+    pub(super) fn wait_bound(until_overdue: Duration, revoked: Option<&super::Revoked<'_>>) -> Duration {
         match revoked {
             Some(_) => until_overdue.min(REVOCATION_LOOK),
             None => until_overdue,
         }
+    }
+
+    /// Tasks to keep in flight now, as its pace says.
+    pub(super) fn window_now(&self) -> usize {
+        self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
     }
 
     pub(super) fn window_full(&self) -> bool {
@@ -473,9 +494,8 @@ pub(super) fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
 /// A worker was killed because its source took back a task it held: that task ends not run
 /// here (its new holder runs it), the others run again, uncharged.
 pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
-    let revoked = ctx.revoked.unwrap_or(&|_| false);
     for job in held.into_iter().rev() {
-        if revoked(job.seq) {
+        if ctx.revoked.as_ref().is_some_and(|revoked| revoked(job.seq)) {
             ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
         } else {
             probe.push_front(job);

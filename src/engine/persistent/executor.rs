@@ -1,0 +1,388 @@
+//! Persistent workers as an executor of the engine: `muster run --persistent` and a queue's
+//! `muster worker --persistent` are runs of the one engine, whose attempts are records written
+//! to long-lived workers instead of processes spawned per task.
+//!
+//! Each event loop's executor owns its share of the workers (`machine`'s slots) and steps
+//! them in its `wait`. Starting an attempt only queues its record; the slots send it when a
+//! worker's paced window has room ([`room`](Executor::room) tells the dispatcher how much
+//! there is, so slow tasks do not pile up behind one loop). Replies come back from the pipe
+//! readers through the executor's inbox, each an attempt ended with the executor's facts: its
+//! reply (the task's output), or how the worker holding it was lost.
+//!
+//! What only this executor knows stays here: a task's time is counted from its send or the
+//! previous reply (so it keeps its own deadlines); a worker lost while holding several tasks
+//! has them probed one at a time, uncharged, so that only the task that kills a worker is
+//! reported failed; a retry the dispatcher starts runs alone, outside any window; a protocol
+//! break replaces the worker. Retries, halts, drains, the joblog and the output are the
+//! engine's, as for every executor.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crossbeam_channel as cb;
+
+use super::machine::Loop;
+use super::worker::{JobQueue, Settle, SlotContext};
+use super::{pipes, Event, Job, PersistentConfig, Reply};
+use crate::engine::capture::Capture;
+use crate::engine::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
+use crate::engine::poll::Waker;
+use crate::engine::settle;
+use crate::engine::{run_on, Io, RunConfig, RunError, Summary};
+use crate::halt::HaltGate;
+use crate::journal::Exit;
+use crate::process::watchdog::Watchdog;
+use crate::source::Sourced;
+use crate::task::{Failure, Outcome, Seq};
+
+/// What `--persistent` adds to a run's configuration: the worker program and how to feed it.
+/// The run's `jobs` is the number of workers; its retries, time limit, grace and halt apply
+/// to the tasks as in any run.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    /// The worker program.
+    pub program: PathBuf,
+    /// Its arguments (after `argv[0]`).
+    pub args: Vec<OsString>,
+    /// Most tasks in flight per worker (at least 1); fewer are kept when tasks are slow.
+    pub window: usize,
+    /// Record separator on stdin and stdout: `b'\n'` or NUL.
+    pub separator: u8,
+    /// Replace a worker after this many tasks.
+    pub max_tasks_per_worker: Option<u64>,
+}
+
+impl Workers {
+    /// `program args...`, up to 256 tasks in flight per worker, newline-separated records.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Workers {
+        Workers { program: program.into(), args, window: 256, separator: b'\n', max_tasks_per_worker: None }
+    }
+}
+
+/// What the workers did, over every loop.
+#[derive(Default)]
+struct Counts {
+    started: AtomicU64,
+    crashes: AtomicU64,
+    protocol_breaks: AtomicU64,
+}
+
+/// Runs `inputs` through persistent workers (`config.persistent`), settled as every run is.
+pub(crate) fn run(
+    mut config: RunConfig,
+    inputs: impl Iterator<Item = io::Result<Sourced>>,
+    known_total: Option<u64>,
+    io: Io<'_, '_>,
+) -> Result<Summary, RunError> {
+    let Some(workers) = config.persistent.clone() else {
+        return Err(RunError::Start {
+            what: "persistent workers",
+            source: io::Error::other("no worker program"),
+        });
+    };
+    let watchdog = match config.watchdog.take() {
+        Some(command) => Some(Arc::new(
+            Watchdog::start(command).map_err(|source| RunError::Start { what: "the watchdog", source })?,
+        )),
+        None => None,
+    };
+    let count = config.jobs.max(1);
+    let mut feeding = PersistentConfig::new(workers.program, workers.args, count);
+    feeding.window = workers.window.max(1);
+    feeding.separator = workers.separator;
+    feeding.max_tasks_per_worker = workers.max_tasks_per_worker;
+    feeding.grace = config.grace;
+    feeding.timeout = config.timeout;
+    feeding.watchdog = watchdog;
+    feeding.drain_patience = config.drain_patience;
+    // The engine decides retries and halts: the slots report every failure as final.
+    feeding.retries = 0;
+    feeding.halt = None;
+    let shutdown = io.shutdown;
+    // One thread per CPU reads the workers' stderr, and their replies too once there are more
+    // workers than CPUs (below that, a blocking reader per worker wakes once per reply batch
+    // where a shared one needs two calls).
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let readers: Vec<Arc<pipes::PipeReader>> =
+        (0..cpus.min(count)).filter_map(|_| pipes::PipeReader::start().ok().map(Arc::new)).collect();
+    let counts = Counts::default();
+    let halt = Arc::new(HaltGate::new(None, None));
+    let mut summary = run_on(config, inputs, known_total, io, |to_settle, waker, slots| {
+        Ok(PersistentExecutor::new(
+            Setup {
+                config: &feeding,
+                shutdown,
+                readers: &readers,
+                share_replies: count > cpus,
+                counts: &counts,
+                halt: &halt,
+            },
+            to_settle,
+            waker,
+            slots,
+        ))
+    })?;
+    summary.workers_started = counts.started.load(Ordering::Relaxed);
+    summary.worker_crashes = counts.crashes.load(Ordering::Relaxed);
+    summary.protocol_breaks = counts.protocol_breaks.load(Ordering::Relaxed);
+    Ok(summary)
+}
+
+/// What every loop's executor shares.
+struct Setup<'a> {
+    config: &'a PersistentConfig,
+    shutdown: &'a crate::Shutdown,
+    readers: &'a [Arc<pipes::PipeReader>],
+    share_replies: bool,
+    counts: &'a Counts,
+    halt: &'a Arc<HaltGate>,
+}
+
+/// One loop's workers as an executor; see the [module docs](self).
+pub(crate) struct PersistentExecutor<'a> {
+    /// The slots, stepped in `wait`; `None` when no epoll instance could be had.
+    feeding: Option<Loop<'a>>,
+    waker: Arc<Waker>,
+    /// Records for the slots; closed by `finish`.
+    jobs: Option<cb::Sender<Job>>,
+    /// The slots' end of it: what is left there once every slot has ended was never sent.
+    queued: cb::Receiver<Job>,
+    /// What the slots and the pipe readers report.
+    inbox: cb::Receiver<Event>,
+    /// To the settle stage: the workers' stderr lines.
+    to_settle: cb::Sender<settle::Event>,
+    /// Attempts to stop (their workers are stopped, the others they held run again).
+    stops: Arc<Mutex<HashSet<Seq>>>,
+    /// Attempts started and not ended.
+    in_flight: usize,
+    /// What the workers take now, as of the last wait.
+    capacity: usize,
+    /// Attempts ended without reaching a worker.
+    ended_here: Vec<Ended>,
+    config: &'a PersistentConfig,
+    counts: &'a Counts,
+    workers: usize,
+}
+
+impl<'a> PersistentExecutor<'a> {
+    fn new(
+        setup: Setup<'a>,
+        to_settle: cb::Sender<settle::Event>,
+        waker: Arc<Waker>,
+        slots: &[usize],
+    ) -> Self {
+        let config = setup.config;
+        let (jobs_tx, jobs_rx) = cb::unbounded::<Job>();
+        // The slots signal room to a feeder; here the dispatcher asks `room` instead.
+        let (space, _) = cb::bounded::<()>(1);
+        let queue = JobQueue::new(jobs_rx.clone(), space);
+        let (events, inbox) = cb::unbounded::<Event>();
+        let settle = Settle::new(events.clone(), Arc::clone(setup.halt), setup.shutdown.clone())
+            .ringing(Arc::clone(&waker));
+        let stops: Arc<Mutex<HashSet<Seq>>> = Arc::default();
+        let stopped = {
+            let stops = Arc::clone(&stops);
+            Arc::new(move |seq: Seq| stops.lock().unwrap_or_else(PoisonError::into_inner).contains(&seq))
+        };
+        let contexts: Vec<SlotContext<'a>> = slots
+            .iter()
+            .map(|&slot| SlotContext {
+                slot,
+                config,
+                shutdown: setup.shutdown,
+                jobs: queue.clone(),
+                events: events.clone(),
+                settle: settle.for_slot(slot),
+                pipes: (!setup.readers.is_empty())
+                    .then(|| Arc::clone(&setup.readers[slot % setup.readers.len()])),
+                share_replies: setup.share_replies,
+                revoked: Some(stopped.clone()),
+                waker: Arc::clone(&waker),
+            })
+            .collect();
+        let feeding = Loop::new(contexts, &waker, false);
+        PersistentExecutor {
+            feeding,
+            waker,
+            jobs: Some(jobs_tx),
+            queued: jobs_rx,
+            inbox,
+            to_settle,
+            stops,
+            in_flight: 0,
+            capacity: slots.len(),
+            ended_here: Vec::new(),
+            config,
+            counts: setup.counts,
+            workers: slots.len(),
+        }
+    }
+
+    /// Turns what the slots and readers reported into ended attempts.
+    fn collect(&mut self, ended: &mut Vec<Ended>) {
+        ended.append(&mut self.ended_here);
+        let inbox = self.inbox.clone();
+        for event in inbox.try_iter() {
+            match event {
+                Event::Reply(seq, reply, attempt) => ended.push(self.ended(seq, reply, attempt)),
+                Event::Replies(replies) => {
+                    for (seq, reply, attempt) in replies {
+                        ended.push(self.ended(seq, reply, attempt));
+                    }
+                }
+                // The slots retry nothing (the engine does): never sent here.
+                Event::Retrying(..) => {}
+                Event::Stderr(slot, line) => {
+                    let mut text = format!("worker {slot}: ").into_bytes();
+                    text.extend_from_slice(&line);
+                    let _ = self.to_settle.send(settle::Event::Say(text));
+                }
+                Event::WorkerStarted => {
+                    self.counts.started.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Crash => {
+                    self.counts.crashes.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::ProtocolBreak => {
+                    self.counts.protocol_breaks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The ended attempt a slot's reply stands for.
+    fn ended(&mut self, seq: Seq, reply: Reply, attempt: super::Attempt) -> Ended {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let id = seq as usize;
+        let decided = |outcome: Outcome, exit: Exit| Verdict::Decided {
+            outcome,
+            exit,
+            runtime: attempt.runtime,
+            slot: attempt.slot,
+        };
+        let (verdict, stdout) = match reply {
+            Reply::Done(mut record) => {
+                record.push(self.config.separator);
+                (decided(Outcome::Done, Exit::Code(0)), Capture::holding(record))
+            }
+            Reply::Failed(failure) => {
+                let exit = Exit::of_failure(&failure);
+                (decided(Outcome::Failed(failure), exit), Capture::new(0))
+            }
+            Reply::TimedOut => {
+                let exit = attempt.worker_status.as_ref().map_or(Exit::Unknown, Exit::of);
+                (decided(Outcome::TimedOut(self.config.timeout.unwrap_or_default()), exit), Capture::new(0))
+            }
+            Reply::NotRun => (Verdict::Withdrawn, Capture::new(0)),
+        };
+        Ended {
+            id,
+            verdict,
+            reaped_at: std::time::Instant::now(),
+            captures: [stdout, Capture::new(0)],
+            output_error: None,
+            charged: true,
+        }
+    }
+}
+
+impl Executor for PersistentExecutor<'_> {
+    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
+        let record = match attempt.values {
+            [one] => one.clone(),
+            many => many.join(&b' '),
+        };
+        self.in_flight += 1;
+        if record.contains(&self.config.separator) {
+            let separator = if self.config.separator == b'\n' { "a newline" } else { "NUL" };
+            let failure = Failure::Start(format!(
+                "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
+            ));
+            let ended = self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never());
+            self.ended_here.push(ended);
+            return Ok(());
+        }
+        self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
+        let job = Job { seq: id as Seq, input: record, charged: 0, alone: attempt.attempt > 1 };
+        match &self.jobs {
+            Some(jobs) if self.feeding.is_some() && jobs.send(job).is_ok() => Ok(()),
+            _ => {
+                let failure =
+                    Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
+                let ended = self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never());
+                self.ended_here.push(ended);
+                Ok(())
+            }
+        }
+    }
+
+    fn stop(&mut self, id: usize, _why: StopReason, _force: bool) {
+        // A worker cannot stop one task alone: the one holding it is stopped (at its next
+        // look), and the others it held run again, uncharged.
+        self.stops.lock().unwrap_or_else(PoisonError::into_inner).insert(id as Seq);
+    }
+
+    fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
+        let patience =
+            if self.ended_here.is_empty() && self.inbox.is_empty() { timeout } else { Duration::ZERO };
+        let slots_ended = match &mut self.feeding {
+            Some(feeding) => {
+                let ended = feeding.turn(&self.waker, patience);
+                self.capacity = feeding.capacity();
+                ended
+            }
+            None => true,
+        };
+        if slots_ended {
+            // Every slot stopped (a drain, or stop-now): what is still queued was never sent.
+            for job in self.queued.clone().try_iter() {
+                let not_run = self.ended(job.seq, Reply::NotRun, super::Attempt::never());
+                self.ended_here.push(not_run);
+            }
+            if self.ended_here.is_empty() && self.inbox.is_empty() {
+                // Nothing can happen here but a ring: wait for it, not spin.
+                let fd = self.waker.fd();
+                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                let timeout = rustix::event::Timespec::try_from(patience).ok();
+                let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+                self.waker.drain();
+            }
+        }
+        self.collect(ended);
+    }
+
+    fn positions(&self, slots: usize) -> usize {
+        slots * self.config.window.max(1)
+    }
+
+    fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.in_flight)
+    }
+
+    fn starts_per_turn(&self) -> usize {
+        (self.workers * self.config.window.max(1)).max(64)
+    }
+
+    fn queues_starts(&self) -> bool {
+        true
+    }
+
+    fn keeps_deadlines(&self) -> bool {
+        true
+    }
+
+    fn finish(&mut self) {
+        // No more tasks: the slots drain, close their workers' stdin (the quit) and reap them.
+        self.jobs = None;
+        if let Some(feeding) = &mut self.feeding {
+            while !feeding.turn(&self.waker, crate::engine::poll::TICK) {}
+        }
+        let mut late = Vec::new();
+        self.collect(&mut late);
+    }
+}
