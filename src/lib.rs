@@ -13,6 +13,8 @@
 //! | thread pool with handles | [`Pool`], [`pool::scope`] | `ThreadPoolExecutor` |
 //! | source → stages → fold | [`pipeline`] | producer/consumer |
 //! | supervised processes | [`supervise::Supervisor`], [`process::Launcher`] | `multiprocessing.Process` ×4 |
+//! | a command per input, or inputs through long-lived workers, journaled and resumable | [`engine::run`], [`engine::RunConfig`] (with [`engine::persistent::Workers`]) | "multiprocessing next week" |
+//! | the same tasks on many machines (feature `redis`) | `broker` | — |
 //! | what became of each input | [`Task`], [`Outcome`] | — |
 //!
 //! Every task that is read ends with exactly one [`Outcome`]: done, failed, timed out, or not

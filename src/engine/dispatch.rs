@@ -238,7 +238,7 @@ struct Running {
     deadline: Option<Instant>,
     stopping: Option<(StopReason, Instant)>,
     /// Set once the executor reported it ended; it settles from here.
-    ended: Option<Ended>,
+    ended: Option<Box<Ended>>,
 }
 
 /// How an attempt ended.
@@ -265,8 +265,10 @@ enum Ending {
 pub(crate) struct Dispatcher<'s, 'a, E> {
     shared: &'s Shared<'a>,
     executor: E,
-    /// To the output thread; it ends when every loop has.
+    /// To the settle stage; it ends when every loop has.
     events: cb::Sender<Event>,
+    /// Events of this turn, sent together at its end (one hand-over per turn, not per task).
+    outbox: Vec<Event>,
     waker: Arc<Waker>,
     /// Slot number per slot position.
     slots: Vec<usize>,
@@ -300,6 +302,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             shared,
             executor,
             events,
+            outbox: Vec::new(),
             waker,
             running: slots.iter().map(|_| None).collect(),
             slots,
@@ -324,9 +327,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             let more = self.fill();
             if self.count == 0 && self.pending.is_empty() {
                 if self.input_ended {
+                    self.hand_over();
                     self.executor.finish();
                     return;
                 }
+                // About to wait for tasks: what is settled goes out first.
+                self.hand_over();
                 match self.shared.tasks.recv() {
                     Ok(queued) => self.pending.push_back(Task::new(queued, self.shared.config.tag)),
                     Err(_) => self.input_ended = true,
@@ -351,9 +357,14 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 self.waker.sated();
             }
             for attempt in ended.drain(..) {
-                if let Some(run) = self.running.get_mut(attempt.id).and_then(Option::as_mut) {
-                    self.held.push(attempt.id);
-                    run.ended = Some(attempt);
+                let id = attempt.id;
+                let Some(run) = self.running.get_mut(id).and_then(Option::as_mut) else { continue };
+                if matches!(attempt.verdict, Verdict::Exited(_)) {
+                    // Settled in `settle_held`, which may give a signal time to land.
+                    self.held.push(id);
+                    run.ended = Some(Box::new(attempt));
+                } else if let Some(run) = self.running[id].take() {
+                    self.finish_with(run, attempt);
                 }
             }
             let level = self.shutdown().level();
@@ -362,6 +373,27 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 self.scan();
             }
             self.settle_held();
+            self.hand_over();
+        }
+    }
+
+    /// Queues an event for the settle stage (sent at the end of the turn).
+    fn emit(&mut self, event: Event) {
+        self.outbox.push(event);
+    }
+
+    /// Sends the turn's events to the settle stage.
+    fn hand_over(&mut self) {
+        match self.outbox.len() {
+            0 => {}
+            1 => self.outbox.drain(..).for_each(|event| {
+                let _ = self.events.send(event);
+            }),
+            n => {
+                // The next turn's room, sized as this one's: no growing by doubling per turn.
+                let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(n));
+                let _ = self.events.send(Event::Batch(batch));
+            }
         }
     }
 
@@ -391,10 +423,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             if self.shutdown().is_tripped() || self.shared.halt.closed() {
                 // Nothing new starts; what is queued or waiting ends as not run.
                 for task in std::mem::take(&mut self.pending) {
-                    let _ = self.events.send(Event::NotRun(task.seq, task.receipt));
+                    self.emit(Event::NotRun(task.seq, task.receipt));
                 }
                 while let Ok(queued) = self.shared.tasks.try_recv() {
-                    let _ = self.events.send(Event::NotRun(queued.seq, queued.receipt));
+                    self.emit(Event::NotRun(queued.seq, queued.receipt));
                 }
                 return false;
             }
@@ -584,6 +616,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             self.running[id] = Some(run);
             return;
         };
+        self.finish_with(run, *ended);
+    }
+
+    /// Settles `run`, which ended so.
+    fn finish_with(&mut self, run: Running, ended: Ended) {
+        let id = ended.id;
         self.count -= 1;
         self.shared.observer.attempt_ended();
         if let Some(receipt) = &run.task.receipt {
@@ -596,7 +634,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             let mut task = run.task;
             task.not_before = None;
             if self.shutdown().is_tripped() || self.shared.halt.closed() {
-                let _ = self.events.send(Event::NotRun(task.seq, task.receipt));
+                self.emit(Event::NotRun(task.seq, task.receipt));
             } else {
                 self.pending.push_front(task);
             }
@@ -711,7 +749,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         });
         if retry {
             if let Some(record) = record {
-                let _ = self.events.send(Event::Retry(record));
+                self.emit(Event::Retry(record));
             }
             let mut task = task;
             task.attempt += 1;
@@ -745,14 +783,14 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             stopped,
             stdout,
             stderr,
-            note,
+            note: note.map(Box::new),
             runtime,
-            record,
+            record: record.map(Box::new),
         };
         if !stopped {
             shared.halt.record_finished(finished.outcome.is_done(), shutdown);
         }
-        let _ = self.events.send(Event::Finished(Box::new(finished)));
+        self.emit(Event::Finished(Box::new(finished)));
     }
 }
 

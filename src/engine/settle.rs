@@ -38,9 +38,9 @@ pub(crate) struct Finished {
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
     /// What muster says of it on stderr, when it did not succeed.
-    pub(crate) note: Option<Note>,
+    pub(crate) note: Option<Box<Note>>,
     pub(crate) runtime: Duration,
-    pub(crate) record: Option<Record>,
+    pub(crate) record: Option<Box<Record>>,
 }
 
 pub(crate) enum Event {
@@ -60,6 +60,8 @@ pub(crate) enum Event {
     Skipped(Seq, Option<Receipt>),
     /// One of muster's own lines for stderr (a persistent worker's stderr line, named).
     Say(Vec<u8>),
+    /// Events handed over together (a dispatcher's turn), in order.
+    Batch(Vec<Event>),
 }
 
 /// Settings the output thread needs.
@@ -208,6 +210,7 @@ impl<'a> OutputThread<'a> {
                 self.journal(&record);
             }
             Event::Say(line) => self.say(&line),
+            Event::Batch(events) => events.into_iter().for_each(|event| self.handle(event)),
             Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
             Event::NotRun(seq, receipt) => {
                 self.summary.not_run += 1;
@@ -402,10 +405,10 @@ impl<'a> OutputThread<'a> {
             } else {
                 Settled::Finished(Completion {
                     outcome: &finished.outcome,
-                    record: finished.record.as_ref(),
+                    record: finished.record.as_deref(),
                     stdout,
                     stderr,
-                    note: finished.note.as_ref(),
+                    note: finished.note.as_deref(),
                 })
             };
             self.config.settlement.settled(receipt, how);
@@ -447,7 +450,7 @@ impl<'a> OutputThread<'a> {
             matches!(finished.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) && !finished.stopped;
         if let (true, Some(note)) = (failed, &finished.note) {
             if summary.failed_tasks.len() < super::FAILURES_LISTED {
-                summary.failed_tasks.push(note.clone());
+                summary.failed_tasks.push(Note::clone(note));
             }
         }
         summary.task_time += finished.runtime;
@@ -539,7 +542,7 @@ mod tests {
             stderr: Capture::new(0),
             note: None,
             runtime: Duration::from_millis(seq),
-            record: Some(record(seq, recorded)),
+            record: Some(Box::new(record(seq, recorded))),
         }))
     }
 

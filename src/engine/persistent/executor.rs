@@ -22,7 +22,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 
@@ -158,6 +158,8 @@ pub(crate) struct PersistentExecutor<'a> {
     to_settle: cb::Sender<settle::Event>,
     /// Attempts to stop (their workers are stopped, the others they held run again).
     stops: Arc<Mutex<HashSet<Seq>>>,
+    /// A stop was ever asked for (until then the set needs no look).
+    stopping: bool,
     /// Attempts started and not ended.
     in_flight: usize,
     /// What the workers take now, as of the last wait.
@@ -214,6 +216,7 @@ impl<'a> PersistentExecutor<'a> {
             inbox,
             to_settle,
             stops,
+            stopping: false,
             in_flight: 0,
             capacity: slots.len(),
             ended_here: Vec::new(),
@@ -227,12 +230,14 @@ impl<'a> PersistentExecutor<'a> {
     fn collect(&mut self, ended: &mut Vec<Ended>) {
         ended.append(&mut self.ended_here);
         let inbox = self.inbox.clone();
+        let now = Instant::now();
         for event in inbox.try_iter() {
             match event {
-                Event::Reply(seq, reply, attempt) => ended.push(self.ended(seq, reply, attempt)),
+                Event::Reply(seq, reply, attempt) => ended.push(self.ended(seq, reply, attempt, now)),
                 Event::Replies(replies) => {
+                    ended.reserve(replies.len());
                     for (seq, reply, attempt) in replies {
-                        ended.push(self.ended(seq, reply, attempt));
+                        ended.push(self.ended(seq, reply, attempt, now));
                     }
                 }
                 // The slots retry nothing (the engine does): never sent here.
@@ -256,7 +261,7 @@ impl<'a> PersistentExecutor<'a> {
     }
 
     /// The ended attempt a slot's reply stands for.
-    fn ended(&mut self, seq: Seq, reply: Reply, attempt: super::Attempt) -> Ended {
+    fn ended(&mut self, seq: Seq, reply: Reply, attempt: super::Attempt, now: Instant) -> Ended {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = seq as usize;
         let decided = |outcome: Outcome, exit: Exit| Verdict::Decided {
@@ -283,7 +288,7 @@ impl<'a> PersistentExecutor<'a> {
         Ended {
             id,
             verdict,
-            reaped_at: std::time::Instant::now(),
+            reaped_at: now,
             captures: [stdout, Capture::new(0)],
             output_error: None,
             charged: true,
@@ -303,18 +308,23 @@ impl Executor for PersistentExecutor<'_> {
             let failure = Failure::Start(format!(
                 "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
             ));
-            let ended = self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never());
+            let ended =
+                self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never(), Instant::now());
             self.ended_here.push(ended);
             return Ok(());
         }
-        self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
+        if self.stopping {
+            // A position used again: a stop asked of its earlier attempt is not this one's.
+            self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
+        }
         let job = Job { seq: id as Seq, input: record, charged: 0, alone: attempt.attempt > 1 };
         match &self.jobs {
             Some(jobs) if self.feeding.is_some() && jobs.send(job).is_ok() => Ok(()),
             _ => {
                 let failure =
                     Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
-                let ended = self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never());
+                let ended =
+                    self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never(), Instant::now());
                 self.ended_here.push(ended);
                 Ok(())
             }
@@ -324,6 +334,7 @@ impl Executor for PersistentExecutor<'_> {
     fn stop(&mut self, id: usize, _why: StopReason, _force: bool) {
         // A worker cannot stop one task alone: the one holding it is stopped (at its next
         // look), and the others it held run again, uncharged.
+        self.stopping = true;
         self.stops.lock().unwrap_or_else(PoisonError::into_inner).insert(id as Seq);
     }
 
@@ -333,6 +344,11 @@ impl Executor for PersistentExecutor<'_> {
         let slots_ended = match &mut self.feeding {
             Some(feeding) => {
                 let ended = feeding.turn(&self.waker, patience);
+                if !ended {
+                    // Workers whose replies woke us get their next records before the
+                    // dispatcher settles those replies: they work while it does.
+                    feeding.step();
+                }
                 self.capacity = feeding.capacity();
                 ended
             }
@@ -341,7 +357,7 @@ impl Executor for PersistentExecutor<'_> {
         if slots_ended {
             // Every slot stopped (a drain, or stop-now): what is still queued was never sent.
             for job in self.queued.clone().try_iter() {
-                let not_run = self.ended(job.seq, Reply::NotRun, super::Attempt::never());
+                let not_run = self.ended(job.seq, Reply::NotRun, super::Attempt::never(), Instant::now());
                 self.ended_here.push(not_run);
             }
             if self.ended_here.is_empty() && self.inbox.is_empty() {
@@ -357,7 +373,8 @@ impl Executor for PersistentExecutor<'_> {
     }
 
     fn positions(&self, slots: usize) -> usize {
-        slots * self.config.window.max(1)
+        // A window in flight and one queued per worker, at most (see `Loop::capacity`).
+        slots * self.config.window.max(1) * 2
     }
 
     fn room(&self) -> usize {

@@ -240,14 +240,29 @@ impl<'a> Loop<'a> {
         false
     }
 
-    /// How many tasks its workers take now: each one's paced window (a slot between workers
-    /// takes one, a slot that refuses takes a whole window: they fail at once).
+    /// Steps every slot once, without waiting (after a wait: a reply that freed room in a
+    /// window gets the next task at once, before the caller goes on to other work).
+    pub(super) fn step(&mut self) {
+        let now = Instant::now();
+        let mut waits = Waits { now, next: now + TICK, hungry: false };
+        for machine in &mut self.machines {
+            machine.step(&self.epoll, &mut waits);
+        }
+    }
+
+    /// How many tasks its workers take now: each one's paced window, and as many again
+    /// queued behind a window wider than one (tiny tasks: a reply that frees room is answered
+    /// with the next record at once, not after a turn of the dispatcher — measured, 1M tasks
+    /// through a C worker took 1.4× as long without). A worker paced to one task at a time
+    /// (slow tasks, or `--window 1`) gets one: nothing waits behind it that another could run.
+    /// A slot between workers takes one; a slot that refuses takes a window (they fail at once).
     pub(super) fn capacity(&self) -> usize {
         let window = |machine: &Machine<'_>| machine.ctx.config.window.max(1);
+        let with_queue = |now: usize| if now > 1 { 2 * now } else { now };
         self.machines
             .iter()
             .map(|machine| match &machine.phase {
-                Phase::Feed(worker) | Phase::Drain(worker, _) => worker.window_now(),
+                Phase::Feed(worker) | Phase::Drain(worker, _) => with_queue(worker.window_now()),
                 Phase::Probe(..) => 1,
                 Phase::Refuse(_) => window(machine),
                 _ => 1,
@@ -355,7 +370,7 @@ impl Machine<'_> {
             if until_overdue.is_zero() {
                 return self.fed(worker, End::TimedOut, epoll);
             }
-            if worker.holds_revoked(revoked.as_ref()) {
+            if worker.holds_revoked(revoked.as_ref(), waits.now) {
                 return self.fed(worker, End::Revoked, epoll);
             }
             waits.until(waits.now + Worker::wait_bound(until_overdue, revoked.as_ref()));
@@ -454,7 +469,7 @@ impl Machine<'_> {
         if until_overdue.is_zero() {
             return Some(Err(End::TimedOut));
         }
-        if worker.holds_revoked(revoked) {
+        if worker.holds_revoked(revoked, waits.now) {
             return Some(Err(End::Revoked));
         }
         if gone(&worker.alive) {

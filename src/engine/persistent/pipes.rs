@@ -248,7 +248,10 @@ fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
         let mut records = Vec::new();
         let mut start = 0;
         while let Some(end) = pipe.partial[start..].iter().position(|&b| b == pipe.separator) {
-            records.push(pipe.partial[start..start + end].to_vec());
+            // Room for the separator, which a reply printed as a task's output gets back.
+            let mut record = Vec::with_capacity(end + 1);
+            record.extend_from_slice(&pipe.partial[start..start + end]);
+            records.push(record);
             start += end + 1;
         }
         pipe.partial.drain(..start);

@@ -303,9 +303,8 @@ impl Worker {
 
     /// True when a task in flight was taken back by its source; looked at every
     /// [`REVOCATION_LOOK`], and only when the source can take tasks back.
-    pub(super) fn holds_revoked(&mut self, revoked: Option<&super::Revoked<'_>>) -> bool {
+    pub(super) fn holds_revoked(&mut self, revoked: Option<&super::Revoked<'_>>, now: Instant) -> bool {
         let Some(revoked) = revoked else { return false };
-        let now = Instant::now();
         if now < self.next_look {
             return false;
         }
