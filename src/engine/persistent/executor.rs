@@ -34,7 +34,6 @@ use crate::engine::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
 use crate::engine::poll::Waker;
 use crate::engine::settle;
 use crate::engine::{run_on, Io, RunConfig, RunError, Summary};
-use crate::halt::HaltGate;
 use crate::journal::Exit;
 use crate::process::watchdog::Watchdog;
 use crate::source::Sourced;
@@ -92,17 +91,17 @@ pub(crate) fn run(
         None => None,
     };
     let count = config.jobs.max(1);
-    let mut feeding = PersistentConfig::new(workers.program, workers.args, count);
-    feeding.window = workers.window.max(1);
-    feeding.separator = workers.separator;
-    feeding.max_tasks_per_worker = workers.max_tasks_per_worker;
-    feeding.grace = config.grace;
-    feeding.timeout = config.timeout;
-    feeding.watchdog = watchdog;
-    feeding.drain_patience = config.drain_patience;
-    // The engine decides retries and halts: the slots report every failure as final.
-    feeding.retries = 0;
-    feeding.halt = None;
+    // The engine decides retries, halts and drains: the slots report every ending.
+    let feeding = PersistentConfig {
+        program: workers.program,
+        args: workers.args,
+        window: workers.window.max(1),
+        separator: workers.separator,
+        max_tasks_per_worker: workers.max_tasks_per_worker,
+        grace: config.grace,
+        timeout: config.timeout,
+        watchdog,
+    };
     let shutdown = io.shutdown;
     // One thread per CPU reads the workers' stderr, and their replies too once there are more
     // workers than CPUs (below that, a blocking reader per worker wakes once per reply batch
@@ -111,7 +110,6 @@ pub(crate) fn run(
     let readers: Vec<Arc<pipes::PipeReader>> =
         (0..cpus.min(count)).filter_map(|_| pipes::PipeReader::start().ok().map(Arc::new)).collect();
     let counts = Counts::default();
-    let halt = Arc::new(HaltGate::new(None, None));
     let mut summary = run_on(config, inputs, known_total, io, |to_settle, waker, slots| {
         Ok(PersistentExecutor::new(
             Setup {
@@ -120,7 +118,6 @@ pub(crate) fn run(
                 readers: &readers,
                 share_replies: count > cpus,
                 counts: &counts,
-                halt: &halt,
             },
             to_settle,
             waker,
@@ -140,7 +137,6 @@ struct Setup<'a> {
     readers: &'a [Arc<pipes::PipeReader>],
     share_replies: bool,
     counts: &'a Counts,
-    halt: &'a Arc<HaltGate>,
 }
 
 /// One loop's workers as an executor; see the [module docs](self).
@@ -184,8 +180,7 @@ impl<'a> PersistentExecutor<'a> {
         let (space, _) = cb::bounded::<()>(1);
         let queue = JobQueue::new(jobs_rx.clone(), space);
         let (events, inbox) = cb::unbounded::<Event>();
-        let settle = Settle::new(events.clone(), Arc::clone(setup.halt), setup.shutdown.clone())
-            .ringing(Arc::clone(&waker));
+        let settle = Settle::new(events.clone(), Arc::clone(&waker));
         let stops: Arc<Mutex<HashSet<Seq>>> = Arc::default();
         let stopped = {
             let stops = Arc::clone(&stops);
@@ -207,7 +202,7 @@ impl<'a> PersistentExecutor<'a> {
                 waker: Arc::clone(&waker),
             })
             .collect();
-        let feeding = Loop::new(contexts, &waker, false);
+        let feeding = Loop::new(contexts, &waker);
         PersistentExecutor {
             feeding,
             waker,
@@ -240,8 +235,6 @@ impl<'a> PersistentExecutor<'a> {
                         ended.push(self.ended(seq, reply, attempt, now));
                     }
                 }
-                // The slots retry nothing (the engine does): never sent here.
-                Event::Retrying(..) => {}
                 Event::Stderr(slot, line) => {
                     let mut text = format!("worker {slot}: ").into_bytes();
                     text.extend_from_slice(&line);
@@ -317,7 +310,7 @@ impl Executor for PersistentExecutor<'_> {
             // A position used again: a stop asked of its earlier attempt is not this one's.
             self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
         }
-        let job = Job { seq: id as Seq, input: record, charged: 0, alone: attempt.attempt > 1 };
+        let job = Job { seq: id as Seq, input: record, alone: attempt.attempt > 1 };
         match &self.jobs {
             Some(jobs) if self.feeding.is_some() && jobs.send(job).is_ok() => Ok(()),
             _ => {

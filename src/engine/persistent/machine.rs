@@ -23,7 +23,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::process::Signal;
 
-use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker, NO_DEADLINE};
+use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
 use super::{Attempt, Job, Reply};
 use crate::engine::poll::{Waker, TICK};
 use crate::task::{Failure, Seq};
@@ -153,26 +153,16 @@ struct Machine<'a> {
     token: u64,
 }
 
-/// Runs `slots` on this thread until every one of them has ended; `waker` is theirs (rung by
-/// their workers' pipes and by the feeder).
-pub(super) fn run_loop(slots: Vec<SlotContext<'_>>, waker: &Waker) {
-    let Some(mut feeding) = Loop::new(slots, waker, true) else { return };
-    while !feeding.turn(waker, NO_DEADLINE) {}
-}
-
 /// The slots one thread steps, and the epoll instance they wait on.
 pub(super) struct Loop<'a> {
     epoll: OwnedFd,
     machines: Vec<Machine<'a>>,
-    /// Tasks come from a feeder on another thread, which the waker's hunger tells to ring;
-    /// false when they are queued on this loop's own thread (the engine's dispatcher).
-    fed_from_afar: bool,
 }
 
 impl<'a> Loop<'a> {
     /// The loop for `slots`, waiting on `waker` besides their workers; `None` when no epoll
-    /// instance could be had (the tasks these slots take then fail, saying why).
-    pub(super) fn new(slots: Vec<SlotContext<'a>>, waker: &Waker, fed_from_afar: bool) -> Option<Loop<'a>> {
+    /// instance could be had (the executor then fails the tasks it is given, saying why).
+    pub(super) fn new(slots: Vec<SlotContext<'a>>, waker: &Waker) -> Option<Loop<'a>> {
         let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|epoll| {
             epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
             Ok(epoll)
@@ -197,7 +187,7 @@ impl<'a> Loop<'a> {
                 token: index as u64,
             })
             .collect();
-        Some(Loop { epoll, machines, fed_from_afar })
+        Some(Loop { epoll, machines })
     }
 
     /// Steps every slot, then waits (at most `patience`) for something to happen; true once
@@ -213,14 +203,6 @@ impl<'a> Loop<'a> {
         if all_done {
             return true;
         }
-        let hungry = waits.hungry && self.fed_from_afar;
-        if hungry {
-            waker.become_hungry();
-            if self.machines.first().is_some_and(|machine| !machine.ctx.jobs.is_empty()) {
-                waker.sated();
-                return false;
-            }
-        }
         let timeout =
             rustix::event::Timespec::try_from(waits.next.saturating_duration_since(Instant::now())).ok();
         // Not kept between turns: epoll events are not `Send`, and a loop may move threads.
@@ -229,9 +211,6 @@ impl<'a> Loop<'a> {
             Ok(_) | Err(Errno::INTR) => {}
             // Only a bug makes epoll_wait fail; do not spin on it.
             Err(_) => std::thread::sleep(TICK),
-        }
-        if hungry {
-            waker.sated();
         }
         // Before the next steps, so a ring while they run wakes the next wait.
         if events.iter().any(|event| event.data.u64() == WAKE) {

@@ -1,12 +1,99 @@
-//! Named scenarios for persistent workers, with small shell workers.
+//! Named scenarios for persistent workers, with small shell workers, through the engine: each
+//! run is [`crate::engine::run_sourced`] with workers as the executor, and a settlement that
+//! keeps what became of every task (its reply, or why it has none).
 
-use super::*;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-fn sh(script: &str, workers: usize) -> PersistentConfig {
-    let mut config = PersistentConfig::new("/bin/sh", vec!["-c".into(), script.into()], workers);
+use super::Workers;
+use crate::engine::{self, Io, NoObserver, RunConfig, Summary};
+use crate::input::Input;
+use crate::process::template::Template;
+use crate::source::{Receipt, Settled, Settlement, Sourced};
+use crate::task::{Failure, Outcome, Seq};
+use crate::Shutdown;
+
+/// What became of a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Got {
+    /// Its reply (without the separator).
+    Done(Vec<u8>),
+    Failed(Failure),
+    TimedOut,
+    /// Never answered: a shutdown came first.
+    NotRun,
+}
+
+/// Keeps every task's outcome and reply, by its number (its receipt); optionally trips a
+/// drain once a given task settled.
+struct Collector {
+    got: Mutex<BTreeMap<Seq, Got>>,
+    separator: u8,
+    trip_after: Option<(Seq, Shutdown)>,
+}
+
+impl Settlement for Collector {
+    fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
+        let seq: Seq = String::from_utf8_lossy(receipt).parse().expect("a task number");
+        let got = match how {
+            Settled::Finished(completion) => match completion.outcome {
+                Outcome::Done => {
+                    let reply =
+                        completion.stdout.strip_suffix(&[self.separator]).unwrap_or(completion.stdout);
+                    Got::Done(reply.to_vec())
+                }
+                Outcome::Failed(failure) => Got::Failed(failure.clone()),
+                Outcome::TimedOut(_) => Got::TimedOut,
+                Outcome::NotRun => Got::NotRun,
+            },
+            Settled::NotRun | Settled::Stopped | Settled::Skipped => Got::NotRun,
+        };
+        let previous = self.got.lock().unwrap_or_else(PoisonError::into_inner).insert(seq, got);
+        assert!(previous.is_none(), "task {seq} settled twice");
+        if let Some((at, shutdown)) = &self.trip_after {
+            if *at == seq {
+                shutdown.trip();
+            }
+        }
+    }
+
+    fn carries_output(&self) -> bool {
+        true
+    }
+}
+
+/// A writer whose lines the test can read.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `workers` shell workers running `script`, with a 5 s grace.
+fn sh(script: &str, workers: usize) -> RunConfig {
+    worker_program("/bin/sh", vec!["-c".into(), script.into()], workers)
+}
+
+fn worker_program(program: &str, args: Vec<std::ffi::OsString>, workers: usize) -> RunConfig {
+    let mut config = RunConfig::new(Template::parse(&[program.into()], 1).expect("template"));
+    config.jobs = workers;
     config.grace = Duration::from_secs(5);
+    config.persistent = Some(Workers::new(program, args));
     config
+}
+
+fn workers(config: &mut RunConfig) -> &mut Workers {
+    config.persistent.as_mut().expect("persistent workers")
 }
 
 const ECHO: &str = r#"while IFS= read -r l; do echo "r:$l"; done"#;
@@ -15,48 +102,80 @@ fn inputs(n: usize) -> Vec<Vec<u8>> {
     (1..=n).map(|i| format!("in{i}").into_bytes()).collect()
 }
 
-fn collect(
-    config: &PersistentConfig,
-    items: Vec<Vec<u8>>,
+struct Ran {
+    got: BTreeMap<Seq, Got>,
+    /// The workers' stderr lines, as `SLOT:line`.
+    stderr: Vec<String>,
+    summary: Summary,
+}
+
+/// Runs `items` through the configured workers; tasks are numbered from 1 in input order.
+fn collect(config: RunConfig, items: Vec<Vec<u8>>, shutdown: &Shutdown) -> Ran {
+    let items = items.into_iter().map(|item| Input { values: vec![item] });
+    collect_from(config, items, shutdown, None)
+}
+
+fn collect_from(
+    config: RunConfig,
+    items: impl Iterator<Item = Input>,
     shutdown: &Shutdown,
-) -> (BTreeMap<Seq, Reply>, Vec<String>, Summary) {
-    let mut replies = BTreeMap::new();
-    let mut stderr = Vec::new();
-    let summary = run(
-        config,
-        items.into_iter(),
+    trip_after: Option<Seq>,
+) -> Ran {
+    let separator = config.persistent.as_ref().map_or(b'\n', |w| w.separator);
+    let collector = Collector {
+        got: Mutex::default(),
+        separator,
+        trip_after: trip_after.map(|seq| (seq, shutdown.clone())),
+    };
+    let sourced = items.enumerate().map(|(index, input)| {
+        let receipt: Receipt = Arc::from((index + 1).to_string().into_bytes().into_boxed_slice());
+        Ok(Sourced { input, receipt: Some(receipt) })
+    });
+    let stderr = Lines::default();
+    let io = Io {
+        stdout: Box::new(io::sink()),
+        stderr: Box::new(stderr.clone()),
         shutdown,
-        |seq, reply, _| {
-            assert!(replies.insert(seq, reply).is_none(), "task {seq} answered twice");
-        },
-        |slot, line| stderr.push(format!("{slot}:{}", String::from_utf8_lossy(line))),
-    );
-    (replies, stderr, summary)
+        observer: &NoObserver,
+        settlement: &collector,
+    };
+    let summary = engine::run_sourced(config, sourced, None, io).expect("the run");
+    assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");
+    let text = String::from_utf8_lossy(&stderr.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+    let stderr = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("worker "))
+        .map(|line| line.replacen(": ", ":", 1))
+        .collect();
+    Ran { got: collector.got.into_inner().unwrap_or_else(PoisonError::into_inner), stderr, summary }
 }
 
 #[test]
 fn every_task_gets_its_own_reply() {
-    let (replies, _, summary) = collect(&sh(ECHO, 2), inputs(2000), &Shutdown::new());
-    assert_eq!(replies.len(), 2000);
-    for (seq, reply) in &replies {
-        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    let ran = collect(sh(ECHO, 2), inputs(2000), &Shutdown::new());
+    assert_eq!(ran.got.len(), 2000);
+    for (seq, got) in &ran.got {
+        assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
     }
-    assert_eq!((summary.read, summary.done, summary.workers_started), (2000, 2000, 2));
+    assert_eq!((ran.summary.read, ran.summary.done, ran.summary.workers_started), (2000, 2000, 2));
 }
 
 #[test]
 fn nul_separated_records() {
-    let mut config = sh(r#"while IFS= read -r -d '' l; do printf 'r:%s\0' "$l"; done"#, 1);
-    config.program = "/bin/bash".into();
-    config.separator = 0;
-    let (replies, _, _) = collect(&config, vec![b"a\nb".to_vec(), b"c".to_vec()], &Shutdown::new());
-    assert_eq!(replies[&1], Reply::Done(b"r:a\nb".to_vec()));
-    assert_eq!(replies[&2], Reply::Done(b"r:c".to_vec()));
+    let mut config = worker_program(
+        "/bin/bash",
+        vec!["-c".into(), r#"while IFS= read -r -d '' l; do printf 'r:%s\0' "$l"; done"#.into()],
+        1,
+    );
+    workers(&mut config).separator = 0;
+    let ran = collect(config, vec![b"a\nb".to_vec(), b"c".to_vec()], &Shutdown::new());
+    assert_eq!(ran.got[&1], Got::Done(b"r:a\nb".to_vec()));
+    assert_eq!(ran.got[&2], Got::Done(b"r:c".to_vec()));
 }
 
 #[test]
 fn a_worker_killed_mid_task_is_replaced_and_the_task_retried() {
-    // The first worker to see "die" exits; the retry succeeds on its replacement.
+    // The first worker to see "in5" exits; the retry succeeds on its replacement.
     let dir = tempfile::tempdir().expect("temp dir");
     let marker = dir.path().join("died");
     let script = format!(
@@ -65,48 +184,48 @@ fn a_worker_killed_mid_task_is_replaced_and_the_task_retried() {
     );
     let mut config = sh(&script, 1);
     config.retries = 1;
-    let (replies, _, summary) = collect(&config, inputs(20), &Shutdown::new());
-    assert!(replies.values().all(|r| matches!(r, Reply::Done(_))), "{replies:?}");
-    assert_eq!(summary.done, 20);
-    assert_eq!(summary.crashes, 1);
-    assert!(summary.workers_started >= 2);
+    let ran = collect(config, inputs(20), &Shutdown::new());
+    assert!(ran.got.values().all(|r| matches!(r, Got::Done(_))), "{:?}", ran.got);
+    assert_eq!(ran.summary.done, 20);
+    assert_eq!(ran.summary.worker_crashes, 1);
+    assert!(ran.summary.workers_started >= 2);
 }
 
 #[test]
 fn only_the_task_that_kills_workers_is_charged() {
-    // "in7" kills every worker it reaches; with 16 tasks in flight its crashes also hold
+    // "in7" kills every worker it reaches; with many tasks in flight its crashes also hold
     // innocent tasks, which must all still succeed.
     let mut config = sh(r#"while IFS= read -r l; do [ "$l" = in7 ] && exit 9; echo "r:$l"; done"#, 1);
     config.retries = 2;
-    let (replies, _, summary) = collect(&config, inputs(50), &Shutdown::new());
-    assert_eq!(replies[&7], Reply::Failed(Failure::Exit(9)));
-    assert_eq!(summary.done, 49, "{replies:?}");
-    assert_eq!(summary.failed, 1);
+    let ran = collect(config, inputs(50), &Shutdown::new());
+    assert_eq!(ran.got[&7], Got::Failed(Failure::Exit(9)));
+    assert_eq!(ran.summary.done, 49, "{:?}", ran.got);
+    assert_eq!(ran.summary.failed, 1);
 }
 
 #[test]
 fn recycling_replaces_workers_between_tasks() {
     let mut config = sh(ECHO, 1);
-    config.max_tasks_per_worker = Some(10);
-    let (replies, _, summary) = collect(&config, inputs(100), &Shutdown::new());
-    assert_eq!(replies.len(), 100);
-    assert_eq!(summary.workers_started, 10);
+    workers(&mut config).max_tasks_per_worker = Some(10);
+    let ran = collect(config, inputs(100), &Shutdown::new());
+    assert_eq!(ran.got.len(), 100);
+    assert_eq!(ran.summary.workers_started, 10);
 }
 
 #[test]
 fn stderr_floods_do_not_deadlock_and_lines_come_through() {
     // 1,000 stderr lines per task, far beyond a pipe's buffer, while replies keep flowing.
     let script = r#"while IFS= read -r l; do i=0; while [ $i -lt 1000 ]; do echo "noise $l $i" >&2; i=$((i+1)); done; echo "r:$l"; done"#;
-    let (replies, stderr, _) = collect(&sh(script, 2), inputs(20), &Shutdown::new());
-    assert_eq!(replies.len(), 20);
-    assert_eq!(stderr.len(), 20_000);
+    let ran = collect(sh(script, 2), inputs(20), &Shutdown::new());
+    assert_eq!(ran.got.len(), 20);
+    assert_eq!(ran.stderr.len(), 20_000);
 }
 
 #[test]
 fn end_of_input_closes_stdin_as_the_quit() {
     let script = r#"while IFS= read -r l; do echo "r:$l"; done; echo "bye from $MUSTER_WORKER" >&2"#;
-    let (_, stderr, _) = collect(&sh(script, 2), inputs(10), &Shutdown::new());
-    let mut byes: Vec<&String> = stderr.iter().filter(|l| l.contains("bye")).collect();
+    let ran = collect(sh(script, 2), inputs(10), &Shutdown::new());
+    let mut byes: Vec<&String> = ran.stderr.iter().filter(|l| l.contains("bye")).collect();
     byes.sort();
     assert_eq!(byes, ["1:bye from 1", "2:bye from 2"]);
 }
@@ -121,18 +240,18 @@ fn stop_now_answers_everything_and_leaves_no_worker() {
     let stopper = shutdown.clone();
     let pid_file = pids.clone();
     let thread = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while std::fs::read_to_string(&pid_file).map_or(0, |s| s.lines().count()) < 2
-            && std::time::Instant::now() < deadline
+            && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
         }
         stopper.stop_now();
     });
-    let (replies, _, summary) = collect(&sh(&script, 2), inputs(30), &shutdown);
+    let ran = collect(sh(&script, 2), inputs(30), &shutdown);
     thread.join().expect("stopper");
-    assert_eq!(summary.read as usize, replies.len());
-    assert!(replies.values().all(|r| *r == Reply::NotRun));
+    assert_eq!(ran.summary.read as usize, ran.got.len());
+    assert!(ran.got.values().all(|r| *r == Got::NotRun), "{:?}", ran.got);
     for pid in std::fs::read_to_string(&pids).expect("pids").lines() {
         let pid: u32 = pid.parse().expect("pid");
         assert!(
@@ -144,40 +263,42 @@ fn stop_now_answers_everything_and_leaves_no_worker() {
 
 #[test]
 fn a_program_that_cannot_start_fails_every_task_with_the_reason() {
-    let config = PersistentConfig::new("/no/such/worker", vec![], 2);
-    let (replies, _, summary) = collect(&config, inputs(5), &Shutdown::new());
-    assert_eq!(summary.failed, 5);
-    assert!(replies
+    let config = worker_program("/no/such/worker", vec![], 2);
+    let ran = collect(config, inputs(5), &Shutdown::new());
+    assert_eq!(ran.summary.failed, 5);
+    assert!(ran
+        .got
         .values()
-        .all(|r| matches!(r, Reply::Failed(Failure::Start(msg)) if msg.contains("/no/such/worker"))));
+        .all(|r| matches!(r, Got::Failed(Failure::Start(msg)) if msg.contains("/no/such/worker"))));
 }
 
 #[test]
 fn a_task_past_the_timeout_is_charged_and_the_innocent_ones_it_held_are_not() {
-    // "in4" hangs its worker; with a window of 16 it holds innocent tasks behind it.
+    // "in4" hangs its worker; with a wide window it holds innocent tasks behind it.
     let mut config =
         sh(r#"while IFS= read -r l; do [ "$l" = in4 ] && exec sleep 1000; echo "r:$l"; done"#, 1);
     config.timeout = Some(Duration::from_millis(200));
     config.retries = 1;
-    let (replies, _, summary) = collect(&config, inputs(30), &Shutdown::new());
-    assert_eq!(replies[&4], Reply::TimedOut);
-    for (seq, reply) in replies.iter().filter(|(seq, _)| **seq != 4) {
-        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    let ran = collect(config, inputs(30), &Shutdown::new());
+    assert_eq!(ran.got[&4], Got::TimedOut);
+    for (seq, got) in ran.got.iter().filter(|(seq, _)| **seq != 4) {
+        assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
     }
+    let summary = &ran.summary;
     assert_eq!((summary.read, summary.done, summary.timed_out), (30, 29, 1));
     // Two attempts, each costing a worker: the first, the replacement after attempt one, and
     // the one after attempt two.
-    assert_eq!((summary.crashes, summary.workers_started), (2, 3), "{summary:?}");
+    assert_eq!((summary.worker_crashes, summary.workers_started), (2, 3), "{summary:?}");
 }
 
 #[test]
 fn a_worker_that_never_answers_cannot_hang_the_run() {
     let mut config = sh("while IFS= read -r l; do :; done", 2);
     config.timeout = Some(Duration::from_millis(100));
-    let (replies, _, summary) = collect(&config, inputs(4), &Shutdown::new());
-    assert_eq!(replies.len(), 4);
-    assert!(replies.values().all(|r| *r == Reply::TimedOut), "{replies:?}");
-    assert_eq!(summary.timed_out, 4);
+    let ran = collect(config, inputs(4), &Shutdown::new());
+    assert_eq!(ran.got.len(), 4);
+    assert!(ran.got.values().all(|r| *r == Got::TimedOut), "{:?}", ran.got);
+    assert_eq!(ran.summary.timed_out, 4);
 }
 
 #[test]
@@ -187,48 +308,29 @@ fn a_slow_stream_of_input_does_not_count_against_the_task_in_flight() {
     config.timeout = Some(Duration::from_millis(150));
     let trickle = (1..=4).map(|i| {
         std::thread::sleep(Duration::from_millis(if i == 1 { 0 } else { 200 }));
-        format!("in{i}").into_bytes()
+        Input { values: vec![format!("in{i}").into_bytes()] }
     });
-    let mut replies = BTreeMap::new();
-    let summary = run(
-        &config,
-        trickle,
-        &Shutdown::new(),
-        |seq, reply, _| {
-            replies.insert(seq, reply);
-        },
-        |_, _| {},
-    );
-    assert_eq!(summary.done, 4, "{replies:?}");
+    let ran = collect_from(config, trickle, &Shutdown::new(), None);
+    assert_eq!(ran.summary.done, 4, "{:?}", ran.got);
 }
 
 #[test]
 fn a_drain_finishes_the_tasks_in_flight_and_starts_none_of_the_queued_ones() {
     // One task at a time, each slow: when the drain comes, hundreds are still queued.
     let mut config = sh(r#"while IFS= read -r l; do sleep 0.05; echo "r:$l"; done"#, 1);
-    config.window = 1;
+    workers(&mut config).window = 1;
     let shutdown = Shutdown::new();
-    let mut replies = BTreeMap::new();
-    let started = std::time::Instant::now();
-    let summary = run(
-        &config,
-        inputs(500).into_iter(),
-        &shutdown,
-        |seq, reply, _| {
-            if seq == 2 {
-                shutdown.trip();
-            }
-            replies.insert(seq, reply);
-        },
-        |_, _| {},
-    );
+    let started = Instant::now();
+    let items = inputs(500).into_iter().map(|item| Input { values: vec![item] });
+    let ran = collect_from(config, items, &shutdown, Some(2));
+    let summary = &ran.summary;
     assert!(started.elapsed() < Duration::from_secs(5), "queued tasks ran: {:?}", started.elapsed());
     assert!((2..=4).contains(&summary.done), "{summary:?}");
-    assert_eq!(summary.read, summary.done + summary.not_run, "{summary:?}");
-    assert_eq!(replies.len() as u64, summary.read);
+    assert_eq!(summary.read, summary.done + summary.not_run + summary.stopped, "{summary:?}");
+    assert_eq!(ran.got.len() as u64, summary.read);
     // Done ones come first; after the drain nothing more is done.
-    let first_not_run = replies.iter().find(|(_, r)| **r == Reply::NotRun).map(|(seq, _)| *seq);
-    assert_eq!(first_not_run, Some(summary.done + 1), "{replies:?}");
+    let first_not_run = ran.got.iter().find(|(_, r)| **r == Got::NotRun).map(|(seq, _)| *seq);
+    assert_eq!(first_not_run, Some(summary.done + 1), "{:?}", ran.got);
 }
 
 #[test]
@@ -236,10 +338,10 @@ fn slow_tasks_are_not_queued_behind_one_worker() {
     // With a window of 64 and 12 slow tasks, a fixed window would hand them all to whichever
     // worker asked first; the paced window keeps about one at a time at each worker.
     let mut config = sh(r#"while IFS= read -r l; do sleep 0.1; echo "$MUSTER_WORKER"; done"#, 2);
-    config.window = 64;
-    let (replies, _, summary) = collect(&config, inputs(12), &Shutdown::new());
-    assert_eq!(summary.done, 12);
-    let by_worker = |w: &[u8]| replies.values().filter(|r| **r == Reply::Done(w.to_vec())).count();
+    workers(&mut config).window = 64;
+    let ran = collect(config, inputs(12), &Shutdown::new());
+    assert_eq!(ran.summary.done, 12);
+    let by_worker = |w: &[u8]| ran.got.values().filter(|r| **r == Got::Done(w.to_vec())).count();
     let (first, second) = (by_worker(b"1"), by_worker(b"2"));
     assert!(first >= 4 && second >= 4, "worker 1 ran {first}, worker 2 ran {second}");
 }
@@ -250,18 +352,19 @@ fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
     // may be sent to it after that (it would die with the worker, uncharged or not).
     let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
     let mut config = sh(script, 1);
-    config.window = 1;
-    let (replies, _, summary) = collect(&config, inputs(6), &Shutdown::new());
-    for (seq, reply) in &replies {
-        assert_eq!(reply, &Reply::Done(format!("r:in{seq}").into_bytes()));
+    workers(&mut config).window = 1;
+    let ran = collect(config, inputs(6), &Shutdown::new());
+    for (seq, got) in &ran.got {
+        assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
     }
+    let summary = &ran.summary;
     assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
 }
 
 #[test]
 fn records_bigger_than_the_write_buffer_go_through_whole() {
     // `cat` answers every line with itself: a protocol-abiding worker.
-    let config = PersistentConfig::new("cat", vec![], 2);
+    let config = worker_program("cat", vec![], 2);
     let items: Vec<Vec<u8>> = (0..40)
         .map(|i| {
             if i % 5 == 0 {
@@ -271,16 +374,16 @@ fn records_bigger_than_the_write_buffer_go_through_whole() {
             }
         })
         .collect();
-    let (replies, _, summary) = collect(&config, items.clone(), &Shutdown::new());
-    assert_eq!(summary.done, 40);
-    for (seq, reply) in replies {
-        assert_eq!(reply, Reply::Done(items[seq as usize - 1].clone()), "task {seq}");
+    let ran = collect(config, items.clone(), &Shutdown::new());
+    assert_eq!(ran.summary.done, 40);
+    for (seq, got) in ran.got {
+        assert_eq!(got, Got::Done(items[seq as usize - 1].clone()), "task {seq}");
     }
 }
 
 #[test]
 fn a_drain_with_a_silent_worker_ends_after_the_grace() {
-    // The worker reads its task and never answers; only the library's grace can end the drain.
+    // The worker reads its task and never answers; only the grace can end the drain.
     let mut config = sh("while IFS= read -r l; do :; done; sleep 1000", 1);
     config.grace = Duration::from_millis(200);
     let shutdown = Shutdown::new();
@@ -291,13 +394,12 @@ fn a_drain_with_a_silent_worker_ends_after_the_grace() {
             shutdown.trip();
         })
     };
-    let started = std::time::Instant::now();
-    let (replies, _, summary) = collect(&config, inputs(3), &shutdown);
+    let started = Instant::now();
+    let ran = collect(config, inputs(3), &shutdown);
     tripper.join().expect("tripper");
     assert!(started.elapsed() < Duration::from_secs(4), "the drain waited {:?}", started.elapsed());
-    assert!(shutdown.is_stopping_now(), "the drain became stop-now");
-    assert_eq!(replies.len(), 3, "{replies:?}");
-    assert_eq!(summary.read, summary.done + summary.failed + summary.timed_out + summary.not_run);
+    assert_eq!(ran.got.len(), 3, "{:?}", ran.got);
+    assert!(ran.got.values().all(|r| *r == Got::NotRun), "{:?}", ran.got);
 }
 
 #[test]
@@ -314,13 +416,14 @@ fn a_worker_that_stops_reading_stalls_none_of_the_others_fed_by_its_loop() {
     let records: Vec<Vec<u8>> = (0..40).map(|_| vec![b'x'; 100_000]).collect();
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
-        let _ = done_tx.send(collect(&config, records, &Shutdown::new()));
+        let ran = collect(config, records, &Shutdown::new());
+        let _ = done_tx.send((ran.got, ran.summary));
     });
-    let (replies, _, summary) = done_rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
-    assert_eq!(replies.len(), 40);
+    let (got, summary) = done_rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
+    assert_eq!(got.len(), 40);
     assert!(summary.timed_out >= 1, "worker 1's task timed out: {summary:?}");
     assert_eq!(summary.done + summary.timed_out, 40, "{summary:?}");
-    for reply in replies.values() {
-        assert!(matches!(reply, Reply::Done(echo) if echo.len() == 100_000) || *reply == Reply::TimedOut);
+    for got in got.values() {
+        assert!(matches!(got, Got::Done(echo) if echo.len() == 100_000) || *got == Got::TimedOut);
     }
 }

@@ -20,7 +20,6 @@ use crossbeam_channel as cb;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
 use crate::engine::poll::Waker;
-use crate::halt::HaltGate;
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
@@ -44,33 +43,19 @@ pub(crate) struct SlotContext<'a> {
     pub(crate) waker: Arc<Waker>,
 }
 
-/// Reports settled tasks to the caller, applying `halt` first: the thread that settles a
-/// failure trips the drain itself, so no task starts after the threshold.
+/// Reports what became of tasks to the executor, stamped with the worker slot, and rings it.
 #[derive(Clone)]
 pub(crate) struct Settle {
     events: cb::Sender<Event>,
-    halt: Arc<HaltGate>,
-    shutdown: Shutdown,
     /// The worker slot whose tasks this settles (stamped on each attempt).
     slot: usize,
-    /// Rung after each report, when whoever reads them waits on it (the engine's dispatcher).
-    ring: Option<Arc<Waker>>,
+    /// Rung after each report: the executor's loop waits on it.
+    ring: Arc<Waker>,
 }
 
 impl Settle {
-    pub(crate) fn new(events: cb::Sender<Event>, halt: Arc<HaltGate>, shutdown: Shutdown) -> Settle {
-        Settle { events, halt, shutdown, slot: 0, ring: None }
-    }
-
-    /// The same, ringing `waker` after each report.
-    pub(crate) fn ringing(self, waker: Arc<Waker>) -> Settle {
-        Settle { ring: Some(waker), ..self }
-    }
-
-    fn rung(&self) {
-        if let Some(waker) = &self.ring {
-            waker.ring();
-        }
+    pub(crate) fn new(events: cb::Sender<Event>, ring: Arc<Waker>) -> Settle {
+        Settle { events, slot: 0, ring }
     }
 
     /// The same, for the tasks of worker slot `slot`.
@@ -78,29 +63,10 @@ impl Settle {
         Settle { slot, ..self.clone() }
     }
 
-    fn record(&self, reply: &Reply) {
-        if matches!(reply, Reply::NotRun) {
-            return;
-        }
-        self.halt.record_finished(matches!(reply, Reply::Done(_)), &self.shutdown);
-        // `soon` drains: nothing new starts, what is in flight is answered.
-        if self.halt.closed() && !self.shutdown.is_tripped() {
-            self.shutdown.trip();
-        }
-    }
-
     pub(super) fn one(&self, seq: Seq, reply: Reply, mut attempt: Attempt) {
         attempt.slot = self.slot;
-        self.record(&reply);
         let _ = self.events.send(Event::Reply(seq, reply, attempt));
-        self.rung();
-    }
-
-    /// A charged attempt failed (`how`) and its task runs again.
-    fn retrying(&self, seq: Seq, how: Reply, mut attempt: Attempt) {
-        attempt.slot = self.slot;
-        let _ = self.events.send(Event::Retrying(seq, how, attempt));
-        self.rung();
+        self.ring.ring();
     }
 
     fn protocol_break(&self) {
@@ -108,12 +74,11 @@ impl Settle {
     }
 
     fn batch(&self, mut answered: Vec<(Seq, Reply, Attempt)>) {
-        for (_, reply, attempt) in &mut answered {
+        for (_, _, attempt) in &mut answered {
             attempt.slot = self.slot;
-            self.record(reply);
         }
         let _ = self.events.send(Event::Replies(answered));
-        self.rung();
+        self.ring.ring();
     }
 }
 
@@ -443,7 +408,7 @@ impl super::pipes::Records for Replies {
                 answered.push((
                     job.seq,
                     Reply::Done(record),
-                    Attempt { number: job.charged + 1, runtime, slot: 0, worker_status: None },
+                    Attempt { runtime, slot: 0, worker_status: None },
                 ));
             }
             answered
@@ -503,8 +468,8 @@ pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut
 }
 
 /// Handles a worker stopped because its oldest task (`culprit`) ran past the timeout: that
-/// task is charged (and retried alone, within the retries); the others never started and run
-/// next, one at a time, uncharged.
+/// task timed out (the engine may retry it, alone); the others never started and run next,
+/// one at a time, unreported.
 pub(super) fn timed_out(
     ctx: &SlotContext<'_>,
     (mut held, status): (VecDeque<Job>, Option<std::process::ExitStatus>),
@@ -512,26 +477,15 @@ pub(super) fn timed_out(
     probe: &mut VecDeque<Job>,
 ) {
     let _ = ctx.events.send(Event::Crash);
-    // Its reply may have come during the grace after TERM: then no task is charged.
+    // Its reply may have come during the grace after TERM: then no task timed out.
     let guilty = held.front().is_some_and(|job| Some(job.seq) == culprit);
     let culprit = if guilty { held.pop_front() } else { None };
     for job in held.into_iter().rev() {
         probe.push_front(job);
     }
-    let Some(mut culprit) = culprit else { return };
-    culprit.charged += 1;
-    let attempt = Attempt {
-        number: culprit.charged,
-        runtime: ctx.config.timeout.unwrap_or_default(),
-        slot: 0,
-        worker_status: status,
-    };
-    if culprit.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-        ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
-    } else {
-        ctx.settle.retrying(culprit.seq, Reply::TimedOut, attempt);
-        probe.push_back(culprit);
-    }
+    let Some(culprit) = culprit else { return };
+    let attempt = Attempt { runtime: ctx.config.timeout.unwrap_or_default(), slot: 0, worker_status: status };
+    ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
 }
 
 /// Handles a worker lost while holding tasks. One that broke the protocol is to blame itself
@@ -552,8 +506,9 @@ pub(super) fn lost(
     }
 }
 
-/// Handles a worker that died holding tasks: with one, charge it; with several, probe them one
-/// at a time on the next worker so that only a guilty task is charged.
+/// Handles a worker that died holding tasks: with one, its attempt failed (the engine may
+/// retry it, alone); with several, probe them one at a time on the next worker so that only
+/// a guilty task fails.
 fn crashed(
     ctx: &SlotContext<'_>,
     (held, status): (VecDeque<Job>, Option<std::process::ExitStatus>),
@@ -570,16 +525,8 @@ fn crashed(
         }
         return;
     }
-    for mut job in held {
-        job.charged += 1;
-        let attempt =
-            Attempt { number: job.charged, runtime: Duration::ZERO, slot: 0, worker_status: status };
-        if job.charged > ctx.config.retries || ctx.shutdown.is_tripped() {
-            ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
-        } else {
-            ctx.settle.retrying(job.seq, Reply::Failed(failure_of(status)), attempt);
-            // Retried alone, so a second crash is charged to it again.
-            probe.push_back(job);
-        }
+    for job in held {
+        let attempt = Attempt { runtime: Duration::ZERO, slot: 0, worker_status: status };
+        ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
     }
 }
