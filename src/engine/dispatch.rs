@@ -58,6 +58,9 @@ pub(crate) struct Attempt<'t> {
     pub(crate) tag: Option<&'t [u8]>,
     /// What its stdin reads (`--pipe`); none: /dev/null.
     pub(crate) stdin: Option<&'t [u8]>,
+    /// The input's one value, lent to an executor that [lends_input](Executor::lends_input)
+    /// (`values` then holds an empty value): it takes it, and gives it back in [`Ended`].
+    pub(crate) lent: Option<Vec<u8>>,
 }
 
 /// An attempt that ended: its leader reaped and its output read to the end.
@@ -72,6 +75,8 @@ pub(crate) struct Ended {
     pub(crate) captures: [Capture; 2],
     /// Why its output could not be fully captured.
     pub(crate) output_error: Option<String>,
+    /// The input lent to the executor for the attempt, given back.
+    pub(crate) input: Option<Vec<u8>>,
     /// It counts against the task's retries. An executor that ended an innocent attempt
     /// (a task a killed worker held without working on it) says not: the task runs again
     /// on the same attempt number, and nothing is recorded of this one.
@@ -126,7 +131,7 @@ pub(crate) trait Executor {
     /// Starts `attempt` in slot position `id` (free until it is reported ended); it may only
     /// queue it, to be sent with others at the next [`wait`](Self::wait). An error of the
     /// kinds [`refused_for_now`] accepts means "try again later".
-    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()>;
+    fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()>;
     /// Stops the attempt in `id`, for `why`, unless it has ended: asks it to end (a process's
     /// group gets SIGTERM), or with `force` makes it end (SIGKILL). It is reported ended as
     /// usual, with what the executor knows of how.
@@ -156,6 +161,11 @@ pub(crate) trait Executor {
     /// It times its attempts itself (persistent workers time a task from its send or the
     /// previous reply), so the dispatcher sets no deadline.
     fn keeps_deadlines(&self) -> bool {
+        false
+    }
+    /// It takes an input's only value for the attempt's time (a persistent worker's record:
+    /// no copy per task) and gives it back in [`Ended::input`]; its `start` then never fails.
+    fn lends_input(&self) -> bool {
         false
     }
     /// Every attempt has ended and no more will start: let go of what it holds (workers
@@ -492,11 +502,20 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             (None, None) => shared.config.template.render(values, task.seq, slot),
         };
         let (start, started) = (wall, now);
+        let lent = match task.input.values.as_mut_slice() {
+            [one] if self.executor.lends_input() && !shared.config.pipe => Some(std::mem::take(one)),
+            _ => None,
+        };
         let stdin = shared.config.pipe.then(|| task.input.values.first().map_or(&[][..], Vec::as_slice));
         let tag = task.tag.as_deref();
         let values = &task.input.values;
-        let attempt = Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, values, tag, stdin };
-        match self.executor.start(id, &attempt) {
+        let mut attempt =
+            Attempt { seq: task.seq, attempt: task.attempt, slot, argv: &argv, values, tag, stdin, lent };
+        let started_now = self.executor.start(id, &mut attempt);
+        if let Some(unused) = attempt.lent {
+            task.input.values[0] = unused;
+        }
+        match started_now {
             Ok(()) => {}
             Err(err) if refused_for_now(&err) => {
                 self.free.push(id);
@@ -620,8 +639,11 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
     }
 
     /// Settles `run`, which ended so.
-    fn finish_with(&mut self, run: Running, ended: Ended) {
+    fn finish_with(&mut self, mut run: Running, mut ended: Ended) {
         let id = ended.id;
+        if let (Some(input), [value]) = (ended.input.take(), run.task.input.values.as_mut_slice()) {
+            *value = input;
+        }
         self.count -= 1;
         self.shared.observer.attempt_ended();
         if let Some(receipt) = &run.task.receipt {

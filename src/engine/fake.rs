@@ -111,13 +111,14 @@ impl FakeExecutor {
                 captures: [stdout, Capture::new(0)],
                 output_error,
                 charged: !matches!(run.behaviour, Behaviour::Innocent),
+                input: None,
             });
         }
     }
 }
 
 impl Executor for FakeExecutor {
-    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
+    fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
         let word = attempt.argv.first().map(|w| w.to_string_lossy().into_owned()).unwrap_or_default();
         let (name, arg) = word.split_once(':').unwrap_or((&word, "0"));
         let arg: u64 = arg.parse().unwrap_or(0);

@@ -263,6 +263,7 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
                 captures: run.captures,
                 output_error: run.output_error,
                 charged: true,
+                input: None,
             });
         }
         self.ready = ready;
@@ -270,7 +271,7 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
 }
 
 impl Executor for ProcessExecutor<'_, '_> {
-    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
+    fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
         let (launched, mut pipes) = self.spawn(attempt)?;
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
@@ -435,7 +436,7 @@ mod tests {
     }
 
     fn attempt(argv: &[OsString]) -> Attempt<'_> {
-        Attempt { seq: 1, attempt: 1, slot: 1, argv, values: &[], tag: None, stdin: None }
+        Attempt { seq: 1, attempt: 1, slot: 1, argv, values: &[], tag: None, stdin: None, lent: None }
     }
 
     /// Waits (up to 10 s) for the attempt in slot 0 to end.
@@ -456,12 +457,12 @@ mod tests {
         let waker = Arc::new(Waker::new().expect("waker"));
         let mut executor = ProcessExecutor::new(&settings, events, waker, 1).expect("executor");
         let quick = [OsString::from("true")];
-        executor.start(0, &attempt(&quick)).expect("start");
+        executor.start(0, &mut attempt(&quick)).expect("start");
         let first = ended(&mut executor);
         assert!(matches!(first.verdict, Verdict::Exited(status) if status.success()));
         let stale = executor.generation;
         let slow = [OsString::from("sleep"), OsString::from("30")];
-        executor.start(0, &attempt(&slow)).expect("start");
+        executor.start(0, &mut attempt(&slow)).expect("start");
         // The first task's exit, as a descriptor copy still registered would report it: it
         // must not reap (kill) the task now in the slot.
         executor.handle(token(0, 0, stale).u64());

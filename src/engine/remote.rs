@@ -209,6 +209,7 @@ impl Router {
             captures: [stdout, stderr],
             output_error: captured.err().map(|err| format!("keeping the result's output: {err}")),
             charged: true,
+            input: None,
         };
         let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((inbox, waker)) = loops.get(route.loop_index) {
@@ -284,7 +285,7 @@ struct RemoteExecutor {
 }
 
 impl Executor for RemoteExecutor {
-    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
+    fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
         let seq = attempt.seq;
         let route = Route {
             loop_index: self.index,
@@ -319,6 +320,7 @@ impl Executor for RemoteExecutor {
             captures: [Capture::new(0), Capture::new(0)],
             output_error: None,
             charged: true,
+            input: None,
         });
     }
 
@@ -384,6 +386,7 @@ impl RemoteExecutor {
                         captures: [Capture::new(0), Capture::new(0)],
                         output_error: None,
                         charged: true,
+                        input: None,
                     });
                 }
             }

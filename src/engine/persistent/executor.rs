@@ -228,11 +228,11 @@ impl<'a> PersistentExecutor<'a> {
         let now = Instant::now();
         for event in inbox.try_iter() {
             match event {
-                Event::Reply(seq, reply, attempt) => ended.push(self.ended(seq, reply, attempt, now)),
+                Event::Reply(job, reply, attempt) => ended.push(self.ended(job, reply, attempt, now)),
                 Event::Replies(replies) => {
                     ended.reserve(replies.len());
-                    for (seq, reply, attempt) in replies {
-                        ended.push(self.ended(seq, reply, attempt, now));
+                    for (job, reply, attempt) in replies {
+                        ended.push(self.ended(job, reply, attempt, now));
                     }
                 }
                 Event::Stderr(slot, line) => {
@@ -254,9 +254,9 @@ impl<'a> PersistentExecutor<'a> {
     }
 
     /// The ended attempt a slot's reply stands for.
-    fn ended(&mut self, seq: Seq, reply: Reply, attempt: super::Attempt, now: Instant) -> Ended {
+    fn ended(&mut self, job: Job, reply: Reply, attempt: super::Attempt, now: Instant) -> Ended {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let id = seq as usize;
+        let id = job.seq as usize;
         let decided = |outcome: Outcome, exit: Exit| Verdict::Decided {
             outcome,
             exit,
@@ -285,24 +285,34 @@ impl<'a> PersistentExecutor<'a> {
             captures: [stdout, Capture::new(0)],
             output_error: None,
             charged: true,
+            input: Some(job.input),
         }
     }
 }
 
 impl Executor for PersistentExecutor<'_> {
-    fn start(&mut self, id: usize, attempt: &Attempt<'_>) -> io::Result<()> {
-        let record = match attempt.values {
-            [one] => one.clone(),
-            many => many.join(&b' '),
+    fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
+        // The record: the input the engine lends (given back when the attempt ends), or a copy.
+        let record = match (attempt.lent.take(), attempt.values) {
+            (Some(lent), _) => lent,
+            (None, [one]) => one.clone(),
+            (None, many) => many.join(&b' '),
         };
         self.in_flight += 1;
-        if record.contains(&self.config.separator) {
+        let job = Job { seq: id as Seq, input: record, alone: attempt.attempt > 1 };
+        let refused = if job.input.contains(&self.config.separator) {
             let separator = if self.config.separator == b'\n' { "a newline" } else { "NUL" };
-            let failure = Failure::Start(format!(
+            Some(format!(
                 "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
-            ));
+            ))
+        } else if self.feeding.is_none() {
+            Some("no event loop to feed the workers (out of descriptors?)".into())
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             let ended =
-                self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never(), Instant::now());
+                self.ended(job, Reply::Failed(Failure::Start(why)), super::Attempt::never(), Instant::now());
             self.ended_here.push(ended);
             return Ok(());
         }
@@ -310,18 +320,25 @@ impl Executor for PersistentExecutor<'_> {
             // A position used again: a stop asked of its earlier attempt is not this one's.
             self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
         }
-        let job = Job { seq: id as Seq, input: record, alone: attempt.attempt > 1 };
         match &self.jobs {
-            Some(jobs) if self.feeding.is_some() && jobs.send(job).is_ok() => Ok(()),
-            _ => {
-                let failure =
-                    Failure::Start("no event loop to feed the workers (out of descriptors?)".into());
-                let ended =
-                    self.ended(id as Seq, Reply::Failed(failure), super::Attempt::never(), Instant::now());
+            Some(jobs) => {
+                if let Err(cb::SendError(job)) = jobs.send(job) {
+                    let why = Failure::Start("the workers' loop has ended".into());
+                    let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
+                    self.ended_here.push(ended);
+                }
+            }
+            None => {
+                let why = Failure::Start("the workers are closed".into());
+                let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
                 self.ended_here.push(ended);
-                Ok(())
             }
         }
+        Ok(())
+    }
+
+    fn lends_input(&self) -> bool {
+        true
     }
 
     fn stop(&mut self, id: usize, _why: StopReason, _force: bool) {
@@ -350,7 +367,7 @@ impl Executor for PersistentExecutor<'_> {
         if slots_ended {
             // Every slot stopped (a drain, or stop-now): what is still queued was never sent.
             for job in self.queued.clone().try_iter() {
-                let not_run = self.ended(job.seq, Reply::NotRun, super::Attempt::never(), Instant::now());
+                let not_run = self.ended(job, Reply::NotRun, super::Attempt::never(), Instant::now());
                 self.ended_here.push(not_run);
             }
             if self.ended_here.is_empty() && self.inbox.is_empty() {

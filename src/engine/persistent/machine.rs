@@ -304,7 +304,7 @@ impl Machine<'_> {
             Phase::Refuse(failure) => loop {
                 match self.ctx.jobs.next_now() {
                     Next::Job(job) => {
-                        self.ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never())
+                        self.ctx.settle.one(job, Reply::Failed(failure.clone()), Attempt::never())
                     }
                     Next::NotYet => {
                         waits.hungry = true;
@@ -330,7 +330,7 @@ impl Machine<'_> {
             Err(err) => {
                 let failure = Failure::Start(format!("{}: {err}", self.ctx.config.program.display()));
                 for job in self.probe.drain(..).chain(self.carried.take()) {
-                    self.ctx.settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
+                    self.ctx.settle.one(job, Reply::Failed(failure.clone()), Attempt::never());
                 }
                 Flow::Again(Phase::Refuse(failure))
             }
@@ -546,7 +546,7 @@ impl Machine<'_> {
                     .chain(self.carried.take())
                     .chain(ctx.jobs.queued_now());
                 for job in rest {
-                    ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
+                    ctx.settle.one(job, Reply::NotRun, Attempt::never());
                 }
                 return Flow::Wait(Phase::Done);
             }

@@ -116,10 +116,11 @@ pub(crate) struct Job {
 
 /// What the worker slots report to their executor.
 pub(crate) enum Event {
-    /// A task's reply, or why it has none, and the attempt's facts.
-    Reply(Seq, Reply, Attempt),
+    /// A task's reply, or why it has none, and the attempt's facts; the job comes back with
+    /// its input (the engine lent it).
+    Reply(Job, Reply, Attempt),
     /// Replies that arrived together.
-    Replies(Vec<(Seq, Reply, Attempt)>),
+    Replies(Vec<(Job, Reply, Attempt)>),
     Stderr(usize, Vec<u8>),
     WorkerStarted,
     Crash,

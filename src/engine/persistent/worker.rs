@@ -63,9 +63,9 @@ impl Settle {
         Settle { slot, ..self.clone() }
     }
 
-    pub(super) fn one(&self, seq: Seq, reply: Reply, mut attempt: Attempt) {
+    pub(super) fn one(&self, job: Job, reply: Reply, mut attempt: Attempt) {
         attempt.slot = self.slot;
-        let _ = self.events.send(Event::Reply(seq, reply, attempt));
+        let _ = self.events.send(Event::Reply(job, reply, attempt));
         self.ring.ring();
     }
 
@@ -73,7 +73,7 @@ impl Settle {
         let _ = self.events.send(Event::ProtocolBreak);
     }
 
-    fn batch(&self, mut answered: Vec<(Seq, Reply, Attempt)>) {
+    fn batch(&self, mut answered: Vec<(Job, Reply, Attempt)>) {
         for (_, _, attempt) in &mut answered {
             attempt.slot = self.slot;
         }
@@ -143,7 +143,7 @@ impl JobQueue {
 /// them): where no worker can be fed at all.
 pub(super) fn refuse_all(jobs: &JobQueue, settle: &Settle, failure: &Failure) {
     for job in jobs.until_end() {
-        settle.one(job.seq, Reply::Failed(failure.clone()), Attempt::never());
+        settle.one(job, Reply::Failed(failure.clone()), Attempt::never());
     }
 }
 
@@ -396,7 +396,7 @@ struct Replies {
 impl super::pipes::Records for Replies {
     fn records(&mut self, records: Vec<Vec<u8>>) -> bool {
         let wanted = records.len();
-        let answered: Vec<(Seq, Reply, Attempt)> = {
+        let answered: Vec<(Job, Reply, Attempt)> = {
             let mut flight = lock(&self.in_flight);
             let now = Instant::now();
             let mut previous = std::mem::replace(&mut flight.last_reply, now);
@@ -405,11 +405,7 @@ impl super::pipes::Records for Replies {
                 let Some((job, sent)) = flight.jobs.pop_front() else { break };
                 let runtime = now - sent.max(previous);
                 previous = now;
-                answered.push((
-                    job.seq,
-                    Reply::Done(record),
-                    Attempt { runtime, slot: 0, worker_status: None },
-                ));
+                answered.push((job, Reply::Done(record), Attempt { runtime, slot: 0, worker_status: None }));
             }
             answered
         };
@@ -460,7 +456,7 @@ pub(super) fn failure_of(status: Option<std::process::ExitStatus>) -> Failure {
 pub(super) fn taken_back(ctx: &SlotContext<'_>, held: VecDeque<Job>, probe: &mut VecDeque<Job>) {
     for job in held.into_iter().rev() {
         if ctx.revoked.as_ref().is_some_and(|revoked| revoked(job.seq)) {
-            ctx.settle.one(job.seq, Reply::NotRun, Attempt::never());
+            ctx.settle.one(job, Reply::NotRun, Attempt::never());
         } else {
             probe.push_front(job);
         }
@@ -485,7 +481,7 @@ pub(super) fn timed_out(
     }
     let Some(culprit) = culprit else { return };
     let attempt = Attempt { runtime: ctx.config.timeout.unwrap_or_default(), slot: 0, worker_status: status };
-    ctx.settle.one(culprit.seq, Reply::TimedOut, attempt);
+    ctx.settle.one(culprit, Reply::TimedOut, attempt);
 }
 
 /// Handles a worker lost while holding tasks. One that broke the protocol is to blame itself
@@ -527,6 +523,6 @@ fn crashed(
     }
     for job in held {
         let attempt = Attempt { runtime: Duration::ZERO, slot: 0, worker_status: status };
-        ctx.settle.one(job.seq, Reply::Failed(failure_of(status)), attempt);
+        ctx.settle.one(job, Reply::Failed(failure_of(status)), attempt);
     }
 }
