@@ -15,7 +15,7 @@
 //! | supervised processes | [`supervise::Supervisor`], [`process::Launcher`] | `multiprocessing.Process` ×4 |
 //! | a command per input, or inputs through long-lived workers, journaled and resumable | [`engine::run`], [`engine::RunConfig`] (with [`engine::persistent::Workers`]) | "multiprocessing next week" |
 //! | the same tasks on many machines (feature `redis`) | `broker` | — |
-//! | what became of each input | [`Task`], [`Outcome`] | — |
+//! | what became of each input | [`Outcome`], [`Failure`] | — |
 //!
 //! Every task that is read ends with exactly one [`Outcome`]: done, failed, timed out, or not
 //! run. Errors that fail to deliver an item hand the item back.
@@ -59,5 +59,5 @@ pub mod worker;
 
 pub use pool::{Pool, TaskError, TaskHandle};
 pub use shutdown::{Level, Shutdown};
-pub use task::{Failure, Outcome, Provenance, Seq, Task};
+pub use task::{Failure, Outcome, Seq};
 pub use worker::Worker;

@@ -1,63 +1,17 @@
 //! Tasks and their outcomes: the vocabulary every layer of muster shares.
 //!
-//! A [`Task`] is one input together with its sequence number (1-based, in input order) and its
-//! [`Provenance`] (where it was read from). An [`Outcome`] is what finally became of a task.
-//! The contract that the rest of the crate keeps is that every task that was read ends with
-//! exactly one outcome: done, failed, timed out, or not run.
+//! A task is one input with its sequence number ([`Seq`], 1-based, in input order; the engine's
+//! tasks are [`crate::input::Input`]s). An [`Outcome`] is what finally became of a task. The
+//! contract that the rest of the crate keeps is that every task that was read ends with exactly
+//! one outcome: done, failed, timed out, or not run.
 //!
 //! This module holds plain data only; it never runs anything.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A task's position in its input, counted from 1.
 pub type Seq = u64;
-
-/// Where a task's input came from, such as `stdin:3` or `inputs.txt:12`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Provenance {
-    /// The name of the source (`stdin`, a file name, `:::`, or a caller-chosen label).
-    pub source: Arc<str>,
-    /// The record's position within that source, counted from 1.
-    pub index: u64,
-}
-
-impl Provenance {
-    /// Builds the provenance of record `index` (1-based) of `source`.
-    pub fn new(source: impl Into<Arc<str>>, index: u64) -> Self {
-        Provenance { source: source.into(), index }
-    }
-}
-
-impl fmt::Display for Provenance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.source, self.index)
-    }
-}
-
-/// One unit of work: an input with its sequence number and provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Task<I> {
-    /// Position in the overall input, 1-based. Unique within a run.
-    pub seq: Seq,
-    /// Where the input was read from.
-    pub provenance: Provenance,
-    /// The input itself. For process tasks this is raw bytes, never assumed to be UTF-8.
-    pub input: I,
-}
-
-impl<I> Task<I> {
-    /// Builds a task.
-    pub fn new(seq: Seq, provenance: Provenance, input: I) -> Self {
-        Task { seq, provenance, input }
-    }
-
-    /// Replaces the input, keeping the sequence number and provenance.
-    pub fn map<J>(self, f: impl FnOnce(I) -> J) -> Task<J> {
-        Task { seq: self.seq, provenance: self.provenance, input: f(self.input) }
-    }
-}
 
 /// Why a task failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,17 +89,6 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn provenance_displays_as_source_colon_index() {
-        assert_eq!(Provenance::new("stdin", 3).to_string(), "stdin:3");
-    }
-
-    #[test]
-    fn map_keeps_sequence_and_provenance() {
-        let task = Task::new(7, Provenance::new("a.txt", 2), "x").map(str::len);
-        assert_eq!((task.seq, task.provenance.to_string(), task.input), (7, "a.txt:2".into(), 1));
-    }
 
     #[test]
     fn panic_message_reads_str_and_string_payloads() {

@@ -122,6 +122,21 @@ pub(crate) fn ensure_group(
     }
 }
 
+/// The XADD that puts a task on the queue: data only (submission, number, retry budget and
+/// input values), never a command.
+pub(crate) fn task_entry(
+    queue: &Queue,
+    job: &str,
+    seq: crate::task::Seq,
+    retries: u32,
+    values: &[Vec<u8>],
+) -> redis::Cmd {
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(queue.tasks()).arg("*").arg("job").arg(job).arg("seq").arg(seq);
+    xadd.arg("retries").arg(retries).arg("values").arg(encode_values(values));
+    xadd
+}
+
 /// Encodes input values as netstrings (`3:abc,`), so any bytes (NUL included) survive.
 pub(crate) fn encode_values(values: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 8).sum());

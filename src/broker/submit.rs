@@ -3,11 +3,8 @@
 //! order), joblog, progress, summary and exit status — because it *is* a run of the engine
 //! whose executor is the queue ([`crate::engine::remote`]).
 
-use std::io;
-
-use super::{encode_values, ensure_group, BrokerError, Link, Queue};
-use crate::engine::{Inputs, Io, RunConfig, RunError, Summary};
-use crate::task::Seq;
+use super::{ensure_group, task_entry, Link, Queue};
+use crate::engine::{Inputs, Io, RunConfig, Summary};
 
 /// What a submission needs.
 pub struct SubmitConfig {
@@ -22,34 +19,13 @@ pub struct SubmitConfig {
     pub retries: u32,
 }
 
-/// Why a submission failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// Redis.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// The engine (joblog, threads).
-    #[error(transparent)]
-    Engine(#[from] RunError),
-    /// Reading inputs.
-    #[error("reading input: {0}")]
-    Input(io::Error),
-}
+pub use crate::engine::remote::SubmitError;
 
 /// A new submission's id: unique enough across machines and runs.
 fn new_job_id() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{:x}-{:x}", nanos as u64, std::process::id())
-}
-
-/// The XADD that puts a task on the queue: data only (submission, number, retry budget and
-/// input values), never a command.
-pub(crate) fn task_entry(queue: &Queue, job: &str, seq: Seq, retries: u32, values: &[Vec<u8>]) -> redis::Cmd {
-    let mut xadd = redis::cmd("XADD");
-    xadd.arg(queue.tasks()).arg("*").arg("job").arg(job).arg("seq").arg(seq);
-    xadd.arg("retries").arg(retries).arg("values").arg(encode_values(values));
-    xadd
 }
 
 /// Puts every input on the queue and returns at once: the submission's id and task count.

@@ -54,7 +54,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel as cb;
 
 pub use crate::input::{Input, Inputs, Interruptible, Source};
-pub use capture::Stream;
 
 pub use crate::halt::{FailThreshold, Halt, HaltGate, HaltWhen};
 pub use crate::journal::ResumeMode;

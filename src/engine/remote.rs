@@ -19,11 +19,24 @@ use crossbeam_channel as cb;
 use super::capture::Capture;
 use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
-use super::{Inputs, Io, RunConfig, Summary};
-use crate::broker::submit::task_entry;
-use crate::broker::{scripts, BrokerError, Entry, Link, Queue, GROUP};
+use super::{Inputs, Io, RunConfig, RunError, Summary};
+use crate::broker::{scripts, task_entry, BrokerError, Entry, Link, Queue, GROUP};
 use crate::source::Sourced;
 use crate::task::{Failure, Outcome, Seq};
+
+/// Why a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Redis.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The engine (joblog, threads).
+    #[error(transparent)]
+    Engine(#[from] RunError),
+    /// Reading inputs.
+    #[error("reading input: {0}")]
+    Input(io::Error),
+}
 
 /// Where a submission's tasks go and where its results are read from.
 pub(crate) struct Submission<'b> {
@@ -44,7 +57,7 @@ pub(crate) fn run(
     inputs: Inputs,
     submission: Submission<'_>,
     io: Io<'_, '_>,
-) -> Result<Summary, crate::broker::submit::SubmitError> {
+) -> Result<Summary, SubmitError> {
     let router = Arc::new(Router {
         job: submission.job,
         queue: submission.queue.clone(),

@@ -30,48 +30,6 @@ use crate::task::{Failure, Seq};
 
 const WAKE: u64 = u64::MAX;
 
-/// A worker's stdin, written without blocking: what the pipe cannot take yet waits here.
-pub(crate) struct Outbox {
-    fd: OwnedFd,
-    buf: Vec<u8>,
-    /// How much of `buf` is written.
-    written: usize,
-}
-
-impl Outbox {
-    pub(super) fn new(fd: OwnedFd) -> Outbox {
-        let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
-        Outbox { fd, buf: Vec::new(), written: 0 }
-    }
-
-    pub(super) fn push(&mut self, record: &[u8], separator: u8) {
-        self.buf.extend_from_slice(record);
-        self.buf.push(separator);
-    }
-
-    /// Writes what the pipe takes: true once everything is written, false when the pipe is
-    /// full (epoll tells when it has room); an error when the worker's end is gone.
-    fn flush(&mut self) -> io::Result<bool> {
-        while self.written < self.buf.len() {
-            match rustix::io::write(&self.fd, &self.buf[self.written..]) {
-                Ok(n) => self.written += n,
-                Err(Errno::AGAIN) => {
-                    if self.written >= self.buf.len() / 2 {
-                        self.buf.drain(..self.written);
-                        self.written = 0;
-                    }
-                    return Ok(false);
-                }
-                Err(Errno::INTR) => {}
-                Err(errno) => return Err(errno.into()),
-            }
-        }
-        self.buf.clear();
-        self.written = 0;
-        Ok(true)
-    }
-}
-
 /// Where a slot is in its life.
 enum Phase {
     /// Needs a worker.

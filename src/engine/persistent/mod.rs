@@ -27,11 +27,13 @@
 //!
 //! Members: `executor` (the engine's side: attempts in, endings out), `machine` (a worker
 //! slot's life as a state machine, stepped by its loop), `worker` (one worker process: its
-//! window, its replies, and what becomes of the tasks it held when lost), `pipes` (a thread per
-//! CPU reading the workers' stdout and stderr).
+//! window, its replies, and what becomes of the tasks it held when lost), `outbox` (a worker's
+//! stdin, written without blocking), `pipes` (a thread per CPU reading the workers' stdout and
+//! stderr).
 
 mod executor;
 mod machine;
+mod outbox;
 mod pipes;
 mod worker;
 

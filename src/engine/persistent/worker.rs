@@ -176,7 +176,7 @@ pub(super) const NO_DEADLINE: Duration = Duration::from_secs(3600);
 pub(super) struct Worker {
     pub(super) child: Launched,
     /// Its stdin, written without blocking.
-    pub(super) outbox: Option<super::machine::Outbox>,
+    pub(super) outbox: Option<super::outbox::Outbox>,
     in_flight: InFlight,
     /// Holds one token per task in flight; capacity is the window.
     pub(super) permits: cb::Sender<()>,
@@ -221,7 +221,7 @@ impl Worker {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
-        let outbox = pipes.stdin.take().map(|stdin| super::machine::Outbox::new(stdin.into()));
+        let outbox = pipes.stdin.take().map(|stdin| super::outbox::Outbox::new(stdin.into()));
         let stdout = pipes.stdout.take();
         let stderr = pipes.stderr.take();
         let in_flight: InFlight =
