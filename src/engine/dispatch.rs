@@ -33,6 +33,8 @@ use crate::journal::{outcome_columns, Exit, Record};
 use crate::shutdown::{Level, Shutdown};
 use crate::task::{Failure, Outcome, Seq};
 
+/// Ended attempts settled between two of an executor's [`pump`](Executor::pump)s.
+const PUMP_EVERY: usize = 64;
 /// Spawn attempts refused by the OS, with nothing running, before a task fails.
 pub(crate) const SPAWN_TRIES: u32 = 8;
 /// How long a task killed by SIGINT/SIGTERM waits to learn whether that signal was meant
@@ -168,6 +170,10 @@ pub(crate) trait Executor {
     fn lends_input(&self) -> bool {
         false
     }
+    /// A moment between settling ended attempts (every [`PUMP_EVERY`]): an executor whose
+    /// attempts share workers moves what it has queued to them (a persistent worker's window
+    /// refilled while the loop settles a long batch of its replies).
+    fn pump(&mut self) {}
     /// Every attempt has ended and no more will start: let go of what it holds (workers
     /// closed, waited for).
     fn finish(&mut self) {}
@@ -366,7 +372,10 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             if hungry {
                 self.waker.sated();
             }
-            for attempt in ended.drain(..) {
+            for (settled, attempt) in ended.drain(..).enumerate() {
+                if settled % PUMP_EVERY == PUMP_EVERY - 1 {
+                    self.executor.pump();
+                }
                 let id = attempt.id;
                 let Some(run) = self.running.get_mut(id).and_then(Option::as_mut) else { continue };
                 if matches!(attempt.verdict, Verdict::Exited(_)) {

@@ -61,3 +61,39 @@ impl Waker {
         let _ = rustix::io::read(&self.fd, &mut buf);
     }
 }
+
+/// Rings a loop's [`Waker`] only while the loop listens: a reporter (a persistent worker's
+/// reply reader) rings after each report, but a loop busy with earlier reports is not woken
+/// again for each one (an eventfd write and an epoll wake-up per batch of replies).
+pub(crate) struct Bell {
+    listening: AtomicBool,
+    waker: std::sync::Arc<Waker>,
+}
+
+impl Bell {
+    pub(crate) fn new(waker: std::sync::Arc<Waker>) -> Bell {
+        Bell { listening: AtomicBool::new(false), waker }
+    }
+
+    /// Rings, if the loop listens. Call after making the report visible.
+    pub(crate) fn ring(&self) {
+        // Pairs with the fence in `listen`: either the loop sees the report, or we see it
+        // listening.
+        fence(Ordering::SeqCst);
+        if self.listening.swap(false, Ordering::SeqCst) {
+            self.waker.ring();
+        }
+    }
+
+    /// The loop is about to wait: look for reports once more after this (one made meanwhile
+    /// is either seen then, or rings).
+    pub(crate) fn listen(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The loop is busy again.
+    pub(crate) fn deaf(&self) {
+        self.listening.store(false, Ordering::SeqCst);
+    }
+}

@@ -31,7 +31,7 @@ use super::worker::{JobQueue, Settle, SlotContext};
 use super::{pipes, Event, Job, PersistentConfig, Reply};
 use crate::engine::capture::Capture;
 use crate::engine::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
-use crate::engine::poll::Waker;
+use crate::engine::poll::{Bell, Waker};
 use crate::engine::settle;
 use crate::engine::{run_on, Io, RunConfig, RunError, Summary};
 use crate::journal::Exit;
@@ -150,6 +150,8 @@ pub(crate) struct PersistentExecutor<'a> {
     queued: cb::Receiver<Job>,
     /// What the slots and the pipe readers report.
     inbox: cb::Receiver<Event>,
+    /// Rung by those reports while `wait` waits.
+    bell: Arc<Bell>,
     /// To the settle stage: the workers' stderr lines.
     to_settle: cb::Sender<settle::Event>,
     /// Attempts to stop (their workers are stopped, the others they held run again).
@@ -180,7 +182,8 @@ impl<'a> PersistentExecutor<'a> {
         let (space, _) = cb::bounded::<()>(1);
         let queue = JobQueue::new(jobs_rx.clone(), space);
         let (events, inbox) = cb::unbounded::<Event>();
-        let settle = Settle::new(events.clone(), Arc::clone(&waker));
+        let bell = Arc::new(Bell::new(Arc::clone(&waker)));
+        let settle = Settle::new(events.clone(), Arc::clone(&bell));
         let stops: Arc<Mutex<HashSet<Seq>>> = Arc::default();
         let stopped = {
             let stops = Arc::clone(&stops);
@@ -208,6 +211,7 @@ impl<'a> PersistentExecutor<'a> {
             waker,
             jobs: Some(jobs_tx),
             queued: jobs_rx,
+            bell,
             inbox,
             to_settle,
             stops,
@@ -349,11 +353,13 @@ impl Executor for PersistentExecutor<'_> {
     }
 
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
+        self.bell.listen();
         let patience =
             if self.ended_here.is_empty() && self.inbox.is_empty() { timeout } else { Duration::ZERO };
         let slots_ended = match &mut self.feeding {
             Some(feeding) => {
                 let ended = feeding.turn(&self.waker, patience);
+                self.bell.deaf();
                 if !ended {
                     // Workers whose replies woke us get their next records before the
                     // dispatcher settles those replies: they work while it does.
@@ -379,7 +385,14 @@ impl Executor for PersistentExecutor<'_> {
                 self.waker.drain();
             }
         }
+        self.bell.deaf();
         self.collect(ended);
+    }
+
+    fn pump(&mut self) {
+        if let Some(feeding) = &mut self.feeding {
+            feeding.step();
+        }
     }
 
     fn positions(&self, slots: usize) -> usize {

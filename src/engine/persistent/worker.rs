@@ -4,9 +4,9 @@
 //! `machine`'s.
 //!
 //! Who wakes whom: the slot's loop writes stdin; the pipe reader pops the oldest in-flight task
-//! for each reply record, releases one permit of the window, and rings the loop when half the
-//! window is free; when stdout ends (the worker died or closed it) the reply handler is dropped,
-//! which disconnects `alive` and rings the loop again.
+//! for each reply record, releases one permit of the window, and reports the batch, which
+//! rings the loop if it waits (its executor's [`Bell`]); when stdout ends (the worker died or
+//! closed it) the reply handler is dropped, which disconnects `alive` and rings the loop.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel as cb;
 
 use super::{Attempt, Event, Job, PersistentConfig, Reply};
-use crate::engine::poll::Waker;
+use crate::engine::poll::{Bell, Waker};
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
 use crate::task::Failure;
@@ -50,11 +50,11 @@ pub(crate) struct Settle {
     /// The worker slot whose tasks this settles (stamped on each attempt).
     slot: usize,
     /// Rung after each report: the executor's loop waits on it.
-    ring: Arc<Waker>,
+    ring: Arc<Bell>,
 }
 
 impl Settle {
-    pub(crate) fn new(events: cb::Sender<Event>, ring: Arc<Waker>) -> Settle {
+    pub(crate) fn new(events: cb::Sender<Event>, ring: Arc<Bell>) -> Settle {
         Settle { events, slot: 0, ring }
     }
 
@@ -240,7 +240,7 @@ impl Worker {
                 pace: Pace::new(ctx.config.window.max(1)),
                 broke_protocol: broke_protocol.clone(),
             };
-            let replies = Box::new(Replies { in_flight, window, settle, alive: alive_notice });
+            let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_notice });
             let reader = ctx.pipes.as_deref().filter(|_| ctx.share_replies);
             threads.extend(super::pipes::read_on(reader, stdout, separator, replies));
         }
@@ -388,9 +388,8 @@ struct Replies {
     in_flight: InFlight,
     window: Window,
     settle: Settle,
-    /// Disconnects `alive` when dropped; also rings the feeding loop when half the window is
-    /// free.
-    alive: super::pipes::EndNotice,
+    /// Held for its drop: disconnects `alive` and rings the feeding loop.
+    _alive: super::pipes::EndNotice,
 }
 
 impl super::pipes::Records for Replies {
@@ -425,11 +424,8 @@ impl super::pipes::Records for Replies {
         if let Some((_, _, first)) = answered.first() {
             let limit = self.window.pace.observe(answered.len(), first.runtime);
             self.window.limit.store(limit, Ordering::Relaxed);
-            if self.window.permits.len() <= limit / 2 {
-                // Half the window is free again: the loop refills it.
-                self.alive.ring();
-            }
         }
+        // The report rings the loop if it waits (it refills the window then), not otherwise.
         self.settle.batch(answered);
         true
     }
