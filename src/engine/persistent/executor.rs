@@ -144,10 +144,9 @@ pub(crate) struct PersistentExecutor<'a> {
     /// The slots, stepped in `wait`; `None` when no epoll instance could be had.
     feeding: Option<Loop<'a>>,
     waker: Arc<Waker>,
-    /// Records for the slots; closed by `finish`.
-    jobs: Option<cb::Sender<Job>>,
-    /// The slots' end of it: what is left there once every slot has ended was never sent.
-    queued: cb::Receiver<Job>,
+    /// Records for the slots, closed by `finish`; what is left there once every slot has
+    /// ended was never sent.
+    jobs: JobQueue,
     /// What the slots and the pipe readers report.
     inbox: cb::Receiver<Event>,
     /// Rung by those reports while `wait` waits.
@@ -177,10 +176,7 @@ impl<'a> PersistentExecutor<'a> {
         slots: &[usize],
     ) -> Self {
         let config = setup.config;
-        let (jobs_tx, jobs_rx) = cb::unbounded::<Job>();
-        // The slots signal room to a feeder; here the dispatcher asks `room` instead.
-        let (space, _) = cb::bounded::<()>(1);
-        let queue = JobQueue::new(jobs_rx.clone(), space);
+        let queue = JobQueue::default();
         let (events, inbox) = cb::unbounded::<Event>();
         let bell = Arc::new(Bell::new(Arc::clone(&waker)));
         let settle = Settle::new(events.clone(), Arc::clone(&bell));
@@ -209,8 +205,7 @@ impl<'a> PersistentExecutor<'a> {
         PersistentExecutor {
             feeding,
             waker,
-            jobs: Some(jobs_tx),
-            queued: jobs_rx,
+            jobs: queue,
             bell,
             inbox,
             to_settle,
@@ -324,19 +319,10 @@ impl Executor for PersistentExecutor<'_> {
             // A position used again: a stop asked of its earlier attempt is not this one's.
             self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
         }
-        match &self.jobs {
-            Some(jobs) => {
-                if let Err(cb::SendError(job)) = jobs.send(job) {
-                    let why = Failure::Start("the workers' loop has ended".into());
-                    let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
-                    self.ended_here.push(ended);
-                }
-            }
-            None => {
-                let why = Failure::Start("the workers are closed".into());
-                let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
-                self.ended_here.push(ended);
-            }
+        if let Err(job) = self.jobs.push(job) {
+            let why = Failure::Start("the workers are closed".into());
+            let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
+            self.ended_here.push(ended);
         }
         Ok(())
     }
@@ -372,7 +358,7 @@ impl Executor for PersistentExecutor<'_> {
         };
         if slots_ended {
             // Every slot stopped (a drain, or stop-now): what is still queued was never sent.
-            for job in self.queued.clone().try_iter() {
+            for job in self.jobs.queued_now() {
                 let not_run = self.ended(job, Reply::NotRun, super::Attempt::never(), Instant::now());
                 self.ended_here.push(not_run);
             }
@@ -418,7 +404,7 @@ impl Executor for PersistentExecutor<'_> {
 
     fn finish(&mut self) {
         // No more tasks: the slots drain, close their workers' stdin (the quit) and reap them.
-        self.jobs = None;
+        self.jobs.close();
         if let Some(feeding) = &mut self.feeding {
             while !feeding.turn(&self.waker, crate::engine::poll::TICK) {}
         }

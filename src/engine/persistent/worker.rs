@@ -82,67 +82,62 @@ impl Settle {
     }
 }
 
-/// The slots' end of the queue of tasks from the feeder. The feeder, finding the queue full,
-/// sleeps until it is half empty again (not until one slot is free), so a full queue costs
-/// one wake-up of the feeder per half queue instead of one per task.
-#[derive(Clone)]
+/// The records a loop's slots take, queued by its executor on the same thread (a lock that is
+/// never contended: cheaper than a channel's hand-off), until the executor closes it.
+#[derive(Clone, Default)]
 pub(crate) struct JobQueue {
-    jobs: cb::Receiver<Job>,
-    /// Wakes the feeder.
-    space: cb::Sender<()>,
+    queue: Arc<Mutex<Queued>>,
+}
+
+#[derive(Default)]
+struct Queued {
+    jobs: VecDeque<Job>,
+    closed: bool,
 }
 
 impl JobQueue {
-    pub(crate) fn new(jobs: cb::Receiver<Job>, space: cb::Sender<()>) -> JobQueue {
-        JobQueue { jobs, space }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn took(&self) {
-        if self.jobs.len() <= self.jobs.capacity().unwrap_or(0) / 2 {
-            let _ = self.space.try_send(());
+    /// Queues `job`; handed back when the queue is closed.
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        let mut queued = self.lock();
+        if queued.closed {
+            return Err(job);
         }
+        queued.jobs.push_back(job);
+        Ok(())
     }
 
-    fn recv(&self) -> Result<Job, cb::RecvError> {
-        let job = self.jobs.recv()?;
-        self.took();
-        Ok(job)
+    /// No job will come any more: the slots drain and close their workers.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-
-    /// Every job still to come, until the feeder ends.
-    fn until_end(&self) -> impl Iterator<Item = Job> + '_ {
-        std::iter::from_fn(|| self.recv().ok())
+        self.lock().jobs.is_empty()
     }
 
     /// The next job, without waiting for it.
     pub(super) fn next_now(&self) -> Next {
-        match self.jobs.try_recv() {
-            Ok(job) => {
-                self.took();
-                Next::Job(job)
-            }
-            Err(cb::TryRecvError::Empty) => Next::NotYet,
-            Err(cb::TryRecvError::Disconnected) => Next::Ended,
+        let mut queued = self.lock();
+        match queued.jobs.pop_front() {
+            Some(job) => Next::Job(job),
+            None if queued.closed => Next::Ended,
+            None => Next::NotYet,
         }
     }
 
-    /// The jobs queued now, without waiting for more.
-    pub(super) fn queued_now(&self) -> impl Iterator<Item = Job> + '_ {
-        std::iter::from_fn(|| match self.next_now() {
-            Next::Job(job) => Some(job),
-            Next::NotYet | Next::Ended => None,
-        })
+    /// The jobs queued now, taken.
+    pub(crate) fn queued_now(&self) -> impl Iterator<Item = Job> {
+        std::mem::take(&mut self.lock().jobs).into_iter()
     }
 }
 
-/// Fails, with `failure`, every task the queue hands out until the feeder ends (waiting for
-/// them): where no worker can be fed at all.
+/// Fails, with `failure`, every task queued: where no worker can be fed at all.
 pub(super) fn refuse_all(jobs: &JobQueue, settle: &Settle, failure: &Failure) {
-    for job in jobs.until_end() {
+    for job in jobs.queued_now() {
         settle.one(job, Reply::Failed(failure.clone()), Attempt::never());
     }
 }
