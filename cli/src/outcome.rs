@@ -56,7 +56,8 @@ pub(crate) fn exit_code(summary: &Summary, signal: Option<i32>) -> u8 {
     if summary.broken_pipe {
         return 141;
     }
-    match summary.failures() {
+    // A persistent worker that broke the protocol failed, though its tasks ran again.
+    match summary.failures() + summary.protocol_breaks {
         0 if summary.input_error.is_some() || summary.write_error.is_some() => USAGE_ERROR,
         n @ 0..=100 => n as u8,
         _ => 101,

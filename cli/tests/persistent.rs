@@ -279,3 +279,74 @@ fn many_workers_are_fed_and_read_by_two_threads_per_cpu() {
     let out = run.wait_with_output().expect("run ends");
     assert_eq!(stderr(&out).matches("started").count(), workers, "every worker's stderr came through");
 }
+
+#[test]
+fn a_worker_that_dies_is_named_with_its_signal_and_what_became_of_its_tasks() {
+    let sb = Sandbox::new();
+    let script = r#"while IFS= read -r l; do if [ "$l" = 3 ] && [ ! -e died ]; then touch died; kill -9 $$; fi; echo "r$l"; done"#;
+    let out = sb.run(
+        &[
+            "run",
+            "--persistent",
+            "-k",
+            "-j",
+            "1",
+            "--retries",
+            "1",
+            "sh",
+            "-c",
+            script,
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+        ],
+        b"",
+    );
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "r1\nr2\nr3\nr4\n");
+    let err = stderr(&out);
+    assert!(err.contains("muster: worker 1 (pid ") && err.contains(") was killed by signal 9"), "{err}");
+}
+
+#[test]
+fn a_protocol_break_is_named_and_fails_the_exit_status() {
+    let sb = Sandbox::new();
+    let script = r#"while IFS= read -r l; do if [ "$l" = 2 ]; then printf 'r%s\nextra\n' "$l"; else echo "r$l"; fi; done"#;
+    let out = sb.run(
+        &["run", "--persistent", "-k", "-j", "1", "--window", "1", "sh", "-c", script, ":::", "1", "2", "3"],
+        b"",
+    );
+    assert_eq!(stdout(&out), "r1\nr2\nr3\n", "every task answered once");
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("sent a reply with no task waiting for it"), "{err}");
+}
+
+#[test]
+fn a_worker_that_answers_nothing_is_named_and_asked_whether_it_flushes() {
+    let sb = Sandbox::new();
+    // Reads its task and never answers: as a worker whose replies sit in an unflushed buffer.
+    let out = sb.run(
+        &[
+            "run",
+            "--persistent",
+            "-j",
+            "1",
+            "--timeout",
+            "1",
+            "sh",
+            "-c",
+            "while IFS= read -r l; do :; done",
+            ":::",
+            "a",
+        ],
+        b"",
+    );
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("muster: worker 1 (pid ") && err.contains("has answered nothing for"), "{err}");
+    assert!(err.contains("flush"), "{err}");
+    assert!(err.contains("timed out after 1s"), "{err}");
+}

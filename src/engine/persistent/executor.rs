@@ -239,6 +239,9 @@ impl<'a> PersistentExecutor<'a> {
                     text.extend_from_slice(&line);
                     let _ = self.to_settle.send(settle::Event::Say(text));
                 }
+                Event::Notice(text) => {
+                    let _ = self.to_settle.send(settle::Event::Say(text.into_bytes()));
+                }
                 Event::WorkerStarted => {
                     self.counts.started.fetch_add(1, Ordering::Relaxed);
                 }

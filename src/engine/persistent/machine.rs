@@ -24,11 +24,13 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
-use super::{Attempt, Job, Reply};
+use super::{Attempt, Event, Job, Reply};
 use crate::engine::poll::{Waker, TICK};
 use crate::task::{Failure, Seq};
 
 const WAKE: u64 = u64::MAX;
+/// How long a worker that holds tasks may answer nothing before it is named.
+const SILENT_AFTER: Duration = Duration::from_secs(10);
 
 /// Where a slot is in its life.
 enum Phase {
@@ -295,8 +297,33 @@ impl Machine<'_> {
         }
     }
 
+    /// Names a worker that holds tasks and has answered nothing for [`SILENT_AFTER`] (or the
+    /// time limit, if shorter): the commonest mistake is a worker that does not flush its
+    /// replies, and without a word the run just waits.
+    fn name_if_silent(&self, worker: &mut Worker, waits: &mut Waits) {
+        if worker.named_silent {
+            return;
+        }
+        let Some(since) = worker.working_since() else { return };
+        let patience = self.ctx.config.timeout.map_or(SILENT_AFTER, |limit| limit.min(SILENT_AFTER));
+        if waits.now < since + patience {
+            waits.until(since + patience);
+            return;
+        }
+        worker.named_silent = true;
+        let _ = self.ctx.events.send(Event::Notice(format!(
+            "muster: worker {} (pid {}) holds {} task(s) and has answered nothing for {:.1}s: does it \
+             flush its output after each reply? (Python: print(..., flush=True), or python3 -u)",
+            self.ctx.slot,
+            worker.child.id(),
+            worker.held(),
+            waits.now.saturating_duration_since(since).as_secs_f64(),
+        )));
+    }
+
     /// Feeds the worker until it must wait, or the worker's feeding ends.
     fn feed(&mut self, mut worker: Worker, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+        self.name_if_silent(&mut worker, waits);
         let (separator, timeout, revoked) =
             (self.ctx.config.separator, self.ctx.config.timeout, self.ctx.revoked.clone());
         loop {
@@ -395,6 +422,7 @@ impl Machine<'_> {
 
     /// Whether every task in flight is answered (`None`: not yet, wait), or why waiting ended.
     fn idle(&self, worker: &mut Worker, waits: &mut Waits) -> Option<Result<(), End>> {
+        self.name_if_silent(worker, waits);
         let (timeout, revoked) = (self.ctx.config.timeout, self.ctx.revoked.as_ref());
         if !worker.is_idle() && flush(worker).is_err() {
             return Some(Err(End::Died));
@@ -494,6 +522,7 @@ impl Machine<'_> {
         }
         let held = worker.take_held();
         let broke_protocol = worker.broke_protocol.load(Ordering::Acquire);
+        let pid = worker.child.id();
         let Stopping { end, idle, status, culprit, .. } = stopping;
         let ctx = &self.ctx;
         match end {
@@ -517,6 +546,13 @@ impl Machine<'_> {
                 }
             }
             End::InputDone | End::Recycle | End::Died => {
+                let _ = ctx.events.send(Event::Notice(lost_notice(
+                    ctx.slot,
+                    pid,
+                    status,
+                    held.len(),
+                    broke_protocol,
+                )));
                 lost(ctx, broke_protocol, (held, status), &mut self.probe)
             }
             End::TimedOut => timed_out(ctx, (held, status), culprit, &mut self.probe),
@@ -524,6 +560,35 @@ impl Machine<'_> {
         }
         Flow::Again(Phase::Start)
     }
+}
+
+/// What muster says of a worker lost while it should have gone on: which one, how it ended,
+/// and what becomes of the tasks it held.
+fn lost_notice(
+    slot: usize,
+    pid: u32,
+    status: Option<ExitStatus>,
+    held: usize,
+    broke_protocol: bool,
+) -> String {
+    let how = if broke_protocol {
+        "sent a reply with no task waiting for it (the protocol is one reply per input, in order) and was replaced".to_owned()
+    } else {
+        match super::worker::failure_of(status) {
+            Failure::Signal(signal) => format!("was killed by signal {signal}"),
+            Failure::Exit(code) => format!("exited with status {code}"),
+            other => format!("ended ({other})"),
+        }
+    };
+    let tasks = match (held, broke_protocol) {
+        (0, _) => "; it held no task".to_owned(),
+        (1, false) => "; it held 1 task, which failed this attempt".to_owned(),
+        (n, false) => format!(
+            "; the {n} tasks it held run again one at a time, uncharged, to find the one that killed it"
+        ),
+        (n, true) => format!("; the {n} tasks it held run again, uncharged"),
+    };
+    format!("muster: worker {slot} (pid {pid}) {how}{tasks}")
 }
 
 /// Stops the worker at once (KILL) and reaps it.

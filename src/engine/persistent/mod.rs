@@ -124,6 +124,8 @@ pub(crate) enum Event {
     /// Replies that arrived together.
     Replies(Vec<(Job, Reply, Attempt)>),
     Stderr(usize, Vec<u8>),
+    /// What muster says of a worker (lost, silent), for its stderr.
+    Notice(String),
     WorkerStarted,
     Crash,
     /// A worker sent a reply with no task waiting for it.

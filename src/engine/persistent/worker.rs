@@ -188,6 +188,8 @@ pub(super) struct Worker {
     pub(super) sent: u64,
     /// When to look again for a task taken back.
     next_look: Instant,
+    /// It was named for answering nothing for a while (once per worker).
+    pub(super) named_silent: bool,
 }
 
 /// Why feeding a worker stopped.
@@ -258,6 +260,7 @@ impl Worker {
             stderr_ended,
             sent: 0,
             next_look: Instant::now() + REVOCATION_LOOK,
+            named_silent: false,
         })
     }
 
@@ -288,6 +291,18 @@ impl Worker {
 
     pub(super) fn window_full(&self) -> bool {
         self.permits.len() >= self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
+    }
+
+    /// Since when the worker has worked on its oldest task without answering (its send, or
+    /// the previous reply), when it holds any.
+    pub(super) fn working_since(&self) -> Option<Instant> {
+        let flight = lock(&self.in_flight);
+        flight.jobs.front().map(|(_, sent)| (*sent).max(flight.last_reply))
+    }
+
+    /// Tasks it holds.
+    pub(super) fn held(&self) -> usize {
+        lock(&self.in_flight).jobs.len()
     }
 
     /// The oldest task in flight: the one being worked on.
