@@ -13,11 +13,12 @@ pub(crate) fn tell_outcome(summary: &Summary, jobs: usize, summary_wanted: bool,
     if let Some(problem) = summary.input_error.as_ref().or(summary.write_error.as_ref()) {
         crate::say(format_args!("muster: {problem}"));
     }
+    let at_least = if summary.input_left { "at least " } else { "" };
     if summary.halted {
         crate::say(format_args!(
-            "muster: halted (--halt): {} task(s) failed; {} not started",
+            "muster: halted (--halt): {} task(s) failed; {at_least}{} not started",
             summary.failures(),
-            summary.not_run
+            summary.not_run + summary.unread
         ));
     }
     if summary.protocol_breaks > 0 {
@@ -70,7 +71,7 @@ fn describe(summary: &Summary, jobs: usize) -> String {
     for (count, what) in [
         (summary.timed_out, "timed out"),
         (summary.stopped, "stopped"),
-        (summary.not_run, "not run"),
+        (summary.not_run + summary.unread, "not run"),
         (summary.skipped, "skipped (already done)"),
     ] {
         if count > 0 {
@@ -83,9 +84,12 @@ fn describe(summary: &Summary, jobs: usize) -> String {
     // Slots that never had a task do not count against efficiency.
     let used = jobs.min(usize::try_from(summary.read).unwrap_or(usize::MAX)).max(1);
     let efficiency = speedup / used as f64 * 100.0;
+    // Inputs a halt or a stop left unread are tasks too (not run); from a stream, more may
+    // have followed.
+    let at_least = if summary.input_left { "at least " } else { "" };
     format!(
-        "muster: {} tasks: {}; wall {wall:.2}s, task time {busy:.2}s, speedup {speedup:.2}x on {jobs} jobs ({efficiency:.0}% efficiency)",
-        summary.read,
+        "muster: {at_least}{} tasks: {}; wall {wall:.2}s, task time {busy:.2}s, speedup {speedup:.2}x on {jobs} jobs ({efficiency:.0}% efficiency)",
+        summary.read + summary.unread,
         parts.join(", ")
     )
 }

@@ -498,3 +498,27 @@ fn broken_stdout_exits_quietly() {
     assert_code(&out, 141);
     assert!(stderr(&out).is_empty(), "quietly: {}", stderr(&out));
 }
+
+#[test]
+fn totals_after_a_halt_count_every_input_not_run() {
+    let sb = Sandbox::new();
+    let inputs: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    let mut args = vec!["run", "--summary", "--halt", "now,fail=1", "-j", "1", "sh", "-c", "exit 1", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let out = sb.run(&args, b"");
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    // Inputs given on the command line are known: the ones never read are counted.
+    assert!(err.contains("muster: 20 tasks: 0 done, 1 failed, 19 not run;"), "{err}");
+    assert!(err.contains("halted (--halt): 1 task(s) failed; 19 not started"), "{err}");
+    // From a stream, how many were left is not known: the totals say so.
+    let lines: String = inputs.iter().map(|i| format!("{i}\n")).collect();
+    let out = sb.run(
+        &["run", "--summary", "--halt", "now,fail=1", "-j", "1", "sh", "-c", "exit 1"],
+        lines.as_bytes(),
+    );
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("muster: at least ") && err.contains("not started"), "{err}");
+    assert!(err.contains("halted (--halt): 1 task(s) failed; at least "), "{err}");
+}

@@ -32,12 +32,17 @@ fn server() -> Option<(Server, Link)> {
     let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let url = format!("redis://127.0.0.1:{port}");
+    // A server that accepts connections may not answer yet (still starting, on a busy
+    // machine): try until the deadline, and say why at the end.
+    let mut last_error = String::new();
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let link = Link::connect(&url).expect("connect to the test's redis-server");
-            return Some((server, link));
+            match Link::connect(&url) {
+                Ok(link) => return Some((server, link)),
+                Err(err) => last_error = err.to_string(),
+            }
         }
-        assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        assert!(Instant::now() < deadline, "redis-server did not start on port {port}: {last_error}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

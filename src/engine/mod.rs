@@ -216,6 +216,12 @@ pub struct Summary {
     pub not_run: u64,
     /// Tasks skipped because the joblog says they are done.
     pub skipped: u64,
+    /// Inputs known ahead (`:::`, files) that were never read because a halt or a stop came
+    /// first: never run either, and not in `read`.
+    pub unread: u64,
+    /// Reading stopped (a halt or a stop) before a stream of unknown length ended: more
+    /// inputs were not run than `unread` says.
+    pub input_left: bool,
     /// Wall time of the run.
     pub wall: Duration,
     /// Sum of every finished task's run time.
@@ -414,7 +420,7 @@ where
         dispatchers.push(dispatch::Dispatcher::new(&shared, executor, events_tx.clone(), waker, slots));
     }
 
-    let (mut summary, journal_error, read, input_error) = std::thread::scope(|scope| {
+    let (mut summary, journal_error, read, input_error, exhausted) = std::thread::scope(|scope| {
         let output = OutputThread::new(
             OutputConfig {
                 keep_order: config.keep_order,
@@ -438,11 +444,15 @@ where
         // The feeder: read, skip what the joblog says is done, and queue the rest.
         let mut read = 0u64;
         let mut input_error = None;
+        let mut exhausted = false;
         let mut inputs = inputs;
         // Checked before each read, never after: a task read is queued, so it gets an outcome
         // (not run, when a shutdown came meanwhile) and its source hears of it.
         while !shutdown.is_tripped() && !halt.closed() {
-            let Some(input) = inputs.next() else { break };
+            let Some(input) = inputs.next() else {
+                exhausted = true;
+                break;
+            };
             let Sourced { input, receipt } = match input {
                 Ok(sourced) => sourced,
                 Err(err) => {
@@ -480,12 +490,15 @@ where
             Ok(result) => result,
             Err(payload) => std::panic::resume_unwind(payload),
         };
-        (summary, journal_error, read, input_error)
+        (summary, journal_error, read, input_error, exhausted)
     });
     if let Some(err) = journal_error {
         return Err(err.into());
     }
     summary.read = read;
+    // Inputs a halt or a stop left unread: counted where their number is known, else said.
+    summary.unread = known_total.map_or(0, |total| total.saturating_sub(read));
+    summary.input_left = !exhausted && known_total.is_none() && input_error.is_none();
     summary.jobs = jobs;
     summary.wall = started.elapsed();
     summary.input_error = input_error;
