@@ -13,6 +13,20 @@ use muster::Outcome;
 
 /// How often the status line is printed when stderr is not a terminal.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// How often the bar redraws on its own (its clock), on a terminal.
+const TICK: Duration = Duration::from_millis(500);
+
+/// The bar's look: with the ETA once `with_eta` (a task finished) and the total is known.
+fn set_template(bar: &ProgressBar, total: Option<u64>, with_eta: bool) {
+    let template = match (total, with_eta) {
+        (Some(_), true) => "{elapsed_precise} [{wide_bar}] {pos}/{len} done {msg} ETA {eta}",
+        (Some(_), false) => "{elapsed_precise} [{wide_bar}] {pos}/{len} done {msg}",
+        (None, _) => "{elapsed_precise} {spinner} {pos} done {msg}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+}
 
 /// Counts shared with the status-line thread.
 #[derive(Default)]
@@ -21,6 +35,8 @@ struct Counts {
     failed: AtomicU64,
     running: AtomicU64,
     over: AtomicBool,
+    /// A task has finished: the ETA has something to go on.
+    eta_shown: AtomicBool,
 }
 
 /// Progress fed by the engine's settle stage (spawned or persistent tasks).
@@ -39,12 +55,11 @@ impl Progress {
     pub fn new(total: Option<u64>, terminal: bool) -> Progress {
         let target = if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let bar = ProgressBar::with_draw_target(total, target);
-        let template = match total {
-            Some(_) => "{elapsed_precise} [{wide_bar}] {pos}/{len} done {msg} ETA {eta}",
-            None => "{elapsed_precise} {spinner} {pos} done {msg}",
-        };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
+        // No ETA before a task has finished: there is nothing to base it on yet.
+        set_template(&bar, total, false);
+        if terminal {
+            // The clock moves while tasks run, not only when one ends.
+            bar.enable_steady_tick(TICK);
         }
         let counts = Arc::new(Counts::default());
         let started = Instant::now();
@@ -77,6 +92,11 @@ impl Progress {
         if self.ticker.is_some() && !self.counts.over.swap(true, Ordering::AcqRel) {
             crate::say(format_args!("muster: {}", status(&self.counts, self.total, self.started)));
         }
+    }
+
+    /// The bar, for a writer of muster's own lines to hide it while writing.
+    pub fn bar(&self) -> indicatif::ProgressBar {
+        self.bar.clone()
     }
 
     /// A writer that hides the bar while it writes, so output and bar never mix.
@@ -137,6 +157,9 @@ impl Observer for Progress {
         counter.fetch_add(1, Ordering::Relaxed);
         self.refresh();
         self.bar.inc(1);
+        if !self.counts.eta_shown.swap(true, Ordering::Relaxed) {
+            set_template(&self.bar, self.total, true);
+        }
     }
 
     fn task_skipped(&self) {

@@ -192,10 +192,10 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     config.program_path = program_path;
     let jobs = config.jobs;
 
-    announce_drain(&shutdown, args.grace);
     let interactive = io::stderr().is_terminal();
     let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));
     let progress = show_progress.then(|| Progress::new(known_total, interactive));
+    announce_drain(&shutdown, args.grace, progress.as_ref().map(Progress::bar));
     let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
     let stderr = stderr_writer().map_err(|err| usage(format!("cannot use stderr: {err}")))?;
     let (stdout, stderr, observer): (Box<dyn Write + Send>, Box<dyn Write + Send>, &dyn Observer) =

@@ -90,16 +90,27 @@ pub(crate) fn stderr_writer() -> io::Result<File> {
 }
 
 /// Tells the user, once, what the first signal did and how to stop now.
-pub(crate) fn announce_drain(shutdown: &Shutdown, grace: std::time::Duration) {
+pub(crate) fn announce_drain(
+    shutdown: &Shutdown,
+    grace: std::time::Duration,
+    bar: Option<indicatif::ProgressBar>,
+) {
     let token = shutdown.clone();
     // Detached: it waits for a trip that may never come, and ends with the process.
     let _ = std::thread::Builder::new().name("muster-announce".into()).spawn(move || {
         token.wait();
         if token.signal().is_some() && !token.is_stopping_now() {
-            crate::say(format_args!(
-                "muster: stopping: starting no new tasks; running ones get {}s to finish (signal again to stop now)",
-                grace.as_secs_f64()
-            ));
+            let say = || {
+                crate::say(format_args!(
+                    "muster: stopping: starting no new tasks; running ones get {}s to finish (signal again to stop now)",
+                    grace.as_secs_f64()
+                ))
+            };
+            // On its own line, never into the progress bar's.
+            match &bar {
+                Some(bar) => bar.suspend(say),
+                None => say(),
+            }
         }
     });
 }

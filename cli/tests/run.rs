@@ -522,3 +522,27 @@ fn totals_after_a_halt_count_every_input_not_run() {
     assert!(err.contains("muster: at least ") && err.contains("not started"), "{err}");
     assert!(err.contains("halted (--halt): 1 task(s) failed; at least "), "{err}");
 }
+
+#[test]
+fn the_progress_bar_clock_ticks_while_tasks_run_and_no_eta_shows_before_one_ends() {
+    // A terminal is needed for the bar: `script` (util-linux) gives the run one.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        println!(
+            "skipped: `script` (util-linux) is not installed, so there is no terminal to draw the bar on"
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    let command = format!("{} run --progress -j1 sleep ::: 2", env!("CARGO_BIN_EXE_muster"));
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(sb.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = screen.split(['\r', '\n']).filter(|frame| frame.contains(" done")).collect();
+    // The only task runs 2 s: the clock must move while it runs, not only when it ends.
+    assert!(frames.iter().any(|f| f.contains("00:00:01") && f.contains("0/1 done")), "{frames:#?}");
+    assert!(frames.iter().filter(|f| f.contains("0/1 done")).all(|f| !f.contains("ETA")), "{frames:#?}");
+}
