@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, IsTerminal};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
@@ -158,6 +158,10 @@ pub(crate) fn sources(
     }
     let implicit_stdin = sources.is_empty();
     if implicit_stdin {
+        if io::stdin().is_terminal() {
+            // Else a run given no `:::` waits on a blank screen (GNU parallel says so too).
+            crate::say("muster: reading inputs from the terminal, one per line (Ctrl-D to end them)");
+        }
         let stdin = Source::Stream { name: "stdin".into(), reader: Box::new(BufReader::new(io::stdin())) };
         sources.push(stdin);
         links.push(Link::None);

@@ -138,8 +138,22 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     };
     let mut program_path = None;
     if !args.dry_run && submission.is_none() && workers.is_none() {
-        if let Some(program) = template.program() {
-            program_path = Some(check_program(&program)?);
+        match template.program() {
+            Some(program) => program_path = Some(check_program(&program)?),
+            // A command word with replacement strings and spaces is no program: a shell line
+            // written as GNU parallel takes it (`'echo {} | tr a-z A-Z'`). Every task would fail
+            // to start; stop before the first, as for a missing command.
+            None if !template.is_shell() && command[0].to_string_lossy().contains([' ', '\t']) => {
+                return Err(Fatal {
+                    code: 127,
+                    message: format!(
+                        "command not found: '{}' (it looks like a shell command line: pass --shell, as in muster run --shell '{}' ...)",
+                        command[0].to_string_lossy(),
+                        command[0].to_string_lossy()
+                    ),
+                });
+            }
+            None => {}
         }
     }
     let command_bytes: usize = command.iter().map(|w| w.len() + 1).sum();

@@ -526,23 +526,72 @@ fn totals_after_a_halt_count_every_input_not_run() {
 #[test]
 fn the_progress_bar_clock_ticks_while_tasks_run_and_no_eta_shows_before_one_ends() {
     // A terminal is needed for the bar: `script` (util-linux) gives the run one.
-    if std::process::Command::new("script").arg("--version").output().is_err() {
+    let sb = Sandbox::new();
+    let command = format!("{} run --progress -j1 sleep ::: 2", env!("CARGO_BIN_EXE_muster"));
+    let Some(screen) = on_a_terminal(&sb, &command) else {
         println!(
             "skipped: `script` (util-linux) is not installed, so there is no terminal to draw the bar on"
         );
         return;
-    }
-    let sb = Sandbox::new();
-    let command = format!("{} run --progress -j1 sleep ::: 2", env!("CARGO_BIN_EXE_muster"));
-    let out = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .current_dir(sb.dir())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("script runs");
-    let screen = String::from_utf8_lossy(&out.stdout);
+    };
     let frames: Vec<&str> = screen.split(['\r', '\n']).filter(|frame| frame.contains(" done")).collect();
     // The only task runs 2 s: the clock must move while it runs, not only when it ends.
     assert!(frames.iter().any(|f| f.contains("00:00:01") && f.contains("0/1 done")), "{frames:#?}");
     assert!(frames.iter().filter(|f| f.contains("0/1 done")).all(|f| !f.contains("ETA")), "{frames:#?}");
+}
+
+#[test]
+fn a_shell_line_as_the_command_stops_before_any_task_and_points_to_shell() {
+    let sb = Sandbox::new();
+    // GNU parallel composes a shell line; muster runs words, so this is no program.
+    let out = sb.run(&["run", "echo {} | tr a-z A-Z", ":::", "a", "b"], b"");
+    assert_code(&out, 127);
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(err.contains("'echo {} | tr a-z A-Z'") && err.contains("--shell"), "{err}");
+    assert!(!err.contains("task 1"), "no task was started: {err}");
+    let out = sb.run(&["run", "--shell", "-k", "echo {} | tr a-z A-Z", ":::", "a", "b"], b"");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "A\nB\n");
+}
+
+#[test]
+fn reading_inputs_from_a_terminal_is_said_once_and_from_a_pipe_not() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "echo"], b"a\n");
+    assert!(!stderr(&out).contains("from the terminal"), "{}", stderr(&out));
+    // On a terminal with no input given, a run would wait on a blank screen.
+    let command = format!("{} run echo", env!("CARGO_BIN_EXE_muster"));
+    let Some(screen) = on_a_terminal(&sb, &command) else {
+        println!("skipped: `script` (util-linux) is not installed, so there is no terminal to read from");
+        return;
+    };
+    assert_eq!(screen.matches("muster: reading inputs from the terminal").count(), 1, "{screen}");
+}
+
+/// `command` on a terminal of its own (`script`, util-linux), its screen as text; `None` when
+/// `script` is missing. Killed, group and all, after 20 s: a test never hangs on it.
+fn on_a_terminal(sb: &Sandbox, command: &str) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        return None;
+    }
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .current_dir(sb.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("script starts");
+    let pid = child.id();
+    let ended = wait_for(Duration::from_secs(20), || child.try_wait().ok().flatten().is_some());
+    if !ended {
+        let group = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    }
+    let out = child.wait_with_output().expect("script ends");
+    assert!(ended, "the command did not end on its terminal within 20 s");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
