@@ -439,7 +439,7 @@ fn frozen_persistent_worker_wakes(jobs: usize) {
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     // A task's first delivery hangs (recording its sleep's pid); a later one answers.
     let program = "while IFS= read -r x; do if [ ! -e \"$x.first\" ]; then touch \"$x.first\"; \
-        sleep 30 & echo $! > \"$x.pid\"; wait; fi; echo \"done $x\"; done";
+        sleep 120 & echo $! > \"$x.pid\"; wait; fi; echo \"done $x\"; done";
     let jobs = jobs.to_string();
     let worker = |name: &'static str| {
         let flags = ["-j", &jobs, "--persistent", "--lease", "1s", "--name", name];
