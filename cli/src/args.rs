@@ -583,6 +583,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.starts_with('-') {
+        return Err(format!("'{text}': a duration cannot be negative (0 means none)"));
+    }
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let scale = match unit {

@@ -71,6 +71,13 @@ fn open_source(path: &Path, stdin_used: &mut bool) -> Result<Source, Fatal> {
         Box::new(BufReader::new(io::stdin()))
     } else {
         let file = File::open(path).map_err(|err| usage(format!("cannot read {}: {err}", path.display())))?;
+        // A directory opens, and fails only on the first read: name it now.
+        if file.metadata().is_ok_and(|meta| meta.is_dir()) {
+            return Err(usage(format!(
+                "cannot read {}: it is a directory (inputs come from files)",
+                path.display()
+            )));
+        }
         Box::new(BufReader::new(file))
     };
     let name = if path == Path::new("-") { "stdin".to_owned() } else { path.display().to_string() };

@@ -595,3 +595,23 @@ fn on_a_terminal(sb: &Sandbox, command: &str) -> Option<String> {
     assert!(ended, "the command did not end on its terminal within 20 s");
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+#[test]
+fn bad_input_is_named_in_the_users_words() {
+    let sb = Sandbox::new();
+    // A NUL byte without -0: say what to do, not the OS's "nul byte found in provided data".
+    let out = sb.run(&["run", "echo"], b"a\0b\n");
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("task 1 (a\\0b)") && err.contains("NUL byte") && err.contains("-0"), "{err}");
+    assert!(!err.contains("nul byte found in provided data"), "{err}");
+    // A directory as an input file: named before anything runs.
+    std::fs::create_dir(sb.path("adir")).expect("mkdir");
+    let out = sb.run(&["run", "-a", "adir", "echo"], b"");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("cannot read adir: it is a directory"), "{}", stderr(&out));
+    // A negative duration: not an "unknown unit".
+    let out = sb.run(&["run", "--timeout=-1", "echo", ":::", "a"], b"");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot be negative"), "{}", stderr(&out));
+}

@@ -70,9 +70,9 @@ impl fmt::Display for Note {
 }
 
 /// An input as a message shows it: lossy UTF-8 on one line (a newline or tab in it written
-/// `\n`, `\t`), at most 60 characters.
+/// `\n`, `\t`, `\0`), at most 60 characters.
 pub(crate) fn shown(input: &[u8]) -> String {
-    let text = String::from_utf8_lossy(input).replace('\n', "\\n").replace('\t', "\\t");
+    let text = String::from_utf8_lossy(input).replace('\n', "\\n").replace('\t', "\\t").replace('\0', "\\0");
     if text.chars().count() <= 60 {
         return text;
     }

@@ -162,6 +162,13 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
         let Some((program, args)) = attempt.argv.split_first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
         };
+        if attempt.argv.iter().any(|word| word.as_encoded_bytes().contains(&0)) {
+            // What the OS would say is "nul byte found in provided data"; say what to do.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "its input holds a NUL byte, which no command line can carry (NUL-separated input: -0)",
+            ));
+        }
         let mut command = match self.settings.program_path {
             Some(path) => {
                 let mut command = Command::new(path);
