@@ -3,10 +3,11 @@
 //! Each event loop of the engine is a dispatcher over an [`Executor`]. The dispatcher owns the
 //! policy — which task starts in which slot, when a refused start is tried again, time limits,
 //! the TERM → grace → KILL escalation of a timeout or a shutdown, retries, `--halt`, and how an
-//! ended attempt becomes an outcome, a joblog record and an event for the output thread. The
-//! executor owns the mechanism: starting an attempt, signalling it, and telling which attempts
-//! ended (with their captured output). The process executor is the `reactor`; the tests run the
-//! same dispatcher over a scripted fake, so the policy is proven without `sh`.
+//! ended attempt becomes an outcome, a joblog record and an event for the settle stage. The
+//! executor owns the mechanism: starting an attempt, stopping it, and telling which attempts
+//! ended and how (a [`Verdict`], with their captured output). The executors are `process`,
+//! `persistent`, `remote`; the tests run the same dispatcher over a scripted fake, so the
+//! policy is proven without `sh`.
 //!
 //! An attempt lives in a slot position (`id`, 0-based, one per slot the loop owns); the slot
 //! number (`{%}`, `MUSTER_WORKER`) is what the user sees.
@@ -97,17 +98,20 @@ pub(crate) enum Verdict {
     Reported(Box<Remote>),
     /// The executor decided how it went, with its facts (a persistent worker's reply, or the
     /// worker lost or stopped while working on it).
-    Decided {
-        outcome: Outcome,
-        /// How the process that ran it ended, as far as that says anything.
-        exit: Exit,
-        /// The time it took, as the executor measured it.
-        runtime: Duration,
-        /// The slot (worker) it ran in.
-        slot: usize,
-    },
+    Decided(Decision),
     /// The executor took it back before anything ran it (a queued task cancelled by a stop).
     Withdrawn,
+}
+
+/// How an attempt went, as the executor that ran it decided.
+pub(crate) struct Decision {
+    pub(crate) outcome: Outcome,
+    /// How the process that ran it ended, as far as that says anything.
+    pub(crate) exit: Exit,
+    /// The time it took, as the executor measured it.
+    pub(crate) runtime: Duration,
+    /// The slot (worker) it ran in.
+    pub(crate) slot: usize,
 }
 
 /// An attempt that ran on another machine, as that machine reported it.
@@ -269,12 +273,7 @@ enum Ending {
     /// Taken back by its executor before anything ran it, for this reason.
     Withdrawn(StopReason),
     /// Its executor decided, with these facts.
-    Decided {
-        outcome: Outcome,
-        exit: Exit,
-        runtime: Duration,
-        slot: usize,
-    },
+    Decided(Decision),
 }
 
 /// One event loop; see the [module docs](self).
@@ -430,8 +429,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         at
     }
 
-    /// Starts tasks while there are free slots and tasks to start, at most
-    /// [`STARTS_PER_TURN`]; true when it stopped at that limit with more to start.
+    /// Starts tasks while there is room and tasks to start, at most the executor's
+    /// [`starts_per_turn`](Executor::starts_per_turn); true when it stopped at that limit with
+    /// more to start.
     fn fill(&mut self) -> bool {
         let (mut now, mut wall) = (Instant::now(), SystemTime::now());
         let clock_per_start = !self.executor.queues_starts();
@@ -674,9 +674,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let ending = match (ended.verdict, run.stopping) {
             (Verdict::NotStarted(err), _) => Ending::StartFailed(err),
             (Verdict::Reported(remote), _) => Ending::Remote(remote),
-            (Verdict::Decided { outcome, exit, runtime, slot }, _) => {
-                Ending::Decided { outcome, exit, runtime, slot }
-            }
+            (Verdict::Decided(decision), _) => Ending::Decided(decision),
             (Verdict::Withdrawn, Some((reason, _))) => Ending::Withdrawn(reason),
             (Verdict::Withdrawn, None) => Ending::Withdrawn(StopReason::Shutdown),
             (Verdict::Exited(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
@@ -710,7 +708,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let shared = self.shared;
         let shutdown = shared.shutdown;
         let (runtime, decided_slot) = match &ending {
-            Ending::Decided { runtime, slot, .. } => (*runtime, Some(*slot)),
+            Ending::Decided(decision) => (decision.runtime, Some(decision.slot)),
             _ => (started.elapsed(), None),
         };
         let (mut outcome, stopped) = classify(&ending, shared.config.timeout);
@@ -733,7 +731,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let exit = match &ending {
             Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => Exit::of(s),
             Ending::StartFailed(_) | Ending::Withdrawn(_) => Exit::Unknown,
-            Ending::Decided { exit, .. } => *exit,
+            Ending::Decided(decision) => decision.exit,
             Ending::Remote(remote) if remote.signal > 0 => Exit::Signal(remote.signal),
             Ending::Remote(remote) => Exit::Code(remote.exitval),
         };
@@ -865,7 +863,7 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
         Ending::Remote(remote) => (remote.outcome.clone(), false),
-        Ending::Decided { outcome, .. } => (outcome.clone(), false),
+        Ending::Decided(decision) => (decision.outcome.clone(), false),
         Ending::Withdrawn(StopReason::TimedOut) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
         // Nothing ran it: a resume (or another worker) runs it.
         Ending::Withdrawn(_) => (Outcome::NotRun, true),

@@ -305,17 +305,15 @@ pub fn run_sourced(
     known_total: Option<u64>,
     io: Io<'_, '_>,
 ) -> Result<Summary, RunError> {
-    let watchdog_command = config.watchdog.take();
-    if config.persistent.is_some() {
-        config.watchdog = watchdog_command;
-        return persistent::run_executor(config, inputs, known_total, io);
-    }
-    let watchdog = match watchdog_command {
+    let watchdog = match config.watchdog.take() {
         Some(command) => Some(Arc::new(
             Watchdog::start(command).map_err(|source| RunError::Start { what: "the watchdog", source })?,
         )),
         None => None,
     };
+    if let Some(workers) = config.persistent.clone() {
+        return persistent::run_executor(config, workers, watchdog, inputs, known_total, io);
+    }
     let launcher = Launcher::new(watchdog);
     let program_path = if config.template.is_shell() { None } else { config.program_path.clone() };
     let settings = process::ProcessSettings {

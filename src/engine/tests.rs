@@ -17,9 +17,9 @@ use crate::source::{Receipt, Settled, Sourced};
 use crate::task::Outcome;
 use rustix::process::Signal;
 
-/// A writer whose bytes the test can read.
+/// A writer whose bytes the test can read (the persistent scenarios use it too).
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -33,7 +33,7 @@ impl Write for Sink {
 }
 
 impl Sink {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
     }
 }

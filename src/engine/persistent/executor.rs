@@ -30,7 +30,7 @@ use super::machine::Loop;
 use super::worker::{JobQueue, Settle, SlotContext};
 use super::{pipes, Event, Job, PersistentConfig, Reply};
 use crate::engine::capture::Capture;
-use crate::engine::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
+use crate::engine::dispatch::{Attempt, Decision, Ended, Executor, StopReason, Verdict};
 use crate::engine::poll::{Bell, Waker};
 use crate::engine::settle;
 use crate::engine::{run_on, Io, RunConfig, RunError, Summary};
@@ -71,25 +71,16 @@ struct Counts {
     protocol_breaks: AtomicU64,
 }
 
-/// Runs `inputs` through persistent workers (`config.persistent`), settled as every run is.
+/// Runs `inputs` through `workers` (the run's `persistent`; their groups known to `watchdog`),
+/// settled as every run is.
 pub(crate) fn run(
-    mut config: RunConfig,
+    config: RunConfig,
+    workers: Workers,
+    watchdog: Option<Arc<Watchdog>>,
     inputs: impl Iterator<Item = io::Result<Sourced>>,
     known_total: Option<u64>,
     io: Io<'_, '_>,
 ) -> Result<Summary, RunError> {
-    let Some(workers) = config.persistent.clone() else {
-        return Err(RunError::Start {
-            what: "persistent workers",
-            source: io::Error::other("no worker program"),
-        });
-    };
-    let watchdog = match config.watchdog.take() {
-        Some(command) => Some(Arc::new(
-            Watchdog::start(command).map_err(|source| RunError::Start { what: "the watchdog", source })?,
-        )),
-        None => None,
-    };
     let count = config.jobs.max(1);
     // The engine decides retries, halts and drains: the slots report every ending.
     let feeding = PersistentConfig {
@@ -259,11 +250,8 @@ impl<'a> PersistentExecutor<'a> {
     fn ended(&mut self, job: Job, reply: Reply, attempt: super::Attempt, now: Instant) -> Ended {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = job.seq as usize;
-        let decided = |outcome: Outcome, exit: Exit| Verdict::Decided {
-            outcome,
-            exit,
-            runtime: attempt.runtime,
-            slot: attempt.slot,
+        let decided = |outcome: Outcome, exit: Exit| {
+            Verdict::Decided(Decision { outcome, exit, runtime: attempt.runtime, slot: attempt.slot })
         };
         let (verdict, stdout) = match reply {
             Reply::Done(mut record) => {

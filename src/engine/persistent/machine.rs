@@ -87,8 +87,6 @@ enum Flow {
 struct Waits {
     now: Instant,
     next: Instant,
-    /// Some slot waits for a task from the feeder.
-    hungry: bool,
 }
 
 impl Waits {
@@ -153,13 +151,7 @@ impl<'a> Loop<'a> {
     /// Steps every slot, then waits (at most `patience`) for something to happen; true once
     /// every slot has ended.
     pub(super) fn turn(&mut self, waker: &Waker, patience: Duration) -> bool {
-        let now = Instant::now();
-        let mut waits = Waits { now, next: now + TICK.min(patience), hungry: false };
-        let mut all_done = true;
-        for machine in &mut self.machines {
-            machine.step(&self.epoll, &mut waits);
-            all_done &= matches!(machine.phase, Phase::Done);
-        }
+        let (all_done, waits) = self.step_all(patience);
         if all_done {
             return true;
         }
@@ -182,11 +174,20 @@ impl<'a> Loop<'a> {
     /// Steps every slot once, without waiting (after a wait: a reply that freed room in a
     /// window gets the next task at once, before the caller goes on to other work).
     pub(super) fn step(&mut self) {
+        self.step_all(TICK);
+    }
+
+    /// Steps every slot as far as it goes; whether all have ended, and what the next wait
+    /// (at most `patience`) waits for.
+    fn step_all(&mut self, patience: Duration) -> (bool, Waits) {
         let now = Instant::now();
-        let mut waits = Waits { now, next: now + TICK, hungry: false };
+        let mut waits = Waits { now, next: now + TICK.min(patience) };
+        let mut all_done = true;
         for machine in &mut self.machines {
             machine.step(&self.epoll, &mut waits);
+            all_done &= matches!(machine.phase, Phase::Done);
         }
+        (all_done, waits)
     }
 
     /// How many tasks its workers take now: each one's paced window, and as many again
@@ -255,10 +256,7 @@ impl Machine<'_> {
                     self.carried = Some(job);
                     Flow::Again(Phase::Start)
                 }
-                Next::NotYet => {
-                    waits.hungry = true;
-                    Flow::Wait(Phase::AwaitWork)
-                }
+                Next::NotYet => Flow::Wait(Phase::AwaitWork),
                 Next::Ended => Flow::Wait(Phase::Done),
             },
             Phase::Refuse(failure) => loop {
@@ -267,7 +265,6 @@ impl Machine<'_> {
                         self.ctx.settle.one(job, Reply::Failed(failure.clone()), Attempt::never())
                     }
                     Next::NotYet => {
-                        waits.hungry = true;
                         break Flow::Wait(Phase::Refuse(failure));
                     }
                     Next::Ended => break Flow::Wait(Phase::Done),
@@ -364,7 +361,6 @@ impl Machine<'_> {
                         if flush(&mut worker).is_err() || gone(&worker.alive) {
                             return self.fed(worker, End::Died, epoll);
                         }
-                        waits.hungry = true;
                         return Flow::Wait(Phase::Feed(worker));
                     }
                 }

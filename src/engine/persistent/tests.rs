@@ -3,11 +3,12 @@
 //! keeps what became of every task (its reply, or why it has none).
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Workers;
+use crate::engine::tests::Sink;
 use crate::engine::{self, Io, NoObserver, RunConfig, Summary};
 use crate::input::Input;
 use crate::process::template::Template;
@@ -64,21 +65,6 @@ impl Settlement for Collector {
     }
 }
 
-/// A writer whose lines the test can read.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `workers` shell workers running `script`, with a 5 s grace.
 fn sh(script: &str, workers: usize) -> RunConfig {
     worker_program("/bin/sh", vec!["-c".into(), script.into()], workers)
@@ -131,7 +117,7 @@ fn collect_from(
         let receipt: Receipt = Arc::from((index + 1).to_string().into_bytes().into_boxed_slice());
         Ok(Sourced { input, receipt: Some(receipt) })
     });
-    let stderr = Lines::default();
+    let stderr = Sink::default();
     let io = Io {
         stdout: Box::new(io::sink()),
         stderr: Box::new(stderr.clone()),
@@ -141,7 +127,7 @@ fn collect_from(
     };
     let summary = engine::run_sourced(config, sourced, None, io).expect("the run");
     assert!(summary.accounts_for_everything(), "every task read has one outcome: {summary:?}");
-    let text = String::from_utf8_lossy(&stderr.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+    let text = stderr.text();
     let stderr = text
         .lines()
         .filter_map(|line| line.strip_prefix("worker "))
