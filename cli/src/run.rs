@@ -3,7 +3,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use muster::engine::persistent::Workers;
+use muster::engine::persistent::{Framing, Workers};
 use muster::engine::{self, NoObserver, Observer, OutputMode, RunConfig};
 use muster::process::template::Template;
 use muster::Shutdown;
@@ -130,7 +130,7 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
         true => {
             let mut workers = Workers::new(check_program(&command[0])?, command[1..].to_vec());
             workers.window = args.window as usize;
-            workers.separator = separator;
+            workers.framing = Framing::Separated(separator);
             workers.max_tasks_per_worker = args.max_tasks_per_worker;
             Some(workers)
         }

@@ -28,7 +28,7 @@ use crossbeam_channel as cb;
 
 use super::machine::Loop;
 use super::worker::{JobQueue, Settle, SlotContext};
-use super::{pipes, Event, Job, PersistentConfig, Reply};
+use super::{pipes, Event, Framing, Job, PersistentConfig, Reply};
 use crate::engine::capture::Capture;
 use crate::engine::dispatch::{Attempt, Decision, Ended, Executor, StopReason, Verdict};
 use crate::engine::poll::{Bell, Waker};
@@ -50,8 +50,8 @@ pub struct Workers {
     pub args: Vec<OsString>,
     /// Most tasks in flight per worker (at least 1); fewer are kept when tasks are slow.
     pub window: usize,
-    /// Record separator on stdin and stdout: `b'\n'` or NUL.
-    pub separator: u8,
+    /// How records are cut on the workers' stdin and stdout.
+    pub framing: Framing,
     /// Replace a worker after this many tasks.
     pub max_tasks_per_worker: Option<u64>,
 }
@@ -59,7 +59,13 @@ pub struct Workers {
 impl Workers {
     /// `program args...`, up to 256 tasks in flight per worker, newline-separated records.
     pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Workers {
-        Workers { program: program.into(), args, window: 256, separator: b'\n', max_tasks_per_worker: None }
+        Workers {
+            program: program.into(),
+            args,
+            window: 256,
+            framing: Framing::Separated(b'\n'),
+            max_tasks_per_worker: None,
+        }
     }
 }
 
@@ -87,7 +93,7 @@ pub(crate) fn run(
         program: workers.program,
         args: workers.args,
         window: workers.window.max(1),
-        separator: workers.separator,
+        framing: workers.framing,
         max_tasks_per_worker: workers.max_tasks_per_worker,
         grace: config.grace,
         timeout: config.timeout,
@@ -254,9 +260,9 @@ impl<'a> PersistentExecutor<'a> {
             Verdict::Decided(Decision { outcome, exit, runtime: attempt.runtime, slot: attempt.slot })
         };
         let (verdict, stdout) = match reply {
-            Reply::Done(mut record) => {
-                record.push(self.config.separator);
-                (decided(Outcome::Done, Exit::Code(0)), Capture::holding(record))
+            Reply::Done(record) => {
+                let output = self.config.framing.output(record);
+                (decided(Outcome::Done, Exit::Code(0)), Capture::holding(output))
             }
             Reply::Failed(failure) => {
                 let exit = Exit::of_failure(&failure);
@@ -290,11 +296,8 @@ impl Executor for PersistentExecutor<'_> {
         };
         self.in_flight += 1;
         let job = Job { seq: id as Seq, input: record, alone: attempt.attempt > 1 };
-        let refused = if job.input.contains(&self.config.separator) {
-            let separator = if self.config.separator == b'\n' { "a newline" } else { "NUL" };
-            Some(format!(
-                "its input holds the record separator ({separator}), so it cannot be one record on a worker's stdin"
-            ))
+        let refused = if let Some(why) = self.config.framing.refuses(&job.input) {
+            Some(why)
         } else if self.feeding.is_none() {
             Some("no event loop to feed the workers (out of descriptors?)".into())
         } else {

@@ -321,8 +321,8 @@ impl Machine<'_> {
     /// Feeds the worker until it must wait, or the worker's feeding ends.
     fn feed(&mut self, mut worker: Worker, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
         self.name_if_silent(&mut worker, waits);
-        let (separator, timeout, revoked) =
-            (self.ctx.config.separator, self.ctx.config.timeout, self.ctx.revoked.clone());
+        let (framing, timeout, revoked) =
+            (self.ctx.config.framing, self.ctx.config.timeout, self.ctx.revoked.clone());
         loop {
             if self.ctx.shutdown.is_stopping_now() {
                 return self.fed(worker, End::StopNow, epoll);
@@ -383,7 +383,7 @@ impl Machine<'_> {
             }
             // Written when nothing else is waiting, so a lone task is not held back.
             let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
-            worker.queue(job, separator, waits.now);
+            worker.queue(job, framing, waits.now);
             if !more_waiting && flush(&mut worker).is_err() {
                 return self.fed(worker, End::Died, epoll);
             }
@@ -407,7 +407,7 @@ impl Machine<'_> {
             Some(Ok(())) => {
                 let Some(job) = self.probe.pop_front() else { return Flow::Again(Phase::Feed(worker)) };
                 // The suspect runs alone, outside the window.
-                worker.queue(job, self.ctx.config.separator, waits.now);
+                worker.queue(job, self.ctx.config.framing, waits.now);
                 if flush(&mut worker).is_err() {
                     return self.fed(worker, End::Died, epoll);
                 }
@@ -568,7 +568,7 @@ fn lost_notice(
     broke_protocol: bool,
 ) -> String {
     let how = if broke_protocol {
-        "sent a reply with no task waiting for it (the protocol is one reply per input, in order) and was replaced".to_owned()
+        "broke the protocol (one reply record per input, in order: it sent a reply with no task waiting for it, or bytes that are no record) and was replaced".to_owned()
     } else {
         match super::worker::failure_of(status) {
             Failure::Signal(signal) => format!("was killed by signal {signal}"),

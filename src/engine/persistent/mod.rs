@@ -32,6 +32,7 @@
 //! stderr).
 
 mod executor;
+mod framing;
 mod machine;
 mod outbox;
 mod pipes;
@@ -39,6 +40,7 @@ mod worker;
 
 pub(crate) use executor::run as run_executor;
 pub use executor::Workers;
+pub use framing::{Framing, MAX_FRAME};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -59,8 +61,8 @@ pub(crate) struct PersistentConfig {
     /// about 2 ms of work at the worker's measured pace, so slow tasks do not queue up
     /// behind one worker while another is idle.
     pub(crate) window: usize,
-    /// Record separator on stdin and stdout: `b'\n'` or NUL.
-    pub(crate) separator: u8,
+    /// How records are cut on stdin and stdout.
+    pub(crate) framing: Framing,
     /// Replace a worker after this many tasks.
     pub(crate) max_tasks_per_worker: Option<u64>,
     /// Time a worker gets to exit after its stdin closes, and again after SIGTERM.
@@ -76,7 +78,7 @@ pub(crate) struct PersistentConfig {
 /// What became of one task's attempt, as a slot reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The worker's result record (without the separator).
+    /// The worker's result record (without its framing).
     Done(Vec<u8>),
     /// Its worker died on it (how it ended), or no worker could be started (why).
     Failed(Failure),

@@ -7,6 +7,8 @@ use std::os::fd::OwnedFd;
 
 use rustix::io::Errno;
 
+use super::framing::Framing;
+
 /// A worker's stdin, written without blocking: what the pipe cannot take yet waits here.
 pub(super) struct Outbox {
     /// The pipe (the loop registers it with epoll to hear when a full one has room).
@@ -22,9 +24,8 @@ impl Outbox {
         Outbox { fd, buf: Vec::new(), written: 0 }
     }
 
-    pub(super) fn push(&mut self, record: &[u8], separator: u8) {
-        self.buf.extend_from_slice(record);
-        self.buf.push(separator);
+    pub(super) fn push(&mut self, record: &[u8], framing: Framing) {
+        framing.write(&mut self.buf, record);
     }
 
     /// Writes what the pipe takes: true once everything is written, false when the pipe is

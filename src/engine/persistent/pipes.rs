@@ -13,6 +13,7 @@ use crossbeam_channel as cb;
 use rustix::event::epoll;
 use rustix::io::Errno;
 
+use super::framing::Framing;
 use super::Event;
 use crate::engine::poll::Waker;
 
@@ -25,6 +26,9 @@ pub(crate) trait Records: Send {
     fn records(&mut self, records: Vec<Vec<u8>>) -> bool;
     /// The pipe ended; `last` is its final record if it had no separator.
     fn ended(&mut self, last: Option<Vec<u8>>);
+    /// The pipe holds something that is no record (a length prefix past any frame's): it is
+    /// read no more.
+    fn garbled(&mut self) {}
 }
 
 /// A handle on the loop; the loop ends once every handle is dropped and every pipe it reads
@@ -37,7 +41,7 @@ pub(crate) struct PipeReader {
 /// A pipe being read.
 struct Pipe {
     fd: OwnedFd,
-    separator: u8,
+    framing: Framing,
     /// The start of a record whose end has not come yet.
     partial: Vec<u8>,
     handler: Box<dyn Records>,
@@ -107,11 +111,11 @@ impl PipeReader {
         Ok(PipeReader { register, wake })
     }
 
-    /// Reads `pipe` until it ends, handing `separator`-ended records to `handler`.
-    pub(crate) fn read(&self, pipe: impl Into<OwnedFd>, separator: u8, handler: Box<dyn Records>) {
+    /// Reads `pipe` until it ends, handing its records to `handler`.
+    pub(crate) fn read(&self, pipe: impl Into<OwnedFd>, framing: Framing, handler: Box<dyn Records>) {
         let fd = pipe.into();
         let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
-        let pipe = Pipe { fd, separator, partial: Vec::new(), handler };
+        let pipe = Pipe { fd, framing, partial: Vec::new(), handler };
         if self.register.send(pipe).is_ok() {
             ring(&self.wake);
         }
@@ -206,16 +210,16 @@ fn serve(epoll: &OwnedFd, wake: &OwnedFd, registrations: &cb::Receiver<Pipe>) {
 pub(crate) fn read_on(
     reader: Option<&PipeReader>,
     pipe: impl Into<OwnedFd>,
-    separator: u8,
+    framing: Framing,
     handler: Box<dyn Records>,
 ) -> Option<std::thread::JoinHandle<()>> {
     match reader {
         Some(reader) => {
-            reader.read(pipe, separator, handler);
+            reader.read(pipe, framing, handler);
             None
         }
         None => {
-            let mut pipe = Pipe { fd: pipe.into(), separator, partial: Vec::new(), handler };
+            let mut pipe = Pipe { fd: pipe.into(), framing, partial: Vec::new(), handler };
             // A blocking read never says "nothing yet": it returns at the pipe's end.
             std::thread::Builder::new()
                 .spawn(move || {
@@ -241,20 +245,19 @@ fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
         };
         if n == 0 {
             let last = std::mem::take(&mut pipe.partial);
-            pipe.handler.ended((!last.is_empty()).then_some(last));
+            pipe.handler.ended(pipe.framing.last(last));
             return false;
         }
         pipe.partial.extend_from_slice(&buf[..n]);
         let mut records = Vec::new();
-        let mut start = 0;
-        while let Some(end) = pipe.partial[start..].iter().position(|&b| b == pipe.separator) {
-            // Room for the separator, which a reply printed as a task's output gets back.
-            let mut record = Vec::with_capacity(end + 1);
-            record.extend_from_slice(&pipe.partial[start..start + end]);
-            records.push(record);
-            start += end + 1;
-        }
-        pipe.partial.drain(..start);
+        let Ok(used) = pipe.framing.split(&pipe.partial, &mut records) else {
+            // The records before the garbage still answer their tasks.
+            if records.is_empty() || pipe.handler.records(records) {
+                pipe.handler.garbled();
+            }
+            return false;
+        };
+        pipe.partial.drain(..used);
         if !records.is_empty() && !pipe.handler.records(records) {
             return false;
         }

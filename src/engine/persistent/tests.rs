@@ -7,7 +7,7 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Workers;
+use super::{Framing, Workers};
 use crate::engine::tests::Sink;
 use crate::engine::{self, Io, NoObserver, RunConfig, Summary};
 use crate::input::Input;
@@ -31,7 +31,7 @@ enum Got {
 /// drain once a given task settled.
 struct Collector {
     got: Mutex<BTreeMap<Seq, Got>>,
-    separator: u8,
+    framing: Framing,
     trip_after: Option<(Seq, Shutdown)>,
 }
 
@@ -41,8 +41,12 @@ impl Settlement for Collector {
         let got = match how {
             Settled::Finished(completion) => match completion.outcome {
                 Outcome::Done => {
-                    let reply =
-                        completion.stdout.strip_suffix(&[self.separator]).unwrap_or(completion.stdout);
+                    let reply = match self.framing {
+                        Framing::Separated(separator) => {
+                            completion.stdout.strip_suffix(&[separator]).unwrap_or(completion.stdout)
+                        }
+                        Framing::LengthPrefixed => completion.stdout,
+                    };
                     Got::Done(reply.to_vec())
                 }
                 Outcome::Failed(failure) => Got::Failed(failure.clone()),
@@ -107,10 +111,10 @@ fn collect_from(
     shutdown: &Shutdown,
     trip_after: Option<Seq>,
 ) -> Ran {
-    let separator = config.persistent.as_ref().map_or(b'\n', |w| w.separator);
+    let framing = config.persistent.as_ref().map_or(Framing::Separated(b'\n'), |w| w.framing);
     let collector = Collector {
         got: Mutex::default(),
-        separator,
+        framing,
         trip_after: trip_after.map(|seq| (seq, shutdown.clone())),
     };
     let sourced = items.enumerate().map(|(index, input)| {
@@ -153,7 +157,7 @@ fn nul_separated_records() {
         vec!["-c".into(), r#"while IFS= read -r -d '' l; do printf 'r:%s\0' "$l"; done"#.into()],
         1,
     );
-    workers(&mut config).separator = 0;
+    workers(&mut config).framing = Framing::Separated(0);
     let ran = collect(config, vec![b"a\nb".to_vec(), b"c".to_vec()], &Shutdown::new());
     assert_eq!(ran.got[&1], Got::Done(b"r:a\nb".to_vec()));
     assert_eq!(ran.got[&2], Got::Done(b"r:c".to_vec()));
@@ -338,6 +342,69 @@ fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
     // may be sent to it after that (it would die with the worker, uncharged or not).
     let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
     let mut config = sh(script, 1);
+    workers(&mut config).window = 1;
+    let ran = collect(config, inputs(6), &Shutdown::new());
+    for (seq, got) in &ran.got {
+        assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
+    }
+    let summary = &ran.summary;
+    assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
+}
+
+/// A framed worker in Python: answers each record with `r:` and the record; for `in3` it then
+/// writes a line of text where the next frame belongs.
+const FRAMED_ECHO: &str = r#"
+import struct, sys
+read, write = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    head = read.read(4)
+    if len(head) < 4:
+        break
+    record = read.read(struct.unpack('<I', head)[0])
+    reply = b'r:' + record
+    write.write(struct.pack('<I', len(reply)) + reply)
+    if record == b'in3':
+        write.write(b'hello world\n')
+    write.flush()
+"#;
+
+fn framed_python(count: usize) -> Option<RunConfig> {
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| std::process::Command::new(p).arg("-c").arg("0").status().is_ok_and(|s| s.success()));
+    let Some(python) = python else {
+        eprintln!("skipped: no python3 to run a framed worker");
+        return None;
+    };
+    let mut config = worker_program(python, vec!["-c".into(), FRAMED_ECHO.into()], count);
+    workers(&mut config).framing = Framing::LengthPrefixed;
+    Some(config)
+}
+
+#[test]
+fn framed_records_carry_any_bytes_whole() {
+    let Some(mut config) = framed_python(2) else { return };
+    workers(&mut config).window = 16;
+    let items: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| match i % 4 {
+            0 => Vec::new(),
+            1 => format!("line\nbreak\0nul {i}").into_bytes(),
+            2 => (0..=255u8).cycle().take(200_000 + i as usize).collect(),
+            _ => i.to_le_bytes().to_vec(),
+        })
+        .collect();
+    let ran = collect(config, items.clone(), &Shutdown::new());
+    assert_eq!(ran.summary.done, 60, "{:?}", ran.summary);
+    for (seq, got) in ran.got {
+        let mut want = b"r:".to_vec();
+        want.extend_from_slice(&items[seq as usize - 1]);
+        assert_eq!(got, Got::Done(want), "task {seq}");
+    }
+}
+
+#[test]
+fn a_framed_worker_writing_text_is_replaced_and_no_reply_goes_astray() {
+    let Some(mut config) = framed_python(1) else { return };
     workers(&mut config).window = 1;
     let ran = collect(config, inputs(6), &Shutdown::new());
     for (seq, got) in &ran.got {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 
-use super::{Attempt, Event, Job, PersistentConfig, Reply};
+use super::{Attempt, Event, Framing, Job, PersistentConfig, Reply};
 use crate::engine::poll::{Bell, Waker};
 use crate::process::{Launched, Launcher};
 use crate::shutdown::Shutdown;
@@ -229,8 +229,7 @@ impl Worker {
         let broke_protocol = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if let Some(stdout) = stdout {
-            let (in_flight, settle, separator) =
-                (in_flight.clone(), ctx.settle.clone(), ctx.config.separator);
+            let (in_flight, settle, framing) = (in_flight.clone(), ctx.settle.clone(), ctx.config.framing);
             let window = Window {
                 permits: permits_rx,
                 limit: limit.clone(),
@@ -239,12 +238,17 @@ impl Worker {
             };
             let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_notice });
             let reader = ctx.pipes.as_deref().filter(|_| ctx.share_replies);
-            threads.extend(super::pipes::read_on(reader, stdout, separator, replies));
+            threads.extend(super::pipes::read_on(reader, stdout, framing, replies));
         }
         let stderr_ended = stderr.map(|stderr| {
             let (lines, ended) =
                 super::pipes::stderr_lines(ctx.slot, ctx.events.clone(), Arc::clone(&ctx.waker));
-            threads.extend(super::pipes::read_on(ctx.pipes.as_deref(), stderr, b'\n', lines));
+            threads.extend(super::pipes::read_on(
+                ctx.pipes.as_deref(),
+                stderr,
+                Framing::Separated(b'\n'),
+                lines,
+            ));
             ended
         });
         let _ = ctx.events.send(Event::WorkerStarted);
@@ -331,9 +335,9 @@ impl Worker {
     /// Queues one task, sent at `now` (the loop's step: one clock read for all it sends):
     /// in flight first, then in the outbox, which the loop writes (a worker whose stdin is gone
     /// fails that write, and is lost with the task).
-    pub(super) fn queue(&mut self, job: Job, separator: u8, now: Instant) {
+    pub(super) fn queue(&mut self, job: Job, framing: Framing, now: Instant) {
         if let Some(outbox) = self.outbox.as_mut() {
-            outbox.push(&job.input, separator);
+            outbox.push(&job.input, framing);
         }
         lock(&self.in_flight).jobs.push_back((job, now));
         self.sent += 1;
@@ -445,6 +449,12 @@ impl super::pipes::Records for Replies {
         if let Some(record) = last {
             self.records(vec![record]);
         }
+    }
+
+    fn garbled(&mut self) {
+        // Bytes that are no frame: as a reply nobody asked for, the worker is replaced.
+        self.window.broke_protocol.store(true, Ordering::Release);
+        self.settle.protocol_break();
     }
 }
 

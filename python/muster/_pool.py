@@ -1,0 +1,594 @@
+"""muster.Pool and muster.Executor: the `multiprocessing.Pool` and `concurrent.futures`
+surfaces over one muster engine (`muster._core.Engine`) and its exec'd worker interpreters.
+
+One `_Runner` per pool owns the engine, the folder its workers load functions from, and a
+collector thread that takes the engine's results in batches and hands each record's items to
+whoever waits for them (a stream of `map`/`imap`, an `AsyncResult`, a `Future`).
+
+Small tasks are batched into records by measured speed (about a millisecond of the worker's
+time per record; none when a per-task timeout is set). A record whose worker was lost is
+split and its items run again one per record, so only the item that kills a worker fails.
+"""
+
+import collections
+import itertools
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import weakref
+import concurrent.futures as futures
+
+import cloudpickle
+
+from muster import _core, _wire
+
+#: The worker time a batched record aims at, in seconds.
+RECORD_TIME = 0.001
+#: The most items one record carries.
+MAX_BATCH = 4096
+
+
+class WorkerLost(Exception):
+    """A task's worker died on it (a signal, or an exit) on every attempt it was given."""
+
+    def __init__(self, message, exitcode=None, signal=None):
+        super().__init__(message)
+        self.exitcode = exitcode
+        self.signal = signal
+
+
+class InitializerError(Exception):
+    """A worker's initializer raised: no worker of the pool can start."""
+
+
+class TaskError(Exception):
+    """A task raised an exception that could not be sent back as itself (it does not pickle);
+    its type, message and traceback are kept."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker (the cause of the re-raised one)."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def _rebuild(error):
+    """The exception an item's error stands for, with the worker's traceback as its cause."""
+    exc, type_name, message, text = error
+    if exc is None:
+        exc = TaskError("%s: %s" % (type_name, message))
+    exc.__cause__ = RemoteTraceback('\n"""\n%s"""' % text)
+    return exc
+
+
+class _Record:
+    """What the collector needs to know of a record in flight."""
+
+    __slots__ = ("sink", "first", "items", "mode", "function_id", "sent")
+
+    def __init__(self, sink, first, items, mode, function_id):
+        self.sink = sink
+        self.first = first
+        self.items = items
+        self.mode = mode
+        self.function_id = function_id
+        self.sent = time.perf_counter()
+
+
+class _Runner:
+    def __init__(self, processes, initializer, initargs, maxtasksperchild, retries, timeout, grace):
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        self.folder = tempfile.mkdtemp(prefix="muster-pool-")
+        with open(os.path.join(self.folder, "path"), "wb") as file:
+            pickle.dump([os.path.abspath(p) if p else os.getcwd() for p in sys.path], file)
+        if initializer is not None:
+            with open(os.path.join(self.folder, "init"), "wb") as file:
+                cloudpickle.dump((initializer, tuple(initargs)), file)
+        self.timeout = timeout
+        self.engine = _core.Engine(
+            sys.executable,
+            ["-m", "muster._worker", self.folder],
+            processes,
+            window=64,
+            retries=retries,
+            timeout=timeout,
+            grace=grace,
+            max_tasks_per_worker=maxtasksperchild,
+            watchdog=[sys.executable, "-m", "muster._watchdog"],
+        )
+        self.processes = processes
+        self.lock = threading.Lock()
+        self.records = {}
+        self.functions = {}
+        self.next_function = 0
+        self.closed = False
+        self.failure = None
+        self.per_item = None
+        self.collector = threading.Thread(target=self._collect, name="muster-collector", daemon=True)
+        self.collector.start()
+
+    # -- sending -------------------------------------------------------------------------
+
+    def function_id(self, function):
+        with self.lock:
+            known = self.functions.get(id(function))
+            if known is not None and known[0] is function:
+                return known[1]
+            function_id = self.next_function
+            self.next_function += 1
+            # Kept alive with its id, so id(function) cannot be reused for another.
+            self.functions[id(function)] = (function, function_id)
+        path = _wire.function_file(self.folder, function_id)
+        temporary = path + ".tmp"
+        with open(temporary, "wb") as file:
+            cloudpickle.dump(function, file, protocol=_wire.PROTOCOL)
+        os.replace(temporary, path)
+        return function_id
+
+    def send(self, sink, first, items, mode, function_id):
+        """Sends items (numbered from `first` for their sink) as one record."""
+        try:
+            body = pickle.dumps(items, protocol=_wire.PROTOCOL)
+        except Exception as exc:
+            if len(items) > 1:
+                # Find the argument that does not pickle: it fails alone.
+                for offset, item in enumerate(items):
+                    self.send(sink, first + offset, [item], mode, function_id)
+                return
+            problem = TypeError("the task's arguments could not be pickled: %s: %s" % (type(exc).__name__, exc))
+            problem.__cause__ = exc
+            sink.failed(first, 1, problem)
+            return
+        record = _wire.call_header(mode, function_id) + body
+        with self.lock:
+            if self.failure is not None:
+                raise self.failure
+            record_id = self.engine.submit([record])
+            self.records[record_id] = _Record(sink, first, items if len(items) > 1 else None, mode, function_id)
+
+    def batch_size(self):
+        """How many items the next record of a stream carries."""
+        if self.timeout is not None or self.per_item is None:
+            return 1
+        return max(1, min(MAX_BATCH, int(RECORD_TIME / max(self.per_item, 1e-7))))
+
+    # -- collecting ----------------------------------------------------------------------
+
+    def _collect(self):
+        engine = self.engine
+        while True:
+            try:
+                batch = engine.results(0.2)
+            except BaseException:
+                continue
+            if batch is None:
+                break
+            if not batch:
+                continue
+            with self.lock:
+                taken = [(self.records.pop(record_id, None), kind, reply, message, code, signal)
+                         for record_id, kind, reply, message, code, signal in batch]
+            for record, kind, reply, message, code, signal in taken:
+                if record is not None:
+                    self._settle(record, kind, reply, message, code, signal)
+        with self.lock:
+            left = list(self.records.values())
+            self.records.clear()
+        for record in left:
+            record.sink.failed(record.first, self._count(record), self._stopped())
+
+    def _count(self, record):
+        return len(record.items) if record.items is not None else 1
+
+    def _stopped(self):
+        return self.failure or RuntimeError("the pool was terminated before this task ran")
+
+    def _settle(self, record, kind, reply, message, code, signal):
+        sink = record.sink
+        if kind == _core.DONE:
+            try:
+                elapsed, body = _wire.parse_reply(reply)
+                values, errors = pickle.loads(body)
+            except Exception as exc:
+                sink.failed(record.first, self._count(record), exc)
+                return
+            count = len(values)
+            if count:
+                sample = elapsed / count
+                self.per_item = sample if self.per_item is None else self.per_item * 0.7 + sample * 0.3
+            sink.delivered(record.first, values, {i: _rebuild(e) for i, e in errors.items()})
+            return
+        if kind in (_core.FAILED, _core.TIMED_OUT) and record.items is not None:
+            # A batch whose worker was lost: its items run again one by one, so only the one
+            # that kills a worker fails.
+            for offset, item in enumerate(record.items):
+                try:
+                    self.send(sink, record.first + offset, [item], record.mode, record.function_id)
+                except BaseException as exc:
+                    sink.failed(record.first + offset, 1, exc)
+            return
+        if kind == _core.FAILED:
+            error = self._initializer_error(code)
+            if error is not None:
+                self._fail_everything(error)
+                sink.failed(record.first, 1, error)
+                return
+            sink.failed(record.first, 1, WorkerLost(message or "its worker was lost", code, signal))
+        elif kind == _core.TIMED_OUT:
+            sink.failed(record.first, 1, TimeoutError(message or "the task timed out"))
+        else:
+            sink.failed(record.first, self._count(record), self._stopped())
+
+    def _initializer_error(self, code):
+        if code != _wire.INIT_FAILED:
+            return None
+        try:
+            with open(os.path.join(self.folder, "init-error")) as file:
+                text = file.read()
+        except OSError:
+            return None
+        error = InitializerError("the pool's initializer raised; no worker can start")
+        error.__cause__ = RemoteTraceback('\n"""\n%s"""' % text)
+        return error
+
+    def _fail_everything(self, error):
+        with self.lock:
+            if self.failure is None:
+                self.failure = error
+        self.engine.terminate()
+
+    # -- ending --------------------------------------------------------------------------
+
+    def close(self):
+        self.closed = True
+        self.engine.close()
+
+    def terminate(self):
+        self.closed = True
+        self.engine.terminate()
+
+    def join(self, timeout=None):
+        finished = self.engine.join(timeout)
+        if finished:
+            self.collector.join(timeout)
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return finished
+
+
+def _finalize(runner):
+    runner.terminate()
+    try:
+        runner.join(5)
+    except BaseException:
+        pass
+
+
+class _Stream:
+    """Items of one map/imap call as they come back: in order, or as they finish."""
+
+    def __init__(self, ordered):
+        self.ordered = ordered
+        self.cond = threading.Condition(threading.Lock())
+        self.ready = {} if ordered else collections.deque()
+        self.arrived = 0
+
+    def delivered(self, first, values, errors):
+        with self.cond:
+            for offset, value in enumerate(values):
+                error = errors.get(offset)
+                entry = (error is None, value if error is None else error)
+                if self.ordered:
+                    self.ready[first + offset] = entry
+                else:
+                    self.ready.append(entry)
+            self.arrived += len(values)
+            self.cond.notify()
+
+    def failed(self, first, count, error):
+        self.delivered(first, [None] * count, {i: error for i in range(count)})
+
+
+class _One:
+    """One task's result: behind an AsyncResult or a Future."""
+
+    def __init__(self, on_result):
+        self.on_result = on_result
+
+    def delivered(self, first, values, errors):
+        error = errors.get(0)
+        if error is None:
+            self.on_result(True, values[0])
+        else:
+            self.on_result(False, error)
+
+    def failed(self, first, count, error):
+        self.on_result(False, error)
+
+
+class ApplyResult:
+    """The result of `Pool.apply_async`, as multiprocessing's AsyncResult."""
+
+    def __init__(self, callback=None, error_callback=None):
+        self._event = threading.Event()
+        self._callback = callback
+        self._error_callback = error_callback
+        self._value = None
+        self._success = None
+
+    def _set(self, success, value):
+        self._success, self._value = success, value
+        if success and self._callback is not None:
+            self._callback(value)
+        if not success and self._error_callback is not None:
+            self._error_callback(value)
+        self._event.set()
+
+    def ready(self):
+        return self._event.is_set()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError("%r not ready" % self)
+        return self._success
+
+    def wait(self, timeout=None):
+        self._event.wait(timeout)
+
+    def get(self, timeout=None):
+        if not self._event.wait(timeout):
+            raise futures.TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of `Pool.map_async`: a list once every item is back."""
+
+
+class Pool:
+    """A process pool with `multiprocessing.Pool`'s surface, on muster's engine.
+
+    Workers are fresh interpreters (`python -m muster._worker`), each in its own process group
+    under muster's watchdog: a worker that dies fails (after `retries` more attempts) only its
+    task, with `WorkerLost`; `timeout` (seconds) limits each task, stopping only the worker
+    holding it (`TimeoutError` for that task); Ctrl-C, `terminate()`, leaving the `with` block
+    or losing the pool stops every worker. Functions may be lambdas, closures or defined in
+    `__main__` (they travel by cloudpickle). No chunksize to tune: small tasks are batched by
+    measured speed.
+    """
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+                 context=None, *, retries=0, timeout=None, grace=2.0):
+        if maxtasksperchild is not None and maxtasksperchild < 1:
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace)
+        self._state = "RUN"
+        self._finalizer = weakref.finalize(self, _finalize, self._runner)
+
+    @property
+    def _processes(self):
+        return self._runner.processes
+
+    def _check_running(self):
+        if self._state != "RUN":
+            raise ValueError("Pool not running")
+
+    # -- one task --------------------------------------------------------------------------
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        self._check_running()
+        result = ApplyResult(callback, error_callback)
+        runner = self._runner
+        runner.send(_One(result._set), 0, [(tuple(args), dict(kwds) or None)], _wire.FULL, runner.function_id(func))
+        return result
+
+    def apply(self, func, args=(), kwds={}):
+        return self.apply_async(func, args, kwds).get()
+
+    # -- many tasks ------------------------------------------------------------------------
+
+    def _stream(self, func, iterable, mode, ordered, chunksize=None):
+        """Yields (ok, value or exception) per item; sends lazily, a bounded number ahead."""
+        self._check_running()
+        runner = self._runner
+        function_id = runner.function_id(func)
+        items = iter(iterable)
+        stream = _Stream(ordered)
+        sent = 0
+        handed = 0
+        exhausted = False
+        ahead = max(256, runner.processes * 256)
+        try:
+            while True:
+                while not exhausted:
+                    size = chunksize or runner.batch_size()
+                    # A few records per worker in flight, whatever their size.
+                    if sent - handed >= max(ahead, size * runner.processes * 4):
+                        break
+                    batch = list(itertools.islice(items, size))
+                    if not batch:
+                        exhausted = True
+                        break
+                    runner.send(stream, sent, batch, mode, function_id)
+                    sent += len(batch)
+                if exhausted and handed == sent:
+                    return
+                with stream.cond:
+                    if ordered:
+                        while handed not in stream.ready:
+                            stream.cond.wait(0.5)
+                        taken = []
+                        while handed + len(taken) in stream.ready:
+                            taken.append(stream.ready.pop(handed + len(taken)))
+                    else:
+                        while not stream.ready:
+                            stream.cond.wait(0.5)
+                        taken = list(stream.ready)
+                        stream.ready.clear()
+                handed += len(taken)
+                for entry in taken:
+                    yield entry
+        except KeyboardInterrupt:
+            self.terminate()
+            raise
+
+    def imap(self, func, iterable, chunksize=None):
+        for ok, value in self._stream(func, iterable, _wire.ONE, True, chunksize):
+            if not ok:
+                raise value
+            yield value
+
+    def imap_unordered(self, func, iterable, chunksize=None):
+        for ok, value in self._stream(func, iterable, _wire.ONE, False, chunksize):
+            if not ok:
+                raise value
+            yield value
+
+    def map(self, func, iterable, chunksize=None):
+        return self._gather(func, iterable, _wire.ONE, chunksize)
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self._gather(func, iterable, _wire.STAR, chunksize)
+
+    def _gather(self, func, iterable, mode, chunksize):
+        try:
+            results = []
+            first_error = None
+            for ok, value in self._stream(func, iterable, mode, True, chunksize):
+                if not ok and first_error is None:
+                    first_error = value
+                results.append(value)
+            if first_error is not None:
+                raise first_error
+            return results
+        except KeyboardInterrupt:
+            self.terminate()
+            raise
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._async(self.map, func, iterable, chunksize, callback, error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._async(self.starmap, func, iterable, chunksize, callback, error_callback)
+
+    def _async(self, method, func, iterable, chunksize, callback, error_callback):
+        self._check_running()
+        result = MapResult(callback, error_callback)
+        items = list(iterable)
+
+        def run():
+            try:
+                value = method(func, items, chunksize)
+            except BaseException as exc:
+                result._set(False, exc)
+            else:
+                result._set(True, value)
+
+        threading.Thread(target=run, daemon=True).start()
+        return result
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def close(self):
+        if self._state == "RUN":
+            self._state = "CLOSE"
+            self._runner.close()
+
+    def terminate(self):
+        self._state = "TERMINATE"
+        self._runner.terminate()
+        self._runner.join()
+        self._finalizer.detach()
+
+    def join(self):
+        if self._state == "RUN":
+            raise ValueError("Pool is still running")
+        while not self._runner.join(0.1):
+            pass
+        self._finalizer.detach()
+
+    def stats(self):
+        """What the pool's run did, once joined (a dict of counts), else None."""
+        return self._runner.engine.summary()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info):
+        # As multiprocessing.Pool: leaving the block terminates the workers.
+        self.terminate()
+
+    def __repr__(self):
+        return "<muster.Pool state=%s processes=%d>" % (self._state, self._runner.processes)
+
+
+class Executor(futures.Executor):
+    """A `concurrent.futures.Executor` on muster's engine; see `Pool` for the workers.
+
+    A dead worker fails only its task's future (`WorkerLost`, after `retries`); the executor
+    stays usable.
+    """
+
+    def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(),
+                 max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0):
+        self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child,
+                          retries=retries, timeout=timeout, grace=grace)
+        self._shutdown = False
+
+    def submit(self, fn, /, *args, **kwargs):
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future = futures.Future()
+        future.set_running_or_notify_cancel()
+
+        def settle(success, value):
+            if success:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        runner = self._pool._runner
+        runner.send(_One(settle), 0, [(args, kwargs or None)], _wire.FULL, runner.function_id(fn))
+        return future
+
+    def map(self, fn, *iterables, timeout=None, chunksize=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stream = self._pool._stream(fn, zip(*iterables), _wire.STAR, True, None)
+
+        def results():
+            for ok, value in stream:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise futures.TimeoutError
+                if not ok:
+                    raise value
+                yield value
+
+        return results()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self._shutdown = True
+        if cancel_futures:
+            self._pool.terminate()
+            return
+        self._pool.close()
+        if wait:
+            self._pool.join()

@@ -1,0 +1,166 @@
+"""A pool's worker: `python -m muster._worker FOLDER`, started (exec'd, never forked) by
+muster's engine and fed task records on stdin; it answers each with one reply record on
+stdout, in order (see `muster._wire`). Its stdin closing is the seed's 'quit'.
+
+The worker's own stdout is kept for records alone: print() and C code writing to fd 1 go to
+stderr, which muster passes on line by line.
+"""
+
+import os
+import pickle
+import struct
+import sys
+import time
+import traceback
+
+from muster import _wire
+
+_LENGTH = struct.Struct("<I")
+
+
+def _describe(exc):
+    """(exception or None, type name, message, traceback text) for a reply."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=_wire.PROTOCOL))
+        kept = exc
+    except Exception:
+        kept = None
+    exc.__traceback__ = None
+    return kept, type(exc).__qualname__, str(exc), text
+
+
+def _reply(values, errors, elapsed):
+    try:
+        body = pickle.dumps((values, errors), protocol=_wire.PROTOCOL)
+    except Exception:
+        # One result that does not pickle is that item's error, never a lost record.
+        kept = []
+        for index, value in enumerate(values):
+            try:
+                pickle.dumps(value, protocol=_wire.PROTOCOL)
+                kept.append(value)
+            except Exception as exc:
+                kept.append(None)
+                if index not in errors:
+                    problem = TypeError("the result could not be pickled: %s: %s" % (type(exc).__name__, exc))
+                    errors[index] = _describe(problem)
+        errors = {i: (e if _pickles(e) else (None,) + tuple(e[1:])) for i, e in errors.items()}
+        body = pickle.dumps((kept, errors), protocol=_wire.PROTOCOL)
+    return _wire.reply_header(elapsed) + body
+
+
+def _pickles(error):
+    try:
+        pickle.dumps(error, protocol=_wire.PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+class Worker:
+    def __init__(self, folder):
+        self.folder = folder
+        self.functions = {}
+
+    def function(self, function_id):
+        function = self.functions.get(function_id)
+        if function is None:
+            with open(_wire.function_file(self.folder, function_id), "rb") as file:
+                function = pickle.load(file)
+            self.functions[function_id] = function
+        return function
+
+    def run(self, record):
+        started = time.perf_counter()
+        mode, function_id, body = _wire.parse_call(record)
+        try:
+            function = self.function(function_id)
+            items = pickle.loads(body)
+        except Exception as exc:
+            # Nothing of the record can run: one error stands for it.
+            return _reply([None], {0: _describe(exc)}, time.perf_counter() - started)
+        values = []
+        errors = {}
+        for index, item in enumerate(items):
+            try:
+                if mode == _wire.ONE:
+                    values.append(function(item))
+                elif mode == _wire.STAR:
+                    values.append(function(*item))
+                else:
+                    args, kwargs = item
+                    values.append(function(*args, **(kwargs or {})))
+            except Exception as exc:
+                values.append(None)
+                errors[index] = _describe(exc)
+        return _reply(values, errors, time.perf_counter() - started)
+
+
+def _initialize(folder):
+    path = os.path.join(folder, "init")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, "rb") as file:
+            initializer, initargs = pickle.load(file)
+        initializer(*initargs)
+    except BaseException as exc:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        temporary = os.path.join(folder, "init-error.%d" % os.getpid())
+        with open(temporary, "w") as file:
+            file.write(text)
+        os.replace(temporary, os.path.join(folder, "init-error"))
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        os._exit(_wire.INIT_FAILED)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def main(folder):
+    # Records own fd 1; everything else written to stdout goes to stderr.
+    records_out = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    with open(os.path.join(folder, "path"), "rb") as file:
+        sys.path[:] = pickle.load(file)
+    _initialize(folder)
+    worker = Worker(folder)
+    pending = bytearray()
+    out = bytearray()
+    while True:
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return
+        pending += chunk
+        start = 0
+        flushed_at = time.perf_counter()
+        while len(pending) - start >= 4:
+            (length,) = _LENGTH.unpack_from(pending, start)
+            end = start + 4 + length
+            if end > len(pending):
+                break
+            reply = worker.run(bytes(pending[start + 4 : end]))
+            out += _LENGTH.pack(len(reply))
+            out += reply
+            start = end
+            now = time.perf_counter()
+            if now - flushed_at > 0.001:
+                # Slow tasks: each reply goes as soon as it is ready (muster times them).
+                _write_all(records_out, out)
+                out.clear()
+                flushed_at = now
+        del pending[:start]
+        if out:
+            _write_all(records_out, out)
+            out.clear()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
