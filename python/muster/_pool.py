@@ -276,28 +276,24 @@ def _finalize(runner):
 
 
 class _Stream:
-    """Items of one map/imap call as they come back: in order, or as they finish."""
+    """The results of one map/imap call as records bring them back, a block per record (its
+    values, and its errors by offset): in input order, or as they finish."""
 
     def __init__(self, ordered):
         self.ordered = ordered
         self.cond = threading.Condition(threading.Lock())
         self.ready = {} if ordered else collections.deque()
-        self.arrived = 0
 
     def delivered(self, first, values, errors):
         with self.cond:
-            for offset, value in enumerate(values):
-                error = errors.get(offset)
-                entry = (error is None, value if error is None else error)
-                if self.ordered:
-                    self.ready[first + offset] = entry
-                else:
-                    self.ready.append(entry)
-            self.arrived += len(values)
+            if self.ordered:
+                self.ready[first] = (values, errors)
+            else:
+                self.ready.append((values, errors))
             self.cond.notify()
 
     def failed(self, first, count, error):
-        self.delivered(first, [None] * count, {i: error for i in range(count)})
+        self.delivered(first, [None] * count, dict.fromkeys(range(count), error))
 
 
 class _One:
@@ -406,7 +402,8 @@ class Pool:
     # -- many tasks ------------------------------------------------------------------------
 
     def _stream(self, func, iterable, mode, ordered, chunksize=None):
-        """Yields (ok, value or exception) per item; sends lazily, a bounded number ahead."""
+        """Yields blocks of results, (values, errors by offset), in input order when
+        `ordered`; sends the input lazily, a bounded number of items ahead."""
         self._check_running()
         runner = self._runner
         function_id = runner.function_id(func)
@@ -416,6 +413,7 @@ class Pool:
         handed = 0
         exhausted = False
         ahead = max(256, runner.processes * 256)
+        ready = stream.ready
         try:
             while True:
                 while not exhausted:
@@ -433,34 +431,39 @@ class Pool:
                     return
                 with stream.cond:
                     if ordered:
-                        while handed not in stream.ready:
+                        while handed not in ready:
                             stream.cond.wait(0.5)
                         taken = []
-                        while handed + len(taken) in stream.ready:
-                            taken.append(stream.ready.pop(handed + len(taken)))
+                        while handed in ready:
+                            block = ready.pop(handed)
+                            handed += len(block[0])
+                            taken.append(block)
                     else:
-                        while not stream.ready:
+                        while not ready:
                             stream.cond.wait(0.5)
-                        taken = list(stream.ready)
-                        stream.ready.clear()
-                handed += len(taken)
-                for entry in taken:
-                    yield entry
+                        taken = list(ready)
+                        ready.clear()
+                        handed += sum(len(values) for values, _ in taken)
+                yield from taken
         except KeyboardInterrupt:
             self.terminate()
             raise
 
+    def _items(self, func, iterable, mode, ordered, chunksize):
+        for values, errors in self._stream(func, iterable, mode, ordered, chunksize):
+            if not errors:
+                yield from values
+                continue
+            for offset, value in enumerate(values):
+                if offset in errors:
+                    raise errors[offset]
+                yield value
+
     def imap(self, func, iterable, chunksize=None):
-        for ok, value in self._stream(func, iterable, _wire.ONE, True, chunksize):
-            if not ok:
-                raise value
-            yield value
+        return self._items(func, iterable, _wire.ONE, True, chunksize)
 
     def imap_unordered(self, func, iterable, chunksize=None):
-        for ok, value in self._stream(func, iterable, _wire.ONE, False, chunksize):
-            if not ok:
-                raise value
-            yield value
+        return self._items(func, iterable, _wire.ONE, False, chunksize)
 
     def map(self, func, iterable, chunksize=None):
         return self._gather(func, iterable, _wire.ONE, chunksize)
@@ -469,19 +472,16 @@ class Pool:
         return self._gather(func, iterable, _wire.STAR, chunksize)
 
     def _gather(self, func, iterable, mode, chunksize):
-        try:
-            results = []
-            first_error = None
-            for ok, value in self._stream(func, iterable, mode, True, chunksize):
-                if not ok and first_error is None:
-                    first_error = value
-                results.append(value)
-            if first_error is not None:
-                raise first_error
-            return results
-        except KeyboardInterrupt:
-            self.terminate()
-            raise
+        """Every result in input order; the first error (in input order) raised once all are back."""
+        results = []
+        first_error = None
+        for values, errors in self._stream(func, iterable, mode, True, chunksize):
+            if errors and first_error is None:
+                first_error = errors[min(errors)]
+            results += values
+        if first_error is not None:
+            raise first_error
+        return results
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
         return self._async(self.map, func, iterable, chunksize, callback, error_callback)
@@ -572,14 +572,12 @@ class Executor(futures.Executor):
 
     def map(self, fn, *iterables, timeout=None, chunksize=None):
         deadline = None if timeout is None else time.monotonic() + timeout
-        stream = self._pool._stream(fn, zip(*iterables), _wire.STAR, True, None)
+        items = self._pool._items(fn, zip(*iterables), _wire.STAR, True, None)
 
         def results():
-            for ok, value in stream:
+            for value in items:
                 if deadline is not None and time.monotonic() > deadline:
                     raise futures.TimeoutError
-                if not ok:
-                    raise value
                 yield value
 
         return results()

@@ -30,6 +30,15 @@ def kill_worker_on(x, bad=3):
     return x
 
 
+def kill_once_on(x, folder, bad=3):
+    """Kills its worker the first time it sees `bad` (a marker file in `folder` remembers)."""
+    marker = os.path.join(folder, "killed")
+    if x == bad and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
 def sleep_on(x, bad=3, seconds=30):
     if x == bad:
         time.sleep(seconds)

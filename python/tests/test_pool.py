@@ -83,14 +83,9 @@ def test_an_exception_that_does_not_pickle_keeps_its_type_and_message(pool):
 
 
 def test_an_unpicklable_result_fails_that_task_only(pool):
-    results = list(pool.imap(tasks.unpicklable_result_on, [1, 2, 3, 4]) if False else [])
-    got = []
-    for x in range(6):
-        try:
-            got.append(pool.apply(tasks.unpicklable_result_on, (x,)))
-        except Exception as exc:  # noqa: BLE001 - the error is what is tested
-            got.append(type(exc).__name__)
-    assert got == [0, 1, 2, "TypeError", 4, 5] and results == []
+    got = outcomes([pool.apply_async(tasks.unpicklable_result_on, (x,)) for x in range(6)])
+    assert isinstance(got[3], TypeError) and "could not be pickled" in str(got[3]), got
+    assert got[:3] + got[4:] == [0, 1, 2, 4, 5]
     # In a batch, too: only the one item fails.
     with pytest.raises(TypeError, match="could not be pickled"):
         pool.map(tasks.unpicklable_result_on, range(100))
@@ -104,27 +99,47 @@ def test_an_unpicklable_argument_fails_that_task_and_never_hangs(pool):
     assert pool.apply(tasks.square, (4,)) == 16
 
 
+def outcomes(results):
+    """Each AsyncResult's value, or its exception."""
+    out = []
+    for result in results:
+        try:
+            out.append(result.get(timeout=60))
+        except Exception as exc:  # noqa: BLE001 - the error is what is tested
+            out.append(exc)
+    return out
+
+
 def test_a_killed_worker_fails_only_its_task_and_the_pool_goes_on():
     with muster.Pool(2, retries=1) as pool:
-        results = list(pool._stream(tasks.kill_worker_on, range(8), 0, True))
-        for x, (ok, value) in enumerate(results):
-            if x == 3:
-                assert not ok and isinstance(value, muster.WorkerLost), value
-                assert value.signal == 9 and "signal 9" in str(value)
-            else:
-                assert ok and value == x
+        got = outcomes([pool.apply_async(tasks.kill_worker_on, (x,)) for x in range(8)])
+        lost = got[3]
+        assert isinstance(lost, muster.WorkerLost), got
+        assert lost.signal == 9 and "signal 9" in str(lost)
+        assert got[:3] + got[4:] == [0, 1, 2, 4, 5, 6, 7]
         with pytest.raises(muster.WorkerLost):
             pool.map(tasks.kill_worker_on, range(8))
         assert pool.map(tasks.square, range(4)) == [0, 1, 4, 9]
         assert pool.stats() is None
 
 
+def test_a_batch_whose_worker_died_runs_again_item_by_item(tmp_path):
+    import functools
+
+    # No retries: the batch that held the killer is split, and its items run again uncharged.
+    with muster.Pool(2) as pool:
+        # Measured speed first, so the map below goes in batches of many items.
+        pool.map(tasks.square, range(20_000))
+        kill_once = functools.partial(tasks.kill_once_on, folder=str(tmp_path), bad=1500)
+        assert pool.map(kill_once, range(3000)) == list(range(3000))
+    assert os.path.exists(tmp_path / "killed")
+
+
 def test_a_task_past_its_timeout_stops_only_its_worker():
     with muster.Pool(2, timeout=0.5) as pool:
-        out = list(pool._stream(tasks.sleep_on, range(6), 0, False))
-        errors = [value for ok, value in out if not ok]
-        assert len(errors) == 1 and isinstance(errors[0], TimeoutError), out
-        assert sorted(value for ok, value in out if ok) == [0, 1, 2, 4, 5]
+        got = outcomes([pool.apply_async(tasks.sleep_on, (x,)) for x in range(6)])
+    assert isinstance(got[3], TimeoutError), got
+    assert got[:3] + got[4:] == [0, 1, 2, 4, 5]
 
 
 def test_a_failing_initializer_is_an_error_at_once_not_a_hang():
