@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import weakref
 import concurrent.futures as futures
 
@@ -111,6 +112,10 @@ class _Runner:
         self.processes = processes
         self.lock = threading.Lock()
         self.records = {}
+        # Single calls (apply_async, submit) waiting for a record: sent together once the
+        # records in flight come back (see `call`).
+        self.calls = []
+        self.function_lock = threading.Lock()
         self.functions = {}
         self.next_function = 0
         self.closed = False
@@ -122,20 +127,55 @@ class _Runner:
     # -- sending -------------------------------------------------------------------------
 
     def function_id(self, function):
-        with self.lock:
+        """The function's id, its file written (once) before any record can name it."""
+        known = self.functions.get(id(function))
+        if known is not None and known[0] is function:
+            return known[1]
+        with self.function_lock:
             known = self.functions.get(id(function))
             if known is not None and known[0] is function:
                 return known[1]
             function_id = self.next_function
+            path = _wire.function_file(self.folder, function_id)
+            temporary = path + ".tmp"
+            with open(temporary, "wb") as file:
+                cloudpickle.dump(function, file, protocol=_wire.PROTOCOL)
+            os.replace(temporary, path)
             self.next_function += 1
             # Kept alive with its id, so id(function) cannot be reused for another.
             self.functions[id(function)] = (function, function_id)
-        path = _wire.function_file(self.folder, function_id)
-        temporary = path + ".tmp"
-        with open(temporary, "wb") as file:
-            cloudpickle.dump(function, file, protocol=_wire.PROTOCOL)
-        os.replace(temporary, path)
-        return function_id
+            return function_id
+
+    def call(self, sink, function_id, args, kwargs):
+        """One call (`apply_async`, `submit`): sent at once while few records are in flight,
+        else queued and sent with the others in batches as records come back, so a burst of
+        submissions costs a record per batch, not per call."""
+        with self.lock:
+            if self.failure is not None:
+                raise self.failure
+            if self.calls or len(self.records) >= self.processes * 4:
+                self.calls.append((function_id, (args, kwargs), sink))
+                return
+        self.send(_Calls([sink]), 0, [(args, kwargs)], _wire.FULL, function_id)
+
+    def flush_calls(self, everything=False):
+        """Sends queued calls, in records of one function each, as many per record as the
+        measured speed allows; all of them when `everything` (the pool is closing)."""
+        while True:
+            with self.lock:
+                if not self.calls or (len(self.records) >= self.processes * 4 and not everything):
+                    return
+                size = self.batch_size()
+                function_id = self.calls[0][0]
+                taken = 0
+                while taken < min(size, len(self.calls)) and self.calls[taken][0] == function_id:
+                    taken += 1
+                batch, self.calls[:taken] = self.calls[:taken], []
+            sinks = _Calls([sink for _, _, sink in batch])
+            try:
+                self.send(sinks, 0, [item for _, item, _ in batch], _wire.FULL, function_id)
+            except BaseException as exc:
+                sinks.failed(0, len(batch), exc)
 
     def send(self, sink, first, items, mode, function_id):
         """Sends items (numbered from `first` for their sink) as one record."""
@@ -180,14 +220,23 @@ class _Runner:
             with self.lock:
                 taken = [(self.records.pop(record_id, None), kind, reply, message, code, signal)
                          for record_id, kind, reply, message, code, signal in batch]
+            if self.calls:
+                self.flush_calls()
             for record, kind, reply, message, code, signal in taken:
                 if record is not None:
-                    self._settle(record, kind, reply, message, code, signal)
+                    try:
+                        self._settle(record, kind, reply, message, code, signal)
+                    except Exception:
+                        # A user's callback raised: say so, and keep collecting.
+                        traceback.print_exc()
         with self.lock:
             left = list(self.records.values())
             self.records.clear()
+            calls, self.calls = self.calls, []
         for record in left:
             record.sink.failed(record.first, self._count(record), self._stopped())
+        for _, _, sink in calls:
+            sink(False, self._stopped())
 
     def _count(self, record):
         return len(record.items) if record.items is not None else 1
@@ -253,6 +302,7 @@ class _Runner:
 
     def close(self):
         self.closed = True
+        self.flush_calls(everything=True)
         self.engine.close()
 
     def terminate(self):
@@ -296,21 +346,31 @@ class _Stream:
         self.delivered(first, [None] * count, dict.fromkeys(range(count), error))
 
 
-class _One:
-    """One task's result: behind an AsyncResult or a Future."""
+class _Calls:
+    """The sinks of a record of single calls, one per item: each a callable taking
+    (success, value or exception)."""
 
-    def __init__(self, on_result):
-        self.on_result = on_result
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks):
+        self.sinks = sinks
 
     def delivered(self, first, values, errors):
-        error = errors.get(0)
-        if error is None:
-            self.on_result(True, values[0])
-        else:
-            self.on_result(False, error)
+        sinks = self.sinks
+        if not errors:
+            for offset, value in enumerate(values):
+                sinks[first + offset](True, value)
+            return
+        for offset, value in enumerate(values):
+            error = errors.get(offset)
+            if error is None:
+                sinks[first + offset](True, value)
+            else:
+                sinks[first + offset](False, error)
 
     def failed(self, first, count, error):
-        self.on_result(False, error)
+        for offset in range(count):
+            self.sinks[first + offset](False, error)
 
 
 class ApplyResult:
@@ -325,11 +385,13 @@ class ApplyResult:
 
     def _set(self, success, value):
         self._success, self._value = success, value
-        if success and self._callback is not None:
-            self._callback(value)
-        if not success and self._error_callback is not None:
-            self._error_callback(value)
-        self._event.set()
+        try:
+            if success and self._callback is not None:
+                self._callback(value)
+            if not success and self._error_callback is not None:
+                self._error_callback(value)
+        finally:
+            self._event.set()
 
     def ready(self):
         return self._event.is_set()
@@ -393,7 +455,7 @@ class Pool:
         self._check_running()
         result = ApplyResult(callback, error_callback)
         runner = self._runner
-        runner.send(_One(result._set), 0, [(tuple(args), dict(kwds) or None)], _wire.FULL, runner.function_id(func))
+        runner.call(result._set, runner.function_id(func), tuple(args), dict(kwds) or None)
         return result
 
     def apply(self, func, args=(), kwds={}):
@@ -541,6 +603,21 @@ class Pool:
         return "<muster.Pool state=%s processes=%d>" % (self._state, self._runner.processes)
 
 
+class _FutureSink:
+    """Settles a Future with a call's result."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future):
+        self.future = future
+
+    def __call__(self, success, value):
+        if success:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(value)
+
+
 class Executor(futures.Executor):
     """A `concurrent.futures.Executor` on muster's engine; see `Pool` for the workers.
 
@@ -559,15 +636,8 @@ class Executor(futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         future = futures.Future()
         future.set_running_or_notify_cancel()
-
-        def settle(success, value):
-            if success:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
         runner = self._pool._runner
-        runner.send(_One(settle), 0, [(args, kwargs or None)], _wire.FULL, runner.function_id(fn))
+        runner.call(_FutureSink(future), runner.function_id(fn), args, kwargs or None)
         return future
 
     def map(self, fn, *iterables, timeout=None, chunksize=None):
