@@ -66,6 +66,13 @@ pub trait Settlement: Sync {
     fn ended(&self, _receipt: &Receipt) {}
     /// The task settled, once: after its journal record was written, never before.
     fn settled(&self, _receipt: &Receipt, _how: Settled<'_>) {}
+    /// A task done with output the settlement [carries](Self::carries_output), before its
+    /// journal record is written: a settlement that must find that output again when a resume
+    /// skips the task (a Python pool's results) keeps it here first. False when it could not:
+    /// the task is then recorded as not done, and a resume runs it again.
+    fn keep(&self, _receipt: &Receipt, _stdout: &[u8]) -> bool {
+        true
+    }
     /// The source no longer holds the task (a broker gave its lease to someone else): a
     /// running attempt is stopped and the task settles as [`Settled::Stopped`]. Asked of
     /// running attempts a few times a second, so it must be cheap.

@@ -11,6 +11,7 @@ split and its items run again one per record, so only the item that kills a work
 """
 
 import collections
+import hashlib
 import itertools
 import os
 import pickle
@@ -86,7 +87,7 @@ class _Record:
 
 
 class _Runner:
-    def __init__(self, processes, initializer, initargs, maxtasksperchild, retries, timeout, grace):
+    def __init__(self, processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal=None):
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:
@@ -98,9 +99,12 @@ class _Runner:
             with open(os.path.join(self.folder, "init"), "wb") as file:
                 cloudpickle.dump((initializer, tuple(initargs)), file)
         self.timeout = timeout
+        self.journal = os.fspath(journal) if journal is not None else None
         self.engine = _core.Engine(
             sys.executable,
-            ["-m", "muster._worker", self.folder],
+            # The folder goes by the environment: the command line is what a journal's resume
+            # checks, and must be the same on the next run.
+            ["-m", "muster._worker"],
             processes,
             window=64,
             retries=retries,
@@ -108,6 +112,8 @@ class _Runner:
             grace=grace,
             max_tasks_per_worker=maxtasksperchild,
             watchdog=[sys.executable, "-m", "muster._watchdog"],
+            env=[("MUSTER_POOL", self.folder)],
+            journal=self.journal,
         )
         self.processes = processes
         self.lock = threading.Lock()
@@ -153,7 +159,7 @@ class _Runner:
         with self.lock:
             if self.failure is not None:
                 raise self.failure
-            if self.calls or len(self.records) >= self.processes * 4:
+            if (self.calls or len(self.records) >= self.processes * 4) and self.journal is None:
                 self.calls.append((function_id, (args, kwargs), sink))
                 return
         self.send(_Calls([sink]), 0, [(args, kwargs)], _wire.FULL, function_id)
@@ -192,15 +198,18 @@ class _Runner:
             sink.failed(first, 1, problem)
             return
         record = _wire.call_header(mode, function_id) + body
+        # With a journal, a record is known by its bytes: a rerun finds its result by them.
+        keys = None if self.journal is None else [hashlib.blake2b(record, digest_size=16).digest()]
         with self.lock:
             if self.failure is not None:
                 raise self.failure
-            record_id = self.engine.submit([record])
+            record_id = self.engine.submit([record], keys)
             self.records[record_id] = _Record(sink, first, items if len(items) > 1 else None, mode, function_id)
 
     def batch_size(self):
         """How many items the next record of a stream carries."""
-        if self.timeout is not None or self.per_item is None:
+        if self.timeout is not None or self.per_item is None or self.journal is not None:
+            # A timeout is per task; a journal records tasks, not batches.
             return 1
         return max(1, min(MAX_BATCH, int(RECORD_TIME / max(self.per_item, 1e-7))))
 
@@ -432,12 +441,12 @@ class Pool:
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, retries=0, timeout=None, grace=2.0):
+                 context=None, *, retries=0, timeout=None, grace=2.0, journal=None):
         if maxtasksperchild is not None and maxtasksperchild < 1:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace)
+        self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal)
         self._state = "RUN"
         self._finalizer = weakref.finalize(self, _finalize, self._runner)
 
@@ -626,9 +635,9 @@ class Executor(futures.Executor):
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(),
-                 max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0):
+                 max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0, journal=None):
         self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child,
-                          retries=retries, timeout=timeout, grace=grace)
+                          retries=retries, timeout=timeout, grace=grace, journal=journal)
         self._shutdown = False
 
     def submit(self, fn, /, *args, **kwargs):

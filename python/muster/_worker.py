@@ -1,4 +1,4 @@
-"""A pool's worker: `python -m muster._worker FOLDER`, started (exec'd, never forked) by
+"""A pool's worker: `python -m muster._worker` with MUSTER_POOL=FOLDER, started (exec'd, never forked) by
 muster's engine and fed task records on stdin; it answers each with one reply record on
 stdout, in order (see `muster._wire`). Its stdin closing is the seed's 'quit'.
 
@@ -163,4 +163,4 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(os.environ["MUSTER_POOL"])

@@ -43,11 +43,65 @@ type Ending = (u64, u8, Option<Vec<u8>>, Option<String>, Option<i32>, Option<i32
 /// Hands every settled record to Python's side of the results channel.
 struct ToPython {
     results: cb::Sender<Ending>,
+    /// With a journal: where results are kept for a rerun that skips their tasks.
+    store: Option<ResultStore>,
+}
+
+/// The receipt of a record: its id, then (with a journal) the key its result is kept under.
+const ID_LEN: usize = 8;
+
+/// A journal's results, beside it (`JOURNAL.results`): each done record's reply under its
+/// key, appended before the journal says it is done — so a rerun that skips the task still
+/// has its result. Entries are `key (16 bytes) | length (u32 LE) | reply`; a torn last entry
+/// (the caller killed mid-write) is cut off when the store is opened.
+struct ResultStore {
+    file: Mutex<std::fs::File>,
+    /// What earlier runs kept, by key.
+    kept: std::collections::HashMap<[u8; KEY_LEN], Vec<u8>>,
+}
+
+const KEY_LEN: usize = 16;
+
+impl ResultStore {
+    fn open(path: &std::path::Path) -> std::io::Result<ResultStore> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let mut kept = std::collections::HashMap::new();
+        let mut at = 0;
+        while let (Some(key), Some(length)) =
+            (bytes.get(at..at + KEY_LEN), bytes.get(at + KEY_LEN..at + KEY_LEN + 4))
+        {
+            let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+            let start = at + KEY_LEN + 4;
+            let Some(reply) = bytes.get(start..start + length) else { break };
+            let mut k = [0u8; KEY_LEN];
+            k.copy_from_slice(key);
+            kept.insert(k, reply.to_vec());
+            at = start + length;
+        }
+        file.set_len(at as u64)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(ResultStore { file: Mutex::new(file), kept })
+    }
+
+    fn keep(&self, key: &[u8], reply: &[u8]) -> bool {
+        use std::io::Write;
+        let Ok(length) = u32::try_from(reply.len()) else { return false };
+        let mut entry = Vec::with_capacity(KEY_LEN + 4 + reply.len());
+        entry.extend_from_slice(key);
+        entry.extend_from_slice(&length.to_le_bytes());
+        entry.extend_from_slice(reply);
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.write_all(&entry).is_ok()
+    }
 }
 
 fn id_of(receipt: &Receipt) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = receipt.len().min(8);
+    let mut bytes = [0u8; ID_LEN];
+    let n = receipt.len().min(ID_LEN);
     bytes[..n].copy_from_slice(&receipt[..n]);
     u64::from_le_bytes(bytes)
 }
@@ -76,11 +130,29 @@ impl Settlement for ToPython {
                     Outcome::NotRun => (id, kind::NOT_RUN, None, None, None, None),
                 }
             }
-            Settled::NotRun | Settled::Stopped | Settled::Skipped => {
-                (id, kind::NOT_RUN, None, None, None, None)
+            Settled::Skipped => {
+                let kept = self.store.as_ref().and_then(|store| {
+                    let key: [u8; KEY_LEN] = receipt.get(ID_LEN..)?.try_into().ok()?;
+                    store.kept.get(&key)
+                });
+                match kept {
+                    Some(reply) => (id, kind::DONE, Some(reply.clone()), None, None, None),
+                    None => {
+                        let why = "the journal says this task is done, but its result was not kept (JOURNAL.results)";
+                        (id, kind::FAILED, None, Some(why.into()), None, None)
+                    }
+                }
             }
+            Settled::NotRun | Settled::Stopped => (id, kind::NOT_RUN, None, None, None, None),
         };
         let _ = self.results.send(ending);
+    }
+
+    fn keep(&self, receipt: &Receipt, stdout: &[u8]) -> bool {
+        match (&self.store, receipt.get(ID_LEN..)) {
+            (Some(store), Some(key)) if key.len() == KEY_LEN => store.keep(key, stdout),
+            _ => true,
+        }
     }
 
     fn carries_output(&self) -> bool {
@@ -115,7 +187,7 @@ fn seconds(value: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
 impl Engine {
     /// Starts `workers` copies of `program args...`, fed length-prefixed records.
     #[new]
-    #[pyo3(signature = (program, args, workers, *, window=64, retries=0, timeout=None, grace=2.0, max_tasks_per_worker=None, watchdog=None))]
+    #[pyo3(signature = (program, args, workers, *, window=64, retries=0, timeout=None, grace=2.0, max_tasks_per_worker=None, watchdog=None, env=None, journal=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         program: String,
@@ -127,6 +199,8 @@ impl Engine {
         grace: f64,
         max_tasks_per_worker: Option<u64>,
         watchdog: Option<Vec<String>>,
+        env: Option<Vec<(String, String)>>,
+        journal: Option<std::path::PathBuf>,
     ) -> PyResult<Engine> {
         if workers == 0 {
             return Err(PyValueError::new_err("a pool needs at least one worker"));
@@ -147,7 +221,27 @@ impl Engine {
         feeding.window = window.max(1);
         feeding.framing = Framing::LengthPrefixed;
         feeding.max_tasks_per_worker = max_tasks_per_worker;
+        feeding.env = env.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         config.persistent = Some(feeding);
+        let store = match &journal {
+            Some(path) => {
+                // A journal that exists is resumed: what it says is done is skipped.
+                if path.exists() {
+                    config.resume = Some(muster::journal::ResumeMode::SkipDone);
+                }
+                config.joblog = Some(path.clone());
+                let mut results = path.clone().into_os_string();
+                results.push(".results");
+                let results = std::path::PathBuf::from(results);
+                Some(ResultStore::open(&results).map_err(|e| {
+                    PyRuntimeError::new_err(format!(
+                        "cannot open the journal's results {}: {e}",
+                        results.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
 
         let (records, incoming) = cb::unbounded::<Sourced>();
         let (to_python, results) = cb::unbounded::<Ending>();
@@ -156,7 +250,7 @@ impl Engine {
         let run = std::thread::Builder::new()
             .name("muster-engine".into())
             .spawn(move || {
-                let settlement = ToPython { results: to_python };
+                let settlement = ToPython { results: to_python, store };
                 let io = Io {
                     stdout: Box::new(std::io::sink()),
                     stderr: Box::new(std::io::stderr()),
@@ -177,8 +271,17 @@ impl Engine {
         })
     }
 
-    /// Queues records; returns the id of the first (the others follow it in order).
-    fn submit(&self, records: Vec<Vec<u8>>) -> PyResult<u64> {
+    /// Queues records; returns the id of the first (the others follow it in order). With a
+    /// journal, each record has a key (16 bytes) its result is kept under.
+    #[pyo3(signature = (records, keys=None))]
+    fn submit(&self, records: Vec<Vec<u8>>, keys: Option<Vec<Vec<u8>>>) -> PyResult<u64> {
+        if keys
+            .as_ref()
+            .is_some_and(|keys| keys.len() != records.len() || keys.iter().any(|k| k.len() != KEY_LEN))
+        {
+            return Err(PyValueError::new_err("one 16-byte key per record"));
+        }
+        let mut keys = keys.map(Vec::into_iter);
         let sender = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = sender.as_ref() else {
             return Err(PyValueError::new_err("the pool is closed: it takes no more tasks"));
@@ -186,7 +289,11 @@ impl Engine {
         let mut next_id = self.next_id.lock().unwrap_or_else(PoisonError::into_inner);
         let first = *next_id;
         for record in records {
-            let receipt: Receipt = next_id.to_le_bytes().to_vec().into();
+            let mut receipt = next_id.to_le_bytes().to_vec();
+            if let Some(key) = keys.as_mut().and_then(Iterator::next) {
+                receipt.extend_from_slice(&key);
+            }
+            let receipt: Receipt = receipt.into();
             *next_id += 1;
             let sourced = Sourced { input: Input { values: vec![record] }, receipt: Some(receipt) };
             if sender.send(sourced).is_err() {

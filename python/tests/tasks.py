@@ -86,3 +86,13 @@ def remember(value):
 
 def recall(_):
     return _state.get("value")
+
+
+def journaled(x, folder):
+    """Notes each run of `x` in `folder`/runs; with `folder`/slow present, x >= 10 sleeps
+    (a task the caller's kill interrupts)."""
+    with open(os.path.join(folder, "runs"), "a") as file:
+        file.write("%d\n" % x)
+    if x >= 10 and os.path.exists(os.path.join(folder, "slow")):
+        time.sleep(60)
+    return x * 10

@@ -393,6 +393,13 @@ impl<'a> OutputThread<'a> {
         if !written && has_output && !finished.stopped {
             self.output_lost(&mut finished);
         }
+        if let (Some(receipt), Some((stdout, _)), true) =
+            (&finished.receipt, &carried, finished.outcome.is_done())
+        {
+            if !self.config.settlement.keep(receipt, stdout) {
+                self.output_lost(&mut finished);
+            }
+        }
         let mut durable = true;
         if let Some(record) = &finished.record {
             durable = self.journal(record);

@@ -533,3 +533,51 @@ fn an_uncharged_attempt_runs_again_on_the_same_attempt_and_is_not_recorded() {
     let records = records(&joblog);
     assert_eq!(outcomes_by_task(&records)[&1], [RecordOutcome::Done], "one record, of the charged attempt");
 }
+
+/// Carries output and keeps it (as a Python pool's results) — except for `ok`'s, which it
+/// cannot keep; notes whether anything was kept after its task's record was written.
+struct Keeper {
+    joblog: std::path::PathBuf,
+    kept: Mutex<Vec<(String, Vec<u8>)>>,
+    late: Mutex<Vec<String>>,
+}
+
+impl Settlement for Keeper {
+    fn keep(&self, receipt: &Receipt, stdout: &[u8]) -> bool {
+        let input = text(receipt);
+        if records(&self.joblog).iter().any(|r| r.input == input.as_bytes()) {
+            self.late.lock().unwrap_or_else(PoisonError::into_inner).push(input.clone());
+        }
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner).push((input.clone(), stdout.to_vec()));
+        input != "ok"
+    }
+
+    fn carries_output(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_source_keeps_a_done_tasks_output_before_its_record_and_a_refusal_makes_it_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let joblog = dir.path().join("log");
+    let mut config = config(2);
+    config.joblog = Some(joblog.clone());
+    let keeper = Keeper { joblog: joblog.clone(), kept: Mutex::default(), late: Mutex::default() };
+    let ran =
+        run_fake_sourced(config, &["ok", "sleep:5", "exit:3"], &Shutdown::new(), &NoObserver, &keeper, true);
+    let mut kept = keeper.kept.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    kept.sort();
+    // Only done tasks are kept, each with its output, each before its record.
+    assert_eq!(
+        kept,
+        vec![("ok".to_owned(), b"ok 1\n".to_vec()), ("sleep:5".to_owned(), b"sleep:5 1\n".to_vec())]
+    );
+    assert!(keeper.late.lock().unwrap_or_else(PoisonError::into_inner).is_empty());
+    // The one it could not keep is not done: a resume runs it again.
+    assert_eq!((ran.summary.done, ran.summary.failed), (1, 2), "{:?}", ran.summary);
+    let outcomes: Vec<(Vec<u8>, RecordOutcome)> =
+        records(&joblog).into_iter().map(|r| (r.input.clone(), r.outcome)).collect();
+    assert!(outcomes.contains(&(b"ok".to_vec(), RecordOutcome::Lost)), "{outcomes:?}");
+    assert!(outcomes.contains(&(b"sleep:5".to_vec(), RecordOutcome::Done)), "{outcomes:?}");
+}

@@ -54,6 +54,8 @@ pub struct Workers {
     pub framing: Framing,
     /// Replace a worker after this many tasks.
     pub max_tasks_per_worker: Option<u64>,
+    /// Environment variables set for the workers (beside what muster inherits).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Workers {
@@ -65,6 +67,7 @@ impl Workers {
             window: 256,
             framing: Framing::Separated(b'\n'),
             max_tasks_per_worker: None,
+            env: Vec::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub(crate) fn run(
         args: workers.args,
         window: workers.window.max(1),
         framing: workers.framing,
+        env: workers.env,
         max_tasks_per_worker: workers.max_tasks_per_worker,
         grace: config.grace,
         timeout: config.timeout,

@@ -65,6 +65,8 @@ pub(crate) struct PersistentConfig {
     pub(crate) framing: Framing,
     /// Replace a worker after this many tasks.
     pub(crate) max_tasks_per_worker: Option<u64>,
+    /// Environment variables set for the workers.
+    pub(crate) env: Vec<(OsString, OsString)>,
     /// Time a worker gets to exit after its stdin closes, and again after SIGTERM.
     pub(crate) grace: Duration,
     /// Longest a task may take, from its send or the previous reply; a worker whose oldest

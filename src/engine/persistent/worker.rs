@@ -214,7 +214,10 @@ const REVOCATION_LOOK: Duration = Duration::from_millis(250);
 impl Worker {
     pub(super) fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
         let mut command = Command::new(&ctx.config.program);
-        command.args(&ctx.config.args).env("MUSTER_WORKER", ctx.slot.to_string());
+        command
+            .args(&ctx.config.args)
+            .envs(ctx.config.env.iter().map(|(k, v)| (k, v)))
+            .env("MUSTER_WORKER", ctx.slot.to_string());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
         let pipes = child.child_mut().child_mut();
