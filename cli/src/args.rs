@@ -276,6 +276,11 @@ pub struct RunArgs {
     )]
     pub max_tasks_per_worker: Option<u64>,
 
+    /// With --persistent: binary records both ways, each its length (4 bytes, little-endian)
+    /// then its bytes, instead of lines (a record may then hold any byte).
+    #[arg(long, requires = "persistent", conflicts_with = "null", help_heading = "Persistent workers")]
+    pub framed: bool,
+
     /// Print the commands that would run, and run nothing.
     #[arg(long = "dry-run", help_heading = "Running")]
     pub dry_run: bool,
@@ -506,6 +511,12 @@ pub struct WorkerArgs {
     /// With --persistent: replace a process after N tasks (for leaky workers).
     #[arg(long = "max-tasks-per-worker", value_name = "N", requires = "persistent")]
     pub max_tasks_per_worker: Option<u64>,
+
+    /// With --persistent: binary records both ways, each its length (4 bytes, little-endian)
+    /// then its bytes, instead of lines (what `python -m muster._worker MODULE:FUNCTION`
+    /// speaks, for a Python pool's tasks).
+    #[arg(long, requires = "persistent")]
+    pub framed: bool,
 
     /// The command each task runs, with replacement strings.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]

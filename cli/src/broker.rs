@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use muster::broker::results::{QueueResult, ResultReader};
 use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Link, Queue};
-use muster::engine::persistent::Workers;
+use muster::engine::persistent::{Framing, Workers};
 use muster::engine::{Inputs, Observer, RunConfig, Summary};
 use muster::process::template::Template;
 use muster::Shutdown;
@@ -72,6 +72,9 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
         let mut workers = Workers::new(program, args.command[1..].to_vec());
         workers.window = args.window as usize;
         workers.max_tasks_per_worker = args.max_tasks_per_worker;
+        if args.framed {
+            workers.framing = Framing::LengthPrefixed;
+        }
         Some(workers)
     } else {
         None

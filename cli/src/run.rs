@@ -130,7 +130,8 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
         true => {
             let mut workers = Workers::new(check_program(&command[0])?, command[1..].to_vec());
             workers.window = args.window as usize;
-            workers.framing = Framing::Separated(separator);
+            workers.framing =
+                if args.framed { Framing::LengthPrefixed } else { Framing::Separated(separator) };
             workers.max_tasks_per_worker = args.max_tasks_per_worker;
             Some(workers)
         }

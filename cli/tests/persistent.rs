@@ -26,6 +26,32 @@ fn streams_inputs_through_python_workers_in_order() {
 }
 
 #[test]
+fn framed_workers_get_and_give_length_prefixed_records() {
+    // A worker reading and writing frames: 4 bytes of length (little-endian), then the bytes.
+    let echo = r#"
+import struct, sys
+read, write = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    head = read.read(4)
+    if len(head) < 4:
+        break
+    record = read.read(struct.unpack('<I', head)[0])
+    reply = b'<' + record + b'>'
+    write.write(struct.pack('<I', len(reply)) + reply)
+    write.flush()
+"#;
+    let sb = Sandbox::new();
+    let out =
+        sb.run(&["run", "--persistent", "--framed", "-k", "python3", "-c", echo, ":::", "a", "b c"], b"");
+    assert_code(&out, 0);
+    // Each reply is the task's output as it is: no separator added.
+    assert_eq!(stdout(&out), "<a><b c>");
+    let refused = sb.run(&["run", "--persistent", "--framed", "-0", "cat"], b"");
+    assert_code(&refused, 255);
+    assert!(stderr(&refused).contains("'--framed' cannot be used with '--null'"), "{}", stderr(&refused));
+}
+
+#[test]
 fn tags_prefix_each_result_with_its_input() {
     let sb = Sandbox::new();
     let worker = square_worker();

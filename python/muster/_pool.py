@@ -87,11 +87,20 @@ class _Record:
 
 
 class _Runner:
-    def __init__(self, processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal=None):
+    def __init__(self, processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal=None,
+                 broker=None, queue=None, key=None):
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
+        self.remote = broker is not None or queue is not None
+        if self.remote:
+            if broker is None or queue is None:
+                raise ValueError("a broker needs a queue, and a queue a broker")
+            for name, value in (("initializer", initializer), ("maxtasksperchild", maxtasksperchild), ("timeout", timeout)):
+                if value is not None:
+                    raise ValueError("%s is the workers' business with a broker (muster worker's flags)" % name)
+        self.key = key.encode() if isinstance(key, str) else key
         self.folder = tempfile.mkdtemp(prefix="muster-pool-")
         with open(os.path.join(self.folder, "path"), "wb") as file:
             pickle.dump([os.path.abspath(p) if p else os.getcwd() for p in sys.path], file)
@@ -114,6 +123,8 @@ class _Runner:
             watchdog=[sys.executable, "-m", "muster._watchdog"],
             env=[("MUSTER_POOL", self.folder)],
             journal=self.journal,
+            broker=broker,
+            queue=queue,
         )
         self.processes = processes
         self.lock = threading.Lock()
@@ -133,7 +144,10 @@ class _Runner:
     # -- sending -------------------------------------------------------------------------
 
     def function_id(self, function):
-        """The function's id, its file written (once) before any record can name it."""
+        """The function's id, its file written (once) before any record can name it; with a
+        broker, its name (MODULE:FUNCTION), which the queue's workers must be running."""
+        if self.remote:
+            return _importable_name(function)
         known = self.functions.get(id(function))
         if known is not None and known[0] is function:
             return known[1]
@@ -186,18 +200,22 @@ class _Runner:
     def send(self, sink, first, items, mode, function_id):
         """Sends items (numbered from `first` for their sink) as one record."""
         try:
-            body = pickle.dumps(items, protocol=_wire.PROTOCOL)
+            if self.remote:
+                record = _wire.remote_call(function_id, mode, items, self.key)
+            else:
+                record = _wire.call_header(mode, function_id) + pickle.dumps(items, protocol=_wire.PROTOCOL)
         except Exception as exc:
             if len(items) > 1:
                 # Find the argument that does not pickle: it fails alone.
                 for offset, item in enumerate(items):
                     self.send(sink, first + offset, [item], mode, function_id)
                 return
-            problem = TypeError("the task's arguments could not be pickled: %s: %s" % (type(exc).__name__, exc))
+            how = "are not JSON (give the pool and its workers a key for pickles)" if self.remote and self.key is None \
+                else "could not be pickled"
+            problem = TypeError("the task's arguments %s: %s: %s" % (how, type(exc).__name__, exc))
             problem.__cause__ = exc
             sink.failed(first, 1, problem)
             return
-        record = _wire.call_header(mode, function_id) + body
         # With a journal, a record is known by its bytes: a rerun finds its result by them.
         keys = None if self.journal is None else [hashlib.blake2b(record, digest_size=16).digest()]
         with self.lock:
@@ -257,8 +275,7 @@ class _Runner:
         sink = record.sink
         if kind == _core.DONE:
             try:
-                elapsed, body = _wire.parse_reply(reply)
-                values, errors = pickle.loads(body)
+                elapsed, values, errors = _wire.parse_any_reply(reply, self.key)
             except Exception as exc:
                 sink.failed(record.first, self._count(record), exc)
                 return
@@ -332,6 +349,18 @@ def _finalize(runner):
         runner.join(5)
     except BaseException:
         pass
+
+
+def _importable_name(function):
+    """MODULE:QUALNAME of a function a queue's worker can import by name."""
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        raise ValueError(
+            "with a broker, a task's function is run by name on the queue's workers "
+            "(python -m muster._worker MODULE:FUNCTION): %r is not importable by name" % (function,)
+        )
+    return "%s:%s" % (module, qualname)
 
 
 class _Stream:
@@ -441,12 +470,14 @@ class Pool:
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, retries=0, timeout=None, grace=2.0, journal=None):
+                 context=None, *, retries=0, timeout=None, grace=2.0, journal=None,
+                 broker=None, queue=None, key=None):
         if maxtasksperchild is not None and maxtasksperchild < 1:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal)
+        self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal,
+                               broker, queue, key)
         self._state = "RUN"
         self._finalizer = weakref.finalize(self, _finalize, self._runner)
 
@@ -635,9 +666,11 @@ class Executor(futures.Executor):
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(),
-                 max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0, journal=None):
+                 max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0, journal=None,
+                 broker=None, queue=None, key=None):
         self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child,
-                          retries=retries, timeout=timeout, grace=grace, journal=journal)
+                          retries=retries, timeout=timeout, grace=grace, journal=journal,
+                          broker=broker, queue=queue, key=key)
         self._shutdown = False
 
     def submit(self, fn, /, *args, **kwargs):

@@ -60,3 +60,91 @@ def parse_reply(record):
 
 def function_file(folder, function_id):
     return "%s/f%d" % (folder, function_id)
+
+
+# -- Records through a broker -------------------------------------------------------------
+#
+# Tasks on a Redis queue go to workers started elsewhere as
+# `muster worker --persistent --framed -- python -m muster._worker MODULE:FUNCTION`. The queue
+# carries data, never code: a worker runs only the function its command line names, and a
+# record says which function it is for (a worker refuses records for another). Arguments and
+# results travel as JSON; as pickles only when both sides hold the same key (MUSTER_KEY on
+# the workers, `key=` on the pool), each record then signed with HMAC-SHA256 over its bytes and
+# refused unread when the signature does not match — a compromised Redis cannot make a
+# worker (or the pool) unpickle anything.
+#
+#     task:  b"N" | JSON {"f": "module:name", "m": mode, "i": items}
+#            b"S" | HMAC (32 bytes) | pickle({"f": ..., "m": ..., "i": items})
+#     reply: b"n" | JSON {"t": elapsed, "v": values, "e": {index: [type, message, traceback]}}
+#            b"s" | HMAC (32 bytes) | pickle((elapsed, values, errors))
+
+import hashlib as _hashlib
+import hmac as _hmac
+import json as _json
+import pickle as _pickle
+
+_SIGNATURE = 32
+
+
+class Refused(Exception):
+    """A record that is not to be read: a bad signature, no key, another function's."""
+
+
+def _sign(key, body):
+    return _hmac.new(key, body, _hashlib.sha256).digest()
+
+
+def _verify(key, record):
+    if key is None:
+        raise Refused("a signed record, and no key here to check it with (set MUSTER_KEY)")
+    signature, body = record[1 : 1 + _SIGNATURE], record[1 + _SIGNATURE :]
+    if not _hmac.compare_digest(signature, _sign(key, body)):
+        raise Refused("the record's signature does not match this key: refused unread")
+    return body
+
+
+def remote_call(function_name, mode, items, key):
+    task = {"f": function_name, "m": mode, "i": items}
+    if key is None:
+        return b"N" + _json.dumps(task, separators=(",", ":")).encode()
+    body = _pickle.dumps(task, protocol=PROTOCOL)
+    return b"S" + _sign(key, body) + body
+
+
+def parse_remote_call(record, key):
+    """(function name, mode, items, signed) of a task record from a queue."""
+    kind = record[:1]
+    if kind == b"N":
+        task = _json.loads(record[1:])
+        signed = False
+    elif kind == b"S":
+        task = _pickle.loads(_verify(key, record))
+        signed = True
+    else:
+        raise Refused("not a task record of a pool: %r" % bytes(record[:16]))
+    return task["f"], task["m"], task["i"], signed
+
+
+def remote_reply(elapsed, values, errors, key, signed):
+    if not signed:
+        described = {str(i): [e[1], e[2], e[3]] for i, e in errors.items()}
+        return b"n" + _json.dumps({"t": elapsed, "v": values, "e": described}, separators=(",", ":")).encode()
+    body = _pickle.dumps((elapsed, values, errors), protocol=PROTOCOL)
+    return b"s" + _sign(key, body) + body
+
+
+def parse_any_reply(record, key):
+    """(elapsed, values, errors) of any reply record; errors as (exception or None, type,
+    message, traceback) by index."""
+    kind = record[:1]
+    if kind == b"R":
+        elapsed, body = parse_reply(record)
+        values, errors = _pickle.loads(body)
+        return elapsed, values, errors
+    if kind == b"n":
+        reply = _json.loads(record[1:])
+        errors = {int(i): (None, e[0], e[1], e[2]) for i, e in reply["e"].items()}
+        return reply["t"], reply["v"], errors
+    if kind == b"s":
+        return _pickle.loads(_verify(key, record))
+    raise Refused("not a reply record: %r" % bytes(record[:16]))

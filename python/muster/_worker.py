@@ -1,4 +1,6 @@
-"""A pool's worker: `python -m muster._worker` with MUSTER_POOL=FOLDER, started (exec'd, never forked) by
+"""A pool's worker: `python -m muster._worker` with MUSTER_POOL=FOLDER (a local pool's), or
+`python -m muster._worker MODULE:FUNCTION` (a queue's, under `muster worker --persistent
+--framed`; see `muster._wire`), started (exec'd, never forked) by
 muster's engine and fed task records on stdin; it answers each with one reply record on
 stdout, in order (see `muster._wire`). Its stdin closing is the seed's 'quit'.
 
@@ -6,6 +8,8 @@ The worker's own stdout is kept for records alone: print() and C code writing to
 stderr, which muster passes on line by line.
 """
 
+import importlib
+import json
 import os
 import pickle
 import struct
@@ -58,7 +62,28 @@ def _pickles(error):
         return False
 
 
+def apply(function, mode, items):
+    """Calls `function` on each item as `mode` says: (values, errors by index)."""
+    values = []
+    errors = {}
+    for index, item in enumerate(items):
+        try:
+            if mode == _wire.ONE:
+                values.append(function(item))
+            elif mode == _wire.STAR:
+                values.append(function(*item))
+            else:
+                args, kwargs = item
+                values.append(function(*args, **(kwargs or {})))
+        except Exception as exc:
+            values.append(None)
+            errors[index] = _describe(exc)
+    return values, errors
+
+
 class Worker:
+    """A local pool's worker: functions by id from the pool's folder, pickles both ways."""
+
     def __init__(self, folder):
         self.folder = folder
         self.functions = {}
@@ -80,21 +105,44 @@ class Worker:
         except Exception as exc:
             # Nothing of the record can run: one error stands for it.
             return _reply([None], {0: _describe(exc)}, time.perf_counter() - started)
-        values = []
-        errors = {}
-        for index, item in enumerate(items):
-            try:
-                if mode == _wire.ONE:
-                    values.append(function(item))
-                elif mode == _wire.STAR:
-                    values.append(function(*item))
-                else:
-                    args, kwargs = item
-                    values.append(function(*args, **(kwargs or {})))
-            except Exception as exc:
-                values.append(None)
-                errors[index] = _describe(exc)
+        values, errors = apply(function, mode, items)
         return _reply(values, errors, time.perf_counter() - started)
+
+
+class RemoteWorker:
+    """A queue's worker: runs only the function its command line names, on records that
+    carry JSON, or pickles signed with the key it shares with the pool (see `_wire`)."""
+
+    def __init__(self, name, key):
+        module, _, qualname = name.partition(":")
+        if not module or not qualname:
+            raise SystemExit("muster._worker: name the function as MODULE:FUNCTION, not %r" % name)
+        function = importlib.import_module(module)
+        for part in qualname.split("."):
+            function = getattr(function, part)
+        self.name = name
+        self.function = function
+        self.key = key
+
+    def run(self, record):
+        started = time.perf_counter()
+        try:
+            name, mode, items, signed = _wire.parse_remote_call(record, self.key)
+            if name != self.name:
+                raise _wire.Refused("this worker runs %s, not %s" % (self.name, name))
+        except Exception as exc:
+            # Never signed: a refused record gets nothing a forger could use.
+            return _wire.remote_reply(time.perf_counter() - started, [None], {0: _describe(exc)}, None, False)
+        values, errors = apply(self.function, mode, items)
+        if not signed:
+            for index, value in enumerate(values):
+                try:
+                    json.dumps(value)
+                except (TypeError, ValueError) as exc:
+                    values[index] = None
+                    problem = TypeError("the result is not JSON (give the pool and workers a key for pickles): %s" % exc)
+                    errors.setdefault(index, _describe(problem))
+        return _wire.remote_reply(time.perf_counter() - started, values, errors, self.key, signed)
 
 
 def _initialize(folder):
@@ -123,15 +171,21 @@ def _write_all(fd, data):
         view = view[written:]
 
 
-def main(folder):
+def main(argv):
     # Records own fd 1; everything else written to stdout goes to stderr.
     records_out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    with open(os.path.join(folder, "path"), "rb") as file:
-        sys.path[:] = pickle.load(file)
-    _initialize(folder)
-    worker = Worker(folder)
+    if argv:
+        # A queue's worker: `python -m muster._worker MODULE:FUNCTION`.
+        key = os.environ.get("MUSTER_KEY")
+        worker = RemoteWorker(argv[0], key.encode() if key else None)
+    else:
+        folder = os.environ["MUSTER_POOL"]
+        with open(os.path.join(folder, "path"), "rb") as file:
+            sys.path[:] = pickle.load(file)
+        _initialize(folder)
+        worker = Worker(folder)
     pending = bytearray()
     out = bytearray()
     while True:
@@ -163,4 +217,4 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(os.environ["MUSTER_POOL"])
+    main(sys.argv[1:])

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use muster::engine::persistent::{Framing, Workers};
-use muster::engine::{self, Io, NoObserver, RunConfig, RunError, Summary};
+use muster::engine::{self, Io, NoObserver, RunConfig, Summary};
 use muster::input::Input;
 use muster::process::template::Template;
 use muster::source::{Receipt, Settled, Settlement, Sourced};
@@ -167,7 +167,7 @@ struct Engine {
     records: Mutex<Option<cb::Sender<Sourced>>>,
     results: cb::Receiver<Ending>,
     shutdown: Shutdown,
-    run: Mutex<Option<JoinHandle<Result<Summary, RunError>>>>,
+    run: Mutex<Option<JoinHandle<Result<Summary, String>>>>,
     /// What the run ended with, once joined.
     summary: Mutex<Option<Result<Summary, String>>>,
     next_id: Mutex<u64>,
@@ -187,7 +187,7 @@ fn seconds(value: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
 impl Engine {
     /// Starts `workers` copies of `program args...`, fed length-prefixed records.
     #[new]
-    #[pyo3(signature = (program, args, workers, *, window=64, retries=0, timeout=None, grace=2.0, max_tasks_per_worker=None, watchdog=None, env=None, journal=None))]
+    #[pyo3(signature = (program, args, workers, *, window=64, retries=0, timeout=None, grace=2.0, max_tasks_per_worker=None, watchdog=None, env=None, journal=None, broker=None, queue=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         program: String,
@@ -201,6 +201,8 @@ impl Engine {
         watchdog: Option<Vec<String>>,
         env: Option<Vec<(String, String)>>,
         journal: Option<std::path::PathBuf>,
+        broker: Option<String>,
+        queue: Option<String>,
     ) -> PyResult<Engine> {
         if workers == 0 {
             return Err(PyValueError::new_err("a pool needs at least one worker"));
@@ -217,12 +219,31 @@ impl Engine {
             command.args(&watchdog[1..]);
             config.watchdog = Some(command);
         }
+        // With a broker, tasks go to a queue's workers elsewhere: `workers` is how many of
+        // them wait on the queue at once, retries travel with each task.
+        let submission = match (broker, queue) {
+            (Some(broker), Some(queue)) => {
+                let queue =
+                    muster::broker::Queue::new(&queue).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                Some((broker, queue))
+            }
+            (None, None) => None,
+            _ => return Err(PyValueError::new_err("a broker needs a queue, and a queue a broker")),
+        };
+        if let Some((_, queue)) = &submission {
+            config.template = Template::parse(&[format!("muster-queue:{}", queue.name()).into()], 1)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            config.retries = 0;
+            config.watchdog = None;
+        }
         let mut feeding = Workers::new(program, args.into_iter().map(OsString::from).collect());
         feeding.window = window.max(1);
         feeding.framing = Framing::LengthPrefixed;
         feeding.max_tasks_per_worker = max_tasks_per_worker;
         feeding.env = env.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        config.persistent = Some(feeding);
+        if submission.is_none() {
+            config.persistent = Some(feeding);
+        }
         let store = match &journal {
             Some(path) => {
                 // A journal that exists is resumed: what it says is done is skipped.
@@ -258,7 +279,16 @@ impl Engine {
                     observer: &NoObserver,
                     settlement: &settlement,
                 };
-                engine::run_sourced(config, incoming.into_iter().map(Ok), None, io)
+                match submission {
+                    None => engine::run_sourced(config, incoming.into_iter().map(Ok), None, io)
+                        .map_err(|e| e.to_string()),
+                    Some((broker, queue)) => {
+                        let submit =
+                            muster::broker::submit::SubmitConfig { broker, queue, run: config, retries };
+                        muster::broker::submit::submit_sourced(submit, incoming.into_iter().map(Ok), None, io)
+                            .map_err(|e| e.to_string())
+                    }
+                }
             })
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the engine's thread: {e}")))?;
         Ok(Engine {
@@ -358,7 +388,7 @@ impl Engine {
         let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(handle) = handle {
             *summary = Some(match handle.join() {
-                Ok(result) => result.map_err(|e| e.to_string()),
+                Ok(result) => result,
                 Err(_) => Err("the engine's thread panicked".into()),
             });
         }

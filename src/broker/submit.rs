@@ -5,6 +5,7 @@
 
 use super::{ensure_group, task_entry, Link, Queue};
 use crate::engine::{Inputs, Io, RunConfig, Summary};
+use crate::source::Sourced;
 
 /// What a submission needs.
 pub struct SubmitConfig {
@@ -58,6 +59,18 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
 
 /// Puts tasks on the queue and settles their results as they come, as `muster run` does.
 pub fn submit(config: SubmitConfig, inputs: Inputs, io: Io<'_, '_>) -> Result<Summary, SubmitError> {
+    let known_total = inputs.known_total();
+    submit_sourced(config, inputs.map(|input| input.map(Sourced::local)), known_total, io)
+}
+
+/// [`submit`] over tasks from a source that wants to hear back (see [`crate::source`]): the
+/// settlement hears each task's result (a Python pool's records, say).
+pub fn submit_sourced(
+    config: SubmitConfig,
+    inputs: impl Iterator<Item = std::io::Result<Sourced>>,
+    known_total: Option<u64>,
+    io: Io<'_, '_>,
+) -> Result<Summary, SubmitError> {
     let SubmitConfig { broker, queue, run, retries } = config;
     let mut link = Link::connect(&broker)?;
     ensure_group(&mut link, &queue, None)?;
@@ -68,5 +81,5 @@ pub fn submit(config: SubmitConfig, inputs: Inputs, io: Io<'_, '_>) -> Result<Su
     let from = last.first().map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
     let submission =
         crate::engine::remote::Submission { broker: &broker, job: new_job_id(), queue, retries, from };
-    crate::engine::remote::run(run, inputs, submission, io)
+    crate::engine::remote::run_sourced(run, inputs, known_total, submission, io)
 }

@@ -19,7 +19,7 @@ use crossbeam_channel as cb;
 use super::capture::Capture;
 use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
-use super::{Inputs, Io, RunConfig, RunError, Summary};
+use super::{Io, RunConfig, RunError, Summary};
 use crate::broker::{scripts, task_entry, BrokerError, Entry, Link, Queue, GROUP};
 use crate::source::Sourced;
 use crate::task::{Failure, Outcome, Seq};
@@ -51,10 +51,12 @@ pub(crate) struct Submission<'b> {
     pub(crate) from: String,
 }
 
-/// Puts tasks on the queue and settles their results as they come.
-pub(crate) fn run(
+/// Puts tasks on the queue and settles their results as they come (and, for tasks with a
+/// receipt, tells their source; see [`crate::source`]).
+pub(crate) fn run_sourced(
     config: RunConfig,
-    inputs: Inputs,
+    sourced: impl Iterator<Item = io::Result<Sourced>>,
+    known_total: Option<u64>,
     submission: Submission<'_>,
     io: Io<'_, '_>,
 ) -> Result<Summary, SubmitError> {
@@ -67,8 +69,6 @@ pub(crate) fn run(
         done: AtomicBool::new(false),
         spill_threshold: config.spill_threshold,
     });
-    let known_total = inputs.known_total();
-    let sourced = inputs.map(|input| input.map(Sourced::local));
     let shutdown = io.shutdown.clone();
     let mut router_link = Link::connect(submission.broker)?;
     let summary = std::thread::scope(|scope| {
