@@ -363,6 +363,49 @@ def _importable_name(function):
     return "%s:%s" % (module, qualname)
 
 
+class _Progress:
+    """A map's progress: `progress=True` draws a tqdm bar when tqdm is installed, else a line
+    on stderr (on a terminal); a callable is called with (done, total or None), at most ten
+    times a second and once at the end."""
+
+    def __init__(self, how, total):
+        self.total = total
+        self.done = 0
+        self.shown = 0.0
+        self.bar = None
+        self.callback = None
+        self.line = False
+        if callable(how):
+            self.callback = how
+        elif how:
+            try:
+                import tqdm
+
+                self.bar = tqdm.tqdm(total=total, unit="task")
+            except ImportError:
+                self.line = sys.stderr.isatty()
+
+    def advance(self, count, final=False):
+        self.done += count
+        now = time.monotonic()
+        if not final and now - self.shown < 0.1:
+            return
+        self.shown = now
+        if self.bar is not None:
+            self.bar.update(self.done - self.bar.n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        if self.line:
+            of = "/%d" % self.total if self.total is not None else ""
+            sys.stderr.write("\rmuster: %d%s tasks done" % (self.done, of) + ("\n" if final else ""))
+            sys.stderr.flush()
+
+    def close(self):
+        self.advance(0, final=True)
+        if self.bar is not None:
+            self.bar.close()
+
+
 class _Stream:
     """The results of one map/imap call as records bring them back, a block per record (its
     values, and its errors by offset): in input order, or as they finish."""
@@ -471,13 +514,14 @@ class Pool:
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
                  context=None, *, retries=0, timeout=None, grace=2.0, journal=None,
-                 broker=None, queue=None, key=None):
+                 broker=None, queue=None, key=None, progress=None):
         if maxtasksperchild is not None and maxtasksperchild < 1:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._runner = _Runner(processes, initializer, initargs, maxtasksperchild, retries, timeout, grace, journal,
                                broker, queue, key)
+        self._progress = progress
         self._state = "RUN"
         self._finalizer = weakref.finalize(self, _finalize, self._runner)
 
@@ -509,6 +553,9 @@ class Pool:
         self._check_running()
         runner = self._runner
         function_id = runner.function_id(func)
+        progress = None
+        if self._progress:
+            progress = _Progress(self._progress, len(iterable) if hasattr(iterable, "__len__") else None)
         items = iter(iterable)
         stream = _Stream(ordered)
         sent = 0
@@ -530,6 +577,8 @@ class Pool:
                     runner.send(stream, sent, batch, mode, function_id)
                     sent += len(batch)
                 if exhausted and handed == sent:
+                    if progress is not None:
+                        progress.close()
                     return
                 with stream.cond:
                     if ordered:
@@ -546,6 +595,8 @@ class Pool:
                         taken = list(ready)
                         ready.clear()
                         handed += sum(len(values) for values, _ in taken)
+                if progress is not None:
+                    progress.advance(sum(len(values) for values, _ in taken))
                 yield from taken
         except KeyboardInterrupt:
             self.terminate()
@@ -667,10 +718,10 @@ class Executor(futures.Executor):
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(),
                  max_tasks_per_child=None, *, retries=0, timeout=None, grace=2.0, journal=None,
-                 broker=None, queue=None, key=None):
+                 broker=None, queue=None, key=None, progress=None):
         self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child,
                           retries=retries, timeout=timeout, grace=grace, journal=journal,
-                          broker=broker, queue=queue, key=key)
+                          broker=broker, queue=queue, key=key, progress=progress)
         self._shutdown = False
 
     def submit(self, fn, /, *args, **kwargs):

@@ -214,3 +214,12 @@ def conftest_assert_gone(pids):
 def test_results_survive_pickle_protocol_5_buffers(pool):
     data = [bytes(range(256)) * 100, bytearray(b"x" * 10_000)]
     assert pool.map(pickle.loads, [pickle.dumps(d, protocol=5) for d in data]) == data
+
+
+def test_progress_calls_back_with_done_and_total_ending_at_the_total():
+    seen = []
+    with muster.Pool(2, progress=lambda done, total: seen.append((done, total))) as pool:
+        assert pool.map(tasks.square, range(5000)) == [x * x for x in range(5000)]
+    assert seen[-1] == (5000, 5000)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert all(total == 5000 for _, total in seen)

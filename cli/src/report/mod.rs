@@ -487,9 +487,26 @@ fn spread(sorted: &[f64]) -> Spread {
     Spread { min: sorted[0], median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max }
 }
 
-/// An input as text: sources joined by NUL are shown joined by a space.
+/// An input as text: sources joined by NUL are shown joined by a space; other control
+/// characters and bytes that are not UTF-8 (a binary record's, such as a Python pool's
+/// pickles) are escaped, so a report never writes raw control bytes to a terminal.
 fn display(input: &[u8]) -> String {
-    String::from_utf8_lossy(input).replace('\0', " ")
+    let mut text = String::with_capacity(input.len());
+    for chunk in input.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\0' => text.push(' '),
+                '\n' => text.push_str("\\n"),
+                '\t' => text.push_str("\\t"),
+                c if c.is_control() => text.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c => text.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
 }
 
 fn shorten(text: &str) -> String {
@@ -512,5 +529,14 @@ fn seconds(s: f64) -> String {
     } else {
         let whole = s.round() as u64;
         format!("{} m {:02} s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    #[test]
+    fn inputs_show_sources_spaced_and_binary_escaped() {
+        assert_eq!(super::display(b"a\0b c"), "a b c");
+        assert_eq!(super::display(b"C\x01\x80\n\t\xff\xc3\xa9"), "C\\x01\\x80\\n\\t\\xff\u{e9}");
     }
 }
