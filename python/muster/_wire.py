@@ -78,9 +78,7 @@ def function_file(folder, function_id):
 #     reply: b"n" | JSON {"t": elapsed, "v": values, "e": {index: [type, message, traceback]}}
 #            b"s" | HMAC (32 bytes) | pickle((elapsed, values, errors))
 
-import hashlib as _hashlib
-import hmac as _hmac
-import json as _json
+# json, hmac and hashlib cost a local pool's workers 10 ms of start-up: imported on first use.
 import pickle as _pickle
 
 _SIGNATURE = 32
@@ -91,31 +89,40 @@ class Refused(Exception):
 
 
 def _sign(key, body):
-    return _hmac.new(key, body, _hashlib.sha256).digest()
+    import hashlib
+    import hmac
+
+    return hmac.new(key, body, hashlib.sha256).digest()
 
 
 def _verify(key, record):
     if key is None:
         raise Refused("a signed record, and no key here to check it with (set MUSTER_KEY)")
     signature, body = record[1 : 1 + _SIGNATURE], record[1 + _SIGNATURE :]
-    if not _hmac.compare_digest(signature, _sign(key, body)):
+    import hmac
+
+    if not hmac.compare_digest(signature, _sign(key, body)):
         raise Refused("the record's signature does not match this key: refused unread")
     return body
 
 
 def remote_call(function_name, mode, items, key):
+    import json
+
     task = {"f": function_name, "m": mode, "i": items}
     if key is None:
-        return b"N" + _json.dumps(task, separators=(",", ":")).encode()
+        return b"N" + json.dumps(task, separators=(",", ":")).encode()
     body = _pickle.dumps(task, protocol=PROTOCOL)
     return b"S" + _sign(key, body) + body
 
 
 def parse_remote_call(record, key):
     """(function name, mode, items, signed) of a task record from a queue."""
+    import json
+
     kind = record[:1]
     if kind == b"N":
-        task = _json.loads(record[1:])
+        task = json.loads(record[1:])
         signed = False
     elif kind == b"S":
         task = _pickle.loads(_verify(key, record))
@@ -127,8 +134,10 @@ def parse_remote_call(record, key):
 
 def remote_reply(elapsed, values, errors, key, signed):
     if not signed:
+        import json
+
         described = {str(i): [e[1], e[2], e[3]] for i, e in errors.items()}
-        return b"n" + _json.dumps({"t": elapsed, "v": values, "e": described}, separators=(",", ":")).encode()
+        return b"n" + json.dumps({"t": elapsed, "v": values, "e": described}, separators=(",", ":")).encode()
     body = _pickle.dumps((elapsed, values, errors), protocol=PROTOCOL)
     return b"s" + _sign(key, body) + body
 
@@ -142,7 +151,9 @@ def parse_any_reply(record, key):
         values, errors = _pickle.loads(body)
         return elapsed, values, errors
     if kind == b"n":
-        reply = _json.loads(record[1:])
+        import json
+
+        reply = json.loads(record[1:])
         errors = {int(i): (None, e[0], e[1], e[2]) for i, e in reply["e"].items()}
         return reply["t"], reply["v"], errors
     if kind == b"s":

@@ -8,14 +8,11 @@ The worker's own stdout is kept for records alone: print() and C code writing to
 stderr, which muster passes on line by line.
 """
 
-import importlib
-import json
 import os
 import pickle
 import struct
 import sys
 import time
-import traceback
 
 from muster import _wire
 
@@ -24,6 +21,8 @@ _LENGTH = struct.Struct("<I")
 
 def _describe(exc):
     """(exception or None, type name, message, traceback text) for a reply."""
+    import traceback
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         pickle.loads(pickle.dumps(exc, protocol=_wire.PROTOCOL))
@@ -114,6 +113,8 @@ class RemoteWorker:
     carry JSON, or pickles signed with the key it shares with the pool (see `_wire`)."""
 
     def __init__(self, name, key):
+        import importlib
+
         module, _, qualname = name.partition(":")
         if not module or not qualname:
             raise SystemExit("muster._worker: name the function as MODULE:FUNCTION, not %r" % name)
@@ -135,6 +136,8 @@ class RemoteWorker:
             return _wire.remote_reply(time.perf_counter() - started, [None], {0: _describe(exc)}, None, False)
         values, errors = apply(self.function, mode, items)
         if not signed:
+            import json
+
             for index, value in enumerate(values):
                 try:
                     json.dumps(value)
@@ -154,6 +157,8 @@ def _initialize(folder):
             initializer, initargs = pickle.load(file)
         initializer(*initargs)
     except BaseException as exc:
+        import traceback
+
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         temporary = os.path.join(folder, "init-error.%d" % os.getpid())
         with open(temporary, "w") as file:

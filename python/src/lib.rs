@@ -338,7 +338,13 @@ impl Engine {
     /// taken.
     fn results<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Vec<PyEnding<'py>>>> {
         let wait = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::from_secs(3600));
-        let first = py.detach(|| self.results.recv_timeout(wait));
+        // Released only to wait: giving the GIL up when results are there already costs a
+        // switch interval (5 ms) to get it back from a busy caller.
+        let first = match self.results.try_recv() {
+            Ok(first) => Ok(first),
+            Err(cb::TryRecvError::Disconnected) => Err(cb::RecvTimeoutError::Disconnected),
+            Err(cb::TryRecvError::Empty) => py.detach(|| self.results.recv_timeout(wait)),
+        };
         let first = match first {
             Ok(first) => first,
             Err(cb::RecvTimeoutError::Timeout) => return Ok(Some(Vec::new())),
