@@ -8,6 +8,7 @@ The worker's own stdout is kept for records alone: print() and C code writing to
 stderr, which muster passes on line by line.
 """
 
+import itertools
 import os
 import pickle
 import struct
@@ -65,19 +66,25 @@ def apply(function, mode, items):
     """Calls `function` on each item as `mode` says: (values, errors by index)."""
     values = []
     errors = {}
-    for index, item in enumerate(items):
-        try:
-            if mode == _wire.ONE:
-                values.append(function(item))
-            elif mode == _wire.STAR:
-                values.append(function(*item))
-            else:
-                args, kwargs = item
+    if mode == _wire.FULL:
+        for index, (args, kwargs) in enumerate(items):
+            try:
                 values.append(function(*args, **(kwargs or {})))
+            except Exception as exc:
+                values.append(None)
+                errors[index] = _describe(exc)
+        return values, errors
+    runner = map if mode == _wire.ONE else itertools.starmap
+    remaining = iter(items)
+    while True:
+        try:
+            # At C speed; an exception leaves the values before it in place and the
+            # iterator just past the item that raised.
+            values.extend(runner(function, remaining))
+            return values, errors
         except Exception as exc:
+            errors[len(values)] = _describe(exc)
             values.append(None)
-            errors[index] = _describe(exc)
-    return values, errors
 
 
 class Worker:

@@ -63,3 +63,25 @@ def test_a_garbled_record_is_an_error_reply_not_a_crash(garbage):
 def test_frames_are_length_prefixed_little_endian():
     # The engine's Framing::LengthPrefixed: 4 bytes of length, then the record.
     assert struct.pack("<I", 5) == b"\x05\x00\x00\x00"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(), st.booleans()), max_size=30), st.sampled_from([_wire.ONE, _wire.STAR]))
+def test_apply_calls_each_item_once_and_places_each_error_at_its_item(items, mode):
+    from muster._worker import apply
+
+    calls = []
+
+    def function(value, fails):
+        calls.append(value)
+        if fails:
+            raise ValueError(value)
+        return value * 2
+
+    if mode == _wire.ONE:
+        values, errors = apply(lambda pair: function(*pair), mode, items)
+    else:
+        values, errors = apply(function, mode, items)
+    assert calls == [value for value, _ in items]
+    assert sorted(errors) == [i for i, (_, fails) in enumerate(items) if fails]
+    assert values == [None if fails else value * 2 for value, fails in items]
