@@ -414,8 +414,8 @@ pub struct StatusArgs {
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
 
-    /// The Redis server of --queue.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_BROKER)]
+    /// The Redis server of --queue (or from MUSTER_BROKER, which keeps a password out of `ps`).
+    #[arg(long, value_name = "URL", env = "MUSTER_BROKER", hide_env_values = true, default_value = DEFAULT_BROKER)]
     pub broker: String,
 
     /// Print a JSON array (worker, state, pid, uptime_s, restarts, exit_code, exit_signal).
@@ -428,8 +428,9 @@ pub const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// The Redis server: redis://[user:password@]host[:port][/db], or rediss://… for TLS.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_BROKER)]
+    /// The Redis server: redis://[user:password@]host[:port][/db], or rediss://… for TLS. Also
+    /// taken from MUSTER_BROKER, which keeps a password out of the command line (`ps`).
+    #[arg(long, value_name = "URL", env = "MUSTER_BROKER", hide_env_values = true, default_value = DEFAULT_BROKER)]
     pub broker: String,
 
     /// The queue's name (letters, digits, _ - . :).

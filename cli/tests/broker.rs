@@ -689,6 +689,17 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
     let output = sb.run(&["submit", "--broker", &alice, "--queue", "q", ":::", "x"], b"");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "got x\n");
+    // The URL from the environment: the password stays out of every command line (`ps`).
+    let mut from_env = sb.muster(&["worker", "--queue", "q2", "-j", "1", "echo", "env"]);
+    from_env.env("MUSTER_BROKER", &alice).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _env_worker = Worker(Some(from_env.spawn().expect("worker starts")));
+    let mut submitter = sb.muster(&["submit", "--queue", "q2", ":::", "y"]);
+    submitter.env("MUSTER_BROKER", &alice);
+    let output = util::feed(submitter, b"");
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "env y\n");
+    let help = sb.run(&["worker", "--help"], b"");
+    assert!(stdout(&help).contains("MUSTER_BROKER"), "{}", stdout(&help));
     let bob = with("bob:pw@");
     let refused = sb.run(&["worker", "--broker", &bob, "--queue", "q", "-j", "1", "echo"], b"");
     assert_code(&refused, 255);

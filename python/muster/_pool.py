@@ -93,10 +93,13 @@ class _Runner:
             processes = os.cpu_count() or 1
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
+        if queue is not None and broker is None:
+            # As muster's command line: the URL (and its password) may come from the environment.
+            broker = os.environ.get("MUSTER_BROKER")
         self.remote = broker is not None or queue is not None
         if self.remote:
             if broker is None or queue is None:
-                raise ValueError("a broker needs a queue, and a queue a broker")
+                raise ValueError("a broker needs a queue, and a queue a broker (broker= or MUSTER_BROKER)")
             for name, value in (("initializer", initializer), ("maxtasksperchild", maxtasksperchild), ("timeout", timeout)):
                 if value is not None:
                     raise ValueError("%s is the workers' business with a broker (muster worker's flags)" % name)

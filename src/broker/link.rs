@@ -44,6 +44,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// AOF-off warnings are printed once per process.
 static WARNED_DURABILITY: AtomicBool = AtomicBool::new(false);
 
+/// `url` as messages show it: the password (between the user's `:` and the last `@`) is
+/// `***`, however malformed the rest is.
+pub fn redact(url: &str) -> String {
+    match password_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Where `url`'s password lies, if it has one.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let at = url.rfind('@').filter(|&at| at >= authority_start)?;
+    let colon = url[authority_start..at].find(':')? + authority_start;
+    (colon + 1 < at).then_some((colon + 1, at))
+}
+
+/// `text` with `url`'s password, wherever it appears, replaced by `***` (a library's error
+/// may quote the URL it was given).
+fn without_password(url: &str, text: &str) -> String {
+    match password_span(url) {
+        Some((start, end)) => text.replace(&url[start..end], "***"),
+        None => text.to_owned(),
+    }
+}
+
 impl Link {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS,
     /// the server's certificate checked against the system's roots or `SSL_CERT_FILE`) and
@@ -52,20 +78,23 @@ impl Link {
     /// Warns (once) when results are not kept across a restart (`appendonly no`).
     pub fn connect(url: &str) -> Result<Link, BrokerError> {
         let tls = url.starts_with("rediss://");
+        let shown_url = redact(url);
         if !tls
             && !url.starts_with("redis://")
             && !url.starts_with("redis+unix://")
             && !url.starts_with("unix://")
         {
             return Err(BrokerError::Usage(format!(
-                "--broker {url}: expected redis://[user:password@]host[:port][/db] (or rediss:// for TLS)"
+                "--broker {shown_url}: expected redis://[user:password@]host[:port][/db] (or rediss:// for TLS)"
             )));
         }
         if tls {
             // Once per process; a provider installed already (by us, earlier) is as good.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let bad_url = |err: redis::RedisError| BrokerError::Usage(format!("--broker {url}: {err}"));
+        let bad_url = |err: redis::RedisError| {
+            BrokerError::Usage(without_password(url, &format!("--broker {shown_url}: {err}")))
+        };
         let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad_url)?;
         // Small commands, one at a time: without NODELAY each waits out a delayed ACK.
         let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
@@ -243,4 +272,40 @@ impl Link {
 /// True when the error means the connection is gone (Redis restarted, network cut).
 fn lost_connection(err: &redis::RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout()
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    /// The URLs of issue 20: malformed in every way, each with a password.
+    const MALFORMED: [&str; 8] = [
+        "redis://user:PASSWORD@host:notaport",
+        "redis://user:PASSWORD@host/abc",
+        "redis://user:PASSWORD@[::1:6379",
+        "redis//user:PASSWORD@host",
+        "redis://:PASSWORD@host:99999",
+        "rediss://user:PASSWORD@host:x/0",
+        "redis://user:PASSWORD@/",
+        "redis://user:PASS@WORD@host:1a",
+    ];
+
+    #[test]
+    fn no_password_is_in_any_message_about_a_malformed_url() {
+        for url in MALFORMED {
+            let Err(err) = Link::connect(url) else { panic!("{url} connected") };
+            let message = err.to_string();
+            assert!(!message.contains("PASSWORD") && !message.contains("WORD@"), "{url}: {message}");
+            assert!(message.contains("***"), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_everything_but_the_password() {
+        assert_eq!(redact("redis://alice:s3cret@host:6379/2"), "redis://alice:***@host:6379/2");
+        assert_eq!(redact("redis://:s3cret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact("redis://alice@host"), "redis://alice@host");
+        assert_eq!(redact("redis://u:p@ss@host"), "redis://u:***@host");
+    }
 }

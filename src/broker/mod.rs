@@ -32,7 +32,7 @@ pub mod status;
 pub mod submit;
 pub mod worker;
 
-pub use link::{BrokerError, Link};
+pub use link::{redact, BrokerError, Link};
 
 use std::time::Duration;
 
