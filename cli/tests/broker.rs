@@ -529,6 +529,78 @@ fn tasks_a_redis_restart_lost_are_sent_again_by_the_submitter() {
 }
 
 #[test]
+fn workers_running_and_idle_outlive_a_redis_that_comes_back_empty() {
+    let sb = Sandbox::new();
+    let Some(mut redis) = Redis::start(&sb, &["--appendonly", "no"]) else { return };
+    // Two workers: one busy with the tasks (a second each), one on an idle queue.
+    let busy = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &["-j", "2"],
+        &["sh", "-c", "echo $1 >> runs; sleep 1; echo ok $1", "sh"],
+    );
+    let idle = Worker::start(&sb, &redis, "idle", &["-j", "1"], &["echo", "idle"]);
+    let inputs: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+    let mut args = vec!["submit", "--queue", "q", "-k", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let url = redis.url();
+    let mut all = vec![args[0], "--broker", &url];
+    all.extend_from_slice(&args[1..]);
+    let submitter = sb.spawn(&all);
+    let runs = sb.path("runs");
+    let started = || std::fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
+    assert!(wait_for(Duration::from_secs(20), || started() >= 3), "tasks running");
+    redis.crash_and_restart();
+    // Every task completes once, the submitter ends, and both workers are still there.
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    let expected: String = (1..=8).map(|i| format!("ok {i}\n")).collect();
+    assert_eq!(stdout(&output), expected);
+    for worker in [&busy, &idle] {
+        assert!(rustix::process::test_kill_process(pid_of(worker.child())).is_ok(), "a worker exited");
+    }
+    let late = submit(&sb, &redis, "idle", &[":::", "x"]);
+    assert_code(&late, 0);
+    assert_eq!(stdout(&late), "idle x\n");
+}
+
+#[test]
+fn an_idle_worker_outlives_its_queue_being_deleted() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["echo", "got"]);
+    let first = submit(&sb, &redis, "q", &[":::", "a"]);
+    assert_eq!(stdout(&first), "got a\n");
+    assert_eq!(redis.command(&["DEL", "muster:{q}:tasks"]).as_deref(), Some(":1\r\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    let url = redis.url();
+    let second = finish_within(
+        sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "b"]),
+        Duration::from_secs(30),
+    );
+    assert_code(&second, 0);
+    assert_eq!(stdout(&second), "got b\n");
+    assert!(rustix::process::test_kill_process(pid_of(worker.child())).is_ok(), "the worker exited");
+}
+
+/// Waits for `child` to end, killing it and failing past `limit` (a submitter waiting for
+/// ever on a queue nobody reads must fail the test, not hang it).
+fn finish_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let ended = wait_for(limit, || child.try_wait().is_ok_and(|status| status.is_some()));
+    if !ended {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("it ends");
+    assert!(ended, "still waiting after {limit:?}: {}", stderr(&output));
+    output
+}
+
+fn pid_of(child: &Child) -> rustix::process::Pid {
+    rustix::process::Pid::from_raw(child.id() as i32).expect("a pid")
+}
+
+#[test]
 fn a_workers_first_signal_finishes_what_it_holds_and_the_second_gives_it_back() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -272,6 +272,7 @@ impl Iterator for Reader {
                 Ok(0) => {}
                 Ok(_) => continue,
                 Err(BrokerError::Stopped(_)) => return None,
+                Err(err) if self.queue_lost(&err) => continue,
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
             let read = if Instant::now() >= self.next_reclaim
@@ -289,6 +290,7 @@ impl Iterator for Reader {
             match read {
                 Ok(_) => {}
                 Err(BrokerError::Stopped(_)) => return None,
+                Err(err) if self.queue_lost(&err) => {}
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
         }
@@ -296,6 +298,25 @@ impl Iterator for Reader {
 }
 
 impl Reader {
+    /// True when `err` says the queue's stream or its consumer group is gone — Redis came back
+    /// empty (restarted without AOF) or the queue was deleted — after making them again: the
+    /// worker carries on reading (the submitter sends again what was lost). Said once per loss.
+    fn queue_lost(&mut self, err: &BrokerError) -> bool {
+        let BrokerError::Redis(message) = err else { return false };
+        if !message.contains("NOGROUP") && !message.contains("UNBLOCKED") {
+            return false;
+        }
+        eprintln!(
+            "muster: worker {}: queue {} was gone from Redis (restarted empty, or deleted); made it again and reading on",
+            self.name,
+            self.queue.name()
+        );
+        let _ = super::ensure_group(&mut self.link, &self.queue, Some(&self.shutdown));
+        // What this worker held went with it: reclaim and adoption start afresh.
+        self.cursor = "0-0".to_owned();
+        true
+    }
+
     /// True when `muster drain` was asked after this worker started.
     fn drain_asked(&mut self) -> Result<bool, BrokerError> {
         let key = self.queue.drain();
@@ -403,14 +424,7 @@ impl Reader {
                 .arg(">")
                 .query::<redis::Value>(c)
         });
-        let reply = match reply {
-            Err(BrokerError::Redis(message)) if message.contains("NOGROUP") => {
-                // The queue was deleted under us: make it again and carry on.
-                let _ = super::ensure_group(&mut self.link, &self.queue, Some(&self.shutdown));
-                return Ok(0);
-            }
-            other => other?,
-        };
+        let reply = reply?;
         // [[stream, [entries]]] or nil on timeout.
         let redis::Value::Array(streams) = reply else { return Ok(0) };
         let mut taken = 0;
