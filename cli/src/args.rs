@@ -496,7 +496,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "SHELL", num_args = 0..=1, require_equals = true)]
     pub shell: Option<Option<PathBuf>>,
 
-    /// This worker's name in `muster status` (default: host-pid).
+    /// This worker's name in `muster status` (default: host-pid-random, unique). A name is held
+    /// while its worker is alive: a second live worker of the same name is refused.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 

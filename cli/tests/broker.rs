@@ -347,6 +347,54 @@ fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
 }
 
 #[test]
+fn a_second_worker_with_a_live_workers_name_is_refused_and_the_name_frees_when_it_dies() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let first =
+        Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s", "--name", "w"], &["echo", "one"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.command(&["EXISTS", "muster:{q}:alive:w"]).as_deref()
+            == Some(":1\r\n")),
+        "the first worker holds its name"
+    );
+    let url = redis.url();
+    let second = finish_within(
+        sb.spawn(&[
+            "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w", "echo",
+            "two",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_code(&second, 255);
+    assert!(stderr(&second).contains("another worker named w is alive"), "{}", stderr(&second));
+    // The live one still serves the queue, alone.
+    let served = submit(&sb, &redis, "q", &[":::", "x"]);
+    assert_eq!(stdout(&served), "one x\n");
+    // Killed, it stops renewing: within a lease the name is free for a new worker.
+    signal(first.child(), rustix::process::Signal::KILL);
+    let mut replacement = None;
+    let took_over = wait_for(Duration::from_secs(10), || {
+        let attempt = sb.spawn(&[
+            "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w", "echo",
+            "three",
+        ]);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut attempt = attempt;
+        if attempt.try_wait().is_ok_and(|status| status.is_none()) {
+            replacement = Some(Worker(Some(attempt)));
+            true
+        } else {
+            let _ = attempt.wait();
+            false
+        }
+    });
+    assert!(took_over, "the dead worker's name was not freed");
+    let served = submit(&sb, &redis, "q", &[":::", "y"]);
+    assert_eq!(stdout(&served), "three y\n");
+    drop(replacement);
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -123,6 +123,20 @@ def test_a_killed_worker_fails_only_its_task_and_the_pool_goes_on():
         assert pool.stats() is None
 
 
+def test_a_task_whose_worker_died_once_is_retried_and_succeeds(tmp_path):
+    import functools
+
+    kill_once = functools.partial(tasks.kill_once_on, folder=str(tmp_path), bad=3)
+    with muster.Pool(2, retries=1) as pool:
+        assert outcomes([pool.apply_async(kill_once, (x,)) for x in range(6)]) == list(range(6))
+        assert pool.stats() is None
+        pool.close()
+        pool.join()
+        stats = pool.stats()
+    assert stats["worker_crashes"] == 1 and stats["done"] == 6, stats
+    assert os.path.exists(tmp_path / "killed")
+
+
 def test_a_batch_whose_worker_died_runs_again_item_by_item(tmp_path):
     import functools
 

@@ -93,6 +93,11 @@ impl Queue {
         self.key("failures")
     }
     /// Workers' heartbeats: name → "unix-ms slots".
+    /// A worker name's liveness record: its holder's token, expiring a lease after its last
+    /// heartbeat (see `worker::claim_name`).
+    pub(crate) fn alive(&self, name: &str) -> String {
+        self.key(&format!("alive:{name}"))
+    }
     pub(crate) fn workers(&self) -> String {
         self.key("workers")
     }

@@ -204,3 +204,19 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p > 0 then return 0 end
 return redis.call('XDEL', KEYS[1], ARGV[2])
 "#;
+
+/// Claims (or renews) a worker name's liveness record for `token`, for `ms`: returns the
+/// token of another live holder instead, claiming nothing. KEYS: alive. ARGV: token, ms.
+pub(crate) const CLAIM_NAME: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return holder end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"#;
+
+/// Lets a worker name's liveness record go (in a millisecond: a user with `+set` and no
+/// `+del` may do it) if `token` holds it. KEYS: alive. ARGV: token.
+pub(crate) const RELEASE_NAME: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', 1) end
+return 1
+"#;

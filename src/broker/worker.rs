@@ -36,7 +36,7 @@ pub struct WorkerConfig {
     pub run: RunConfig,
     /// How long a held task stays this worker's without a renewal.
     pub lease: Duration,
-    /// Its name in the queue (default: host-pid).
+    /// Its name in the queue (default: host-pid-random). Refused while a live worker holds it.
     pub name: Option<String>,
 }
 
@@ -118,9 +118,22 @@ impl Holding {
 pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, WorkerError> {
     let WorkerConfig { broker, queue, run: mut spawned, lease, name } = config;
     let lease = lease.max(Duration::from_millis(300));
-    let name = name.unwrap_or_else(|| format!("{}-{}", super::hostname(), std::process::id()));
+    let since_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    // host-pid alone collides for containers that share a host name and run muster as PID 1.
+    let name = name.unwrap_or_else(|| {
+        format!("{}-{}-{:04x}", super::hostname(), std::process::id(), since_epoch & 0xffff)
+    });
+    let token = format!("{}-{}-{since_epoch:x}", super::hostname(), std::process::id());
     let mut setup = Link::connect(&broker)?;
     super::ensure_group(&mut setup, &queue, Some(shutdown))?;
+    if let Some(holder) = claim_name(&mut setup, &queue, &name, &token, lease, shutdown)? {
+        return Err(WorkerError::Broker(BrokerError::Usage(format!(
+            "another worker named {name} is alive on queue {} ({holder}); a worker adopts what its name holds, \
+             so two may not share one: give this one another --name (or none: a unique one is made)",
+            queue.name()
+        ))));
+    }
     let started_ms = setup.time_ms(Some(shutdown))?;
     let holding = Arc::new(Holding::default());
     // A drain lets held tasks finish however long they take; a second signal stops them.
@@ -170,6 +183,8 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         jobs,
         started_ms,
         shutdown: shutdown.clone(),
+        token: token.clone(),
+        name_lost: false,
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let (done, failed) = std::thread::scope(|scope| {
@@ -196,6 +211,8 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     // Whoever is waiting on the heartbeat hash learns this worker left.
     let mut link = settlement.link.into_inner().unwrap_or_else(PoisonError::into_inner);
     let _ = link.call(Some(shutdown), |c| redis::cmd("HDEL").arg(queue.workers()).arg(&name).query::<()>(c));
+    let release = redis::Script::new(scripts::RELEASE_NAME);
+    let _ = link.call(Some(shutdown), |c| release.key(queue.alive(&name)).arg(&token).invoke::<()>(c));
     Ok(WorkerSummary {
         name,
         done,
@@ -488,6 +505,27 @@ struct Heartbeat {
     jobs: usize,
     started_ms: u64,
     shutdown: Shutdown,
+    /// This worker's hold on its name (see [`claim_name`]).
+    token: String,
+    /// Another worker took the name (said once).
+    name_lost: bool,
+}
+
+/// Claims `name` on `queue` for this worker (`token`) for a lease, renewed by each heartbeat:
+/// the token of another live worker holding it instead. Two live workers of one name would
+/// take each other's tasks (a worker adopts what its name holds).
+fn claim_name(
+    link: &mut Link,
+    queue: &Queue,
+    name: &str,
+    token: &str,
+    lease: Duration,
+    shutdown: &Shutdown,
+) -> Result<Option<String>, BrokerError> {
+    let script = redis::Script::new(scripts::CLAIM_NAME);
+    link.call(Some(shutdown), |c| {
+        script.key(queue.alive(name)).arg(token).arg(lease.as_millis() as u64).invoke::<Option<String>>(c)
+    })
 }
 
 impl Heartbeat {
@@ -507,6 +545,17 @@ impl Heartbeat {
     }
 
     fn beat(&mut self) -> Result<(), BrokerError> {
+        if let Some(holder) =
+            claim_name(&mut self.link, &self.queue, &self.name, &self.token, self.lease, &self.shutdown)?
+        {
+            if !self.name_lost {
+                eprintln!(
+                    "muster: worker {}: another worker took this name ({holder}) while this one was not heard from; its results may be refused",
+                    self.name
+                );
+                self.name_lost = true;
+            }
+        }
         let held: Vec<(String, u32)> = self
             .holding
             .lock()
