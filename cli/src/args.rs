@@ -484,6 +484,11 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
     pub lease: Duration,
 
+    /// Results nobody has read for this long are dropped from the queue (those of a submitter
+    /// killed before it read them, or of a detached submission never fetched).
+    #[arg(long = "results-ttl", value_name = "DUR", value_parser = parse_duration, default_value = "24h")]
+    pub results_ttl: Duration,
+
     /// Time limit per attempt (a task over it fails, and may be retried elsewhere).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,

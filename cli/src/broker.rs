@@ -95,8 +95,14 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<u8, Fatal> {
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
     announce(&shutdown);
-    let config =
-        worker::WorkerConfig { broker: args.broker.broker, queue, run, lease: args.lease, name: args.name };
+    let config = worker::WorkerConfig {
+        broker: args.broker.broker,
+        queue,
+        run,
+        lease: args.lease,
+        name: args.name,
+        results_ttl: args.results_ttl,
+    };
     let summary = worker::run(config, &shutdown).map_err(broker_error)?;
     crate::say(summary.line());
     Ok(match shutdown.signal() {

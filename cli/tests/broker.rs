@@ -395,6 +395,33 @@ fn a_second_worker_with_a_live_workers_name_is_refused_and_the_name_frees_when_i
 }
 
 #[test]
+fn results_of_a_killed_submitter_expire() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = redis.url();
+    let mut submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "a", "b", "c"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:tasks"]) == 3),
+        "tasks queued"
+    );
+    let _ = submitter.kill();
+    let _ = submitter.wait();
+    let _worker =
+        Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "1s", "--results-ttl", "2s"], &["echo"]);
+    // The three results wait for a reader that is gone; after the ttl a heartbeat drops them.
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.number(&["HGET", "muster:{q}:stats", "done"]) == 3
+            || redis.command(&["HGET", "muster:{q}:stats", "done"]).is_some_and(|r| r.contains("$1\r\n3"))),
+        "the tasks ran"
+    );
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 3, "their results wait");
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:results"]) == 0),
+        "the results of a dead submission expired"
+    );
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -38,6 +38,10 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Its name in the queue (default: host-pid-random). Refused while a live worker holds it.
     pub name: Option<String>,
+    /// Results older than this are trimmed from the queue's results stream by every worker's
+    /// heartbeat: nobody will read them (their submitter died, or a detached submission was
+    /// never fetched).
+    pub results_ttl: Duration,
 }
 
 /// What a worker did.
@@ -116,7 +120,7 @@ impl Holding {
 
 /// Runs a worker until a drain or stop (through `shutdown`, or `muster drain`) ends it.
 pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, WorkerError> {
-    let WorkerConfig { broker, queue, run: mut spawned, lease, name } = config;
+    let WorkerConfig { broker, queue, run: mut spawned, lease, name, results_ttl } = config;
     let lease = lease.max(Duration::from_millis(300));
     let since_epoch =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -185,6 +189,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         shutdown: shutdown.clone(),
         token: token.clone(),
         name_lost: false,
+        results_ttl,
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let (done, failed) = std::thread::scope(|scope| {
@@ -509,6 +514,8 @@ struct Heartbeat {
     token: String,
     /// Another worker took the name (said once).
     name_lost: bool,
+    /// Results older than this are trimmed.
+    results_ttl: Duration,
 }
 
 /// Claims `name` on `queue` for this worker (`token`) for a lease, renewed by each heartbeat:
@@ -588,6 +595,13 @@ impl Heartbeat {
             }
         }
         let now = self.link.time_ms(Some(&self.shutdown))?;
+        // Stream ids are milliseconds: everything added before now - ttl goes.
+        let oldest_kept = now.saturating_sub(self.results_ttl.as_millis() as u64);
+        if oldest_kept > 0 {
+            self.link.call(Some(&self.shutdown), |c| {
+                redis::cmd("XTRIM").arg(q.results()).arg("MINID").arg(oldest_kept).query::<()>(c)
+            })?;
+        }
         let running = Holding::unsettled(&self.holding.lock());
         let (drain, ()): (Option<u64>, ()) = self.link.call(Some(&self.shutdown), |c| {
             redis::pipe()
