@@ -422,6 +422,39 @@ fn results_of_a_killed_submitter_expire() {
 }
 
 #[test]
+fn a_killed_holders_many_tasks_are_all_taken_over_within_about_a_lease() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // Each task's first attempt hangs; any later one finishes at once.
+    let script = "if [ ! -e first-$1 ]; then touch first-$1; exec sleep 60; fi; echo done $1";
+    let holder = Worker::start(&sb, &redis, "q", &["-j", "50", "--lease", "2s"], &["sh", "-c", script, "sh"]);
+    let inputs: Vec<String> = (1..=50).map(|i| i.to_string()).collect();
+    let url = redis.url();
+    let mut args = vec!["submit", "--broker", &url, "--queue", "q", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let submitter = sb.spawn(&args);
+    let started = || {
+        std::fs::read_dir(sb.dir()).map_or(0, |d| {
+            d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("first-")).count()
+        })
+    };
+    assert!(wait_for(Duration::from_secs(20), || started() == 50), "50 tasks held");
+    // A rescuer with 4 free slots waits on the queue; the holder dies with all 50.
+    let _rescuer =
+        Worker::start(&sb, &redis, "q", &["-j", "4", "--lease", "2s"], &["sh", "-c", script, "sh"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::time::Instant::now();
+    signal(holder.child(), Signal::KILL);
+    let output = finish_within(submitter, Duration::from_secs(60));
+    let took = killed.elapsed();
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output).lines().count(), 50);
+    // Expired at the lease (2 s), then taken as fast as 4 slots run them — not 4 per quarter
+    // lease (9.5 s here before). A margin for a busy machine.
+    assert!(took < Duration::from_millis(4500), "took {took:?} after the kill");
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -301,7 +301,13 @@ impl Iterator for Reader {
                 || self.holding.reclaim_soon.swap(false, Ordering::SeqCst)
             {
                 self.next_reclaim = Instant::now() + (self.lease / 4).max(Duration::from_millis(100));
-                self.reclaim(free)
+                let reclaimed = self.reclaim(free);
+                if reclaimed.as_ref().is_ok_and(|&n| n >= free) {
+                    // As many as there was room for: more may have expired (a dead worker held
+                    // many), so look again as soon as a slot frees, not a quarter lease later.
+                    self.next_reclaim = Instant::now();
+                }
+                reclaimed
             } else {
                 Ok(0)
             };
