@@ -455,6 +455,32 @@ fn a_killed_holders_many_tasks_are_all_taken_over_within_about_a_lease() {
 }
 
 #[test]
+fn a_submitter_says_once_when_no_worker_serves_its_queue() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = redis.url();
+    // A worker on another queue (a typo): nobody serves "q".
+    let _elsewhere = Worker::start(&sb, &redis, "other", &["-j", "1"], &["echo"]);
+    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", ":::", "a"]);
+    let log = sb.path("submit.err");
+    let file = std::fs::File::create(&log).expect("stderr file");
+    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
+    let submitter = submitter.spawn().expect("submit starts");
+    let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
+    assert!(
+        wait_for(Duration::from_secs(20), || said("no worker is serving queue q at Redis 127.0.0.1")),
+        "{}",
+        sb.read("submit.err")
+    );
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["echo", "got"]);
+    let output = finish_within(submitter, Duration::from_secs(30));
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "got a\n");
+    let text = sb.read("submit.err");
+    assert_eq!(text.matches("no worker is serving").count(), 1, "said once: {text}");
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -111,6 +111,19 @@ impl Queue {
     }
 }
 
+/// The lease a heartbeat that does not give its own is taken to have (workers before
+/// heartbeats carried it, and the default `--lease`).
+const DEFAULT_LEASE_MS: u64 = 30_000;
+
+/// True when a worker's heartbeat (`at slots running [lease]`, times in Redis milliseconds)
+/// was written within its lease before `now`: the worker is alive as far as anyone can tell.
+pub(crate) fn heartbeat_alive(beat: &str, now: u64) -> bool {
+    let mut fields = beat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let at = fields.next().unwrap_or(0);
+    let lease = fields.nth(2).filter(|&lease| lease > 0).unwrap_or(DEFAULT_LEASE_MS);
+    now.saturating_sub(at) <= lease.max(1000)
+}
+
 /// Makes sure the queue's stream and consumer group exist (the group reads from the start,
 /// so tasks submitted before any worker came are delivered).
 pub(crate) fn ensure_group(

@@ -616,7 +616,7 @@ impl Heartbeat {
                 .cmd("HSET")
                 .arg(q.workers())
                 .arg(&self.name)
-                .arg(format!("{now} {} {running}", self.jobs))
+                .arg(format!("{now} {} {running} {}", self.jobs, self.lease.as_millis()))
                 .ignore()
                 .query(c)
                 .map(|(drain,): (Option<u64>,)| (drain, ()))

@@ -123,12 +123,46 @@ struct Router {
     spill_threshold: usize,
 }
 
-/// How often the router looks for tasks the queue lost.
+/// How often the router looks for tasks the queue lost, and for workers serving it.
 const LOST_CHECK: Duration = Duration::from_secs(3);
+
+/// How long tasks may wait on a queue no worker serves before the submitter says so.
+const UNSERVED_NOTICE: Duration = Duration::from_secs(5);
+
+/// Whether anyone serves the queue, as the submitter last heard: it says so when tasks wait on
+/// a queue no worker serves (a typo in --queue or --broker would otherwise wait for ever in
+/// silence), and again when a worker comes.
+#[derive(Default)]
+struct Serving {
+    unserved_since: Option<Instant>,
+    said: bool,
+}
+
+impl Serving {
+    fn heard(&mut self, served: bool, waiting: bool, queue: &Queue, at: &str) {
+        if served || !waiting {
+            if served && self.said {
+                eprintln!("muster: a worker is serving queue {} now", queue.name());
+            }
+            *self = Serving::default();
+            return;
+        }
+        let since = *self.unserved_since.get_or_insert_with(Instant::now);
+        if !self.said && since.elapsed() >= UNSERVED_NOTICE {
+            self.said = true;
+            eprintln!(
+                "muster: no worker is serving queue {name} at Redis {at}; the tasks wait until one does \
+                 (start one: muster worker --broker URL --queue {name} COMMAND…)",
+                name = queue.name()
+            );
+        }
+    }
+}
 
 impl Router {
     fn run(&self, link: &mut Link, mut from: String, shutdown: &crate::Shutdown) {
         let mut next_check = Instant::now() + LOST_CHECK;
+        let mut serving = Serving::default();
         while !self.done.load(Ordering::SeqCst) {
             if let Err(err) = self.read(link, &mut from, 250) {
                 if !matches!(err, BrokerError::Stopped(_)) {
@@ -143,8 +177,20 @@ impl Router {
                 if let Err(err) = self.resend_lost(link, &mut from) {
                     eprintln!("muster: checking the queue: {err}");
                 }
+                let waiting = !self.routes.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+                if let Ok(served) = self.served(link) {
+                    serving.heard(served, waiting, &self.queue, link.shown());
+                }
             }
         }
+    }
+
+    /// True when a worker serving the queue was heard from within its lease.
+    fn served(&self, link: &mut Link) -> Result<bool, BrokerError> {
+        let now = link.time_ms(None)?;
+        let beats: Vec<(String, String)> =
+            link.call(None, |c| redis::cmd("HGETALL").arg(self.queue.workers()).query(c))?;
+        Ok(beats.iter().any(|(_, beat)| crate::broker::heartbeat_alive(beat, now)))
     }
 
     /// Reads results after `from`, waiting up to `block_ms`; routes this job's and deletes them.
