@@ -128,6 +128,7 @@ fn announce(shutdown: &Shutdown) {
 /// `muster drain`.
 pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.queue).map_err(usage)?;
+    Link::no_durability_warning();
     let mut link = Link::connect(&args.broker).map_err(broker_error)?;
     let workers = broker::status::drain(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
     crate::say(format_args!(
@@ -140,6 +141,7 @@ pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
 /// `muster results`.
 pub(crate) fn results(args: ResultsArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.broker.queue).map_err(usage)?;
+    Link::no_durability_warning();
     let mut link = Link::connect(&args.broker.broker).map_err(broker_error)?;
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
@@ -263,6 +265,7 @@ impl ResultPrinter {
 /// `muster status --queue`.
 pub(crate) fn status(args: StatusArgs, queue: &str) -> Result<u8, Fatal> {
     let queue = Queue::new(queue).map_err(usage)?;
+    Link::no_durability_warning();
     let mut link = Link::connect(&args.broker).map_err(broker_error)?;
     let status = broker::status::status(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
     let mut out = std::io::stdout().lock();

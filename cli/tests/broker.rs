@@ -481,6 +481,23 @@ fn a_submitter_says_once_when_no_worker_serves_its_queue() {
 }
 
 #[test]
+fn the_durability_warning_is_for_those_who_write_not_those_who_look() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &["--appendonly", "no"]) else { return };
+    let url = redis.url();
+    let submitted = sb.run(&["submit", "--broker", &url, "--queue", "q", "--detach", ":::", "a"], b"");
+    assert_code(&submitted, 0);
+    assert!(stderr(&submitted).contains("appendonly no"), "{}", stderr(&submitted));
+    for look in [
+        &["status", "--broker", &url, "--queue", "q"][..],
+        &["results", "--broker", &url, "--queue", "q"][..],
+    ] {
+        let output = sb.run(look, b"");
+        assert!(!stderr(&output).contains("appendonly"), "{look:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

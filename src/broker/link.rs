@@ -71,6 +71,12 @@ fn without_password(url: &str, text: &str) -> String {
 }
 
 impl Link {
+    /// Commands that only look (status, results, drain) do not repeat the warning that Redis
+    /// keeps nothing across a restart: it is said where it matters, by workers and submitters.
+    pub fn no_durability_warning() {
+        WARNED_DURABILITY.store(true, Ordering::SeqCst);
+    }
+
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS,
     /// the server's certificate checked against the system's roots or `SSL_CERT_FILE`) and
     /// checks the server:
@@ -93,7 +99,16 @@ impl Link {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let bad_url = |err: redis::RedisError| {
-            BrokerError::Usage(without_password(url, &format!("--broker {shown_url}: {err}")))
+            // The library's words, without its error-kind name ("… - InvalidClientConfig").
+            let why = err.to_string();
+            let why = why.split(" - ").next().unwrap_or(&why).to_owned();
+            BrokerError::Usage(without_password(
+                url,
+                &format!(
+                    "--broker {shown_url}: not a Redis URL muster can use ({why}); expected \
+                     redis://[user:password@]host[:port][/db], or rediss://… for TLS"
+                ),
+            ))
         };
         let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad_url)?;
         // Small commands, one at a time: without NODELAY each waits out a delayed ACK.
@@ -297,6 +312,7 @@ mod redaction_tests {
             let message = err.to_string();
             assert!(!message.contains("PASSWORD") && !message.contains("WORD@"), "{url}: {message}");
             assert!(message.contains("***"), "{url}: {message}");
+            assert!(!message.contains("InvalidClientConfig"), "{url}: {message}");
         }
     }
 
