@@ -498,6 +498,20 @@ fn the_durability_warning_is_for_those_who_write_not_those_who_look() {
 }
 
 #[test]
+fn rediss_against_a_plain_redis_says_to_use_redis() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let output = sb.run(&["status", "--broker", &url, "--queue", "q"], b"");
+    assert_code(&output, 255);
+    assert!(
+        stderr(&output).contains("over TLS") && stderr(&output).contains("use redis://"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

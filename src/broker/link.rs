@@ -35,6 +35,8 @@ pub struct Link {
     complained: bool,
     /// Connections lost and opened again: a reply may have been lost with each.
     reconnects: u64,
+    /// It speaks TLS (`rediss://`).
+    tls: bool,
 }
 
 /// The longest a command may take to send.
@@ -116,7 +118,7 @@ impl Link {
         let client = redis::Client::open(info).map_err(bad_url)?;
         let info = client.get_connection_info();
         let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let mut link = Link { client, connection: None, shown, complained: false, reconnects: 0 };
+        let mut link = Link { client, connection: None, shown, complained: false, reconnects: 0, tls };
         let connection = link.open().map_err(|err| link.explain(&err))?;
         link.connection = Some(connection);
         link.check_server()?;
@@ -155,6 +157,13 @@ impl Link {
             ));
         }
         if err.is_connection_refusal() || err.is_io_error() || err.is_timeout() {
+            if self.tls && !err.is_connection_refusal() {
+                // A plain Redis never answers a TLS handshake: the read just times out.
+                return BrokerError::Redis(format!(
+                    "cannot reach Redis at {at} over TLS (rediss://): no TLS handshake came back — \
+                     if that port speaks plain Redis, use redis:// ({err})"
+                ));
+            }
             return BrokerError::Redis(format!("cannot reach Redis at {at}: {err}"));
         }
         if err.kind() == redis::ErrorKind::AuthenticationFailed {
