@@ -915,6 +915,12 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
         "+@all",
         "-@scripting",
         "--user",
+        "carol",
+        "on",
+        ">pw",
+        "~other:*",
+        "+@all",
+        "--user",
         "default",
         "off",
     ];
@@ -941,6 +947,11 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
     let refused = sb.run(&["worker", "--broker", &bob, "--queue", "q", "-j", "1", "echo"], b"");
     assert_code(&refused, 255);
     assert!(stderr(&refused).contains("lacks a command muster needs"), "{}", stderr(&refused));
+    // Every command allowed, but not the queue's keys: said as such.
+    let carol = with("carol:pw@");
+    let keyless = sb.run(&["status", "--broker", &carol, "--queue", "q"], b"");
+    assert_code(&keyless, 255);
+    assert!(stderr(&keyless).contains("may not use the queue's keys"), "{}", stderr(&keyless));
     for (credentials, says) in
         [("alice:wrong@", "refused the user name or password"), ("", "refused the credentials")]
     {

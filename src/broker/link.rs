@@ -172,6 +172,10 @@ impl Link {
             ));
         }
         match err.code() {
+            Some("NOPERM") if err.to_string().contains("access one of the keys") || err.to_string().contains("access a key") => BrokerError::Redis(format!(
+                "the Redis user at {at} may not use the queue's keys (it needs the key pattern ~muster:*; \
+                 see README 'Many machines'): {err}"
+            )),
             Some("NOPERM") => BrokerError::Redis(format!(
                 "the Redis user at {at} lacks a command muster needs \
                  (+@stream +@hash +get +set +@scripting +info +time on ~muster:*; see README 'Many machines'): {err}"
