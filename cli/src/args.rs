@@ -129,8 +129,17 @@ pub struct RunArgs {
     /// Tasks to run at once: N; +N or -N more or fewer than the CPUs; N% of the CPUs; 0 for as
     /// many as the inputs (when their number is not known: what the open-file limit allows, at
     /// most 10,000; with --persistent at most 1,024 workers). Default: one per CPU.
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true, help_heading = "Running")]
+    #[arg(short = 'j', long = "jobs", visible_alias = "max-procs", short_alias = 'P', value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true, help_heading = "Running")]
     pub jobs: Option<Jobs>,
+
+    /// Use STRING instead of {} in the command (GNU's and xargs' -I): `-I X mv X X.bak`.
+    #[arg(short = 'I', value_name = "STRING", value_parser = clap::builder::NonEmptyStringValueParser::new(), help_heading = "Input")]
+    pub replace: Option<String>,
+
+    /// Inputs end with DELIM instead of a newline: one byte, written as itself or as \n, \t,
+    /// \0, \\ or \xHH (GNU's -d; -0 is -d '\0').
+    #[arg(short = 'd', long = "delimiter", value_name = "DELIM", value_parser = parse_delimiter, conflicts_with = "null", help_heading = "Input")]
+    pub delimiter: Option<u8>,
 
     /// Read inputs from FILE, one per line (repeatable: files combine like ::: groups); - is stdin.
     #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = "Input")]
@@ -583,6 +592,27 @@ pub fn parse_jobs(text: &str) -> Result<Jobs, String> {
 
 /// Parses `1.5`, `10s`, `250ms`, `2m`, `1h` (a bare number is seconds).
 /// `--block`: bytes, with an optional k, M, G or T (powers of 1000, as GNU parallel has them).
+/// A one-byte input delimiter, as GNU parallel's -d writes it: the byte itself or a C escape.
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+    let byte = match text {
+        "\\n" => Some(b'\n'),
+        "\\t" => Some(b'\t'),
+        "\\r" => Some(b'\r'),
+        "\\0" => Some(0),
+        "\\\\" => Some(b'\\'),
+        _ => match text.strip_prefix("\\x") {
+            Some(hex) => u8::from_str_radix(hex, 16).ok(),
+            None => match text.as_bytes() {
+                [one] => Some(*one),
+                _ => None,
+            },
+        },
+    };
+    byte.ok_or_else(|| {
+        format!("'{text}': muster's delimiter is one byte (a character, or \\n, \\t, \\0, \\\\, \\xHH)")
+    })
+}
+
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

@@ -16,6 +16,8 @@ const NOT_TAKEN: &[(&[&str], &str)] = &[
     (&["--env"], "tasks inherit muster's whole environment; there is nothing to pass"),
     (&["-q", "--quote"], "muster runs the command's words as they are (no shell) unless --shell, which quotes inputs itself"),
     (&["--shuf"], "shuffle the inputs first: shuf inputs.txt | muster run ..."),
+    (&["-v", "--verbose"], "--dry-run prints each task's command without running it; --joblog records each one's command as it ran"),
+    (&["-L", "--max-lines", "-l"], "-n N puts N inputs (lines) in each task"),
     (&["--plus", "--rpl"], "extra replacement strings are not supported; muster has {} {.} {/} {//} {/.} {#} {%} {N} and {NAME} with --header"),
 ];
 

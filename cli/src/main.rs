@@ -29,12 +29,17 @@ fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
-            if let Some(clap::error::ContextValue::String(flag)) =
-                err.get(clap::error::ContextKind::InvalidArg)
-            {
-                if let Some(fix) = gnu::instead_of(flag) {
-                    say(format_args!("muster: {flag} is GNU parallel's; {fix}"));
+            let gnu_fix = match err.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(flag)) => gnu::instead_of(flag).map(|fix| (flag, fix)),
+                _ => None,
+            };
+            match gnu_fix {
+                // Only muster's own hint: clap's guesses ("a similar argument exists") mislead here.
+                Some((flag, fix)) => {
+                    say(format_args!("muster: {flag} is GNU parallel's, not muster's; {fix}"))
+                }
+                None => {
+                    let _ = err.print();
                 }
             }
             // --help and --version are not errors; everything else is a usage error: 255 for

@@ -78,7 +78,12 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
         }
         _ => {}
     }
-    let separator = if args.null { 0 } else { b'\n' };
+    let separator = if args.null { 0 } else { args.delimiter.unwrap_or(b'\n') };
+    // -I STRING: the command's STRING is what {} is elsewhere.
+    let command = match &args.replace {
+        Some(string) => command.into_iter().map(|word| replace_in_word(word, string)).collect(),
+        None => command,
+    };
     // Signals are watched before any input is read, and streams are read so that a blocked
     // read (a terminal, a stalled pipe) never holds up Ctrl-C.
     let shutdown = Shutdown::new();
@@ -239,4 +244,25 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     let summary_wanted = (args.summary || (interactive && !args.no_summary)) && !args.dry_run;
     tell_outcome(&summary, jobs, summary_wanted, misplaced);
     Ok(exit_code(&summary, shutdown.signal()))
+}
+
+/// `word` with every `string` in it made `{}` (for -I).
+fn replace_in_word(word: std::ffi::OsString, string: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let (bytes, from) = (word.as_bytes(), string.as_bytes());
+    if from.is_empty() || !bytes.windows(from.len()).any(|w| w == from) {
+        return word;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at..].starts_with(from) {
+            out.extend_from_slice(b"{}");
+            at += from.len();
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }

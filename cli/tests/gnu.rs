@@ -109,6 +109,43 @@ fn every_input_form_matches_gnu_parallel() {
 }
 
 #[test]
+fn common_gnu_flags_are_taken_as_gnu_parallel_takes_them() {
+    let Some(gnu) = gnu_parallel() else {
+        println!("skipped: GNU parallel is not installed (.ci/run installs Debian's package)");
+        return;
+    };
+    let sb = Sandbox::new();
+    // -I: another replacement string; -d: another delimiter; -P / --max-procs: -j.
+    same(&sb, gnu, &["-I", "XX", "echo", "XX-XX.bak", ":::", "a", "b"], b"");
+    same(&sb, gnu, &["-d", ",", "echo"], b"a,b,c");
+    same(&sb, gnu, &["-d", ",", "echo"], b"a,b,c,");
+    same(&sb, gnu, &["-d", "\\t", "echo", "[{}]"], b"x\ty z\t");
+    same(&sb, gnu, &["-P", "1", "echo", ":::", "1", "2"], b"");
+    same(&sb, gnu, &["--max-procs", "2", "echo", ":::", "1", "2"], b"");
+}
+
+#[test]
+fn gnu_flags_muster_refuses_get_only_musters_hint() {
+    let sb = Sandbox::new();
+    for (flag, hint) in
+        [("-v", "--dry-run"), ("-L", "-n N"), ("--max-lines", "-n N"), ("--bar", "--progress")]
+    {
+        let out = sb.run(&["run", flag, "echo", ":::", "a"], b"");
+        assert_code(&out, 255);
+        let text = stderr(&out);
+        assert!(text.contains("is GNU parallel's") && text.contains(hint), "{flag}: {text}");
+        assert!(
+            !text.contains("similar argument") && !text.contains("tip:"),
+            "{flag}: clap's guess too: {text}"
+        );
+        assert_eq!(text.lines().count(), 1, "{flag}: one line: {text}");
+    }
+    let out = sb.run(&["run", "-d", "ab", "echo", ":::", "a"], b"");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("delimiter is one byte"), "{}", stderr(&out));
+}
+
+#[test]
 fn gnu_syntax_muster_does_not_take_is_an_error_or_a_warning_naming_the_fix() {
     let sb = Sandbox::new();
     let out = sb.run(&["run", "echo", "{= s/a/b/ =}", ":::", "a"], b"");
@@ -407,7 +444,7 @@ fn gnu_flags_muster_does_not_take_name_what_to_do_instead() {
         let out = sb.run(&["run", flag, "echo", ":::", "a"], b"");
         assert_code(&out, 255);
         assert!(
-            stderr(&out).contains("is GNU parallel's;") && stderr(&out).contains(fix),
+            stderr(&out).contains("is GNU parallel's, not muster's;") && stderr(&out).contains(fix),
             "{flag}: {}",
             stderr(&out)
         );
