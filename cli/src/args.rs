@@ -115,13 +115,18 @@ pub enum Command {
     ///
     /// Example: muster completions bash > ~/.local/share/bash-completion/completions/muster
     Completions(CompletionsArgs),
-    /// Print the manual page (roff) to stdout.
+    /// Print a manual page (roff) to stdout: muster's, or a subcommand's (muster-run(1), ...).
     ///
-    /// Example: muster man > ~/.local/share/man/man1/muster.1
-    Man,
-    /// (internal) Kill task process groups if muster dies; reads +PGID/-PGID lines on stdin.
-    #[command(name = "__watchdog", hide = true)]
-    Watchdog,
+    /// Example: muster man > ~/.local/share/man/man1/muster.1; muster man run > .../muster-run.1
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (run, up, stop, status, report, submit, worker,
+    /// drain, results, completions, man); none for muster's own page.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -590,8 +595,6 @@ pub fn parse_jobs(text: &str) -> Result<Jobs, String> {
     }
 }
 
-/// Parses `1.5`, `10s`, `250ms`, `2m`, `1h` (a bare number is seconds).
-/// `--block`: bytes, with an optional k, M, G or T (powers of 1000, as GNU parallel has them).
 /// A one-byte input delimiter, as GNU parallel's -d writes it: the byte itself or a C escape.
 pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     let byte = match text {
@@ -613,6 +616,7 @@ pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     })
 }
 
+/// `--block`: bytes, with an optional k, M, G or T (powers of 1000, as GNU parallel has them).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -630,6 +634,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses `1.5`, `10s`, `250ms`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.starts_with('-') {
         return Err(format!("'{text}': a duration cannot be negative (0 means none)"));

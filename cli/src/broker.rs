@@ -47,7 +47,8 @@ pub(crate) fn submit(
         crate::say(format_args!(
             "muster: {count} task(s) on queue {name} (submission {job}); `muster results --queue {name} --job {job}` prints their results"
         ));
-        println!("{name}");
+        // The submission's id on stdout, for scripts: ID=$(muster submit --detach ...).
+        println!("{job}");
         return Ok(None);
     }
     let io =

@@ -26,6 +26,13 @@ pub(crate) fn say(line: impl std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
+    // The orphan watchdog (see muster::process::watchdog) is this binary started as
+    // `muster __watchdog`: not a subcommand of the interface (nor of its completions).
+    if std::env::args_os().nth(1).is_some_and(|word| word == setup::WATCHDOG_WORD) {
+        let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
+        muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());
+        return ExitCode::SUCCESS;
+    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -59,7 +66,7 @@ fn main() -> ExitCode {
             clap_complete::generate(completions.shell, &mut command, "muster", &mut std::io::stdout());
             Ok(0)
         }
-        args::Command::Man => manual::command(),
+        args::Command::Man(man) => manual::command(man.subcommand.as_deref()),
         args::Command::Status(status) => match status.queue.clone() {
             Some(queue) => broker::status(status, &queue),
             None => up::control(status.control, if status.json { "status json" } else { "status" }),
@@ -68,11 +75,6 @@ fn main() -> ExitCode {
         args::Command::Worker(worker_args) => broker::worker(worker_args),
         args::Command::Drain(drain_args) => broker::drain(drain_args),
         args::Command::Results(results_args) => broker::results(results_args),
-        args::Command::Watchdog => {
-            let token = std::env::var(muster::process::watchdog::MARKER_VAR).ok();
-            muster::process::watchdog::serve(std::io::stdin().lock(), token.as_deref());
-            Ok(0)
-        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

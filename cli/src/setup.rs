@@ -115,11 +115,14 @@ pub(crate) fn announce_drain(
     });
 }
 
+/// The first argument that makes this binary the orphan watchdog.
+pub(crate) const WATCHDOG_WORD: &str = "__watchdog";
+
 /// `muster __watchdog` from this very binary, when it can be found.
 pub(crate) fn watchdog_command() -> Option<std::process::Command> {
     let exe: PathBuf = std::env::current_exe().ok()?;
     let mut command = std::process::Command::new(exe);
-    command.arg("__watchdog");
+    command.arg(WATCHDOG_WORD);
     Some(command)
 }
 

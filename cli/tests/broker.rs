@@ -808,7 +808,7 @@ fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     let detached = submit(&sb, &redis, "q", &["--detach", ":::", "1", "2", "3", "4", "5"]);
     assert_code(&detached, 0);
-    assert_eq!(stdout(&detached), "q\n");
+    assert!(stderr(&detached).contains(&format!("(submission {})", stdout(&detached).trim())));
     let before = status(&sb, &redis, "q");
     assert_eq!((before["pending"].as_u64(), before["running"].as_u64()), (Some(5), Some(0)));
     let worker = Worker::start(
@@ -847,14 +847,13 @@ fn detached_results_are_printed_once_and_a_waiting_submitters_are_left_to_it() {
     let url = redis.url();
     let detached = submit(&sb, &redis, "q", &["--detach", ":::", "a", "b", "fail"]);
     assert_code(&detached, 0);
-    assert_eq!(stdout(&detached), "q\n");
-    let message = stderr(&detached);
-    let job = message
-        .split("(submission ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("no submission id in: {message}"))
-        .to_owned();
+    // The submission's id on stdout (ID=$(muster submit --detach ...)), and in the message.
+    let job = stdout(&detached).trim().to_owned();
+    assert!(
+        !job.is_empty() && stderr(&detached).contains(&format!("(submission {job})")),
+        "{}",
+        stderr(&detached)
+    );
     // A result of a submitter that waits for it (not detached): not ours to take.
     let reply = redis.command(&["XADD", "muster:{q}:results", "*", "job", "waiting-one", "seq", "1"]);
     assert!(reply.is_some_and(|r| r.starts_with('$')), "XADD by hand");

@@ -297,6 +297,33 @@ fn help_is_grouped_wrapped_and_has_examples_and_completions_and_a_man_page_exist
         stdout(&man).contains("\\-\\-joblog") && stdout(&man).contains("MUSTER RUN"),
         "and run's options"
     );
+    assert!(!stdout(&man).contains("muster \\- muster:"), "NAME says it once");
+    assert!(stdout(&man).contains("SEE ALSO") && stdout(&man).contains("muster\\-worker\\fR(1)"));
+    // Every page the main one names exists.
+    for sub in [
+        "run",
+        "up",
+        "stop",
+        "report",
+        "status",
+        "submit",
+        "worker",
+        "drain",
+        "results",
+        "completions",
+        "man",
+    ] {
+        let page = sb.run(&["man", sub], b"");
+        assert_code(&page, 0);
+        let text = stdout(&page);
+        assert!(text.contains(&format!(".TH muster-{sub} 1")) && text.contains("muster(1)"), "{sub}: {text}");
+    }
+    assert_code(&sb.run(&["man", "nope"], b""), 2);
+    // The watchdog is the binary's, not the interface's: no completion offers it.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sb.run(&["completions", shell], b"");
+        assert!(!stdout(&out).contains("__watchdog"), "{shell} completions offer __watchdog");
+    }
 }
 
 #[test]
