@@ -512,6 +512,27 @@ fn rediss_against_a_plain_redis_says_to_use_redis() {
 }
 
 #[test]
+fn a_full_redis_longer_than_the_lease_dead_letters_nothing_a_live_worker_ran() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let script = "echo $1 >> ran; sleep 0.5; echo ok $1";
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let url = redis.url();
+    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", "-k", ":::", "1", "2", "3", "4"]);
+    let ran = sb.path("ran");
+    let started = || std::fs::read_to_string(&ran).map_or(0, |text| text.lines().count());
+    assert!(wait_for(Duration::from_secs(20), || started() >= 2), "tasks running");
+    // Full for 4 leases: no result can be written, leases can still be renewed.
+    assert!(redis.command(&["CONFIG", "SET", "maxmemory", "1"]).is_some_and(|r| r.contains("OK")));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(redis.command(&["CONFIG", "SET", "maxmemory", "0"]).is_some_and(|r| r.contains("OK")));
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "ok 1\nok 2\nok 3\nok 4\n");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:dead"]), 0, "nothing dead-lettered");
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

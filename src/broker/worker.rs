@@ -177,6 +177,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         given_back: AtomicU64::new(0),
         dead: AtomicU64::new(0),
         batch: Mutex::new(Vec::new()),
+        refusing: AtomicBool::new(false),
     };
     let heartbeat = Heartbeat {
         link: setup,
@@ -193,7 +194,8 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let (done, failed) = std::thread::scope(|scope| {
-        let beating = scope.spawn(move || heartbeat.run(&stop_rx));
+        let acker = &settlement;
+        let beating = scope.spawn(move || heartbeat.run(&stop_rx, acker));
         let io = Io {
             stdout: Box::new(io::sink()),
             stderr: Box::new(io::stderr()),
@@ -295,6 +297,11 @@ impl Iterator for Reader {
                 Ok(_) => continue,
                 Err(BrokerError::Stopped(_)) => return None,
                 Err(err) if self.queue_lost(&err) => continue,
+                Err(err) if refuses_writes(&err) => {
+                    // Redis is full: wait for it, as for a lost connection.
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
             let read = if Instant::now() >= self.next_reclaim
@@ -319,6 +326,7 @@ impl Iterator for Reader {
                 Ok(_) => {}
                 Err(BrokerError::Stopped(_)) => return None,
                 Err(err) if self.queue_lost(&err) => {}
+                Err(err) if refuses_writes(&err) => std::thread::sleep(Duration::from_millis(250)),
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
         }
@@ -542,13 +550,17 @@ fn claim_name(
 }
 
 impl Heartbeat {
-    fn run(mut self, stop: &crossbeam_channel::Receiver<()>) {
+    fn run(mut self, stop: &crossbeam_channel::Receiver<()>, acker: &Acker) {
         let every = self.lease / 3;
         loop {
             if let Err(err) = self.beat() {
-                if !matches!(err, BrokerError::Stopped(_)) {
+                if !matches!(err, BrokerError::Stopped(_)) && !refuses_writes(&err) {
                     eprintln!("muster: worker {}: heartbeat failed: {err}", self.name);
                 }
+            }
+            // Results Redis refused (OOM) are tried again while their tasks' leases are renewed.
+            if acker.keeps_results() {
+                acker.flush();
             }
             match stop.recv_timeout(every) {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -558,17 +570,6 @@ impl Heartbeat {
     }
 
     fn beat(&mut self) -> Result<(), BrokerError> {
-        if let Some(holder) =
-            claim_name(&mut self.link, &self.queue, &self.name, &self.token, self.lease, &self.shutdown)?
-        {
-            if !self.name_lost {
-                eprintln!(
-                    "muster: worker {}: another worker took this name ({holder}) while this one was not heard from; its results may be refused",
-                    self.name
-                );
-                self.name_lost = true;
-            }
-        }
         let held: Vec<(String, u32)> = self
             .holding
             .lock()
@@ -598,6 +599,18 @@ impl Heartbeat {
                         held.revoked = true;
                     }
                 }
+            }
+        }
+        // After the renewals, which a Redis refusing writes (OOM) still takes: this SET is not.
+        let claimed =
+            claim_name(&mut self.link, &self.queue, &self.name, &self.token, self.lease, &self.shutdown);
+        if let Ok(Some(holder)) = claimed {
+            if !self.name_lost {
+                eprintln!(
+                    "muster: worker {}: another worker took this name ({holder}) while this one was not heard from; its results may be refused",
+                    self.name
+                );
+                self.name_lost = true;
             }
         }
         let now = self.link.time_ms(Some(&self.shutdown))?;
@@ -655,6 +668,8 @@ struct Acker {
     dead: AtomicU64,
     /// Successes not recorded yet.
     batch: Mutex<Vec<Success>>,
+    /// Redis refused to record results (OOM): they wait in `batch`, their tasks still held.
+    refusing: AtomicBool,
 }
 
 /// A success waiting in a batch.
@@ -761,6 +776,29 @@ impl Settlement for Acker {
                 invocation.invoke(c)
             })
         };
+        if let Err(err) = &replies {
+            if refuses_writes(err) {
+                // A live worker is not a dead one: its results wait here, its tasks stay held
+                // (the heartbeat renews them: Redis still takes XCLAIM), and they are recorded
+                // once Redis accepts writes again.
+                if !self.refusing.swap(true, Ordering::SeqCst) {
+                    eprintln!(
+                        "muster: worker {}: Redis refuses writes (OOM: its maxmemory is reached); \
+                         results are kept here and recorded once it accepts writes again",
+                        self.name
+                    );
+                }
+                let mut waiting = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+                let newer = std::mem::replace(&mut *waiting, batch);
+                waiting.extend(newer);
+                return;
+            }
+        } else if self.refusing.swap(false, Ordering::SeqCst) {
+            eprintln!(
+                "muster: worker {}: Redis accepts writes again; the kept results are recorded",
+                self.name
+            );
+        }
         for (i, success) in batch.iter().enumerate() {
             self.holding.release(&success.id);
             let result = match &replies {
@@ -785,7 +823,17 @@ impl Settlement for Acker {
     }
 }
 
+/// True when Redis refused a write for want of memory (`maxmemory` reached, `noeviction`).
+fn refuses_writes(err: &BrokerError) -> bool {
+    matches!(err, BrokerError::Redis(message) if message.contains("OOM"))
+}
+
 impl Acker {
+    /// True while results wait because Redis refused them.
+    fn keeps_results(&self) -> bool {
+        self.refusing.load(Ordering::SeqCst)
+    }
+
     /// Tells the operator about a result that was not recorded.
     fn report(&self, id: &str, result: Result<i64, BrokerError>) {
         match result {
