@@ -533,6 +533,26 @@ fn a_full_redis_longer_than_the_lease_dead_letters_nothing_a_live_worker_ran() {
 }
 
 #[test]
+fn a_submitter_waits_for_a_full_redis_to_take_its_tasks() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "2"], &["echo", "got"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.number(&["EXISTS", "muster:{q}:tasks"]) == 1),
+        "the worker made the queue"
+    );
+    assert!(redis.command(&["CONFIG", "SET", "maxmemory", "1"]).is_some_and(|r| r.contains("OK")));
+    let url = redis.url();
+    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", "-k", ":::", "a", "b", "c"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(redis.command(&["CONFIG", "SET", "maxmemory", "0"]).is_some_and(|r| r.contains("OK")));
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "got a\ngot b\ngot c\n");
+    assert!(stderr(&output).contains("refuses writes (OOM"), "{}", stderr(&output));
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

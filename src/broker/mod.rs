@@ -132,6 +132,16 @@ pub(crate) fn ensure_group(
     shutdown: Option<&crate::Shutdown>,
 ) -> Result<(), BrokerError> {
     let tasks = queue.tasks();
+    // Looked at first: a Redis that is full (maxmemory) refuses XGROUP CREATE even when the
+    // group is there, and then nothing needs creating.
+    let groups: Result<Vec<std::collections::HashMap<String, redis::Value>>, BrokerError> =
+        link.call(shutdown, |c| redis::cmd("XINFO").arg("GROUPS").arg(&tasks).query(c));
+    let exists = groups.is_ok_and(|groups| {
+        groups.iter().any(|group| group.get("name").and_then(bytes) == Some(GROUP.as_bytes()))
+    });
+    if exists {
+        return Ok(());
+    }
     match link.call(shutdown, |c| {
         redis::cmd("XGROUP").arg("CREATE").arg(&tasks).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)
     }) {

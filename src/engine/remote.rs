@@ -91,6 +91,8 @@ pub(crate) fn run_sourced(
                 unsent: Vec::new(),
                 ended_here: Vec::new(),
                 shutdown: shutdown.clone(),
+                full_since: None,
+                retry_at: None,
             })
         });
         router.done.store(true, Ordering::SeqCst);
@@ -341,7 +343,14 @@ struct RemoteExecutor {
     /// Attempts this side gave up on (cancelled or stopped waiting for).
     ended_here: Vec<Ended>,
     shutdown: crate::Shutdown,
+    /// Since when Redis has refused the tasks for want of memory (they wait in `unsent`).
+    full_since: Option<Instant>,
+    /// When to try a full Redis again.
+    retry_at: Option<Instant>,
 }
+
+/// How long a submitter waits for a full Redis to take its tasks before they fail.
+const FULL_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Executor for RemoteExecutor {
     fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
@@ -404,7 +413,7 @@ impl RemoteExecutor {
     /// Puts the tasks started since the last wait on the queue, in one round trip; a task
     /// that could not be put there ends as not started, with the reason.
     fn send(&mut self) {
-        if self.unsent.is_empty() {
+        if self.unsent.is_empty() || self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let mut unsent = std::mem::take(&mut self.unsent);
@@ -420,6 +429,26 @@ impl RemoteExecutor {
             }
             self.link.call(Some(&self.shutdown), |c| pipe.query(c))
         };
+        let full = matches!(&added, Err(BrokerError::Redis(message)) if message.contains("OOM"));
+        if full && self.full_since.get_or_insert_with(Instant::now).elapsed() < FULL_PATIENCE {
+            // Redis is full (maxmemory): the tasks wait and go when it takes writes again.
+            if self.retry_at.is_none() {
+                eprintln!(
+                    "muster: Redis at {} refuses writes (OOM: its maxmemory is reached); the tasks wait \
+                     and are sent when it takes them (for up to {} s)",
+                    self.link.shown(),
+                    FULL_PATIENCE.as_secs()
+                );
+            }
+            self.retry_at = Some(Instant::now() + Duration::from_millis(250));
+            unsent.append(&mut self.unsent);
+            self.unsent = unsent;
+            return;
+        }
+        if self.full_since.take().is_some() && !full {
+            eprintln!("muster: Redis at {} takes writes again; the tasks are sent", self.link.shown());
+        }
+        self.retry_at = None;
         match added {
             Ok(entries) => {
                 for ((_, _, entry), added) in unsent.iter_mut().zip(entries) {
