@@ -34,13 +34,13 @@ const UP_EXIT_STATUS_HELP: &str = "\
 Exit status:
   0        stopped by `muster stop`, or every worker ended cleanly by itself
   1        every worker ended by itself and at least one failed or was given up on
-  2        usage error, or a `muster up` with this --name is already running
+  255      usage error, or a `muster up` with this --name is already running
   126/127  the command is not executable / not found
   130/143  stopped by SIGINT/SIGTERM (a second signal skips the grace period)
   141      our standard output was closed by its reader (workers stopped first)
 
 `muster stop` and `muster status` exit 0 when answered, 1 when no `muster up` with that
-name is running, 2 on other errors.";
+name is running, 255 on other errors (as every subcommand's usage and I/O errors).";
 
 /// Run work in parallel, shut it down cleanly, lose nothing.
 #[derive(Debug, Parser)]

@@ -50,10 +50,8 @@ fn main() -> ExitCode {
                 }
             }
             // --help and --version are not errors; everything else is a usage error: 255 for
-            // `run` (whose 1-101 count failed tasks, as in GNU parallel), 2 for the others.
-            let run = std::env::args_os().nth(1).is_some_and(|word| word == "run");
-            let code = if run { fatal::USAGE_ERROR } else { 2 };
-            return if err.use_stderr() { ExitCode::from(code) } else { ExitCode::SUCCESS };
+            // every subcommand (1-101 count failed tasks, as in GNU parallel).
+            return if err.use_stderr() { ExitCode::from(fatal::USAGE_ERROR) } else { ExitCode::SUCCESS };
         }
     };
     let result = match cli.command {

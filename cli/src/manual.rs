@@ -63,7 +63,7 @@ pub fn command(sub: Option<&str>) -> Result<u8, crate::fatal::Fatal> {
         Ok(false) => {
             let names: Vec<String> = subcommands().iter().map(|c| c.get_name().to_owned()).collect();
             Err(crate::fatal::Fatal {
-                code: 2,
+                code: crate::fatal::USAGE_ERROR,
                 message: format!(
                     "no manual page for '{}': muster man takes one of {}",
                     sub.unwrap_or(""),
@@ -72,6 +72,9 @@ pub fn command(sub: Option<&str>) -> Result<u8, crate::fatal::Fatal> {
             })
         }
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(0),
-        Err(err) => Err(crate::fatal::Fatal { code: 2, message: format!("writing the manual page: {err}") }),
+        Err(err) => Err(crate::fatal::Fatal {
+            code: crate::fatal::USAGE_ERROR,
+            message: format!("writing the manual page: {err}"),
+        }),
     }
 }

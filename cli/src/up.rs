@@ -29,9 +29,10 @@ pub fn up(args: UpArgs) -> Result<u8, Fatal> {
     let mut server = ControlServer::bind(endpoint).map_err(control_fatal)?;
 
     let shutdown = Shutdown::new();
-    let _signals = shutdown
-        .watch_signals()
-        .map_err(|err| Fatal { code: 2, message: format!("cannot watch signals: {err}") })?;
+    let _signals = shutdown.watch_signals().map_err(|err| Fatal {
+        code: crate::fatal::USAGE_ERROR,
+        message: format!("cannot watch signals: {err}"),
+    })?;
     let workers = args.workers as usize;
     let colour = use_colour(args.color, io::stdout().is_terminal(), std::env::var_os("NO_COLOR"));
     let printer = Arc::new(Printer::new(workers, colour, shutdown.clone()));
@@ -58,8 +59,9 @@ pub fn up(args: UpArgs) -> Result<u8, Fatal> {
         command
     };
     let events = printer.clone();
-    let supervisor = Supervisor::start(config, command, move |event| events.event(event))
-        .map_err(|err| Fatal { code: 2, message: format!("cannot start the supervisor: {err}") })?;
+    let supervisor = Supervisor::start(config, command, move |event| events.event(event)).map_err(|err| {
+        Fatal { code: crate::fatal::USAGE_ERROR, message: format!("cannot start the supervisor: {err}") }
+    })?;
 
     let by_request = Arc::new(AtomicBool::new(false));
     let (requested, token) = (by_request.clone(), shutdown.clone());
@@ -68,7 +70,10 @@ pub fn up(args: UpArgs) -> Result<u8, Fatal> {
             requested.store(true, Ordering::Release);
             token.trip();
         })
-        .map_err(|err| Fatal { code: 2, message: format!("cannot serve the control socket: {err}") })?;
+        .map_err(|err| Fatal {
+            code: crate::fatal::USAGE_ERROR,
+            message: format!("cannot serve the control socket: {err}"),
+        })?;
     let name_flag = if args.name == "default" { String::new() } else { format!(" --name {}", args.name) };
     printer.note(&format!(
         "{workers} worker{} up; stop with Ctrl-C or `muster stop{name_flag}`, see `muster status{name_flag}`",
@@ -131,7 +136,7 @@ pub fn control(args: ControlArgs, request: &str) -> Result<u8, Fatal> {
 fn control_fatal(err: ControlError) -> Fatal {
     let code = match err {
         ControlError::NotRunning { .. } | ControlError::Interrupted(_) => 1,
-        _ => 2,
+        _ => crate::fatal::USAGE_ERROR,
     };
     Fatal { code, message: err.to_string() }
 }

@@ -172,13 +172,13 @@ fn a_file_that_is_not_a_joblog_is_a_usage_error() {
     let sb = Sandbox::new();
     sb.write("notes", "hello\n");
     let out = sb.run(&["report", "notes"], b"");
-    assert_code(&out, 2);
+    assert_code(&out, 255);
     assert!(
         stderr(&out).contains("not a muster joblog") || stderr(&out).contains("joblog"),
         "{}",
         stderr(&out)
     );
-    assert_code(&sb.run(&["report", "missing"], b""), 2);
+    assert_code(&sb.run(&["report", "missing"], b""), 255);
 }
 
 /// Chromium, if this machine has it.

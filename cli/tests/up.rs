@@ -154,7 +154,7 @@ fn stop_and_status_say_when_nothing_is_running() {
         assert!(stderr(&output).contains("no `muster up` named 'default' is running"), "{}", stderr(&output));
     }
     let bad = sandbox.run(&["status", "--name", "../etc"], b"");
-    assert_code(&bad, 2);
+    assert_code(&bad, 255);
     assert!(stderr(&bad).contains("not a usable name"), "{}", stderr(&bad));
 }
 
@@ -165,7 +165,7 @@ fn a_second_up_with_the_same_name_is_refused_and_another_name_works() {
     wait_started(&first, 1);
 
     let second = sandbox.run(&["up", "-n", "1", "--", "sleep", "1000"], b"");
-    assert_code(&second, 2);
+    assert_code(&second, 255);
     let why = stderr(&second);
     assert!(why.contains("already running as pid"), "{why}");
     assert!(why.contains(&first.child.id().to_string()), "{why}");
@@ -327,7 +327,7 @@ fn a_missing_command_is_refused_before_anything_starts() {
     let spaced = sandbox.run(&["up", "echo hi"], b"");
     assert_code(&spaced, 127);
     assert!(stderr(&spaced).contains("sh -c"), "{}", stderr(&spaced));
-    assert_code(&sandbox.run(&["up", "-n", "0", "--", "true"], b""), 2);
+    assert_code(&sandbox.run(&["up", "-n", "0", "--", "true"], b""), 255);
 }
 
 #[test]

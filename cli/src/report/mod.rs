@@ -23,7 +23,8 @@ use crate::fatal::Fatal;
 
 /// `muster report JOBLOG [--json] [--html FILE] [--svg FILE]`.
 pub fn command(args: ReportArgs) -> Result<u8, Fatal> {
-    let report = Report::read(&args.joblog).map_err(|message| Fatal { code: 2, message })?;
+    let report =
+        Report::read(&args.joblog).map_err(|message| Fatal { code: crate::fatal::USAGE_ERROR, message })?;
     write_pictures(&report, args.html.as_deref(), args.svg.as_deref())?;
     let text = if args.json { report.json() + "\n" } else { report.text() };
     let mut stdout = std::io::stdout().lock();
@@ -34,7 +35,7 @@ pub fn command(args: ReportArgs) -> Result<u8, Fatal> {
 /// Writes the HTML and SVG pictures asked for.
 pub fn write_pictures(report: &Report, html: Option<&Path>, svg: Option<&Path>) -> Result<(), Fatal> {
     let failed = |path: &Path, err: std::io::Error| Fatal {
-        code: 2,
+        code: crate::fatal::USAGE_ERROR,
         message: format!("cannot write {}: {err}", path.display()),
     };
     if let Some(path) = html {
