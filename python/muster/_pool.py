@@ -115,8 +115,10 @@ class _Runner:
         self.engine = _core.Engine(
             sys.executable,
             # The folder goes by the environment: the command line is what a journal's resume
-            # checks, and must be the same on the next run.
-            ["-m", "muster._worker"],
+            # checks, and must be the same on the next run. -S: no site module (half of an
+            # interpreter's start-up); the worker finds muster by PYTHONPATH, then takes the
+            # caller's whole sys.path before it loads any function.
+            ["-S", "-m", "muster._worker"],
             processes,
             window=64,
             retries=retries,
@@ -124,7 +126,7 @@ class _Runner:
             grace=grace,
             max_tasks_per_worker=maxtasksperchild,
             watchdog=[sys.executable, "-m", "muster._watchdog"],
-            env=[("MUSTER_POOL", self.folder)],
+            env=[("MUSTER_POOL", self.folder), ("PYTHONPATH", _worker_pythonpath())],
             journal=self.journal,
             broker=broker,
             queue=queue,
@@ -352,6 +354,13 @@ def _finalize(runner):
         runner.join(5)
     except BaseException:
         pass
+
+
+def _worker_pythonpath():
+    """Where a worker started without `site` finds muster (and whatever PYTHONPATH had)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inherited = os.environ.get("PYTHONPATH")
+    return here if not inherited else here + os.pathsep + inherited
 
 
 def _importable_name(function):
