@@ -41,6 +41,7 @@ muster_c=$(median < "$work/muster_c")
 muster_py=$(median < "$work/muster_py")
 spawn=$(median < "$work/spawn")
 pool_imap=$(awk -F'\t' '$1 == "pool_imap" { print $2 }' "$work/pools" | median)
+pool_chunked=$(awk -F'\t' '$1 == "pool_imap_chunked" { print $2 }' "$work/pools" | median)
 executor=$(awk -F'\t' '$1 == "process_pool_executor" { print $2 }' "$work/pools" | median)
 
 printf 'square a number, %d tasks, 2 workers, median of %d runs (tasks/s)\n' "$n" "$runs"
@@ -50,8 +51,9 @@ row "floor: C master + C workers, 256 in flight" "$floor_wide"
 row "muster run --persistent, C worker" "$muster_c"
 row "muster run --persistent, Python worker" "$muster_py"
 row "multiprocessing.Pool(2).imap(chunksize=1)" "$pool_imap"
+row "multiprocessing.Pool(2).imap(chunksize=1000)" "$pool_chunked"
 row "ProcessPoolExecutor(2).map" "$executor"
 row "muster run, a python3 per task" "$spawn"
-awk -v f="$floor_wide" -v c="$muster_c" -v p="$muster_py" -v i="$pool_imap" -v e="$executor" -v s="$spawn" 'BEGIN {
-  printf "  persistent (Python) / Pool.imap = %.1fx, / ProcessPoolExecutor = %.0fx, / spawn-per-task = %.0fx\n", p / i, p / e, p / s
+awk -v f="$floor_wide" -v c="$muster_c" -v p="$muster_py" -v i="$pool_imap" -v k="$pool_chunked" -v e="$executor" -v s="$spawn" 'BEGIN {
+  printf "  persistent (Python) / Pool.imap = %.1fx, / Pool.imap(chunksize=1000) = %.2fx, / ProcessPoolExecutor = %.0fx, / spawn-per-task = %.0fx\n", p / i, p / k, p / e, p / s
   printf "  muster with a C worker runs at %.2f of the 256-in-flight floor\n", c / f }'
