@@ -131,7 +131,7 @@ pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.queue).map_err(usage)?;
     Link::no_durability_warning();
     let mut link = Link::connect(&args.broker).map_err(broker_error)?;
-    let workers = broker::status::drain(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
+    let workers = broker::status::drain(&mut link, &queue).map_err(broker_error)?;
     crate::say(format_args!(
         "muster: drain asked of queue {}: {workers} worker(s) finish what they hold and stop",
         queue.name()
@@ -268,7 +268,7 @@ pub(crate) fn status(args: StatusArgs, queue: &str) -> Result<u8, Fatal> {
     let queue = Queue::new(queue).map_err(usage)?;
     Link::no_durability_warning();
     let mut link = Link::connect(&args.broker).map_err(broker_error)?;
-    let status = broker::status::status(&mut link, &queue, broker::DEFAULT_LEASE).map_err(broker_error)?;
+    let status = broker::status::status(&mut link, &queue).map_err(broker_error)?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         write_json(&mut out, queue.name(), &status)
@@ -288,9 +288,23 @@ fn write_text(out: &mut dyn Write, name: &str, s: &QueueStatus) -> std::io::Resu
     writeln!(out, "  retried        {}", s.retried)?;
     writeln!(out, "  dead-lettered  {}", s.dead_lettered)?;
     writeln!(out, "  late results   {} rejected", s.rejected)?;
-    writeln!(out, "  workers alive  {}", s.workers.len())?;
-    for (worker, slots, held) in &s.workers {
-        writeln!(out, "    {worker}  running {held} of {slots}")?;
+    writeln!(out, "  workers alive  {}", s.workers.iter().filter(|w| w.alive()).count())?;
+    for worker in &s.workers {
+        let heard = worker.heard_ago.as_secs_f64();
+        if worker.alive() {
+            writeln!(
+                out,
+                "    {}  running {} of {}, heard from {heard:.1} s ago",
+                worker.name, worker.running, worker.slots
+            )?;
+        } else {
+            writeln!(
+                out,
+                "    {}  silent for {heard:.0} s (lease {} s): killed, frozen or cut off; what it held returns to the queue",
+                worker.name,
+                worker.lease.as_secs()
+            )?;
+        }
     }
     if !std::io::stdout().is_terminal() {
         out.flush()?;
@@ -302,7 +316,16 @@ fn write_json(out: &mut dyn Write, name: &str, s: &QueueStatus) -> std::io::Resu
     let workers: Vec<serde_json::Value> = s
         .workers
         .iter()
-        .map(|(worker, slots, held)| serde_json::json!({ "name": worker, "slots": slots, "running": held }))
+        .map(|w| {
+            serde_json::json!({
+                "name": w.name,
+                "slots": w.slots,
+                "running": w.running,
+                "alive": w.alive(),
+                "heard_ms_ago": w.heard_ago.as_millis() as u64,
+                "lease_ms": w.lease.as_millis() as u64,
+            })
+        })
         .collect();
     let doc = serde_json::json!({
         "queue": name,

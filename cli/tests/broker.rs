@@ -553,6 +553,35 @@ fn a_submitter_waits_for_a_full_redis_to_take_its_tasks() {
 }
 
 #[test]
+fn status_names_each_worker_with_its_last_heartbeat_and_a_silent_one_as_such() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let alive = Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "1s", "--name", "alive"], &["echo"]);
+    let doomed =
+        Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s", "--name", "doomed"], &["echo"]);
+    let both = || status(&sb, &redis, "q")["workers"].as_array().map_or(0, Vec::len) == 2;
+    assert!(wait_for(Duration::from_secs(10), both), "{}", status(&sb, &redis, "q"));
+    signal(doomed.child(), Signal::KILL);
+    // Past its lease, the killed one is listed as silent; the live one as heard from just now.
+    let silent = || {
+        let workers = status(&sb, &redis, "q")["workers"].clone();
+        workers.as_array().is_some_and(|w| {
+            w.iter().any(|w| w["name"] == "doomed" && w["alive"] == false)
+                && w.iter().any(|w| {
+                    w["name"] == "alive" && w["alive"] == true && w["heard_ms_ago"].as_u64() < Some(1000)
+                })
+        })
+    };
+    assert!(wait_for(Duration::from_secs(10), silent), "{}", status(&sb, &redis, "q"));
+    let url = redis.url();
+    let text = stdout(&sb.run(&["status", "--broker", &url, "--queue", "q"], b""));
+    assert!(text.contains("workers alive  1"), "{text}");
+    assert!(text.contains("alive  running 0 of 2, heard from"), "{text}");
+    assert!(text.contains("doomed  silent for") && text.contains("(lease 1 s)"), "{text}");
+    drop(alive);
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -111,17 +111,36 @@ impl Queue {
     }
 }
 
-/// The lease a heartbeat that does not give its own is taken to have (workers before
-/// heartbeats carried it, and the default `--lease`).
-const DEFAULT_LEASE_MS: u64 = 30_000;
+/// A worker's last heartbeat: `at slots running [lease]` (times in Redis milliseconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Beat {
+    pub(crate) at: u64,
+    pub(crate) slots: u64,
+    pub(crate) running: u64,
+    /// The worker's lease (heartbeats written before they carried it: the default's).
+    pub(crate) lease_ms: u64,
+}
 
-/// True when a worker's heartbeat (`at slots running [lease]`, times in Redis milliseconds)
-/// was written within its lease before `now`: the worker is alive as far as anyone can tell.
+impl Beat {
+    pub(crate) fn parse(beat: &str) -> Beat {
+        let mut fields = beat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+        let (at, slots, running) =
+            (fields.next().unwrap_or(0), fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+        // Heartbeats written before they carried the lease: the default's.
+        let lease_ms = fields.next().filter(|&lease| lease > 0).unwrap_or(DEFAULT_LEASE.as_millis() as u64);
+        Beat { at, slots, running, lease_ms }
+    }
+
+    /// True when written within the worker's lease before `now`: alive as far as anyone can tell.
+    pub(crate) fn alive(&self, now: u64) -> bool {
+        now.saturating_sub(self.at) <= self.lease_ms.max(1000)
+    }
+}
+
+/// True when a worker's heartbeat (`at slots running [lease]`) was written within its lease
+/// before `now`.
 pub(crate) fn heartbeat_alive(beat: &str, now: u64) -> bool {
-    let mut fields = beat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-    let at = fields.next().unwrap_or(0);
-    let lease = fields.nth(2).filter(|&lease| lease > 0).unwrap_or(DEFAULT_LEASE_MS);
-    now.saturating_sub(at) <= lease.max(1000)
+    Beat::parse(beat).alive(now)
 }
 
 /// Makes sure the queue's stream and consumer group exist (the group reads from the start,

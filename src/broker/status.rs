@@ -22,8 +22,31 @@ pub struct QueueStatus {
     pub rejected: u64,
     /// Results not read by a submitter yet.
     pub results_waiting: u64,
-    /// Workers that renewed within three heartbeats: name, slots, tasks held.
-    pub workers: Vec<(String, u64, u64)>,
+    /// Workers serving the queue, alive or silent (a heartbeat older than its lease: killed,
+    /// frozen or cut off, its tasks returning to the queue), by name.
+    pub workers: Vec<WorkerSeen>,
+}
+
+/// A worker as its last heartbeat shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerSeen {
+    /// Its name (`--name`).
+    pub name: String,
+    /// Tasks it runs at once.
+    pub slots: u64,
+    /// Tasks it held at its last heartbeat.
+    pub running: u64,
+    /// How long ago its last heartbeat was written (Redis's clock).
+    pub heard_ago: std::time::Duration,
+    /// Its lease: silent longer than this, it is taken for gone.
+    pub lease: std::time::Duration,
+}
+
+impl WorkerSeen {
+    /// True while its heartbeat is within its lease.
+    pub fn alive(&self) -> bool {
+        self.heard_ago <= self.lease.max(std::time::Duration::from_secs(1))
+    }
 }
 
 impl QueueStatus {
@@ -33,13 +56,9 @@ impl QueueStatus {
     }
 }
 
-/// Reads a queue's figures. `lease` tells how recent a heartbeat must be to count a worker
-/// alive (heartbeats come every third of a lease; three missed ones mean gone).
-pub fn status(
-    link: &mut Link,
-    queue: &Queue,
-    lease: std::time::Duration,
-) -> Result<QueueStatus, BrokerError> {
+/// Reads a queue's figures. Each worker's heartbeat carries its lease: silent longer than
+/// that, it is shown as silent (heartbeats come every third of a lease).
+pub fn status(link: &mut Link, queue: &Queue) -> Result<QueueStatus, BrokerError> {
     let mut status = QueueStatus::default();
     let stats: Vec<(String, u64)> = link.call(None, |c| redis::cmd("HGETALL").arg(queue.stats()).query(c))?;
     for (name, value) in stats {
@@ -56,27 +75,33 @@ pub fn status(
     let now = link.time_ms(None)?;
     let beats: Vec<(String, String)> =
         link.call(None, |c| redis::cmd("HGETALL").arg(queue.workers()).query(c))?;
-    let alive_within = (lease.as_millis() as u64).max(1000);
     for (name, beat) in beats {
-        let mut parts = beat.split_whitespace().map(|p| p.parse::<u64>().unwrap_or(0));
-        let (at, slots, held) =
-            (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if now.saturating_sub(at) <= alive_within {
-            status.workers.push((name, slots, held));
+        let beat = super::Beat::parse(&beat);
+        let seen = WorkerSeen {
+            name,
+            slots: beat.slots,
+            running: beat.running,
+            heard_ago: std::time::Duration::from_millis(now.saturating_sub(beat.at)),
+            lease: std::time::Duration::from_millis(beat.lease_ms),
+        };
+        // A worker silent for ten leases is long gone: not listed (its entry is left to Redis).
+        if seen.heard_ago <= seen.lease.max(std::time::Duration::from_secs(1)) * 10 {
+            status.workers.push(seen);
         }
     }
-    status.workers.sort();
+    status.workers.sort_by(|a, b| a.name.cmp(&b.name));
     // Every task not finished is an entry of the stream: held by a worker, or waiting.
     let entries: u64 = link.call(None, |c| redis::cmd("XLEN").arg(queue.tasks()).query(c))?;
-    status.running = status.workers.iter().map(|(name, _, held)| (name.clone(), *held)).collect();
+    status.running =
+        status.workers.iter().filter(|w| w.alive()).map(|w| (w.name.clone(), w.running)).collect();
     status.pending = entries.saturating_sub(status.running_total());
     Ok(status)
 }
 
 /// Asks every worker serving `queue` now to finish what it holds and stop (workers started
 /// after this are not affected). Returns how many workers were alive to hear it.
-pub fn drain(link: &mut Link, queue: &Queue, lease: std::time::Duration) -> Result<usize, BrokerError> {
+pub fn drain(link: &mut Link, queue: &Queue) -> Result<usize, BrokerError> {
     let now = link.time_ms(None)?;
     link.call(None, |c| redis::cmd("SET").arg(queue.drain()).arg(now).query::<()>(c))?;
-    Ok(status(link, queue, lease)?.workers.len())
+    Ok(status(link, queue)?.workers.iter().filter(|w| w.alive()).count())
 }
