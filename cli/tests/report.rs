@@ -173,6 +173,8 @@ fn a_file_that_is_not_a_joblog_is_a_usage_error() {
     sb.write("notes", "hello\n");
     let out = sb.run(&["report", "notes"], b"");
     assert_code(&out, 255);
+    // A report only reads: it does not speak of overwriting.
+    assert!(!stderr(&out).contains("overwrite"), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("not a muster joblog") || stderr(&out).contains("joblog"),
         "{}",

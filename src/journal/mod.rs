@@ -55,11 +55,14 @@ pub enum JournalError {
     },
     /// The file exists but is not a muster joblog.
     #[error(
-        "{path} is not a muster joblog (its first line is not '{MAGIC}N'); refusing to use or overwrite it"
+        "{path} is not a muster joblog (its first line is not '{MAGIC}N'){}",
+        if *.overwrite { "; refusing to overwrite it" } else { "" }
     )]
     NotAJoblog {
         /// The file.
         path: PathBuf,
+        /// It was to be written anew (a new run's `--joblog`), not read.
+        overwrite: bool,
     },
     /// A joblog in GNU parallel's columns: it can be reported on, not resumed from.
     #[error("{path} is in GNU parallel's joblog columns; muster reports on it but resumes only from its own joblogs")]
@@ -206,7 +209,7 @@ impl JournalWriter {
         BufReader::new(&file).take(256).read_line(&mut first).map_err(io_err)?;
         let gnu_allowed = version == 0 && first.starts_with("Seq\t");
         if !first.is_empty() && !first.starts_with(MAGIC) && !gnu_allowed {
-            return Err(JournalError::NotAJoblog { path: path.to_owned() });
+            return Err(JournalError::NotAJoblog { path: path.to_owned(), overwrite: true });
         }
         file.set_len(0).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -433,7 +436,7 @@ fn read(
     reader.read_until(b'\n', &mut line).map_err(io_err)?;
     let first = String::from_utf8_lossy(&line).into_owned();
     let Some(rest) = first.strip_prefix(MAGIC) else {
-        return Err(JournalError::NotAJoblog { path: path.to_owned() });
+        return Err(JournalError::NotAJoblog { path: path.to_owned(), overwrite: false });
     };
     let (version, command) =
         rest.trim_end_matches('\n').split_once("\tcommand: ").unwrap_or((rest.trim_end(), ""));
@@ -448,7 +451,7 @@ fn read(
     reader.read_until(b'\n', &mut line).map_err(io_err)?;
     let header = if version == 1 { HEADER_V1 } else { HEADER };
     if line.strip_suffix(b"\n") != Some(header.as_bytes()) {
-        return Err(JournalError::NotAJoblog { path: path.to_owned() });
+        return Err(JournalError::NotAJoblog { path: path.to_owned(), overwrite: false });
     }
     valid_len += line.len() as u64;
 
