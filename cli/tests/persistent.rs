@@ -28,21 +28,10 @@ fn streams_inputs_through_python_workers_in_order() {
 #[test]
 fn framed_workers_get_and_give_length_prefixed_records() {
     // A worker reading and writing frames: 4 bytes of length (little-endian), then the bytes.
-    let echo = r#"
-import struct, sys
-read, write = sys.stdin.buffer, sys.stdout.buffer
-while True:
-    head = read.read(4)
-    if len(head) < 4:
-        break
-    record = read.read(struct.unpack('<I', head)[0])
-    reply = b'<' + record + b'>'
-    write.write(struct.pack('<I', len(reply)) + reply)
-    write.flush()
-"#;
+    let worker = format!("{}/../examples/framed_worker.py", env!("CARGO_MANIFEST_DIR"));
     let sb = Sandbox::new();
     let out =
-        sb.run(&["run", "--persistent", "--framed", "-k", "python3", "-c", echo, ":::", "a", "b c"], b"");
+        sb.run(&["run", "--persistent", "--framed", "-k", "python3", &worker, "<", ":::", "a>", "b c>"], b"");
     assert_code(&out, 0);
     // Each reply is the task's output as it is: no separator added.
     assert_eq!(stdout(&out), "<a><b c>");

@@ -336,14 +336,9 @@ fn slow_tasks_are_not_queued_behind_one_worker() {
     assert!(first >= 4 && second >= 4, "worker 1 ran {first}, worker 2 ran {second}");
 }
 
-#[test]
-fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
-    // For "in3" the worker writes two lines in one write: a reply nobody asked for. No task
-    // may be sent to it after that (it would die with the worker, uncharged or not).
-    let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
-    let mut config = sh(script, 1);
-    workers(&mut config).window = 1;
-    let ran = collect(config, inputs(6), &Shutdown::new());
+/// Every one of 6 tasks got its own reply, though its one worker broke the protocol once and
+/// was replaced.
+fn all_answered_after_one_break(ran: &Ran) {
     for (seq, got) in &ran.got {
         assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
     }
@@ -351,22 +346,21 @@ fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
     assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
 }
 
-/// A framed worker in Python: answers each record with `r:` and the record; for `in3` it then
-/// writes a line of text where the next frame belongs.
-const FRAMED_ECHO: &str = r#"
-import struct, sys
-read, write = sys.stdin.buffer, sys.stdout.buffer
-while True:
-    head = read.read(4)
-    if len(head) < 4:
-        break
-    record = read.read(struct.unpack('<I', head)[0])
-    reply = b'r:' + record
-    write.write(struct.pack('<I', len(reply)) + reply)
-    if record == b'in3':
-        write.write(b'hello world\n')
-    write.flush()
-"#;
+#[test]
+fn a_worker_that_answers_twice_is_replaced_and_no_reply_goes_astray() {
+    // For "in3" the worker writes two lines in one write: a reply nobody asked for. No task
+    // may be sent to it after that (it would die with the worker, uncharged or not).
+    let script = r#"while IFS= read -r l; do if [ "$l" = in3 ]; then printf 'r:%s\nextra\n' "$l"; else echo "r:$l"; fi; done"#;
+    let mut config = sh(script, 1);
+    workers(&mut config).window = 1;
+    all_answered_after_one_break(&collect(config, inputs(6), &Shutdown::new()));
+}
+
+/// `examples/framed_worker.py`: answers each record with `r:` and the record; for `in3` it
+/// then writes a line of text where the next frame belongs.
+fn framed_worker() -> String {
+    format!("{}/examples/framed_worker.py", env!("CARGO_MANIFEST_DIR"))
+}
 
 fn framed_python(count: usize) -> Option<RunConfig> {
     let python = ["python3", "python"]
@@ -376,7 +370,7 @@ fn framed_python(count: usize) -> Option<RunConfig> {
         eprintln!("skipped: no python3 to run a framed worker");
         return None;
     };
-    let mut config = worker_program(python, vec!["-c".into(), FRAMED_ECHO.into()], count);
+    let mut config = worker_program(python, vec![framed_worker().into(), "r:".into(), "in3".into()], count);
     workers(&mut config).framing = Framing::LengthPrefixed;
     Some(config)
 }
@@ -406,12 +400,7 @@ fn framed_records_carry_any_bytes_whole() {
 fn a_framed_worker_writing_text_is_replaced_and_no_reply_goes_astray() {
     let Some(mut config) = framed_python(1) else { return };
     workers(&mut config).window = 1;
-    let ran = collect(config, inputs(6), &Shutdown::new());
-    for (seq, got) in &ran.got {
-        assert_eq!(got, &Got::Done(format!("r:in{seq}").into_bytes()));
-    }
-    let summary = &ran.summary;
-    assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (6, 1, 2), "{summary:?}");
+    all_answered_after_one_break(&collect(config, inputs(6), &Shutdown::new()));
 }
 
 #[test]
