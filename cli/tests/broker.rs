@@ -582,6 +582,25 @@ fn status_names_each_worker_with_its_last_heartbeat_and_a_silent_one_as_such() {
 }
 
 #[test]
+fn a_redis_frozen_past_the_lease_costs_a_lone_worker_nothing() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &["--enable-debug-command", "yes"]) else { return };
+    // One worker: when Redis wakes, its own reclaim finds its running task idle past the lease.
+    let script = "echo $1 >> runs; sleep 4; echo done $1";
+    let worker = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
+    let url = redis.url();
+    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "t"]);
+    let runs = sb.path("runs");
+    assert!(wait_for(Duration::from_secs(20), || runs.exists()), "the task started");
+    let _ = redis.command(&["DEBUG", "SLEEP", "3"]);
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "done t\n");
+    assert_eq!(sb.read("runs"), "t\n", "it ran once: nobody else could have taken it");
+    drop(worker);
+}
+
+#[test]
 fn a_worker_adopts_at_once_what_its_name_holds_unknown_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
