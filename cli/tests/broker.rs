@@ -450,8 +450,8 @@ fn a_killed_holders_many_tasks_are_all_taken_over_within_about_a_lease() {
     assert_code(&output, 0);
     assert_eq!(stdout(&output).lines().count(), 50);
     // Expired at the lease (2 s), then taken as fast as 4 slots run them — not 4 per quarter
-    // lease (9.5 s here before). A margin for a busy machine.
-    assert!(took < Duration::from_millis(4500), "took {took:?} after the kill");
+    // lease (9.3 s here before). A wide margin: the suite runs beside other builds.
+    assert!(took < Duration::from_secs(6), "took {took:?} after the kill");
 }
 
 #[test]
