@@ -261,6 +261,14 @@ class _Runner:
                     except Exception:
                         # A user's callback raised: say so, and keep collecting.
                         traceback.print_exc()
+        # The engine ended: if it failed (Redis unreachable, say), that is what the tasks
+        # still waiting get, not a vague "terminated".
+        try:
+            self.engine.join(5)
+        except Exception as exc:
+            with self.lock:
+                if self.failure is None:
+                    self.failure = exc
         with self.lock:
             left = list(self.records.values())
             self.records.clear()
@@ -341,7 +349,15 @@ class _Runner:
         self.engine.terminate()
 
     def join(self, timeout=None):
-        finished = self.engine.join(timeout)
+        try:
+            finished = self.engine.join(timeout)
+        except RuntimeError as exc:
+            # The engine failed (Redis unreachable, say): the tasks waiting got this error;
+            # ending the pool is not another failure.
+            with self.lock:
+                if self.failure is None:
+                    self.failure = exc
+            finished = True
         if finished:
             self.collector.join(timeout)
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -122,3 +122,13 @@ def test_functions_that_cannot_be_named_are_refused_before_anything_is_sent(redi
             pool.map(lambda x: x, range(3))
     with pytest.raises(ValueError, match="workers' business"):
         muster.Pool(2, broker=redis_url, queue="qn", timeout=3)
+
+
+def test_an_unreachable_broker_is_each_waiting_tasks_error_not_a_hang():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens there.
+    with muster.Pool(2, broker="redis://127.0.0.1:%d" % port, queue="q") as pool:
+        with pytest.raises(RuntimeError, match="cannot reach Redis"):
+            pool.map(tasks.square, range(3))
