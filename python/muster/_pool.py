@@ -226,8 +226,25 @@ class _Runner:
         with self.lock:
             if self.failure is not None:
                 raise self.failure
-            record_id = self.engine.submit([record], keys)
-            self.records[record_id] = _Record(sink, first, items if len(items) > 1 else None, mode, function_id)
+            try:
+                record_id = self.engine.submit([record], keys)
+            except RuntimeError:
+                record_id = None
+            else:
+                self.records[record_id] = _Record(sink, first, items if len(items) > 1 else None, mode, function_id)
+        if record_id is None:
+            raise self._engine_failure()
+
+    def _engine_failure(self):
+        """Why the engine stopped taking records: its own error when it failed (Redis
+        unreachable, say), which the collector may not have recorded yet."""
+        try:
+            self.engine.join(5)
+        except RuntimeError as exc:
+            with self.lock:
+                if self.failure is None:
+                    self.failure = exc
+        return self.failure or RuntimeError("the pool's engine has stopped")
 
     def batch_size(self):
         """How many items the next record of a stream carries."""
