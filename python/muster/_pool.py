@@ -75,7 +75,7 @@ def _rebuild(error):
 class _Record:
     """What the collector needs to know of a record in flight."""
 
-    __slots__ = ("sink", "first", "items", "mode", "function_id", "sent")
+    __slots__ = ("sink", "first", "items", "mode", "function_id")
 
     def __init__(self, sink, first, items, mode, function_id):
         self.sink = sink
@@ -83,7 +83,6 @@ class _Record:
         self.items = items
         self.mode = mode
         self.function_id = function_id
-        self.sent = time.perf_counter()
 
 
 class _Runner:
@@ -140,7 +139,6 @@ class _Runner:
         self.function_lock = threading.Lock()
         self.functions = {}
         self.next_function = 0
-        self.closed = False
         self.failure = None
         self.per_item = None
         self.collector = threading.Thread(target=self._collect, name="muster-collector", daemon=True)
@@ -357,12 +355,10 @@ class _Runner:
     # -- ending --------------------------------------------------------------------------
 
     def close(self):
-        self.closed = True
         self.flush_calls(everything=True)
         self.engine.close()
 
     def terminate(self):
-        self.closed = True
         self.engine.terminate()
 
     def join(self, timeout=None):

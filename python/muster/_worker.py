@@ -49,17 +49,8 @@ def _reply(values, errors, elapsed):
                 if index not in errors:
                     problem = TypeError("the result could not be pickled: %s: %s" % (type(exc).__name__, exc))
                     errors[index] = _describe(problem)
-        errors = {i: (e if _pickles(e) else (None,) + tuple(e[1:])) for i, e in errors.items()}
         body = pickle.dumps((kept, errors), protocol=_wire.PROTOCOL)
     return _wire.reply_header(elapsed) + body
-
-
-def _pickles(error):
-    try:
-        pickle.dumps(error, protocol=_wire.PROTOCOL)
-        return True
-    except Exception:
-        return False
 
 
 def apply(function, mode, items):

@@ -137,12 +137,6 @@ impl Beat {
     }
 }
 
-/// True when a worker's heartbeat (`at slots running [lease]`) was written within its lease
-/// before `now`.
-pub(crate) fn heartbeat_alive(beat: &str, now: u64) -> bool {
-    Beat::parse(beat).alive(now)
-}
-
 /// Makes sure the queue's stream and consumer group exist (the group reads from the start,
 /// so tasks submitted before any worker came are delivered).
 pub(crate) fn ensure_group(

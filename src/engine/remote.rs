@@ -192,7 +192,7 @@ impl Router {
         let now = link.time_ms(None)?;
         let beats: Vec<(String, String)> =
             link.call(None, |c| redis::cmd("HGETALL").arg(self.queue.workers()).query(c))?;
-        Ok(beats.iter().any(|(_, beat)| crate::broker::heartbeat_alive(beat, now)))
+        Ok(beats.iter().any(|(_, beat)| crate::broker::Beat::parse(beat).alive(now)))
     }
 
     /// Reads results after `from`, waiting up to `block_ms`; routes this job's and deletes them.

@@ -488,26 +488,11 @@ fn spread(sorted: &[f64]) -> Spread {
     Spread { min: sorted[0], median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max }
 }
 
-/// An input as text: sources joined by NUL are shown joined by a space; other control
-/// characters and bytes that are not UTF-8 (a binary record's, such as a Python pool's
-/// pickles) are escaped, so a report never writes raw control bytes to a terminal.
+/// An input as text: sources joined by NUL are shown joined by a space, each escaped as the
+/// joblog escapes a field (control bytes and bytes that are not UTF-8 — a binary record's, such
+/// as a Python pool's pickles — never reach a terminal raw).
 fn display(input: &[u8]) -> String {
-    let mut text = String::with_capacity(input.len());
-    for chunk in input.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\0' => text.push(' '),
-                '\n' => text.push_str("\\n"),
-                '\t' => text.push_str("\\t"),
-                c if c.is_control() => text.push_str(&format!("\\x{:02x}", u32::from(c))),
-                c => text.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            text.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    text
+    input.split(|&b| b == 0).map(muster::journal::escape).collect::<Vec<_>>().join(" ")
 }
 
 fn shorten(text: &str) -> String {

@@ -300,13 +300,9 @@ impl Executor for PersistentExecutor<'_> {
         };
         self.in_flight += 1;
         let job = Job { seq: id as Seq, input: record, alone: attempt.attempt > 1 };
-        let refused = if let Some(why) = self.config.framing.refuses(&job.input) {
-            Some(why)
-        } else if self.feeding.is_none() {
-            Some("no event loop to feed the workers (out of descriptors?)".into())
-        } else {
-            None
-        };
+        let refused = self.config.framing.refuses(&job.input).or_else(|| {
+            self.feeding.is_none().then(|| "no event loop to feed the workers (out of descriptors?)".into())
+        });
         if let Some(why) = refused {
             let ended =
                 self.ended(job, Reply::Failed(Failure::Start(why)), super::Attempt::never(), Instant::now());
