@@ -193,6 +193,15 @@ impl Inputs {
         Inputs::of_rows(Box::new(rows), Vec::new(), None)
     }
 
+    /// Chunks of `reader` of `records` records each, however long (`--pipe -N`, as GNU
+    /// parallel cuts them); the last may have fewer.
+    pub fn records(reader: Box<dyn BufRead + Send>, records: usize, separator: u8) -> Inputs {
+        let rows = Blocks::new(reader, usize::MAX, separator)
+            .records(records)
+            .map(|block| block.map(|input| input.values));
+        Inputs::of_rows(Box::new(rows), Vec::new(), None)
+    }
+
     /// Splits every value into columns with `split`, each column taking its own place
     /// (`{1}`, `{2}`… with one source).
     pub fn split_values(mut self, split: Splitter) -> Inputs {
@@ -247,12 +256,39 @@ pub struct Blocks<R> {
     /// Bytes read past the last chunk's end.
     carry: Vec<u8>,
     done: bool,
+    /// Records per chunk instead of a size.
+    records: Option<usize>,
 }
 
 impl<R: BufRead> Blocks<R> {
     /// Chunks of `reader` of at most `size` bytes (at least 1), ending with `separator`.
     pub fn new(reader: R, size: usize, separator: u8) -> Self {
-        Blocks { reader, size: size.max(1), separator, carry: Vec::new(), done: false }
+        Blocks { reader, size: size.max(1), separator, carry: Vec::new(), done: false, records: None }
+    }
+
+    /// Chunks of `count` records (at least 1) each, whatever their size.
+    pub fn records(mut self, count: usize) -> Self {
+        self.records = Some(count.max(1));
+        self
+    }
+
+    /// The next chunk of whole records.
+    fn next_records(&mut self, count: usize) -> Option<io::Result<Input>> {
+        let mut block = Vec::new();
+        for _ in 0..count {
+            match self.reader.read_until(self.separator, &mut block) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+        (!block.is_empty()).then_some(Ok(Input { values: vec![block] }))
     }
 }
 
@@ -260,6 +296,9 @@ impl<R: BufRead> Iterator for Blocks<R> {
     type Item = io::Result<Input>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(count) = self.records {
+            return if self.done { None } else { self.next_records(count) };
+        }
         let mut block = std::mem::take(&mut self.carry);
         while !self.done && block.len() < self.size {
             let buffer = match self.reader.fill_buf() {
@@ -573,6 +612,20 @@ mod tests {
                 .map(|b| b.expect("block").values.concat())
                 .collect();
         assert_eq!(long, [&b"short\n"[..], b"this record is longer than the block\n", b"end"]);
+    }
+
+    #[test]
+    fn record_chunks_hold_that_many_records_whatever_their_size() {
+        let chunks = |data: &'static [u8], n| -> Vec<Vec<u8>> {
+            Blocks::new(data, usize::MAX, b'\n')
+                .records(n)
+                .map(|b| b.expect("chunk").values.concat())
+                .collect()
+        };
+        assert_eq!(chunks(b"1\n2\n3\n4\n5\n", 2), [&b"1\n2\n"[..], b"3\n4\n", b"5\n"]);
+        assert_eq!(chunks(b"a\nb\nc", 2), [&b"a\nb\n"[..], b"c"], "an unterminated last record");
+        assert_eq!(chunks(b"a\nb\n", 2), [&b"a\nb\n"[..]], "no empty chunk after the last");
+        assert!(chunks(b"", 3).is_empty());
     }
 
     #[test]

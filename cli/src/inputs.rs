@@ -216,7 +216,11 @@ pub(crate) fn tasks(
         // --pipe: stdin (or the one file given) in chunks, each a task's stdin.
         let mut sources = sources;
         match (sources.pop(), sources.is_empty()) {
-            (Some(Source::Stream { reader, .. }), true) => Inputs::blocks(reader, args.block, separator),
+            // -n/-N: that many records per chunk, as GNU parallel cuts them (--block unused).
+            (Some(Source::Stream { reader, .. }), true) => match args.max_args.or(args.max_replace_args) {
+                Some(records) => Inputs::records(reader, records as usize, separator),
+                None => Inputs::blocks(reader, args.block, separator),
+            },
             _ => return Err(usage("--pipe reads one stream: stdin, or one -a/:::: file")),
         }
     } else {

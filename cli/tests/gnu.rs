@@ -122,6 +122,44 @@ fn common_gnu_flags_are_taken_as_gnu_parallel_takes_them() {
     same(&sb, gnu, &["-d", "\\t", "echo", "[{}]"], b"x\ty z\t");
     same(&sb, gnu, &["-P", "1", "echo", ":::", "1", "2"], b"");
     same(&sb, gnu, &["--max-procs", "2", "echo", ":::", "1", "2"], b"");
+    // {%}: the first -j tasks get slots 1, 2, … whichever loop starts them (tasks that last:
+    // GNU reuses a slot as soon as it reaps a task, which a quick one makes a race).
+    sb.write("slot.sh", "sleep 0.3; echo $1 $2\n");
+    same(&sb, gnu, &["-j4", "sh", "slot.sh", "{#}", "{%}", ":::", "a", "b", "c", "d"], b"");
+    same(&sb, gnu, &["-j1", "echo", "{%}", ":::", "a", "b", "c"], b"");
+}
+
+#[test]
+fn no_two_running_tasks_share_a_slot_number_and_numbers_stay_within_jobs() {
+    let sb = Sandbox::new();
+    // A task holds its slot's folder while it runs: a second holder's mkdir fails.
+    let out = sb.run(
+        &[
+            "run",
+            "-j3",
+            "--shell",
+            "mkdir held-{%} && sleep 0.05 && rmdir held-{%} && echo {%}",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "6",
+            "7",
+            "8",
+            "9",
+            "10",
+            "11",
+            "12",
+        ],
+        b"",
+    );
+    assert_code(&out, 0);
+    let mut numbers: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers, ["1", "2", "3"], "{}", stdout(&out));
 }
 
 #[test]
@@ -155,6 +193,11 @@ fn gnu_syntax_muster_does_not_take_is_an_error_or_a_warning_naming_the_fix() {
         "{}",
         stderr(&out)
     );
+    // As GNU's docs write it, unquoted: the shell makes three words of it.
+    let out = sb.run(&["run", "echo", "{=", "s/a/b/", "=}", ":::", "abc"], b"");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("a Perl expression in GNU parallel"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "nothing ran: {}", stdout(&out));
 
     // -a after the command belongs to the command (as in GNU parallel); muster says so when
     // that leaves it reading an empty stdin.
@@ -561,7 +604,12 @@ fn pipe_gives_each_task_a_chunk_of_stdin_cut_at_record_ends() {
     if let Some(gnu) = gnu_parallel() {
         same(&sb, gnu, &["--pipe", "--block", "10k", "wc", "-c"], data.as_bytes());
         same(&sb, gnu, &["--pipe", "--block", "3", "cat"], b"one\ntwo\nthree\nlonger line\n");
+        // -N / -n: that many records a chunk, whatever --block says.
+        same(&sb, gnu, &["--pipe", "-N", "3", "wc", "-l"], b"1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n");
+        same(&sb, gnu, &["--pipe", "-n", "2", "--block", "1", "wc", "-l"], b"1\n2\n3\n4\n5\n");
     }
+    let chunks = sb.run(&["run", "-k", "--pipe", "-N", "1000", "wc", "-l"], data.as_bytes());
+    assert_eq!(stdout(&chunks), "1000\n".repeat(20), "20,000 records in chunks of 1,000");
 }
 
 #[test]

@@ -188,6 +188,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) config: &'a RunConfig,
     /// With `--delay`: no task starts before this, across every loop.
     pub(crate) next_start: std::sync::Mutex<Instant>,
+    /// The `{%}` numbers, when every slot runs one attempt; otherwise each loop numbers its own.
+    pub(crate) slot_numbers: Option<std::sync::Mutex<super::slots::SlotNumbers>>,
     pub(crate) shutdown: &'a Shutdown,
     /// When draining began, as first noticed by any loop; running tasks get `grace` from it.
     pub(crate) drain_started: &'a OnceLock<Instant>,
@@ -221,6 +223,8 @@ struct Task {
     announced: bool,
     /// Its source's handle, handed back when it settles.
     receipt: Option<crate::source::Receipt>,
+    /// Its feeding order, until its first attempt ran (a retry takes any free number).
+    order: Option<u64>,
 }
 
 impl Task {
@@ -236,6 +240,7 @@ impl Task {
             not_before: None,
             announced: false,
             receipt: queued.receipt,
+            order: Some(queued.order),
         }
     }
 }
@@ -285,7 +290,7 @@ pub(crate) struct Dispatcher<'s, 'a, E> {
     /// Events of this turn, sent together at its end (one hand-over per turn, not per task).
     outbox: Vec<Event>,
     waker: Arc<Waker>,
-    /// Slot number per slot position.
+    /// Slot number per slot position (the number its attempt holds, when numbers are shared).
     slots: Vec<usize>,
     running: Vec<Option<Running>>,
     free: Vec<usize>,
@@ -415,6 +420,15 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         }
     }
 
+    /// Position `id` is free, and its `{%}` number when the loops share them (the record of
+    /// its last attempt still reads it from `slots`).
+    fn release(&mut self, id: usize) {
+        self.free.push(id);
+        if let Some(numbers) = &self.shared.slot_numbers {
+            numbers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).give_back(self.slots[id]);
+        }
+    }
+
     /// A position is free and the executor takes more.
     fn has_room(&self) -> bool {
         !self.free.is_empty() && self.executor.room() > 0
@@ -489,6 +503,13 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             self.pending.push_front(task);
             return false;
         };
+        if let Some(numbers) = &self.shared.slot_numbers {
+            let mut numbers = numbers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Every position holds a number, so one is free for a free position.
+            if let Some(number) = numbers.take(task.order) {
+                self.slots[id] = number;
+            }
+        }
         let slot = self.slots[id];
         let shared = self.shared;
         if let Some(tagstring) = &shared.config.tagstring {
@@ -527,7 +548,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         match started_now {
             Ok(()) => {}
             Err(err) if refused_for_now(&err) => {
-                self.free.push(id);
+                self.release(id);
                 if self.count == 0 {
                     task.refused += 1;
                 }
@@ -547,6 +568,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             }
         }
         shared.observer.attempt_started();
+        task.order = None;
         if let Some(receipt) = &task.receipt {
             shared.settlement.started(receipt);
         }
@@ -661,7 +683,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         if !ended.charged {
             // Nothing is recorded of an innocent attempt: the task runs again, on the same
             // attempt, unless nothing new may start.
-            self.free.push(id);
+            self.release(id);
             let mut task = run.task;
             task.not_before = None;
             if self.shutdown().is_tripped() || self.shared.halt.closed() {
@@ -704,7 +726,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         output_error: Option<String>,
         captures: Option<[Capture; 2]>,
     ) {
-        self.free.push(id);
+        self.release(id);
         let shared = self.shared;
         let shutdown = shared.shutdown;
         let (runtime, decided_slot) = match &ending {

@@ -43,6 +43,7 @@ mod process;
 pub(crate) mod remote;
 mod results;
 pub(crate) mod settle;
+mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -398,8 +399,11 @@ where
     let window = (positions.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
     let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(positions.min(MAX_QUEUE));
+    // One attempt per slot: the loops share the `{%}` numbers, handed out as GNU parallel does.
+    let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
     let shared = dispatch::Shared {
         config: &config,
+        slot_numbers: one_per_slot.then(|| std::sync::Mutex::new(slots::SlotNumbers::new(jobs))),
         next_start: std::sync::Mutex::new(Instant::now()),
         shutdown,
         drain_started: &drain_started,
@@ -441,6 +445,7 @@ where
 
         // The feeder: read, skip what the joblog says is done, and queue the rest.
         let mut read = 0u64;
+        let mut fed = 0u64;
         let mut input_error = None;
         let mut exhausted = false;
         let mut inputs = inputs;
@@ -473,7 +478,9 @@ where
                 }
                 occurrence = nth;
             }
-            match tasks_tx.send(Queued { seq, occurrence, input, receipt }) {
+            let order = fed;
+            fed += 1;
+            match tasks_tx.send(Queued { seq, occurrence, input, receipt, order }) {
                 Ok(()) => wakers.iter().for_each(|waker| waker.wake()),
                 Err(cb::SendError(queued)) => {
                     let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
@@ -526,6 +533,8 @@ pub(crate) struct Queued {
     pub(crate) occurrence: u32,
     pub(crate) input: Input,
     pub(crate) receipt: Option<Receipt>,
+    /// How many tasks were fed before it (its `{%}` among the first `-j`).
+    pub(crate) order: u64,
 }
 
 /// `--dry-run`: print each command line (shell-quoted where needed) instead of running it;

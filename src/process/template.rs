@@ -92,6 +92,9 @@ impl Template {
         if words.is_empty() {
             return Err(TemplateError::Empty);
         }
+        if perl_across_words(words) {
+            return Err(TemplateError::PerlExpression);
+        }
         let words: Vec<Vec<Piece>> = words
             .iter()
             .map(|w| parse_word(w.as_encoded_bytes(), sources, names))
@@ -209,6 +212,22 @@ impl Template {
     pub fn sources(&self) -> usize {
         self.sources
     }
+}
+
+/// GNU parallel's docs write `{= s/a/b/ =}` unquoted, which the shell splits into words: a
+/// `{=` left open in one word and an `=}` in a later one.
+fn perl_across_words(words: &[OsString]) -> bool {
+    let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(2).any(|w| w == needle);
+    let mut open = false;
+    for word in words.iter().map(|w| w.as_encoded_bytes()) {
+        if open && contains(word, b"=}") {
+            return true;
+        }
+        if let Some(at) = word.windows(2).position(|w| w == b"{=") {
+            open = !contains(&word[at + 2..], b"=}");
+        }
+    }
+    false
 }
 
 fn parse_word(word: &[u8], sources: usize, names: &[Vec<u8>]) -> Result<Vec<Piece>, TemplateError> {
