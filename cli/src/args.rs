@@ -246,9 +246,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Failures")]
     pub retries: u32,
 
-    /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m; 0: no limit).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Failures")]
-    pub timeout: Option<Duration>,
+    /// Stop a task (its whole process group) after DUR (e.g. 30s, 500ms, 2m; 0: no limit), or
+    /// after N% of the median run time of the tasks done so far (e.g. 300%, as GNU parallel).
+    #[arg(long, value_name = "DUR|N%", value_parser = parse_time_limit, help_heading = "Failures")]
+    pub timeout: Option<TimeLimit>,
 
     /// Stop early on failures: now|soon[,fail=N|P%] (now: stop running tasks; soon: start no more).
     #[arg(long, value_name = "SPEC", value_parser = parse_halt, help_heading = "Failures")]
@@ -651,6 +652,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 =
         number.parse().map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 500ms, 2m)"))?;
     Duration::try_from_secs_f64(value * scale).map_err(|_| format!("'{text}' is not a valid duration"))
+}
+
+/// `--timeout`: a fixed limit, or a multiple of the median run time of the tasks done.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeLimit {
+    Fixed(Duration),
+    /// 2.0 for `200%`.
+    OfMedian(f64),
+}
+
+/// Parses a duration, or `N%` (N over 100) of the median run time.
+pub fn parse_time_limit(text: &str) -> Result<TimeLimit, String> {
+    let Some(percent) = text.strip_suffix('%') else {
+        return parse_duration(text).map(TimeLimit::Fixed);
+    };
+    match percent.parse::<f64>() {
+        Ok(percent) if percent > 100.0 && percent.is_finite() => Ok(TimeLimit::OfMedian(percent / 100.0)),
+        Ok(_) => Err(format!(
+            "'{text}': a limit in % of the median run time must be over 100% (at or under it, half the tasks would be stopped)"
+        )),
+        Err(_) => Err(format!("'{text}' is not a percentage (e.g. 300%)")),
+    }
 }
 
 /// Parses `now|soon[,fail=N|P%]`.

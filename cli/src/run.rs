@@ -8,7 +8,7 @@ use muster::engine::{self, NoObserver, Observer, OutputMode, RunConfig};
 use muster::process::template::Template;
 use muster::Shutdown;
 
-use crate::args::RunArgs;
+use crate::args::{RunArgs, TimeLimit};
 use crate::broker::Submission;
 use crate::fatal::{usage, Fatal};
 use crate::inputs;
@@ -119,6 +119,9 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
                 "-n, -N, -X, -m, --pipe, --colsep, --header, --results, --tagstring, --delay and --joblog-format gnu are not available with --persistent",
             ));
         }
+        if matches!(args.timeout, Some(TimeLimit::OfMedian(_))) {
+            return Err(usage("--timeout N% is not available with --persistent (a --timeout DUR is)"));
+        }
         if template.substitutes() {
             return Err(usage(
                 "replacement strings are not used with --persistent: each input goes to a worker's stdin",
@@ -194,7 +197,11 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
     config.keep_order = args.keep_order;
     config.retries = args.retries;
     // As with GNU parallel, a limit of 0 is no limit.
-    config.timeout = args.timeout.filter(|limit| !limit.is_zero());
+    match args.timeout {
+        Some(TimeLimit::Fixed(limit)) => config.timeout = Some(limit).filter(|limit| !limit.is_zero()),
+        Some(TimeLimit::OfMedian(fraction)) => config.timeout_of_median = Some(fraction),
+        None => {}
+    }
     config.grace = args.grace;
     config.halt = args.halt;
     config.resume = args.resume_mode();

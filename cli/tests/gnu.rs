@@ -392,6 +392,30 @@ fn a_timeout_of_zero_is_no_limit() {
 }
 
 #[test]
+fn a_timeout_in_percent_stops_a_task_far_past_the_median_run_time() {
+    let sb = Sandbox::new();
+    // Eight quick tasks, then one that would hang for a minute: 300% of the median stops it.
+    let mut args = vec!["run", "-j1", "--timeout", "300%", "--joblog", "log", "sleep", ":::"];
+    args.extend(["0.1"; 8]);
+    args.push("60");
+    let out = sb.run(&args, b"");
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("task 9 (60): timed out after"), "{}", stderr(&out));
+    let records = joblog_records(&sb.read("log"));
+    let outcomes: Vec<&str> = records.iter().map(|r| r[9].as_str()).collect();
+    assert_eq!(outcomes, [&["done"; 8][..], &["timeout"]].concat(), "{records:?}");
+
+    for (limit, says) in [("100%", "must be over 100%"), ("x%", "not a percentage")] {
+        let out = sb.run(&["run", "--timeout", limit, "true", ":::", "a"], b"");
+        assert_code(&out, 255);
+        assert!(stderr(&out).contains(says), "{limit}: {}", stderr(&out));
+    }
+    let out = sb.run(&["run", "--persistent", "--timeout", "200%", "cat"], b"a\n");
+    assert_code(&out, 255);
+    assert!(stderr(&out).contains("--timeout N% is not available with --persistent"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_dry_run_with_resume_shows_only_what_the_resume_would_run() {
     let sb = Sandbox::new();
     sb.write("task.sh", "exit $1\n");

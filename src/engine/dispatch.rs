@@ -188,6 +188,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) config: &'a RunConfig,
     /// With `--delay`: no task starts before this, across every loop.
     pub(crate) next_start: std::sync::Mutex<Instant>,
+    /// With a time limit relative to the median run time: that median.
+    pub(crate) median: Option<std::sync::Mutex<super::median::RecentMedian>>,
     /// The `{%}` numbers, when every slot runs one attempt; otherwise each loop numbers its own.
     pub(crate) slot_numbers: Option<std::sync::Mutex<super::slots::SlotNumbers>>,
     pub(crate) shutdown: &'a Shutdown,
@@ -261,6 +263,8 @@ struct Running {
     start: SystemTime,
     started: Instant,
     deadline: Option<Instant>,
+    /// Its time limit, when it has one (what a timeout's note says).
+    limit: Option<Duration>,
     stopping: Option<(StopReason, Instant)>,
     /// Set once the executor reported it ended; it settles from here.
     ended: Option<Box<Ended>>,
@@ -269,7 +273,8 @@ struct Running {
 /// How an attempt ended.
 enum Ending {
     Exited(ExitStatus),
-    TimedOut(ExitStatus),
+    /// Past its time limit (this long).
+    TimedOut(ExitStatus, Option<Duration>),
     /// A shutdown stopped it, or it died of the signal that was meant for muster.
     Stopped(ExitStatus),
     StartFailed(io::Error),
@@ -572,13 +577,19 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         if let Some(receipt) = &task.receipt {
             shared.settlement.started(receipt);
         }
-        let deadline =
-            shared.config.timeout.filter(|_| !self.executor.keeps_deadlines()).map(|t| started + t);
+        let limit = match (&shared.median, shared.config.timeout_of_median) {
+            (Some(median), Some(fraction)) => {
+                median.lock().unwrap_or_else(std::sync::PoisonError::into_inner).limit(fraction)
+            }
+            _ => shared.config.timeout,
+        };
+        let limit = limit.filter(|_| !self.executor.keeps_deadlines());
+        let deadline = limit.map(|t| started + t);
         if let Some(deadline) = deadline {
             self.next_scan = self.next_scan.min(deadline);
         }
         self.running[id] =
-            Some(Running { task, argv, start, started, deadline, stopping: None, ended: None });
+            Some(Running { task, argv, start, started, deadline, limit, stopping: None, ended: None });
         self.count += 1;
         true
     }
@@ -699,7 +710,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             (Verdict::Decided(decision), _) => Ending::Decided(decision),
             (Verdict::Withdrawn, Some((reason, _))) => Ending::Withdrawn(reason),
             (Verdict::Withdrawn, None) => Ending::Withdrawn(StopReason::Shutdown),
-            (Verdict::Exited(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status),
+            (Verdict::Exited(status), Some((StopReason::TimedOut, _))) => Ending::TimedOut(status, run.limit),
             (Verdict::Exited(status), Some((StopReason::Shutdown | StopReason::Revoked, _))) => {
                 Ending::Stopped(status)
             }
@@ -739,6 +750,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 outcome = Outcome::Failed(Failure::Output(why.clone()));
             }
         }
+        if let (Some(median), true) = (&shared.median, outcome.is_done()) {
+            median.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(runtime);
+        }
         let retry = !outcome.is_done()
             && !stopped
             && task.attempt <= shared.config.retries
@@ -751,7 +765,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         };
         let carries = shared.settlement.carries_output();
         let exit = match &ending {
-            Ending::Exited(s) | Ending::TimedOut(s) | Ending::Stopped(s) => Exit::of(s),
+            Ending::Exited(s) | Ending::TimedOut(s, _) | Ending::Stopped(s) => Exit::of(s),
             Ending::StartFailed(_) | Ending::Withdrawn(_) => Exit::Unknown,
             Ending::Decided(decision) => decision.exit,
             Ending::Remote(remote) if remote.signal > 0 => Exit::Signal(remote.signal),
@@ -881,7 +895,7 @@ fn classify(ending: &Ending, timeout: Option<Duration>) -> (Outcome, bool) {
     };
     match ending {
         Ending::Exited(status) => (from_status(status), false),
-        Ending::TimedOut(_) => (Outcome::TimedOut(timeout.unwrap_or_default()), false),
+        Ending::TimedOut(_, limit) => (Outcome::TimedOut(limit.or(timeout).unwrap_or_default()), false),
         Ending::Stopped(status) => (from_status(status), !status.success()),
         Ending::StartFailed(err) => (Outcome::Failed(Failure::Start(err.to_string())), false),
         Ending::Remote(remote) => (remote.outcome.clone(), false),

@@ -35,6 +35,7 @@ pub(crate) mod capture;
 pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
+mod median;
 pub mod note;
 pub mod persistent;
 pub(crate) mod poll;
@@ -98,6 +99,10 @@ pub struct RunConfig {
     pub retries: u32,
     /// Time limit per attempt.
     pub timeout: Option<Duration>,
+    /// Time limit per attempt as a multiple of the median run time of recent successful tasks
+    /// (GNU parallel's `--timeout 200%` is 2.0); no limit before a first task is done. Only
+    /// for spawned tasks: an executor that keeps its own deadlines ignores it.
+    pub timeout_of_median: Option<f64>,
     /// Time a task gets after a stop request, and again between SIGTERM and SIGKILL.
     pub grace: Duration,
     /// Time running tasks get to finish after a drain request, when not `grace` (a broker's
@@ -147,6 +152,7 @@ impl RunConfig {
             keep_order: false,
             retries: 0,
             timeout: None,
+            timeout_of_median: None,
             grace: Duration::from_secs(10),
             drain_patience: None,
             halt: None,
@@ -403,6 +409,7 @@ where
     let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
     let shared = dispatch::Shared {
         config: &config,
+        median: config.timeout_of_median.map(|_| std::sync::Mutex::new(median::RecentMedian::default())),
         slot_numbers: one_per_slot.then(|| std::sync::Mutex::new(slots::SlotNumbers::new(jobs))),
         next_start: std::sync::Mutex::new(Instant::now()),
         shutdown,
