@@ -89,7 +89,27 @@ pub enum Command {
     /// the queue carries inputs only, and each worker runs the command it was started with.
     ///
     /// Example: muster submit --broker redis://db:6379 --queue thumbs ::: *.jpg
-    #[command(mut_arg("command", |arg| arg.required(false).value_name("INPUTS")))]
+    #[command(
+        mut_arg("command", |arg| {
+            arg.required(false).value_name("INPUTS").help(
+                "Input groups: `::: VALUES...`, `:::: FILES...`, and `:::+` / `::::+` to link a group to \
+                 the one before it (or -a FILE, or stdin); no command: each worker runs its own",
+            )
+        }),
+        mut_arg("jobs", |arg| {
+            arg.help("Tasks on the queue at once, sent and not yet answered: N, +N, -N or N% of the CPUs (default: one per CPU)")
+        }),
+        mut_arg("shell", |arg| arg.hide(true)),
+        mut_arg("replace", |arg| arg.hide(true)),
+        mut_arg("timeout", |arg| arg.hide(true)),
+        mut_arg("halt", |arg| arg.hide(true)),
+        mut_arg("persistent", |arg| arg.hide(true)),
+        mut_arg("window", |arg| arg.hide(true)),
+        mut_arg("max_tasks_per_worker", |arg| arg.hide(true)),
+        mut_arg("framed", |arg| arg.hide(true)),
+        mut_arg("dry_run", |arg| arg.hide(true)),
+        mut_arg("report", |arg| arg.hide(true)),
+    )]
     Submit(Box<SubmitArgs>),
     /// Run tasks from a Redis queue with COMMAND, N at a time, until drained or stopped.
     ///
@@ -128,6 +148,9 @@ pub struct ManArgs {
     #[arg(value_name = "SUBCOMMAND")]
     pub subcommand: Option<String>,
 }
+
+/// `--window`'s default.
+pub const DEFAULT_WINDOW: u32 = 256;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -279,7 +302,7 @@ pub struct RunArgs {
     pub persistent: bool,
 
     /// With --persistent: most tasks in flight per worker (fewer when tasks are slow).
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Persistent workers")]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Persistent workers")]
     pub window: u32,
 
     /// With --persistent: replace a worker after N tasks (for leaky workers).

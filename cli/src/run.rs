@@ -25,15 +25,25 @@ const SUBMIT_IN_FLIGHT: usize = 1000;
 pub fn submit(args: crate::args::SubmitArgs) -> Result<u8, Fatal> {
     let crate::args::SubmitArgs { broker, detach, run } = args;
     let queue = muster::broker::Queue::new(&broker.queue).map_err(usage)?;
-    if run.persistent || run.dry_run || run.report.is_some() {
-        return Err(usage(
-            "--persistent, --dry-run and --report are not available with submit (the workers run the tasks)",
-        ));
-    }
-    if run.timeout.is_some() || run.halt.is_some() {
-        return Err(usage(
-            "--timeout and --halt belong to the workers (muster worker --timeout), not to submit",
-        ));
+    // Flags about running a command belong to the workers (hidden from submit's help too).
+    let run_only = [
+        (run.shell.is_some(), "--shell"),
+        (run.replace.is_some(), "-I"),
+        (run.timeout.is_some(), "--timeout"),
+        (run.halt.is_some(), "--halt"),
+        (run.persistent, "--persistent"),
+        (run.window != crate::args::DEFAULT_WINDOW, "--window"),
+        (run.max_tasks_per_worker.is_some(), "--max-tasks-per-worker"),
+        (run.framed, "--framed"),
+        (run.dry_run, "--dry-run"),
+        (run.report.is_some(), "--report"),
+    ];
+    if let Some((_, flag)) = run_only.iter().find(|(given, _)| *given) {
+        return Err(usage(format!(
+            "{flag} is not a submit flag: the workers run the tasks, so it belongs to them \
+             (muster worker --queue {} [--timeout DUR] [--shell] COMMAND...)",
+            queue.name()
+        )));
     }
     run_tasks(run, Some(Submission { broker: broker.broker, queue, detach }))
 }

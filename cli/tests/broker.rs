@@ -261,6 +261,38 @@ fn a_killed_persistent_workers_tasks_are_taken_over_and_completed_once_leaving_n
 }
 
 #[test]
+fn submit_refuses_flags_about_running_a_command_and_its_help_describes_inputs() {
+    // Refused before any Redis is reached: the broker named here does not exist.
+    let sb = Sandbox::new();
+    for flags in [
+        &["--shell"][..],
+        &["-I", "X"],
+        &["--timeout", "5s"],
+        &["--halt", "now"],
+        &["--persistent"],
+        &["--window", "8"],
+        &["--dry-run"],
+        &["--report", "r.html"],
+    ] {
+        let mut args = vec!["submit", "--broker", "redis://127.0.0.1:1", "--queue", "q"];
+        args.extend_from_slice(flags);
+        args.extend([":::", "a"]);
+        let out = sb.run(&args, b"");
+        assert_code(&out, 255);
+        assert!(
+            stderr(&out).contains(&format!("{} is not a submit flag", flags[0])),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    let help = stdout(&sb.run(&["submit", "--help"], b""));
+    assert!(help.contains("[INPUTS]...") && help.contains("no command: each worker runs its own"), "{help}");
+    for run_only in ["The command and its arguments", "--shell", "--persistent", "--window", "--dry-run"] {
+        assert!(!help.contains(run_only), "submit --help shows {run_only}: {help}");
+    }
+}
+
+#[test]
 fn the_queue_carries_data_and_a_queue_writer_cannot_run_a_command() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
