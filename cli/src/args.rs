@@ -518,8 +518,9 @@ pub struct WorkerArgs {
     pub jobs: Option<Jobs>,
 
     /// How long a task stays this worker's without a heartbeat; after it, another worker
-    /// takes it over. Heartbeats come every third of it.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
+    /// takes it over. Heartbeats come every third of it; each renews every task held (two
+    /// Redis commands a task), so a longer lease costs Redis less.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     pub lease: Duration,
 
     /// Results nobody has read for this long are dropped from the queue (those of a submitter

@@ -34,6 +34,9 @@ struct Counts {
     done: AtomicU64,
     failed: AtomicU64,
     running: AtomicU64,
+    /// The tasks are a submission's: "running" is on the queue, of which workers hold `held`.
+    on_queue: AtomicBool,
+    held: AtomicU64,
     over: AtomicBool,
     /// A task has finished: the ETA has something to go on.
     eta_shown: AtomicBool,
@@ -82,6 +85,13 @@ impl Progress {
         Progress { bar, counts, total, started, ticker: ticker.flatten() }
     }
 
+    /// The tasks go to a queue: the bar tells those waiting on it from those workers hold.
+    pub fn for_queue(self) -> Progress {
+        self.counts.on_queue.store(true, Ordering::Relaxed);
+        self.refresh();
+        self
+    }
+
     fn refresh(&self) {
         self.bar.set_message(message(&self.counts, self.started));
     }
@@ -114,12 +124,18 @@ impl Drop for Progress {
     }
 }
 
-/// `3 failed, 2 running, 41.5/s` — the rate over the whole run, one decimal.
+/// `3 failed, 2 running, 41.5/s` — the rate over the whole run, one decimal; a submission's
+/// `3 failed, 5 queued, 2 running, 41.5/s`.
 fn message(counts: &Counts, started: Instant) -> String {
     let done = counts.done.load(Ordering::Relaxed);
     let failed = counts.failed.load(Ordering::Relaxed);
     let running = counts.running.load(Ordering::Relaxed);
     let rate = (done + failed) as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    if counts.on_queue.load(Ordering::Relaxed) {
+        let held = counts.held.load(Ordering::Relaxed).min(running);
+        let queued = running - held;
+        return format!("{failed} failed, {queued} queued, {held} running, {rate:.1}/s");
+    }
     format!("{failed} failed, {running} running, {rate:.1}/s")
 }
 
@@ -160,6 +176,11 @@ impl Observer for Progress {
         if !self.counts.eta_shown.swap(true, Ordering::Relaxed) {
             set_template(&self.bar, self.total, true);
         }
+    }
+
+    fn queue_held(&self, held: u64) {
+        self.counts.held.store(held, Ordering::Relaxed);
+        self.refresh();
     }
 
     fn task_skipped(&self) {

@@ -231,7 +231,14 @@ fn run_tasks(mut args: RunArgs, submission: Option<Submission>) -> Result<u8, Fa
 
     let interactive = io::stderr().is_terminal();
     let show_progress = !args.dry_run && (args.progress || (interactive && !args.no_progress));
-    let progress = show_progress.then(|| Progress::new(known_total, interactive));
+    let progress = show_progress.then(|| {
+        let progress = Progress::new(known_total, interactive);
+        if submission.is_some() {
+            progress.for_queue()
+        } else {
+            progress
+        }
+    });
     announce_drain(&shutdown, args.grace, progress.as_ref().map(Progress::bar));
     let stdout = stdout_writer().map_err(|err| usage(format!("cannot use stdout: {err}")))?;
     let stderr = stderr_writer().map_err(|err| usage(format!("cannot use stderr: {err}")))?;

@@ -129,6 +129,15 @@ impl Worker {
         self.0.as_ref().expect("running worker")
     }
 
+    /// Any muster process, killed if the test fails before it is taken back.
+    fn guard(child: Child) -> Worker {
+        Worker(Some(child))
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+
     /// Waits for it to exit by itself; its exit code and stderr.
     fn wait(mut self) -> (Option<i32>, String) {
         let child = self.0.take().expect("running worker");
@@ -493,23 +502,92 @@ fn a_submitter_says_once_when_no_worker_serves_its_queue() {
     let url = redis.url();
     // A worker on another queue (a typo): nobody serves "q".
     let _elsewhere = Worker::start(&sb, &redis, "other", &["-j", "1"], &["echo"]);
-    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", ":::", "a"]);
+    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", "--progress", ":::", "a"]);
     let log = sb.path("submit.err");
     let file = std::fs::File::create(&log).expect("stderr file");
     submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
-    let submitter = submitter.spawn().expect("submit starts");
+    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
     let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
     assert!(
         wait_for(Duration::from_secs(20), || said("no worker is serving queue q at Redis 127.0.0.1")),
         "{}",
         sb.read("submit.err")
     );
-    let _worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["echo", "got"]);
-    let output = finish_within(submitter, Duration::from_secs(30));
+    // The progress line tells the task waiting on the queue from one a worker runs.
+    assert!(said("0/1 done, 0 failed, 1 queued, 0 running"), "{}", sb.read("submit.err"));
+    let script = "sleep 7; echo got $1";
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["sh", "-c", script, "sh"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || said("0/1 done, 0 failed, 0 queued, 1 running")),
+        "{}",
+        sb.read("submit.err")
+    );
+    let output = finish_within(submitter.take(), Duration::from_secs(30));
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "got a\n");
     let text = sb.read("submit.err");
     assert_eq!(text.matches("no worker is serving").count(), 1, "said once: {text}");
+}
+
+#[test]
+fn a_submitter_names_a_worker_that_holds_its_tasks_and_stopped_answering() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = redis.url();
+    let script = "if [ ! -e first ]; then echo $$ > first; exec sleep 60; fi; echo finished $1";
+    let lease = ["-j", "1", "--lease", "3s"];
+    let doomed = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &[&lease[..], &["--name", "doomed"]].concat(),
+        &["sh", "-c", script, "sh"],
+    );
+    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", ":::", "t"]);
+    let log = sb.path("submit.err");
+    let file = std::fs::File::create(&log).expect("stderr file");
+    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
+    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
+    assert!(wait_for(Duration::from_secs(10), || sb.read("first").trim().parse::<u32>().is_ok()), "started");
+    let hung: u32 = sb.read("first").trim().parse().expect("pid");
+    signal(doomed.child(), Signal::KILL);
+    util::assert_gone(&[hung]);
+    let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
+    assert!(
+        wait_for(Duration::from_secs(20), || said(
+            "worker doomed holds 1 of these tasks and has not been heard from"
+        )),
+        "{}",
+        sb.read("submit.err")
+    );
+    let _rescuer = Worker::start(&sb, &redis, "q", &lease, &["sh", "-c", script, "sh"]);
+    let output = finish_within(submitter.take(), Duration::from_secs(30));
+    assert_code(&output, 0);
+    assert_eq!(stdout(&output), "finished t\n");
+    let text = sb.read("submit.err");
+    assert_eq!(text.matches("worker doomed holds").count(), 1, "named once: {text}");
+}
+
+#[test]
+fn a_submission_stopped_before_any_worker_came_claims_no_task_time() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let url = redis.url();
+    let args = ["submit", "--broker", &url, "--queue", "nobody", "--progress", "--summary", "--grace", "1s"];
+    let mut submitter = sb.muster(&[&args[..], &[":::", "a", "b", "c"]].concat());
+    let log = sb.path("submit.err");
+    let file = std::fs::File::create(&log).expect("stderr file");
+    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
+    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
+    let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
+    assert!(wait_for(Duration::from_secs(20), || said("3 queued, 0 running")), "{}", sb.read("submit.err"));
+    signal(submitter.child(), Signal::INT);
+    let output = finish_within(submitter.take(), Duration::from_secs(30));
+    let text = sb.read("submit.err");
+    // They waited on the queue for seconds, and ran for none: no task time, no speedup.
+    assert!(text.contains("3 stopped") || text.contains("3 not run"), "{text}");
+    assert!(text.contains("task time 0.00s, speedup 0.00x"), "{text}");
+    assert_ne!(output.status.code(), Some(0), "{text}");
 }
 
 #[test]

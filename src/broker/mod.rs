@@ -40,7 +40,7 @@ use std::time::Duration;
 pub(crate) const GROUP: &str = "muster";
 
 /// How long an unrenewed lease lasts by default.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// A queue's name and the keys that hold it.
 #[derive(Clone, Debug)]
@@ -126,8 +126,8 @@ impl Beat {
         let mut fields = beat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
         let (at, slots, running) =
             (fields.next().unwrap_or(0), fields.next().unwrap_or(0), fields.next().unwrap_or(0));
-        // Heartbeats written before they carried the lease: the default's.
-        let lease_ms = fields.next().filter(|&lease| lease > 0).unwrap_or(DEFAULT_LEASE.as_millis() as u64);
+        // Heartbeats written before they carried the lease: the default of then, 30 s.
+        let lease_ms = fields.next().filter(|&lease| lease > 0).unwrap_or(30_000);
         Beat { at, slots, running, lease_ms }
     }
 

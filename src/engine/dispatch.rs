@@ -740,8 +740,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         self.release(id);
         let shared = self.shared;
         let shutdown = shared.shutdown;
+        // The time it ran, as whoever ran it measured: a queued task's wait on the queue is no
+        // run time, and one taken back never ran (the summary's task time and speedup).
         let (runtime, decided_slot) = match &ending {
             Ending::Decided(decision) => (decision.runtime, Some(decision.slot)),
+            Ending::Remote(remote) => (Duration::try_from_secs_f64(remote.runtime).unwrap_or_default(), None),
+            Ending::Withdrawn(_) => (Duration::ZERO, None),
             _ => (started.elapsed(), None),
         };
         let (mut outcome, stopped) = classify(&ending, shared.config.timeout);

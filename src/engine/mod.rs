@@ -195,6 +195,9 @@ pub trait Observer: Sync {
     fn task_finished(&self, _outcome: &Outcome) {}
     /// A task was skipped: the joblog being resumed says it is done already.
     fn task_skipped(&self) {}
+    /// Of the tasks this run has on a queue (a submission), `held` are held by workers: the
+    /// rest wait on the queue. Told every few seconds.
+    fn queue_held(&self, _held: u64) {}
 }
 
 /// An observer that ignores everything.

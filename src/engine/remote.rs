@@ -19,8 +19,8 @@ use crossbeam_channel as cb;
 use super::capture::Capture;
 use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
-use super::{Io, RunConfig, RunError, Summary};
-use crate::broker::{scripts, task_entry, BrokerError, Entry, Link, Queue, GROUP};
+use super::{Io, Observer, RunConfig, RunError, Summary};
+use crate::broker::{scripts, task_entry, Beat, BrokerError, Entry, Link, Queue, GROUP};
 use crate::source::Sourced;
 use crate::task::{Failure, Outcome, Seq};
 
@@ -70,12 +70,13 @@ pub(crate) fn run_sourced(
         spill_threshold: config.spill_threshold,
     });
     let shutdown = io.shutdown.clone();
+    let observer = io.observer;
     let mut router_link = Link::connect(submission.broker)?;
     let summary = std::thread::scope(|scope| {
         let reading = {
             let router = Arc::clone(&router);
             let shutdown = shutdown.clone();
-            scope.spawn(move || router.run(&mut router_link, submission.from, &shutdown))
+            scope.spawn(move || router.run(&mut router_link, submission.from, &shutdown, observer))
         };
         let summary = super::run_on(config, sourced, known_total, io, |_events, waker, _slots| {
             let (inbox_tx, inbox) = cb::unbounded();
@@ -128,6 +129,15 @@ struct Router {
 /// How often the router looks for tasks the queue lost, and for workers serving it.
 const LOST_CHECK: Duration = Duration::from_secs(3);
 
+/// Most pending entries read to count a submission's tasks held by workers.
+const HELD_LOOKED_AT: usize = 10_000;
+
+/// A stream entry id (`ms-n`) as numbers, for ordering.
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, n) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(u64::MAX), n.parse().unwrap_or(0))
+}
+
 /// How long tasks may wait on a queue no worker serves before the submitter says so.
 const UNSERVED_NOTICE: Duration = Duration::from_secs(5);
 
@@ -161,10 +171,45 @@ impl Serving {
     }
 }
 
+/// Workers holding this submission's tasks that stopped answering: named once each, with
+/// when their tasks return to the queue (the lease's wait is otherwise silent).
+#[derive(Default)]
+struct SilentHolders {
+    named: std::collections::HashSet<String>,
+}
+
+impl SilentHolders {
+    fn heard(&mut self, now: u64, beats: &HashMap<String, Beat>, held: &HashMap<String, u64>) {
+        for (name, &count) in held {
+            let Some(beat) = beats.get(name) else { continue };
+            let silent_ms = now.saturating_sub(beat.at);
+            // Heartbeats come every third of a lease: two missed is no hiccup.
+            if silent_ms <= beat.lease_ms * 2 / 3 + 1000 {
+                if self.named.remove(name) {
+                    eprintln!("muster: worker {name} answers again");
+                }
+                continue;
+            }
+            if self.named.insert(name.clone()) {
+                let returns = match beat.lease_ms.saturating_sub(silent_ms).div_ceil(1000) {
+                    0 => "its lease has ended: they return to the queue now".to_owned(),
+                    secs => format!("they return to the queue when its lease ends, in about {secs}s"),
+                };
+                eprintln!(
+                    "muster: worker {name} holds {count} of these tasks and has not been heard from for \
+                     {}s (killed, frozen or cut off?); {returns}, and run again",
+                    silent_ms / 1000
+                );
+            }
+        }
+    }
+}
+
 impl Router {
-    fn run(&self, link: &mut Link, mut from: String, shutdown: &crate::Shutdown) {
+    fn run(&self, link: &mut Link, mut from: String, shutdown: &crate::Shutdown, observer: &dyn Observer) {
         let mut next_check = Instant::now() + LOST_CHECK;
         let mut serving = Serving::default();
+        let mut silent = SilentHolders::default();
         while !self.done.load(Ordering::SeqCst) {
             if let Err(err) = self.read(link, &mut from, 250) {
                 if !matches!(err, BrokerError::Stopped(_)) {
@@ -180,19 +225,56 @@ impl Router {
                     eprintln!("muster: checking the queue: {err}");
                 }
                 let waiting = !self.routes.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-                if let Ok(served) = self.served(link) {
-                    serving.heard(served, waiting, &self.queue, link.shown());
+                let beats = self.beats(link);
+                if let Ok((now, beats)) = &beats {
+                    serving.heard(
+                        beats.values().any(|beat| beat.alive(*now)),
+                        waiting,
+                        &self.queue,
+                        link.shown(),
+                    );
+                }
+                if let Ok(held) = self.held_by_workers(link) {
+                    observer.queue_held(held.values().sum());
+                    if let Ok((now, beats)) = &beats {
+                        silent.heard(*now, beats, &held);
+                    }
                 }
             }
         }
     }
 
-    /// True when a worker serving the queue was heard from within its lease.
-    fn served(&self, link: &mut Link) -> Result<bool, BrokerError> {
+    /// How many of this submission's tasks each worker holds (delivered, not yet
+    /// acknowledged); the rest wait on the queue. Looks at most [`HELD_LOOKED_AT`] entries
+    /// from our oldest.
+    fn held_by_workers(&self, link: &mut Link) -> Result<HashMap<String, u64>, BrokerError> {
+        let ours: std::collections::HashSet<String> = {
+            let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            routes.values().filter(|r| !r.entry.is_empty()).map(|r| r.entry.clone()).collect()
+        };
+        let mut held = HashMap::new();
+        let Some(oldest) = ours.iter().min_by_key(|id| entry_order(id)) else { return Ok(held) };
+        let pending: Vec<(String, String, u64, u64)> = link.call(None, |c| {
+            redis::cmd("XPENDING")
+                .arg(self.queue.tasks())
+                .arg(GROUP)
+                .arg(oldest)
+                .arg("+")
+                .arg(HELD_LOOKED_AT)
+                .query(c)
+        })?;
+        for (_, holder, ..) in pending.iter().filter(|(id, ..)| ours.contains(id)) {
+            *held.entry(holder.clone()).or_insert(0) += 1;
+        }
+        Ok(held)
+    }
+
+    /// Redis's clock (ms) and each worker's last heartbeat, by name.
+    fn beats(&self, link: &mut Link) -> Result<(u64, HashMap<String, Beat>), BrokerError> {
         let now = link.time_ms(None)?;
         let beats: Vec<(String, String)> =
             link.call(None, |c| redis::cmd("HGETALL").arg(self.queue.workers()).query(c))?;
-        Ok(beats.iter().any(|(_, beat)| crate::broker::Beat::parse(beat).alive(now)))
+        Ok((now, beats.into_iter().map(|(name, beat)| (name, Beat::parse(&beat))).collect()))
     }
 
     /// Reads results after `from`, waiting up to `block_ms`; routes this job's and deletes them.
