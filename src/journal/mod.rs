@@ -308,21 +308,39 @@ pub struct Joblog {
     pub torn_tail: bool,
 }
 
+/// What a joblog says of itself, besides its records.
+#[derive(Debug)]
+pub struct JoblogHead {
+    /// The command it was written for.
+    pub command: String,
+    /// Its format version (0: GNU parallel's nine columns).
+    pub version: u32,
+    /// The last line was torn (a writer killed mid-write) and was left out.
+    pub torn_tail: bool,
+}
+
 impl Joblog {
     /// Reads the joblog at `path` without locking it (a running muster may still be writing).
     pub fn read(path: &Path) -> Result<Joblog, JournalError> {
+        let mut records = Vec::new();
+        let head = Joblog::read_each(path, |record| records.push(record))?;
+        Ok(Joblog { command: head.command, version: head.version, records, torn_tail: head.torn_tail })
+    }
+
+    /// Reads the joblog at `path` record by record, in the order written, without keeping
+    /// them: what a reader of a joblog of millions of records needs (`muster report`).
+    pub fn read_each(path: &Path, on_record: impl FnMut(Record)) -> Result<JoblogHead, JournalError> {
         let file = File::open(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::with_capacity(1 << 16, file);
         if reader
             .fill_buf()
             .map_err(|source| JournalError::Io { path: path.to_owned(), source })?
             .starts_with(b"Seq\tHost\t")
         {
-            return read_gnu(path, reader);
+            return read_gnu(path, reader, on_record);
         }
-        let mut records = Vec::new();
-        let head = read(path, reader, |record| records.push(record))?;
-        Ok(Joblog { command: head.command, version: head.version, records, torn_tail: head.torn_tail })
+        let head = read(path, reader, on_record)?;
+        Ok(JoblogHead { command: head.command, version: head.version, torn_tail: head.torn_tail })
     }
 }
 
@@ -367,8 +385,11 @@ impl Resume {
 /// Reads a joblog in GNU parallel's nine columns (version 0 here): each row is a finished
 /// attempt, done when it exited 0; the command line stands in for the input (GNU's joblog has
 /// no input column) and slots are unknown. A last line without its newline is left out.
-fn read_gnu(path: &Path, reader: impl BufRead) -> Result<Joblog, JournalError> {
-    let mut records = Vec::new();
+fn read_gnu(
+    path: &Path,
+    reader: impl BufRead,
+    mut on_record: impl FnMut(Record),
+) -> Result<JoblogHead, JournalError> {
     let mut seen: HashMap<Vec<u8>, u32> = HashMap::new();
     let mut torn_tail = false;
     for (number, line) in reader.split(b'\n').enumerate() {
@@ -394,7 +415,7 @@ fn read_gnu(path: &Path, reader: impl BufRead) -> Result<Joblog, JournalError> {
         let command = fields.get(8).copied().unwrap_or_default().to_vec();
         let occurrence = seen.entry(command.clone()).or_insert(0);
         *occurrence += 1;
-        records.push(Record {
+        on_record(Record {
             seq,
             host: parse(1).unwrap_or(":").to_owned(),
             start,
@@ -411,7 +432,7 @@ fn read_gnu(path: &Path, reader: impl BufRead) -> Result<Joblog, JournalError> {
             slot: 0,
         });
     }
-    Ok(Joblog { command: "(GNU parallel joblog)".into(), version: 0, records, torn_tail })
+    Ok(JoblogHead { command: "(GNU parallel joblog)".into(), version: 0, torn_tail })
 }
 
 /// What reading a joblog found besides its records.

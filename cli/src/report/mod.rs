@@ -9,7 +9,7 @@
 
 mod html;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -109,7 +109,9 @@ pub struct Lane {
     /// Packed from start times (a joblog without a slot column).
     pub inferred: bool,
     pub attempts: usize,
+    #[serde(serialize_with = "to_ms")]
     pub busy_s: f64,
+    #[serde(serialize_with = "to_ms")]
     pub idle_s: f64,
 }
 
@@ -129,6 +131,41 @@ pub struct Bar {
     pub input: String,
 }
 
+/// The timeline: every attempt, or — past what a screen can show — how busy each lane was in
+/// each stretch of time.
+#[derive(Debug)]
+pub enum Timeline {
+    Bars(Vec<Bar>),
+    Cells(Cells),
+}
+
+/// Per lane, per time column: the attempts that ran there, aggregated.
+#[derive(Debug)]
+pub struct Cells {
+    /// The length of a column, in seconds.
+    pub column_s: f64,
+    /// `lanes[lane][column]`.
+    pub lanes: Vec<Vec<Cell>>,
+}
+
+/// What ran in one lane during one column.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cell {
+    /// Seconds of the column an attempt ran.
+    pub busy_s: f32,
+    /// Attempts that started in it.
+    pub attempts: u32,
+    /// The gravest outcome among them.
+    pub worst: Option<RecordOutcome>,
+}
+
+/// Runtimes in bins from zero to the longest.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    pub longest_ms: u64,
+    pub bins: Vec<u64>,
+}
+
 /// Everything `muster report` says about a joblog.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -142,60 +179,310 @@ pub struct Report {
     pub retries: usize,
     pub outcomes: Outcomes,
     /// Seconds since the Unix epoch of the first start.
+    #[serde(serialize_with = "to_ms")]
     pub started: f64,
     /// From the first start to the last end.
+    #[serde(serialize_with = "to_ms")]
     pub wall_s: f64,
     /// Every attempt's runtime, summed.
+    #[serde(serialize_with = "to_ms")]
     pub task_time_s: f64,
     /// Task time over wall time: how many slots were busy on average.
+    #[serde(serialize_with = "to_thousandths")]
     pub speedup: f64,
     pub slots: usize,
     /// Speedup over slots: 1.0 means every slot was busy all the time.
+    #[serde(serialize_with = "to_thousandths")]
     pub efficiency: f64,
     pub runtime: Spread,
     pub failures: Vec<FailedTask>,
     pub slowest: Vec<SlowAttempt>,
     pub lanes: Vec<Lane>,
     #[serde(skip)]
-    pub bars: Vec<Bar>,
+    pub timeline: Timeline,
+    /// Attempts running on average in each of [`COLUMNS`] stretches of the wall time.
+    #[serde(skip)]
+    pub concurrency: Vec<f32>,
+    #[serde(skip)]
+    pub histogram: Histogram,
 }
 
 /// How many failures and slow attempts the text summary lists.
 const LISTED: usize = 10;
+/// Past this many attempts, the timeline is drawn as cells, not attempt by attempt.
+pub const DRAWN_ONE_BY_ONE: usize = 20_000;
+/// Time columns of the concurrency chart and of a timeline drawn as cells.
+const COLUMNS: usize = 1000;
+/// Most cells (lanes × columns) of a timeline drawn as cells.
+const MOST_CELLS: usize = 400_000;
+/// Bins of the runtime histogram.
+const BINS: usize = 40;
 
-impl Report {
-    /// Reads and summarises the joblog at `path`.
-    pub fn read(path: &Path) -> Result<Report, String> {
-        let joblog = Joblog::read(path).map_err(|err| err.to_string())?;
-        Ok(Report::from_joblog(path.display().to_string(), joblog))
+/// A task seen with an attempt that was not done: what its attempts came to so far. A task
+/// whose first record is done needs none: muster never runs a done task again.
+struct TaskState {
+    /// The record that first named it, for the order of the failure list.
+    first: u64,
+    records: usize,
+    max_attempt: u32,
+    done: bool,
+    /// Its last record, while it is not done.
+    last: Option<Last>,
+}
+
+struct Last {
+    seq: u64,
+    outcome: RecordOutcome,
+    error: String,
+    runtime: f64,
+    input: String,
+}
+
+/// A record without a slot (a version 1 joblog's, or one that never reached a slot): placed
+/// in a lane packed from start times once all are read.
+struct Unslotted {
+    host: String,
+    start: f64,
+    runtime: f64,
+}
+
+/// A lane by host and slot.
+type LaneKey = (String, u32);
+
+/// What one reading of a joblog adds up, record by record, keeping nothing per attempt.
+struct Tally {
+    records: u64,
+    started: f64,
+    ended: f64,
+    task_time: f64,
+    /// Tasks whose first record was done, and the retries their Attempt column counts.
+    done_at_once: usize,
+    done_at_once_retries: usize,
+    tasks: HashMap<muster::journal::InputKey, TaskState>,
+    /// Runtimes in milliseconds (three significant digits past 10 s), counted.
+    runtimes: BTreeMap<u64, u64>,
+    shortest: f64,
+    longest: f64,
+    slowest: Vec<(f64, u64, SlowAttempt)>,
+    lanes: HashMap<(String, u32), (usize, f64)>,
+    unslotted: Vec<Unslotted>,
+    /// Every attempt as read, while there are few enough to draw one by one.
+    bars: Option<Vec<(Option<LaneKey>, Bar)>>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            records: 0,
+            started: f64::INFINITY,
+            ended: f64::NEG_INFINITY,
+            task_time: 0.0,
+            done_at_once: 0,
+            done_at_once_retries: 0,
+            tasks: HashMap::new(),
+            runtimes: BTreeMap::new(),
+            shortest: f64::INFINITY,
+            longest: 0.0,
+            slowest: Vec::with_capacity(LISTED + 1),
+            lanes: HashMap::new(),
+            unslotted: Vec::new(),
+            bars: Some(Vec::new()),
+        }
     }
 
-    /// Summarises `joblog` (read from `name`).
-    pub fn from_joblog(name: String, joblog: Joblog) -> Report {
-        let records = &joblog.records;
-        let started = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
-        let started = if started.is_finite() { started } else { 0.0 };
-        let ended = records.iter().map(|r| r.start + r.runtime).fold(started, f64::max);
-        let wall_s = ended - started;
-        let task_time_s: f64 = records.iter().map(|r| r.runtime).fold(0.0, |sum, r| sum + r);
-
-        // Tasks by identity, in order of first appearance.
-        let mut order: Vec<(Vec<u8>, u32)> = Vec::new();
-        let mut by_task: HashMap<(Vec<u8>, u32), Vec<&Record>> = HashMap::new();
-        for record in records {
-            let key = (record.input.clone(), record.occurrence);
-            let attempts = by_task.entry(key.clone()).or_default();
-            if attempts.is_empty() {
-                order.push(key);
-            }
-            attempts.push(record);
+    fn add(&mut self, record: Record) {
+        let ordinal = self.records;
+        self.records += 1;
+        self.started = self.started.min(record.start);
+        self.ended = self.ended.max(record.start + record.runtime);
+        self.task_time += record.runtime;
+        *self.runtimes.entry(runtime_key(record.runtime)).or_insert(0) += 1;
+        self.shortest = self.shortest.min(record.runtime);
+        self.longest = self.longest.max(record.runtime);
+        if self.slowest.len() < LISTED || self.slowest.last().is_some_and(|(r, ..)| record.runtime > *r) {
+            let slow = SlowAttempt {
+                seq: record.seq,
+                input: display(&record.input),
+                attempt: record.attempt,
+                runtime_s: round_ms(record.runtime),
+            };
+            self.slowest.push((record.runtime, ordinal, slow));
+            // Longest first; of equal ones, the first written.
+            self.slowest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            self.slowest.truncate(LISTED);
         }
-        let mut outcomes = Outcomes::default();
-        let mut failures = Vec::new();
-        for key in &order {
-            let attempts = &by_task[key];
-            let Some(last) = attempts.last() else { continue };
-            let outcome = final_of(attempts);
+        let key = record.key();
+        match self.tasks.get_mut(&key) {
+            None if record.outcome == RecordOutcome::Done => {
+                self.done_at_once += 1;
+                self.done_at_once_retries += record.attempt.saturating_sub(1) as usize;
+            }
+            state => {
+                let state = match state {
+                    Some(state) => state,
+                    None => self.tasks.entry(key).or_insert(TaskState {
+                        first: ordinal,
+                        records: 0,
+                        max_attempt: 0,
+                        done: false,
+                        last: None,
+                    }),
+                };
+                state.records += 1;
+                state.max_attempt = state.max_attempt.max(record.attempt);
+                state.done |= record.outcome == RecordOutcome::Done;
+                state.last = (!state.done).then(|| Last {
+                    seq: record.seq,
+                    outcome: record.outcome,
+                    error: error_of(&record),
+                    runtime: record.runtime,
+                    input: display(&record.input),
+                });
+            }
+        }
+        let lane = (record.slot > 0).then(|| (record.host.clone(), record.slot));
+        match &lane {
+            Some(lane) => {
+                let tally = self.lanes.entry(lane.clone()).or_insert((0, 0.0));
+                tally.0 += 1;
+                tally.1 += record.runtime;
+            }
+            None => self.unslotted.push(Unslotted {
+                host: record.host.clone(),
+                start: record.start,
+                runtime: record.runtime,
+            }),
+        }
+        if let Some(bars) = &mut self.bars {
+            if bars.len() >= DRAWN_ONE_BY_ONE {
+                // Too many to draw one by one: a second reading draws cells instead.
+                self.bars = None;
+            } else {
+                bars.push((
+                    lane,
+                    Bar {
+                        lane: 0,
+                        start: record.start,
+                        runtime: record.runtime,
+                        outcome: record.outcome,
+                        seq: record.seq,
+                        attempt: record.attempt,
+                        exitval: record.exitval,
+                        signal: record.signal,
+                        input: display(&record.input),
+                    },
+                ));
+            }
+        }
+    }
+}
+
+impl Report {
+    /// Reads and summarises the joblog at `path`, one record at a time: memory holds what is
+    /// drawn and listed and the tasks that were not done at their first attempt, not every
+    /// attempt (a joblog of millions reads in a few seconds and little memory).
+    pub fn read(path: &Path) -> Result<Report, String> {
+        let mut tally = Tally::new();
+        let head = Joblog::read_each(path, |record| tally.add(record)).map_err(|err| err.to_string())?;
+        let started = if tally.started.is_finite() { tally.started } else { 0.0 };
+        let wall_s = if tally.ended.is_finite() { (tally.ended - started).max(0.0) } else { 0.0 };
+
+        // Lanes: the slots seen, and lanes packed for records without one.
+        let mut lanes: Vec<Lane> = tally
+            .lanes
+            .iter()
+            .map(|((host, slot), (attempts, busy))| Lane {
+                host: host.clone(),
+                slot: *slot,
+                inferred: false,
+                attempts: *attempts,
+                busy_s: *busy,
+                idle_s: 0.0,
+            })
+            .collect();
+        let unslotted_lanes = pack(&tally.unslotted, &mut lanes);
+        let mut order: Vec<usize> = (0..lanes.len()).collect();
+        order.sort_by(|&a, &b| (&lanes[a].host, lanes[a].slot).cmp(&(&lanes[b].host, lanes[b].slot)));
+        let mut place = vec![0; lanes.len()];
+        for (new, &old) in order.iter().enumerate() {
+            place[old] = new;
+        }
+        let mut taken: Vec<Option<Lane>> = lanes.into_iter().map(Some).collect();
+        let mut lanes: Vec<Lane> = order.iter().filter_map(|&old| taken[old].take()).collect();
+        for lane in &mut lanes {
+            lane.idle_s = (wall_s - lane.busy_s).max(0.0);
+        }
+        let slotted: HashMap<(String, u32), usize> = lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, lane)| !lane.inferred)
+            .map(|(index, lane)| ((lane.host.clone(), lane.slot), index))
+            .collect();
+        let mut unslotted = unslotted_lanes.into_iter().map(|old| place[old]);
+        let mut lane_of = |lane: &Option<(String, u32)>| match lane {
+            Some(key) => slotted.get(key).copied().unwrap_or(0),
+            None => unslotted.next().unwrap_or(0),
+        };
+
+        // Concurrency, and the timeline: the bars kept, or cells from a second reading.
+        let column_s = if wall_s > 0.0 { wall_s / COLUMNS as f64 } else { 1e-3 };
+        let mut concurrency = vec![0f32; COLUMNS];
+        let timeline = match tally.bars.take() {
+            Some(kept) => {
+                let mut bars: Vec<Bar> = kept
+                    .into_iter()
+                    .map(|(lane, mut bar)| {
+                        bar.lane = lane_of(&lane);
+                        bar.start -= started;
+                        spread_over(&mut concurrency, bar.start, bar.runtime, column_s);
+                        bar
+                    })
+                    .collect();
+                bars.sort_by(|a, b| a.start.total_cmp(&b.start));
+                Timeline::Bars(bars)
+            }
+            None => {
+                let columns = COLUMNS.min(MOST_CELLS / lanes.len().max(1)).max(1);
+                let cell_s = if wall_s > 0.0 { wall_s / columns as f64 } else { 1e-3 };
+                let mut cells = vec![vec![Cell::default(); columns]; lanes.len().max(1)];
+                Joblog::read_each(path, |record| {
+                    let lane = (record.slot > 0).then(|| (record.host.clone(), record.slot));
+                    let row = &mut cells[lane_of(&lane)];
+                    let start = record.start - started;
+                    spread_over(&mut concurrency, start, record.runtime, column_s);
+                    let first = ((start / cell_s).max(0.0) as usize).min(columns - 1);
+                    let cell = &mut row[first];
+                    cell.attempts += 1;
+                    if cell.worst.is_none_or(|worst| gravity(record.outcome) > gravity(worst)) {
+                        cell.worst = Some(record.outcome);
+                    }
+                    for (column, seconds) in overlaps(columns, start, record.runtime, cell_s) {
+                        row[column].busy_s += seconds as f32;
+                    }
+                })
+                .map_err(|err| err.to_string())?;
+                Timeline::Cells(Cells { column_s: cell_s, lanes: cells })
+            }
+        };
+
+        // Times are kept to the millisecond: an attempt may seem to start before the one before
+        // it in its slot ended. No more run at once than there are slots.
+        let most = lanes.len().max(1) as f32;
+        concurrency.iter_mut().for_each(|running| *running = running.min(most));
+        let mut failures: Vec<(u64, FailedTask)> = Vec::new();
+        let mut outcomes = Outcomes { done: tally.done_at_once, ..Outcomes::default() };
+        let mut retries = tally.done_at_once_retries;
+        for state in tally.tasks.into_values() {
+            retries += state.max_attempt.saturating_sub(1) as usize;
+            let outcome = match (&state.last, state.done) {
+                (_, true) | (None, _) => Final::Done,
+                (Some(last), false) => match last.outcome {
+                    RecordOutcome::Failed => Final::Failed,
+                    RecordOutcome::TimedOut => Final::TimedOut,
+                    RecordOutcome::Lost => Final::Lost,
+                    _ => Final::Unfinished,
+                },
+            };
             match outcome {
                 Final::Done => outcomes.done += 1,
                 Final::Failed => outcomes.failed += 1,
@@ -203,73 +490,51 @@ impl Report {
                 Final::Lost => outcomes.lost += 1,
                 Final::Unfinished => outcomes.unfinished += 1,
             }
-            if matches!(outcome, Final::Failed | Final::TimedOut | Final::Lost) {
-                failures.push(FailedTask {
+            if let (Some(last), Final::Failed | Final::TimedOut | Final::Lost) = (state.last, outcome) {
+                let failed = FailedTask {
                     seq: last.seq,
-                    input: display(&last.input),
+                    input: last.input,
                     outcome,
-                    error: error_of(last),
-                    attempts: attempts.len(),
-                    runtime_s: last.runtime,
-                });
+                    error: last.error,
+                    attempts: state.records,
+                    runtime_s: round_ms(last.runtime),
+                };
+                failures.push((state.first, failed));
             }
         }
-
-        let mut runtimes: Vec<f64> = records.iter().map(|r| r.runtime).collect();
-        runtimes.sort_by(f64::total_cmp);
-        let runtime = spread(&runtimes);
-
-        let mut slowest: Vec<&Record> = records.iter().collect();
-        slowest.sort_by(|a, b| b.runtime.total_cmp(&a.runtime));
-        let slowest = slowest
-            .into_iter()
-            .take(LISTED)
-            .map(|r| SlowAttempt {
-                seq: r.seq,
-                input: display(&r.input),
-                attempt: r.attempt,
-                runtime_s: r.runtime,
-            })
-            .collect();
-
-        // From the Attempt column, so a queue's joblog (one record per task, its attempt the
-        // broker's delivery) counts its attempts and retries as a local run's does.
-        let retries: usize = by_task
-            .values()
-            .map(|attempts| attempts.iter().map(|r| r.attempt).max().unwrap_or(1).saturating_sub(1) as usize)
-            .sum();
-        let (lanes, bars) = lay_out(records, started, wall_s);
+        failures.sort_by_key(|(first, _)| *first);
+        let tasks =
+            outcomes.done + outcomes.failed + outcomes.timed_out + outcomes.lost + outcomes.unfinished;
         let slots = lanes.len();
-        let speedup = if wall_s > 0.0 { task_time_s / wall_s } else { 0.0 };
+        let speedup = if wall_s > 0.0 { tally.task_time / wall_s } else { 0.0 };
         let efficiency = if slots > 0 { speedup / slots as f64 } else { 0.0 };
-        Report {
-            joblog: name,
-            command: joblog.command,
-            version: joblog.version,
-            torn_tail: joblog.torn_tail,
-            tasks: order.len(),
-            attempts: order.len() + retries,
+        let histogram = histogram(&tally.runtimes);
+        let runtime = spread(&tally.runtimes, tally.records, tally.shortest, tally.longest);
+        Ok(Report {
+            joblog: path.display().to_string(),
+            command: head.command,
+            version: head.version,
+            torn_tail: head.torn_tail,
+            tasks,
+            attempts: tasks + retries,
             // From the Attempt column, so a queue's joblog (one record per task, its attempt
             // the broker's delivery) counts its retries as a local run's does.
-            retries: by_task
-                .values()
-                .map(|attempts| {
-                    attempts.iter().map(|r| r.attempt).max().unwrap_or(1).saturating_sub(1) as usize
-                })
-                .sum(),
+            retries,
             outcomes,
             started,
             wall_s,
-            task_time_s,
+            task_time_s: tally.task_time,
             speedup,
             slots,
             efficiency,
             runtime,
-            failures,
-            slowest,
+            failures: failures.into_iter().map(|(_, failed)| failed).collect(),
+            slowest: tally.slowest.into_iter().map(|(.., slow)| slow).collect(),
             lanes,
-            bars,
-        }
+            timeline,
+            concurrency,
+            histogram,
+        })
     }
 
     /// The summary as text, for a terminal.
@@ -379,19 +644,6 @@ pub(crate) fn lane_name(lane: &Lane) -> String {
     }
 }
 
-/// What a task's attempts came to: done if any attempt succeeded, else its last attempt.
-fn final_of(attempts: &[&Record]) -> Final {
-    if attempts.iter().any(|r| r.outcome == RecordOutcome::Done) {
-        return Final::Done;
-    }
-    match attempts.last().map(|r| r.outcome) {
-        Some(RecordOutcome::Failed) => Final::Failed,
-        Some(RecordOutcome::TimedOut) => Final::TimedOut,
-        Some(RecordOutcome::Lost) => Final::Lost,
-        _ => Final::Unfinished,
-    }
-}
-
 /// Why an attempt failed, in a few words.
 pub(crate) fn error_of(record: &Record) -> String {
     match record.outcome {
@@ -409,83 +661,137 @@ pub(crate) fn error_of(record: &Record) -> String {
     }
 }
 
-/// Lanes (by host and slot, packed where the slot is unknown) and the bars drawn in them.
-fn lay_out(records: &[Record], started: f64, wall_s: f64) -> (Vec<Lane>, Vec<Bar>) {
-    let mut lanes: Vec<Lane> = Vec::new();
-    let mut index: HashMap<(String, u32), usize> = HashMap::new();
-    // Lanes packed for records without a slot, per host: (lane index, busy until).
-    let mut packed: HashMap<String, Vec<(usize, f64)>> = HashMap::new();
-    let mut by_start: Vec<&Record> = records.iter().collect();
-    by_start.sort_by(|a, b| a.start.total_cmp(&b.start));
-    let mut bars = Vec::with_capacity(records.len());
-    for record in by_start {
-        let lane = if record.slot > 0 {
-            *index.entry((record.host.clone(), record.slot)).or_insert_with(|| {
-                lanes.push(new_lane(&record.host, record.slot, false));
+/// Lanes for records without a slot, packed per host in start order (the first lane free at
+/// each start, which is what their slots did); appended to `lanes`. Returns each record's
+/// lane, in the records' order.
+fn pack(records: &[Unslotted], lanes: &mut Vec<Lane>) -> Vec<usize> {
+    let mut by_start: Vec<usize> = (0..records.len()).collect();
+    by_start.sort_by(|&a, &b| records[a].start.total_cmp(&records[b].start));
+    // Per host: (lane index, busy until).
+    let mut packed: HashMap<&str, Vec<(usize, f64)>> = HashMap::new();
+    let mut lane_of = vec![0; records.len()];
+    for index in by_start {
+        let record = &records[index];
+        let host_lanes = packed.entry(record.host.as_str()).or_default();
+        // Times are kept to the millisecond: an attempt starting within one of another's
+        // end may have followed it in the same slot.
+        let lane = match host_lanes.iter_mut().find(|(_, until)| *until <= record.start + 0.001) {
+            Some((lane, until)) => {
+                *until = record.start + record.runtime;
+                *lane
+            }
+            None => {
+                let slot = u32::try_from(host_lanes.len() + 1).unwrap_or(u32::MAX);
+                lanes.push(Lane {
+                    host: record.host.clone(),
+                    slot,
+                    inferred: true,
+                    attempts: 0,
+                    busy_s: 0.0,
+                    idle_s: 0.0,
+                });
+                host_lanes.push((lanes.len() - 1, record.start + record.runtime));
                 lanes.len() - 1
-            })
-        } else {
-            let host_lanes = packed.entry(record.host.clone()).or_default();
-            // Times are kept to the millisecond: an attempt starting within one of another's
-            // end may have followed it in the same slot.
-            let free = host_lanes.iter_mut().find(|(_, until)| *until <= record.start + 0.001);
-            match free {
-                Some((lane, until)) => {
-                    *until = record.start + record.runtime;
-                    *lane
-                }
-                None => {
-                    let slot = u32::try_from(host_lanes.len() + 1).unwrap_or(u32::MAX);
-                    lanes.push(new_lane(&record.host, slot, true));
-                    host_lanes.push((lanes.len() - 1, record.start + record.runtime));
-                    lanes.len() - 1
-                }
             }
         };
         lanes[lane].attempts += 1;
         lanes[lane].busy_s += record.runtime;
-        bars.push(Bar {
-            lane,
-            start: record.start - started,
-            runtime: record.runtime,
-            outcome: record.outcome,
-            seq: record.seq,
-            attempt: record.attempt,
-            exitval: record.exitval,
-            signal: record.signal,
-            input: display(&record.input),
-        });
+        lane_of[index] = lane;
     }
-    // Lanes in host, then slot order; bars follow their lanes' new places.
-    let mut order: Vec<usize> = (0..lanes.len()).collect();
-    order.sort_by(|&a, &b| (&lanes[a].host, lanes[a].slot).cmp(&(&lanes[b].host, lanes[b].slot)));
-    let mut place = vec![0; lanes.len()];
-    for (new, &old) in order.iter().enumerate() {
-        place[old] = new;
-    }
-    for bar in &mut bars {
-        bar.lane = place[bar.lane];
-    }
-    let mut slots: Vec<Option<Lane>> = lanes.into_iter().map(Some).collect();
-    let mut lanes: Vec<Lane> = order.iter().filter_map(|&old| slots[old].take()).collect();
-    for lane in &mut lanes {
-        lane.idle_s = (wall_s - lane.busy_s).max(0.0);
-    }
-    (lanes, bars)
+    lane_of
 }
 
-fn new_lane(host: &str, slot: u32, inferred: bool) -> Lane {
-    Lane { host: host.to_owned(), slot, inferred, attempts: 0, busy_s: 0.0, idle_s: 0.0 }
+/// Adds to each column of `columns` the share of it that `[start, start + runtime]` covers.
+fn spread_over(columns: &mut [f32], start: f64, runtime: f64, column_s: f64) {
+    for (column, seconds) in overlaps(columns.len(), start, runtime, column_s) {
+        columns[column] += (seconds / column_s) as f32;
+    }
 }
 
-/// Nearest-rank percentiles of sorted `values`.
-fn spread(sorted: &[f64]) -> Spread {
-    let Some(&max) = sorted.last() else { return Spread::default() };
+/// The columns (of `count`, each `column_s` long, the last taking what lies past it) that
+/// `[start, start + runtime]` touches, with the seconds it spends in each.
+fn overlaps(count: usize, start: f64, runtime: f64, column_s: f64) -> impl Iterator<Item = (usize, f64)> {
+    let last_column = count.saturating_sub(1);
+    let end = start + runtime;
+    let first = ((start / column_s).max(0.0) as usize).min(last_column);
+    let last = ((end / column_s).max(0.0) as usize).min(last_column);
+    (first..=last).filter(move |_| count > 0).map(move |column| {
+        let from = start.max(column as f64 * column_s);
+        let to = if column == last_column { end } else { end.min((column + 1) as f64 * column_s) };
+        (column, (to - from).max(0.0))
+    })
+}
+
+/// How grave an outcome is, for a cell that holds several.
+fn gravity(outcome: RecordOutcome) -> u8 {
+    match outcome {
+        RecordOutcome::Done => 0,
+        RecordOutcome::Stopped => 1,
+        RecordOutcome::Retry => 2,
+        RecordOutcome::Lost => 3,
+        RecordOutcome::TimedOut => 4,
+        RecordOutcome::Failed => 5,
+    }
+}
+
+/// A runtime as a histogram key: milliseconds (the joblog's precision), to three significant
+/// digits past ten seconds, so the number of keys stays small whatever the run.
+fn runtime_key(runtime: f64) -> u64 {
+    let ms = (runtime * 1000.0).round().max(0.0) as u64;
+    if ms < 10_000 {
+        return ms;
+    }
+    let scale = 10u64.pow(ms.ilog10() - 2);
+    (ms + scale / 2) / scale * scale
+}
+
+/// Nearest-rank percentiles of the counted runtimes.
+fn spread(runtimes: &BTreeMap<u64, u64>, count: u64, shortest: f64, longest: f64) -> Spread {
+    if count == 0 {
+        return Spread::default();
+    }
     let rank = |p: f64| {
-        let index = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[index]
+        let wanted = ((p * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        for (&ms, &n) in runtimes {
+            seen += n;
+            if seen >= wanted {
+                return ms as f64 / 1000.0;
+            }
+        }
+        longest
     };
-    Spread { min: sorted[0], median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max }
+    Spread {
+        min: round_ms(shortest),
+        median: rank(0.5),
+        p90: rank(0.9),
+        p99: rank(0.99),
+        max: round_ms(longest),
+    }
+}
+
+/// Runtimes in [`BINS`] bins from zero to the longest.
+fn histogram(runtimes: &BTreeMap<u64, u64>) -> Histogram {
+    let longest_ms = runtimes.keys().next_back().copied().unwrap_or(0).max(1);
+    let mut bins = vec![0; BINS];
+    for (&ms, &n) in runtimes {
+        let bin = ((ms as f64 / longest_ms as f64 * BINS as f64) as usize).min(BINS - 1);
+        bins[bin] += n;
+    }
+    Histogram { longest_ms, bins }
+}
+
+/// Seconds to the millisecond, as the joblog keeps them.
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+fn to_ms<S: serde::Serializer>(seconds: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(round_ms(*seconds))
+}
+
+fn to_thousandths<S: serde::Serializer>(ratio: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64((ratio * 1000.0).round() / 1000.0)
 }
 
 /// An input as text: sources joined by NUL are shown joined by a space, each escaped as the
