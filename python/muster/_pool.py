@@ -32,6 +32,8 @@ from muster import _core, _wire
 RECORD_TIME = 0.002
 #: The most items one record carries.
 MAX_BATCH = 16384
+# How much an earlier record's measurement still counts at the next.
+FADE = 0.7
 
 
 class WorkerLost(Exception):
@@ -140,7 +142,12 @@ class _Runner:
         self.functions = {}
         self.next_function = 0
         self.failure = None
+        # Seconds a worker spends per item, measured: recent records' time over their items,
+        # each record weighted by its items (a one-item record's overhead must not make the
+        # next records small), older records fading.
         self.per_item = None
+        self.measured_time = 0.0
+        self.measured_items = 0.0
         self.collector = threading.Thread(target=self._collect, name="muster-collector", daemon=True)
         self.collector.start()
 
@@ -309,8 +316,9 @@ class _Runner:
                 return
             count = len(values)
             if count:
-                sample = elapsed / count
-                self.per_item = sample if self.per_item is None else self.per_item * 0.7 + sample * 0.3
+                self.measured_time = self.measured_time * FADE + elapsed
+                self.measured_items = self.measured_items * FADE + count
+                self.per_item = self.measured_time / self.measured_items
             sink.delivered(record.first, values, {i: _rebuild(e) for i, e in errors.items()})
             return
         if kind in (_core.FAILED, _core.TIMED_OUT) and record.items is not None:
@@ -608,8 +616,13 @@ class Pool:
             while True:
                 while not exhausted:
                     size = chunksize or runner.batch_size()
-                    # A few records per worker in flight, whatever their size.
-                    if sent - handed >= max(ahead, size * runner.processes * 4):
+                    # A few records per worker in flight, whatever their size; before any
+                    # is measured, two single items per worker (the first reply sizes the rest,
+                    # and hundreds of one-item records would only queue behind it).
+                    window = max(ahead, size * runner.processes * 4)
+                    if runner.per_item is None and chunksize is None:
+                        window = runner.processes * 2
+                    if sent - handed >= window:
                         break
                     batch = list(itertools.islice(items, size))
                     if not batch:

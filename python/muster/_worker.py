@@ -94,14 +94,16 @@ class Worker:
         return function
 
     def run(self, record):
-        started = time.perf_counter()
         mode, function_id, body = _wire.parse_call(record)
         try:
+            # Loaded once per worker (an import, maybe): not the items' time, which the pool
+            # sizes its records by.
             function = self.function(function_id)
+            started = time.perf_counter()
             items = pickle.loads(body)
         except Exception as exc:
             # Nothing of the record can run: one error stands for it.
-            return _reply([None], {0: _describe(exc)}, time.perf_counter() - started)
+            return _reply([None], {0: _describe(exc)}, 0.0)
         values, errors = apply(function, mode, items)
         return _reply(values, errors, time.perf_counter() - started)
 
