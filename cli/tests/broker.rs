@@ -361,6 +361,20 @@ fn a_failing_task_gets_exactly_retries_plus_one_attempts_then_the_dead_letter() 
 }
 
 #[test]
+fn a_dead_letter_names_the_task_by_the_submissions_number() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    // One worker, one slot: it reads a, b, then poison twice (its tasks 3 and 4).
+    let script = "[ $1 != poison ] || exit 3";
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "1"], &["sh", "-c", script, "sh"]);
+    let output = submit(&sb, &redis, "q", &["--retries", "1", "-j", "1", ":::", "a", "b", "poison"]);
+    assert_code(&output, 1);
+    let dead = redis.command(&["XRANGE", "muster:{q}:dead", "-", "+"]).unwrap_or_default();
+    assert!(dead.contains("task 3 (poison)"), "the submission's task 3: {dead}");
+    assert!(stderr(&output).contains("task 3 (poison)"), "{}", stderr(&output));
+}
+
+#[test]
 fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

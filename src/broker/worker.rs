@@ -709,8 +709,17 @@ impl Settlement for Acker {
         let result = match how {
             Settled::Finished(completion) => {
                 let fields = result_fields(&completion, &held, &self.name);
-                let error =
-                    completion.note.map_or_else(|| completion.outcome.to_string(), |note| note.headline());
+                let error = completion.note.map_or_else(
+                    || completion.outcome.to_string(),
+                    |note| {
+                        // Named by the submission's number for it, not this worker's count.
+                        let mut note = note.clone();
+                        if let Some(seq) = std::str::from_utf8(&held.seq).ok().and_then(|s| s.parse().ok()) {
+                            note.seq = seq;
+                        }
+                        note.headline()
+                    },
+                );
                 let outcome = fail(
                     &mut link,
                     q,
