@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use muster::broker::results::{QueueResult, ResultReader};
-use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Link, Queue};
+use muster::broker::{self, status::QueueStatus, submit, worker, BrokerError, Connection, Queue};
 use muster::engine::persistent::{Framing, Workers};
 use muster::engine::{Inputs, Observer, RunConfig, Summary};
 use muster::process::template::Template;
@@ -129,8 +129,8 @@ fn announce(shutdown: &Shutdown) {
 /// `muster drain`.
 pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.queue).map_err(usage)?;
-    Link::no_durability_warning();
-    let mut link = Link::connect(&args.broker).map_err(broker_error)?;
+    Connection::no_durability_warning();
+    let mut link = Connection::connect(&args.broker).map_err(broker_error)?;
     let workers = broker::status::drain(&mut link, &queue).map_err(broker_error)?;
     crate::say(format_args!(
         "muster: drain asked of queue {}: {workers} worker(s) finish what they hold and stop",
@@ -142,8 +142,8 @@ pub(crate) fn drain(args: BrokerArgs) -> Result<u8, Fatal> {
 /// `muster results`.
 pub(crate) fn results(args: ResultsArgs) -> Result<u8, Fatal> {
     let queue = Queue::new(&args.broker.queue).map_err(usage)?;
-    Link::no_durability_warning();
-    let mut link = Link::connect(&args.broker.broker).map_err(broker_error)?;
+    Connection::no_durability_warning();
+    let mut link = Connection::connect(&args.broker.broker).map_err(broker_error)?;
     let shutdown = Shutdown::new();
     let _signals = shutdown.watch_signals().map_err(|err| usage(format!("cannot watch signals: {err}")))?;
     let mut reader = ResultReader::new(queue.clone(), args.job.clone());
@@ -266,8 +266,8 @@ impl ResultPrinter {
 /// `muster status --queue`.
 pub(crate) fn status(args: StatusArgs, queue: &str) -> Result<u8, Fatal> {
     let queue = Queue::new(queue).map_err(usage)?;
-    Link::no_durability_warning();
-    let mut link = Link::connect(&args.broker).map_err(broker_error)?;
+    Connection::no_durability_warning();
+    let mut link = Connection::connect(&args.broker).map_err(broker_error)?;
     let status = broker::status::status(&mut link, &queue).map_err(broker_error)?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {

@@ -25,14 +25,14 @@
 //! processes, recording successes in batches. `muster results` reads what detached
 //! submissions left in the results stream.
 
-mod link;
+mod connection;
 pub mod results;
 pub(crate) mod scripts;
 pub mod status;
 pub mod submit;
 pub mod worker;
 
-pub use link::{redact, BrokerError, Link};
+pub use connection::{redact, BrokerError, Connection};
 
 use std::time::Duration;
 
@@ -140,7 +140,7 @@ impl Beat {
 /// Makes sure the queue's stream and consumer group exist (the group reads from the start,
 /// so tasks submitted before any worker came are delivered).
 pub(crate) fn ensure_group(
-    link: &mut Link,
+    link: &mut Connection,
     queue: &Queue,
     shutdown: Option<&crate::Shutdown>,
 ) -> Result<(), BrokerError> {

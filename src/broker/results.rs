@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{BrokerError, Entry, Link, Queue};
+use super::{BrokerError, Connection, Entry, Queue};
 use crate::Shutdown;
 
 /// One task's result, as its worker recorded it.
@@ -87,7 +87,12 @@ impl ResultReader {
     }
 
     /// True when `job` was submitted detached (asking Redis again for one not seen yet).
-    fn is_detached(&mut self, link: &mut Link, job: &str, shutdown: &Shutdown) -> Result<bool, BrokerError> {
+    fn is_detached(
+        &mut self,
+        link: &mut Connection,
+        job: &str,
+        shutdown: &Shutdown,
+    ) -> Result<bool, BrokerError> {
         if !self.detached.contains(job) {
             let key = self.queue.detached();
             let jobs: Vec<String> = link.call(Some(shutdown), |c| redis::cmd("HKEYS").arg(&key).query(c))?;
@@ -99,7 +104,7 @@ impl ResultReader {
     /// Tasks in a detached submission, or `None` when there is none with that id.
     pub fn submitted(
         &self,
-        link: &mut Link,
+        link: &mut Connection,
         job: &str,
         shutdown: &Shutdown,
     ) -> Result<Option<String>, BrokerError> {
@@ -110,7 +115,7 @@ impl ResultReader {
     /// The next results, waiting up to `block` for one to come when there is none.
     pub fn next_batch(
         &mut self,
-        link: &mut Link,
+        link: &mut Connection,
         block: Option<Duration>,
         shutdown: &Shutdown,
     ) -> Result<Vec<QueueResult>, BrokerError> {
@@ -142,7 +147,12 @@ impl ResultReader {
     }
 
     /// Removes results that were handed over, so no one reads them again.
-    pub fn remove(&self, link: &mut Link, ids: &[&str], shutdown: &Shutdown) -> Result<(), BrokerError> {
+    pub fn remove(
+        &self,
+        link: &mut Connection,
+        ids: &[&str],
+        shutdown: &Shutdown,
+    ) -> Result<(), BrokerError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -152,7 +162,7 @@ impl ResultReader {
 
     /// Tasks of the queue not finished yet (waiting, running, or held by a worker that
     /// vanished and will be taken over): every one is an entry of the tasks stream.
-    pub fn unfinished(&self, link: &mut Link, shutdown: &Shutdown) -> Result<u64, BrokerError> {
+    pub fn unfinished(&self, link: &mut Connection, shutdown: &Shutdown) -> Result<u64, BrokerError> {
         let tasks = self.queue.tasks();
         link.call(Some(shutdown), |c| redis::cmd("XLEN").arg(&tasks).query(c))
     }

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ensure_group, scripts, Link, Queue, GROUP};
+use super::{ensure_group, scripts, Connection, Queue, GROUP};
 
 /// A redis-server of the test's own, killed when dropped.
 struct Server(Child);
@@ -18,7 +18,7 @@ impl Drop for Server {
 }
 
 /// A fresh server and a link to it, or `None` when redis-server is missing.
-fn server() -> Option<(Server, Link)> {
+fn server() -> Option<(Server, Connection)> {
     let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
     let spawned = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -37,7 +37,7 @@ fn server() -> Option<(Server, Link)> {
     let mut last_error = String::new();
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            match Link::connect(&url) {
+            match Connection::connect(&url) {
                 Ok(link) => return Some((server, link)),
                 Err(err) => last_error = err.to_string(),
             }
@@ -48,7 +48,7 @@ fn server() -> Option<(Server, Link)> {
 }
 
 /// A queue with one task, read by `worker` (delivery 1); its entry id.
-fn one_held_task(link: &mut Link, queue: &Queue, worker: &str) -> String {
+fn one_held_task(link: &mut Connection, queue: &Queue, worker: &str) -> String {
     ensure_group(link, queue, None).expect("group");
     let id: String = link
         .call(None, |c| redis::cmd("XADD").arg(queue.tasks()).arg("*").arg("values").arg("1:x,").query(c))
@@ -70,13 +70,13 @@ fn one_held_task(link: &mut Link, queue: &Queue, worker: &str) -> String {
     id
 }
 
-fn stat(link: &mut Link, queue: &Queue, name: &str) -> i64 {
+fn stat(link: &mut Connection, queue: &Queue, name: &str) -> i64 {
     let value: Option<i64> =
         link.call(None, |c| redis::cmd("HGET").arg(queue.stats()).arg(name).query(c)).expect("HGET");
     value.unwrap_or(0)
 }
 
-fn complete(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str) -> Vec<i64> {
+fn complete(link: &mut Connection, queue: &Queue, worker: &str, again: &str, id: &str) -> Vec<i64> {
     let script = redis::Script::new(scripts::COMPLETE);
     link.call(None, |c| {
         scripts::recording(&script, queue, false)
@@ -93,7 +93,7 @@ fn complete(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str)
     .expect("COMPLETE")
 }
 
-fn fail(link: &mut Link, queue: &Queue, worker: &str, again: &str, id: &str, retries: u32) -> i64 {
+fn fail(link: &mut Connection, queue: &Queue, worker: &str, again: &str, id: &str, retries: u32) -> i64 {
     let script = redis::Script::new(scripts::FAIL);
     link.call(None, |c| {
         scripts::recording(&script, queue, true)

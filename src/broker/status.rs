@@ -1,7 +1,7 @@
 //! `muster status --queue` and `muster drain`: what a queue holds and who serves it, and
 //! asking every worker of a queue to finish what it holds and stop.
 
-use super::{BrokerError, Link, Queue};
+use super::{BrokerError, Connection, Queue};
 
 /// A queue at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -58,7 +58,7 @@ impl QueueStatus {
 
 /// Reads a queue's figures. Each worker's heartbeat carries its lease: silent longer than
 /// that, it is shown as silent (heartbeats come every third of a lease).
-pub fn status(link: &mut Link, queue: &Queue) -> Result<QueueStatus, BrokerError> {
+pub fn status(link: &mut Connection, queue: &Queue) -> Result<QueueStatus, BrokerError> {
     let mut status = QueueStatus::default();
     let stats: Vec<(String, u64)> = link.call(None, |c| redis::cmd("HGETALL").arg(queue.stats()).query(c))?;
     for (name, value) in stats {
@@ -100,7 +100,7 @@ pub fn status(link: &mut Link, queue: &Queue) -> Result<QueueStatus, BrokerError
 
 /// Asks every worker serving `queue` now to finish what it holds and stop (workers started
 /// after this are not affected). Returns how many workers were alive to hear it.
-pub fn drain(link: &mut Link, queue: &Queue) -> Result<usize, BrokerError> {
+pub fn drain(link: &mut Connection, queue: &Queue) -> Result<usize, BrokerError> {
     let now = link.time_ms(None)?;
     link.call(None, |c| redis::cmd("SET").arg(queue.drain()).arg(now).query::<()>(c))?;
     Ok(status(link, queue)?.workers.iter().filter(|w| w.alive()).count())

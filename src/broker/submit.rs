@@ -3,7 +3,7 @@
 //! order), joblog, progress, summary and exit status — because it *is* a run of the engine
 //! whose executor is the queue ([`crate::engine::remote`]).
 
-use super::{ensure_group, task_entry, Link, Queue};
+use super::{ensure_group, task_entry, Connection, Queue};
 use crate::engine::{Inputs, Io, RunConfig, Summary};
 use crate::source::Sourced;
 
@@ -31,7 +31,7 @@ fn new_job_id() -> String {
 
 /// Puts every input on the queue and returns at once: the submission's id and task count.
 pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), SubmitError> {
-    let mut link = Link::connect(&config.broker)?;
+    let mut link = Connection::connect(&config.broker)?;
     ensure_group(&mut link, &config.queue, None)?;
     let job = new_job_id();
     // Registered before any task is queued, so `muster results` knows its results are free
@@ -72,7 +72,7 @@ pub fn submit_sourced(
     io: Io<'_, '_>,
 ) -> Result<Summary, SubmitError> {
     let SubmitConfig { broker, queue, run, retries } = config;
-    let mut link = Link::connect(&broker)?;
+    let mut link = Connection::connect(&broker)?;
     ensure_group(&mut link, &queue, None)?;
     // Results of this submission come after the stream's current end.
     let last: Vec<(String, redis::Value)> = link.call(None, |c| {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{decode_values, scripts, BrokerError, Entry, Link, Queue, GROUP};
+use super::{decode_values, scripts, BrokerError, Connection, Entry, Queue, GROUP};
 use crate::engine::{self, Io, NoObserver, RunConfig, RunError};
 use crate::input::Input;
 use crate::shutdown::Shutdown;
@@ -129,7 +129,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         format!("{}-{}-{:04x}", super::hostname(), std::process::id(), since_epoch & 0xffff)
     });
     let token = format!("{}-{}-{since_epoch:x}", super::hostname(), std::process::id());
-    let mut setup = Link::connect(&broker)?;
+    let mut setup = Connection::connect(&broker)?;
     super::ensure_group(&mut setup, &queue, Some(shutdown))?;
     if let Some(holder) = claim_name(&mut setup, &queue, &name, &token, lease, shutdown)? {
         return Err(WorkerError::Broker(BrokerError::Usage(format!(
@@ -152,7 +152,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     // It holds no more tasks than it runs at once: its slots, or its workers' windows.
     let jobs = spawned.jobs.max(1) * spawned.persistent.as_ref().map_or(1, |workers| workers.window.max(1));
     let reader = Reader {
-        link: Link::connect(&broker)?,
+        link: Connection::connect(&broker)?,
         queue: queue.clone(),
         name: name.clone(),
         holding: Arc::clone(&holding),
@@ -167,7 +167,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         started_ms,
     };
     let settlement = Acker {
-        link: Mutex::new(Link::connect(&broker)?),
+        link: Mutex::new(Connection::connect(&broker)?),
         queue: queue.clone(),
         name: name.clone(),
         holding: Arc::clone(&holding),
@@ -233,7 +233,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
 
 /// The engine's source: tasks read from the queue, never more than free slots.
 struct Reader {
-    link: Link,
+    link: Connection,
     queue: Queue,
     name: String,
     holding: Arc<Holding>,
@@ -516,7 +516,7 @@ impl Reader {
 
 /// Renews leases, reports the worker alive, and turns a `muster drain` into a drain.
 struct Heartbeat {
-    link: Link,
+    link: Connection,
     queue: Queue,
     name: String,
     holding: Arc<Holding>,
@@ -536,7 +536,7 @@ struct Heartbeat {
 /// the token of another live worker holding it instead. Two live workers of one name would
 /// take each other's tasks (a worker adopts what its name holds).
 fn claim_name(
-    link: &mut Link,
+    link: &mut Connection,
     queue: &Queue,
     name: &str,
     token: &str,
@@ -657,7 +657,7 @@ fn announce_drain(name: &str) {
 /// has nothing more to hand over; a task stays held, its lease renewed, until its batch is
 /// recorded.
 struct Acker {
-    link: Mutex<Link>,
+    link: Mutex<Connection>,
     queue: Queue,
     name: String,
     holding: Arc<Holding>,
@@ -866,7 +866,7 @@ impl Acker {
 /// Records a failed attempt (see [`scripts::FAIL`]): 1 retried, 2 dead-lettered, 0 rejected.
 #[allow(clippy::too_many_arguments)]
 fn fail(
-    link: &mut Link,
+    link: &mut Connection,
     q: &Queue,
     name: &str,
     shutdown: &Shutdown,

@@ -20,7 +20,7 @@ use super::capture::Capture;
 use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
 use super::{Io, Observer, RunConfig, RunError, Summary};
-use crate::broker::{scripts, task_entry, Beat, BrokerError, Entry, Link, Queue, GROUP};
+use crate::broker::{scripts, task_entry, Beat, BrokerError, Connection, Entry, Queue, GROUP};
 use crate::source::Sourced;
 use crate::task::{Failure, Outcome, Seq};
 
@@ -71,7 +71,7 @@ pub(crate) fn run_sourced(
     });
     let shutdown = io.shutdown.clone();
     let observer = io.observer;
-    let mut router_link = Link::connect(submission.broker)?;
+    let mut router_link = Connection::connect(submission.broker)?;
     let summary = std::thread::scope(|scope| {
         let reading = {
             let router = Arc::clone(&router);
@@ -83,7 +83,8 @@ pub(crate) fn run_sourced(
             let mut loops = router.loops.lock().unwrap_or_else(PoisonError::into_inner);
             loops.push((inbox_tx, Arc::clone(&waker)));
             Ok(RemoteExecutor {
-                link: Link::connect(submission.broker).map_err(|err| io::Error::other(err.to_string()))?,
+                link: Connection::connect(submission.broker)
+                    .map_err(|err| io::Error::other(err.to_string()))?,
                 router: Arc::clone(&router),
                 index: loops.len() - 1,
                 waker,
@@ -206,7 +207,13 @@ impl SilentHolders {
 }
 
 impl Router {
-    fn run(&self, link: &mut Link, mut from: String, shutdown: &crate::Shutdown, observer: &dyn Observer) {
+    fn run(
+        &self,
+        link: &mut Connection,
+        mut from: String,
+        shutdown: &crate::Shutdown,
+        observer: &dyn Observer,
+    ) {
         let mut next_check = Instant::now() + LOST_CHECK;
         let mut serving = Serving::default();
         let mut silent = SilentHolders::default();
@@ -247,7 +254,7 @@ impl Router {
     /// How many of this submission's tasks each worker holds (delivered, not yet
     /// acknowledged); the rest wait on the queue. Looks at most [`HELD_LOOKED_AT`] entries
     /// from our oldest.
-    fn held_by_workers(&self, link: &mut Link) -> Result<HashMap<String, u64>, BrokerError> {
+    fn held_by_workers(&self, link: &mut Connection) -> Result<HashMap<String, u64>, BrokerError> {
         let ours: std::collections::HashSet<String> = {
             let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
             routes.values().filter(|r| !r.entry.is_empty()).map(|r| r.entry.clone()).collect()
@@ -270,7 +277,7 @@ impl Router {
     }
 
     /// Redis's clock (ms) and each worker's last heartbeat, by name.
-    fn beats(&self, link: &mut Link) -> Result<(u64, HashMap<String, Beat>), BrokerError> {
+    fn beats(&self, link: &mut Connection) -> Result<(u64, HashMap<String, Beat>), BrokerError> {
         let now = link.time_ms(None)?;
         let beats: Vec<(String, String)> =
             link.call(None, |c| redis::cmd("HGETALL").arg(self.queue.workers()).query(c))?;
@@ -278,7 +285,7 @@ impl Router {
     }
 
     /// Reads results after `from`, waiting up to `block_ms`; routes this job's and deletes them.
-    fn read(&self, link: &mut Link, from: &mut String, block_ms: u64) -> Result<(), BrokerError> {
+    fn read(&self, link: &mut Connection, from: &mut String, block_ms: u64) -> Result<(), BrokerError> {
         let results = self.queue.results();
         let reply: redis::Value = link.call(None, |c| {
             let mut cmd = redis::cmd("XREAD");
@@ -362,7 +369,7 @@ impl Router {
     }
 
     /// Sends again the tasks that left the queue without a result (Redis lost the write).
-    fn resend_lost(&self, link: &mut Link, from: &mut String) -> Result<(), BrokerError> {
+    fn resend_lost(&self, link: &mut Connection, from: &mut String) -> Result<(), BrokerError> {
         let due: Vec<(Seq, String)> = {
             let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
             routes
@@ -413,7 +420,7 @@ impl Router {
 
 /// An event loop's executor: an attempt is a task on the queue.
 struct RemoteExecutor {
-    link: Link,
+    link: Connection,
     router: Arc<Router>,
     index: usize,
     waker: Arc<Waker>,

@@ -26,7 +26,7 @@ pub enum BrokerError {
 }
 
 /// A Redis connection that reconnects.
-pub struct Link {
+pub struct Connection {
     client: redis::Client,
     connection: Option<redis::Connection>,
     /// `host:port/db`, without credentials, for messages.
@@ -72,7 +72,7 @@ fn without_password(url: &str, text: &str) -> String {
     }
 }
 
-impl Link {
+impl Connection {
     /// Commands that only look (status, results, drain) do not repeat the warning that Redis
     /// keeps nothing across a restart: it is said where it matters, by workers and submitters.
     pub fn no_durability_warning() {
@@ -84,7 +84,7 @@ impl Link {
     /// checks the server:
     /// Redis 7 or later, `maxmemory-policy noeviction`, and the commands muster uses allowed.
     /// Warns (once) when results are not kept across a restart (`appendonly no`).
-    pub fn connect(url: &str) -> Result<Link, BrokerError> {
+    pub fn connect(url: &str) -> Result<Connection, BrokerError> {
         let tls = url.starts_with("rediss://");
         let shown_url = redact(url);
         if !tls
@@ -118,7 +118,7 @@ impl Link {
         let client = redis::Client::open(info).map_err(bad_url)?;
         let info = client.get_connection_info();
         let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let mut link = Link { client, connection: None, shown, complained: false, reconnects: 0, tls };
+        let mut link = Connection { client, connection: None, shown, complained: false, reconnects: 0, tls };
         let connection = link.open().map_err(|err| link.explain(&err))?;
         link.connection = Some(connection);
         link.check_server()?;
@@ -321,7 +321,7 @@ mod redaction_tests {
     #[test]
     fn no_password_is_in_any_message_about_a_malformed_url() {
         for url in MALFORMED {
-            let Err(err) = Link::connect(url) else { panic!("{url} connected") };
+            let Err(err) = Connection::connect(url) else { panic!("{url} connected") };
             let message = err.to_string();
             assert!(!message.contains("PASSWORD") && !message.contains("WORD@"), "{url}: {message}");
             assert!(message.contains("***"), "{url}: {message}");
