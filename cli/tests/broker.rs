@@ -129,9 +129,13 @@ impl Worker {
         self.0.as_ref().expect("running worker")
     }
 
-    /// Any muster process, killed if the test fails before it is taken back.
-    fn guard(child: Child) -> Worker {
-        Worker(Some(child))
+    /// Muster with `args`, its stderr written to the sandbox's file `log` (to be read while it
+    /// runs), killed if the test fails before it is taken back.
+    fn logged(sb: &Sandbox, args: &[&str], log: &str) -> Worker {
+        let file = std::fs::File::create(sb.path(log)).expect("stderr file");
+        let mut command = sb.muster(args);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
+        Worker(Some(command.spawn().expect("muster starts")))
     }
 
     fn take(mut self) -> Child {
@@ -516,11 +520,12 @@ fn a_submitter_says_once_when_no_worker_serves_its_queue() {
     let url = redis.url();
     // A worker on another queue (a typo): nobody serves "q".
     let _elsewhere = Worker::start(&sb, &redis, "other", &["-j", "1"], &["echo"]);
-    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", "--progress", ":::", "a"]);
+    let submitter = Worker::logged(
+        &sb,
+        &["submit", "--broker", &url, "--queue", "q", "--progress", ":::", "a"],
+        "submit.err",
+    );
     let log = sb.path("submit.err");
-    let file = std::fs::File::create(&log).expect("stderr file");
-    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
-    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
     let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
     assert!(
         wait_for(Duration::from_secs(20), || said("no worker is serving queue q at Redis 127.0.0.1")),
@@ -557,11 +562,9 @@ fn a_submitter_names_a_worker_that_holds_its_tasks_and_stopped_answering() {
         &[&lease[..], &["--name", "doomed"]].concat(),
         &["sh", "-c", script, "sh"],
     );
-    let mut submitter = sb.muster(&["submit", "--broker", &url, "--queue", "q", ":::", "t"]);
+    let submitter =
+        Worker::logged(&sb, &["submit", "--broker", &url, "--queue", "q", ":::", "t"], "submit.err");
     let log = sb.path("submit.err");
-    let file = std::fs::File::create(&log).expect("stderr file");
-    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
-    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
     assert!(wait_for(Duration::from_secs(10), || sb.read("first").trim().parse::<u32>().is_ok()), "started");
     let hung: u32 = sb.read("first").trim().parse().expect("pid");
     signal(doomed.child(), Signal::KILL);
@@ -588,11 +591,8 @@ fn a_submission_stopped_before_any_worker_came_claims_no_task_time() {
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     let url = redis.url();
     let args = ["submit", "--broker", &url, "--queue", "nobody", "--progress", "--summary", "--grace", "1s"];
-    let mut submitter = sb.muster(&[&args[..], &[":::", "a", "b", "c"]].concat());
+    let submitter = Worker::logged(&sb, &[&args[..], &[":::", "a", "b", "c"]].concat(), "submit.err");
     let log = sb.path("submit.err");
-    let file = std::fs::File::create(&log).expect("stderr file");
-    submitter.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
-    let submitter = Worker::guard(submitter.spawn().expect("submit starts"));
     let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
     assert!(wait_for(Duration::from_secs(20), || said("3 queued, 0 running")), "{}", sb.read("submit.err"));
     signal(submitter.child(), Signal::INT);
