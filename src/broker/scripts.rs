@@ -48,11 +48,31 @@ return lost
 /// attempt, the number of result field/value items that follow, those items.
 pub(crate) const COMPLETE: &str = r#"
 local replies, acked, rejected = {}, {}, 0
+-- What the caller holds from the batch's lowest id to its highest, in one XPENDING (one per
+-- task was most of this script's time).
+local function order(id)
+  local ms, n = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms) or 0, tonumber(n) or 0
+end
+local lo, hi
 local i = 4
 while i <= #ARGV do
+  local id = ARGV[i]
+  local ms, n = order(id)
+  if not lo or ms < lo[2] or (ms == lo[2] and n < lo[3]) then lo = {id, ms, n} end
+  if not hi or ms > hi[2] or (ms == hi[2] and n > hi[3]) then hi = {id, ms, n} end
+  i = i + 3 + tonumber(ARGV[i + 2])
+end
+local held = {}
+if lo then
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], lo[1], hi[1], 1000000, ARGV[2])) do
+    held[p[1]] = tonumber(p[4])
+  end
+end
+i = 4
+while i <= #ARGV do
   local id, attempt, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
-  if #p == 0 or tonumber(p[1][4]) ~= attempt then
+  if held[id] ~= attempt then
     if ARGV[3] == '1' and #redis.call('XRANGE', KEYS[1], id, id) == 0 then
       replies[#replies + 1] = 2
     else
@@ -60,6 +80,7 @@ while i <= #ARGV do
       rejected = rejected + 1
     end
   else
+    held[id] = nil
     local fields = {}
     for j = i + 3, i + 2 + n do fields[#fields + 1] = ARGV[j] end
     redis.call('XADD', KEYS[2], '*', unpack(fields))
@@ -71,13 +92,16 @@ end
 if #acked > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
-  local errors = {}
-  for _, id in ipairs(acked) do
-    errors[#errors + 1] = id
-    errors[#errors + 1] = id .. ':error'
-    errors[#errors + 1] = id .. ':attempt'
+  -- Errors of earlier attempts, kept only while a task has failed.
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    local errors = {}
+    for _, id in ipairs(acked) do
+      errors[#errors + 1] = id
+      errors[#errors + 1] = id .. ':error'
+      errors[#errors + 1] = id .. ':attempt'
+    end
+    redis.call('HDEL', KEYS[4], unpack(errors))
   end
-  redis.call('HDEL', KEYS[4], unpack(errors))
   redis.call('HINCRBY', KEYS[3], 'done', #acked)
 end
 if rejected > 0 then redis.call('HINCRBY', KEYS[3], 'rejected', rejected) end
