@@ -165,6 +165,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         lease,
         shutdown: shutdown.clone(),
         started_ms,
+        drain_looked: None,
     };
     let settlement = Acker {
         link: Mutex::new(Connection::connect(&broker)?),
@@ -250,10 +251,15 @@ struct Reader {
     shutdown: Shutdown,
     /// Redis's time when the worker started: drains asked before it are not for it.
     started_ms: u64,
+    /// When a drain was last looked for.
+    drain_looked: Option<Instant>,
 }
 
 /// How long one blocking read waits before looking at the shutdown again.
 const READ_BLOCK_MS: u64 = 250;
+/// How often a reading worker looks whether a drain was asked: not a round trip per read
+/// (a slot freed by a short task would wait for it), and still within a blink of the ask.
+const DRAIN_LOOK: Duration = Duration::from_millis(50);
 
 impl Iterator for Reader {
     type Item = io::Result<Sourced>;
@@ -276,7 +282,11 @@ impl Iterator for Reader {
                 free
             };
             // A drain stops reads at once, not at the next heartbeat.
-            match self.drain_asked() {
+            let look = self.drain_looked.is_none_or(|at| at.elapsed() >= DRAIN_LOOK);
+            if look {
+                self.drain_looked = Some(Instant::now());
+            }
+            match if look { self.drain_asked() } else { Ok(false) } {
                 Ok(false) => {}
                 Ok(true) => {
                     announce_drain(&self.name);
