@@ -268,3 +268,62 @@ fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What a handler was given.
+    #[derive(Default)]
+    struct Seen {
+        records: Vec<Vec<u8>>,
+        ended: Option<Option<Vec<u8>>>,
+    }
+
+    struct Recorder(Arc<Mutex<Seen>>);
+
+    impl Records for Recorder {
+        fn records(&mut self, records: Vec<Vec<u8>>) -> bool {
+            self.0.lock().expect("seen").records.extend(records);
+            true
+        }
+
+        fn ended(&mut self, last: Option<Vec<u8>>) {
+            self.0.lock().expect("seen").ended = Some(last);
+        }
+    }
+
+    /// The loop's whole answer to an event is a non-blocking read of the pipe now at the
+    /// event's index. An event meant for the pipe that had the index before (stale: it ended,
+    /// and a new pipe took its place) therefore finds nothing to read: it hands over no record
+    /// and ends nothing, and the new pipe's records and end come as they are written.
+    #[test]
+    fn a_stale_event_for_a_reused_index_reads_nothing_and_ends_nothing() {
+        let (reading, writing) = rustix::pipe::pipe().expect("pipe");
+        rustix::fs::fcntl_setfl(&reading, rustix::fs::OFlags::NONBLOCK).expect("non-blocking");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let handler = Box::new(Recorder(Arc::clone(&seen)));
+        let mut pipe = Pipe { fd: reading, framing: Framing::Separated(b'\n'), partial: Vec::new(), handler };
+        let mut buf = vec![0u8; 64];
+        let nothing_yet = |seen: &Arc<Mutex<Seen>>| {
+            let seen = seen.lock().expect("seen");
+            (seen.records.len(), seen.ended.is_some())
+        };
+
+        assert!(read(Some(&mut pipe), &mut buf), "a stale event: the pipe reads on");
+        assert_eq!(nothing_yet(&seen), (0, false), "nothing handed over, nothing ended");
+
+        rustix::io::write(&writing, b"one\ntw").expect("write");
+        assert!(read(Some(&mut pipe), &mut buf));
+        assert!(read(Some(&mut pipe), &mut buf), "another stale event");
+        assert_eq!(seen.lock().expect("seen").records, [b"one".to_vec()], "each record once");
+
+        drop(writing);
+        assert!(!read(Some(&mut pipe), &mut buf), "the real end");
+        let seen = seen.lock().expect("seen");
+        assert_eq!(seen.ended, Some(Some(b"tw".to_vec())), "its unfinished last record, once");
+        // An index with no pipe at all (its pipe gone, none registered yet): nothing happens.
+        assert!(read(None, &mut buf));
+    }
+}
