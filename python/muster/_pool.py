@@ -159,11 +159,11 @@ class _Runner:
         if self.remote:
             return _importable_name(function)
         known = self.functions.get(id(function))
-        if known is not None and known[0] is function:
+        if known is not None and known[0]() is function:
             return known[1]
         with self.function_lock:
             known = self.functions.get(id(function))
-            if known is not None and known[0] is function:
+            if known is not None and known[0]() is function:
                 return known[1]
             function_id = self.next_function
             path = _wire.function_file(self.folder, function_id)
@@ -172,8 +172,7 @@ class _Runner:
                 cloudpickle.dump(function, file, protocol=_wire.PROTOCOL)
             os.replace(temporary, path)
             self.next_function += 1
-            # Kept alive with its id, so id(function) cannot be reused for another.
-            self.functions[id(function)] = (function, function_id)
+            self.functions[id(function)] = (_held_weakly(function, self.functions), function_id)
             return function_id
 
     def call(self, sink, function_id, args, kwargs):
@@ -383,6 +382,25 @@ class _Runner:
             self.collector.join(timeout)
             shutil.rmtree(self.folder, ignore_errors=True)
         return finished
+
+
+def _held_weakly(function, functions):
+    """A reference to `function` that lets it go: once it is collected its entry leaves
+    `functions` (a lambda made per call must not stay for the pool's life), so its id, if
+    reused, names the new function. Objects without weak references are held."""
+    key = id(function)
+
+    def forget(reference):
+        # At collection, maybe inside function_id on this thread: no lock here (a dict
+        # operation is atomic), and only this reference's own entry goes.
+        entry = functions.get(key)
+        if entry is not None and entry[0] is reference:
+            functions.pop(key, None)
+
+    try:
+        return weakref.ref(function, forget)
+    except TypeError:
+        return lambda: function
 
 
 def _finalize(runner):

@@ -18,6 +18,8 @@ import time
 from muster import _wire
 
 _LENGTH = struct.Struct("<I")
+# Functions a worker keeps loaded (a pool given a new lambda per call must not grow a worker).
+_FUNCTIONS_KEPT = 64
 
 
 def _describe(exc):
@@ -90,6 +92,9 @@ class Worker:
         if function is None:
             with open(_wire.function_file(self.folder, function_id), "rb") as file:
                 function = pickle.load(file)
+            if len(self.functions) >= _FUNCTIONS_KEPT:
+                # The oldest loaded goes (its file stays: loaded again if named again).
+                del self.functions[next(iter(self.functions))]
             self.functions[function_id] = function
         return function
 

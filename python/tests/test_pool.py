@@ -66,6 +66,22 @@ def test_lambdas_closures_and_main_functions_travel_by_value(pool):
     assert pool.map(local, [1, 2]) == [10, 20]
 
 
+def test_a_new_function_per_call_does_not_accumulate_in_the_pool(pool):
+    import gc
+
+    for i in range(100):
+        assert pool.map(lambda x, i=i: x + i, range(3)) == [i, i + 1, i + 2]
+    gc.collect()
+    # Each lambda was kept while its map ran, and let go after: none stays for the pool's life.
+    assert len(pool._runner.functions) <= 1, len(pool._runner.functions)
+    # A function still alive keeps its id, so it is written and loaded once.
+    kept = lambda x: -x  # noqa: E731
+    first = pool._runner.function_id(kept)
+    assert pool.map(kept, [1, 2]) == [-1, -2]
+    assert pool._runner.function_id(kept) == first
+    assert pool.map(abs, [-3]) == [3], "a builtin without a weak reference is held"
+
+
 def test_a_task_exception_is_raised_with_the_workers_traceback(pool):
     with pytest.raises(ValueError, match="bad input 3") as raised:
         pool.map(tasks.fail_on, range(6))
