@@ -90,6 +90,8 @@ struct Held {
     revoked: bool,
     /// It ran to its outcome here; its result waits in a batch to be recorded.
     settled: bool,
+    /// Its attempt ended (it may yet be retried): its slot is free for the next task.
+    ended: bool,
 }
 
 /// The tasks held, shared by the reader, the heartbeat and the settlement.
@@ -106,9 +108,27 @@ impl Holding {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Tasks taken and not yet run to an outcome here (what occupies a slot).
+    /// Tasks taken and not yet run to an outcome here (held until recorded).
     fn unsettled(tasks: &HashMap<String, Held>) -> usize {
         tasks.values().filter(|held| !held.settled).count()
+    }
+
+    /// Tasks waiting to run or running: what occupies a slot. A task whose attempt ended
+    /// frees its slot then, not once its outcome is settled (a hand-over later), so the
+    /// next task is read as soon as a slot is free.
+    fn occupying(tasks: &HashMap<String, Held>) -> usize {
+        tasks.values().filter(|held| !held.settled && !held.ended).count()
+    }
+
+    /// Marks the held task `id` as running or not.
+    fn mark_ended(&self, id: &[u8], ended: bool) {
+        let id = String::from_utf8_lossy(id);
+        if let Some(held) = self.lock().get_mut(id.as_ref()) {
+            held.ended = ended;
+        }
+        if ended {
+            self.changed.notify_all();
+        }
     }
 
     fn release(&self, id: &str) -> Option<Held> {
@@ -274,7 +294,7 @@ impl Iterator for Reader {
             }
             let free = {
                 let held = self.holding.lock();
-                let free = self.jobs.saturating_sub(Holding::unsettled(&held));
+                let free = self.jobs.saturating_sub(Holding::occupying(&held));
                 if free == 0 {
                     let _ = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
                     continue;
@@ -499,6 +519,7 @@ impl Reader {
             input,
             revoked: false,
             settled: false,
+            ended: false,
         };
         self.holding.lock().insert(entry.id.clone(), held);
         let receipt: Receipt = Arc::from(entry.id.as_bytes());
@@ -690,6 +711,14 @@ struct Success {
 }
 
 impl Settlement for Acker {
+    fn started(&self, receipt: &Receipt) {
+        self.holding.mark_ended(receipt, false);
+    }
+
+    fn ended(&self, receipt: &Receipt) {
+        self.holding.mark_ended(receipt, true);
+    }
+
     fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
         let id = String::from_utf8_lossy(receipt).into_owned();
         if let Settled::Finished(completion) = &how {
