@@ -242,13 +242,17 @@ class _Runner:
     def _engine_failure(self):
         """Why the engine stopped taking records: its own error when it failed (Redis
         unreachable, say), which the collector may not have recorded yet."""
+        self._record_engine_error()
+        return self.failure or RuntimeError("the pool's engine has stopped")
+
+    def _record_engine_error(self):
+        """Waits for the engine to end and keeps its error, if it failed, as the pool's."""
         try:
             self.engine.join(5)
-        except RuntimeError as exc:
+        except Exception as exc:
             with self.lock:
                 if self.failure is None:
                     self.failure = exc
-        return self.failure or RuntimeError("the pool's engine has stopped")
 
     def batch_size(self):
         """How many items the next record of a stream carries."""
@@ -284,12 +288,7 @@ class _Runner:
                         traceback.print_exc()
         # The engine ended: if it failed (Redis unreachable, say), that is what the tasks
         # still waiting get, not a vague "terminated".
-        try:
-            self.engine.join(5)
-        except Exception as exc:
-            with self.lock:
-                if self.failure is None:
-                    self.failure = exc
+        self._record_engine_error()
         with self.lock:
             left = list(self.records.values())
             self.records.clear()

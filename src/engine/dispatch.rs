@@ -577,11 +577,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         if let Some(receipt) = &task.receipt {
             shared.settlement.started(receipt);
         }
-        let limit = match (&shared.median, shared.config.timeout_of_median) {
-            (Some(median), Some(fraction)) => {
-                median.lock().unwrap_or_else(std::sync::PoisonError::into_inner).limit(fraction)
-            }
-            _ => shared.config.timeout,
+        let limit = match &shared.median {
+            Some(median) => median.lock().unwrap_or_else(std::sync::PoisonError::into_inner).limit(),
+            None => shared.config.timeout,
         };
         let limit = limit.filter(|_| !self.executor.keeps_deadlines());
         let deadline = limit.map(|t| started + t);

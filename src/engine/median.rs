@@ -11,14 +11,20 @@ use std::time::Duration;
 /// Successful run times kept for the median.
 const WINDOW: usize = 999;
 
-/// The median of recent successful run times.
-#[derive(Debug, Default)]
+/// The median of recent successful run times, and the limit it sets.
+#[derive(Debug)]
 pub(crate) struct RecentMedian {
+    /// The limit as a multiple of the median (2.0 for `200%`).
+    fraction: f64,
     recent: VecDeque<Duration>,
     median: Option<Duration>,
 }
 
 impl RecentMedian {
+    pub(crate) fn new(fraction: f64) -> RecentMedian {
+        RecentMedian { fraction, recent: VecDeque::new(), median: None }
+    }
+
     /// A task succeeded in `runtime`.
     pub(crate) fn record(&mut self, runtime: Duration) {
         if self.recent.len() == WINDOW {
@@ -30,9 +36,9 @@ impl RecentMedian {
         self.median = Some(*sorted.select_nth_unstable(middle).1);
     }
 
-    /// `fraction` of the median (2.0 for `200%`); none before a task is done.
-    pub(crate) fn limit(&self, fraction: f64) -> Option<Duration> {
-        self.median.map(|median| median.mul_f64(fraction))
+    /// The time limit: the fraction of the median; none before a task is done.
+    pub(crate) fn limit(&self) -> Option<Duration> {
+        self.median.map(|median| median.mul_f64(self.fraction))
     }
 }
 
@@ -43,15 +49,16 @@ mod tests {
     #[test]
     fn the_limit_follows_the_median_of_recent_successes() {
         let ms = Duration::from_millis;
-        let mut median = RecentMedian::default();
-        assert_eq!(median.limit(2.0), None, "no limit before a task is done");
+        let mut median = RecentMedian::new(2.0);
+        assert_eq!(median.limit(), None, "no limit before a task is done");
         for runtime in [ms(10), ms(1000), ms(20)] {
             median.record(runtime);
         }
-        assert_eq!(median.limit(2.0), Some(ms(40)), "one slow task does not move the median");
+        assert_eq!(median.limit(), Some(ms(40)), "one slow task does not move the median");
         for _ in 0..WINDOW {
             median.record(ms(100));
         }
-        assert_eq!(median.limit(1.5), Some(ms(150)), "old run times leave the window");
+        median.fraction = 1.5;
+        assert_eq!(median.limit(), Some(ms(150)), "old run times leave the window");
     }
 }

@@ -412,7 +412,9 @@ where
     let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
     let shared = dispatch::Shared {
         config: &config,
-        median: config.timeout_of_median.map(|_| std::sync::Mutex::new(median::RecentMedian::default())),
+        median: config
+            .timeout_of_median
+            .map(|fraction| std::sync::Mutex::new(median::RecentMedian::new(fraction))),
         slot_numbers: one_per_slot.then(|| std::sync::Mutex::new(slots::SlotNumbers::new(jobs))),
         next_start: std::sync::Mutex::new(Instant::now()),
         shutdown,

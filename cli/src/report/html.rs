@@ -133,7 +133,7 @@ pub fn write_html(report: &Report, path: &Path) -> std::io::Result<()> {
     let page = Page {
         lanes: report.lanes.iter().map(lane_name).collect(),
         wall_ms: ms(report.wall_s),
-        drawn: report.tasks + report.retries,
+        drawn: report.attempts,
         attempts,
         grid,
         concurrency: report.concurrency.iter().map(|v| (v * 100.0).round() / 100.0).collect(),
@@ -166,7 +166,7 @@ pub fn write_html(report: &Report, path: &Path) -> std::io::Result<()> {
         Timeline::Bars(_) => "Timeline: every attempt, per slot".to_owned(),
         Timeline::Cells(cells) => format!(
             "Timeline: {} attempts, more than can be drawn one by one ({DRAWN_ONE_BY_ONE}): how busy each slot was, per {}",
-            report.tasks + report.retries,
+            report.attempts,
             super::seconds(cells.column_s)
         ),
     };
