@@ -56,6 +56,10 @@ pub struct Workers {
     pub max_tasks_per_worker: Option<u64>,
     /// Environment variables set for the workers (beside what muster inherits).
     pub env: Vec<(OsString, OsString)>,
+    /// Workers played by threads following each record's script (see `scripted`), so the
+    /// policies are tested without spawning.
+    #[cfg(test)]
+    pub(crate) scripted: Option<Arc<super::scripted::Script>>,
 }
 
 impl Workers {
@@ -68,6 +72,8 @@ impl Workers {
             framing: Framing::Separated(b'\n'),
             max_tasks_per_worker: None,
             env: Vec::new(),
+            #[cfg(test)]
+            scripted: None,
         }
     }
 }
@@ -102,6 +108,8 @@ pub(crate) fn run(
         grace: config.grace,
         timeout: config.timeout,
         watchdog,
+        #[cfg(test)]
+        scripted: workers.scripted,
     };
     let shutdown = io.shutdown;
     // One thread per CPU reads the workers' stderr, and their replies too once there are more

@@ -446,7 +446,7 @@ impl Machine<'_> {
     /// Closes the worker's stdin (the quit) and gives it `grace` to exit.
     fn close(&self, mut worker: Worker, end: End, idle: bool, epoll: &OwnedFd) -> Phase {
         close_stdin(&mut worker, epoll);
-        if let Some(exit) = worker.child.child().exit_fd() {
+        if let Some(exit) = worker.child.exit_fd() {
             let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
             let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
         }
@@ -460,11 +460,11 @@ impl Machine<'_> {
     fn stop_overdue(&self, mut worker: Worker, epoll: &OwnedFd) -> Phase {
         let culprit = worker.oldest();
         close_stdin(&mut worker, epoll);
-        if let Some(exit) = worker.child.child().exit_fd() {
+        if let Some(exit) = worker.child.exit_fd() {
             let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
             let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
         }
-        let _ = worker.child.child().signal_group(Signal::TERM);
+        worker.child.signal_group(Signal::TERM);
         let escalation = Escalation::Kill(Instant::now() + self.ctx.config.grace);
         Phase::Exiting(
             Stopping { worker, end: End::TimedOut, idle: false, status: None, culprit },
@@ -481,8 +481,8 @@ impl Machine<'_> {
         epoll: &OwnedFd,
         waits: &mut Waits,
     ) -> Flow {
-        let child = stopping.worker.child.child();
-        let exited = child.has_exited().unwrap_or(true);
+        let child = &stopping.worker.child;
+        let exited = child.has_exited();
         let now = waits.now;
         let kill_now =
             matches!(escalation, Escalation::Kill(at) if now >= at) || self.ctx.shutdown.is_stopping_now();
@@ -490,13 +490,12 @@ impl Machine<'_> {
             if let Some(exit) = child.exit_fd() {
                 let _ = epoll::delete(epoll, exit);
             }
-            stopping.status =
-                stopping.worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
+            stopping.status = stopping.worker.child.terminate_now();
             return Flow::Again(Phase::Reaped(stopping));
         }
         let escalation = match escalation {
             Escalation::Term(at) if now >= at => {
-                let _ = child.signal_group(Signal::TERM);
+                child.signal_group(Signal::TERM);
                 Escalation::Kill(now + self.ctx.config.grace)
             }
             waiting => waiting,
@@ -590,8 +589,8 @@ fn lost_notice(
 /// Stops the worker at once (KILL) and reaps it.
 fn kill(mut worker: Worker, end: End, epoll: &OwnedFd) -> Phase {
     close_stdin(&mut worker, epoll);
-    let _ = worker.child.child().signal_group(Signal::KILL);
-    let status = worker.child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status);
+    worker.child.signal_group(Signal::KILL);
+    let status = worker.child.terminate_now();
     Phase::Reaped(Stopping { worker, end, idle: false, status, culprit: None })
 }
 

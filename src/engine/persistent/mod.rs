@@ -29,13 +29,16 @@
 //! slot's life as a state machine, stepped by its loop), `worker` (one worker process: its
 //! window, its replies, and what becomes of the tasks it held when lost), `outbox` (a worker's
 //! stdin, written without blocking), `pipes` (a thread per CPU reading the workers' stdout and
-//! stderr).
+//! stderr); in tests, `scripted` (workers played by threads, so these policies are tested
+//! without spawning).
 
 mod executor;
 mod framing;
 mod machine;
 mod outbox;
 mod pipes;
+#[cfg(test)]
+pub(crate) mod scripted;
 mod worker;
 
 pub(crate) use executor::run as run_executor;
@@ -75,6 +78,9 @@ pub(crate) struct PersistentConfig {
     /// Tells a watchdog about every worker's process group, so `kill -9` of muster leaves
     /// none behind (see [`crate::process::watchdog`]).
     pub(crate) watchdog: Option<Arc<Watchdog>>,
+    /// Workers played by threads following each record's script, instead of the program.
+    #[cfg(test)]
+    pub(crate) scripted: Option<Arc<scripted::Script>>,
 }
 
 /// What became of one task's attempt, as a slot reports it.

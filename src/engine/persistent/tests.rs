@@ -469,3 +469,183 @@ fn a_worker_that_stops_reading_stalls_none_of_the_others_fed_by_its_loop() {
         assert!(matches!(got, Got::Done(echo) if echo.len() == 100_000) || *got == Got::TimedOut);
     }
 }
+
+// The policies again, with workers played by threads (`scripted`): no process is spawned, so
+// each scenario is exact about what was sent, how often, and what each worker did.
+
+/// `workers` scripted workers with a 200 ms grace, and the script they share.
+fn scripted(workers: usize) -> (RunConfig, Arc<super::scripted::Script>) {
+    let mut config = worker_program("scripted", Vec::new(), workers);
+    config.grace = Duration::from_millis(200);
+    let script = Arc::new(super::scripted::Script::default());
+    self::workers(&mut config).scripted = Some(Arc::clone(&script));
+    (config, script)
+}
+
+fn records(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|word| word.as_bytes().to_vec()).collect()
+}
+
+fn replied(word: &str) -> Got {
+    Got::Done(format!("r:{word}").into_bytes())
+}
+
+/// The first `ok` opens the window (a worker's pace is unknown until its first reply); the
+/// `slow:300` that follows holds the worker while the rest are sent, so they are in flight
+/// behind it when the scripted task acts.
+const OPEN_AND_HOLD: [&str; 2] = ["ok 0", "slow:300"];
+
+#[test]
+fn scripted_workers_answer_every_record_and_start_no_process() {
+    let (config, script) = scripted(2);
+    let words: Vec<String> = (1..=1000).map(|i| format!("ok {i}")).collect();
+    let items = words.iter().map(|word| word.as_bytes().to_vec()).collect();
+    let ran = collect(config, items, &Shutdown::new());
+    for (seq, got) in &ran.got {
+        assert_eq!(got, &replied(&format!("ok {seq}")));
+    }
+    assert_eq!((ran.summary.done, ran.summary.workers_started), (1000, 2));
+    assert_eq!(script.started(), 2);
+}
+
+#[test]
+fn crash_probing_charges_only_the_task_that_kills_its_worker() {
+    // The worker dies holding `crash` and the three records behind it. Each is run again
+    // alone: the innocent ones succeed uncharged (no retry is allowed: a charged one would
+    // fail), and `crash`, which kills its probe's worker too, fails with how it died.
+    let (config, script) = scripted(1);
+    let words = [&OPEN_AND_HOLD[..], &["ok 1", "crash", "ok 2", "ok 3", "ok 4"]].concat();
+    let ran = collect(config, records(&words), &Shutdown::new());
+    assert_eq!(ran.got[&4], Got::Failed(Failure::Signal(9)));
+    for (seq, word) in [(1, "ok 0"), (2, "slow:300"), (3, "ok 1"), (5, "ok 2"), (6, "ok 3"), (7, "ok 4")] {
+        assert_eq!(ran.got[&seq], replied(word), "task {seq}");
+    }
+    // Held at the crash, so sent twice: to the worker that died, then alone to its probe.
+    assert_eq!(["crash", "ok 2", "ok 3", "ok 4"].map(|word| script.sends(word)), [2; 4]);
+    assert_eq!(["ok 0", "slow:300", "ok 1"].map(|word| script.sends(word)), [1; 3]);
+    let summary = &ran.summary;
+    assert_eq!((summary.done, summary.failed, summary.worker_crashes), (6, 1, 2), "{summary:?}");
+    // The first worker, one per probe (`crash`'s probe killed one), none idle at the end.
+    assert_eq!(script.started(), 3);
+}
+
+#[test]
+fn a_task_alone_in_flight_that_kills_its_worker_is_charged_and_retried() {
+    // Alone, nothing needs probing: its attempt failed; the retry runs on a new worker.
+    let (mut config, script) = scripted(1);
+    workers(&mut config).window = 1;
+    config.retries = 1;
+    let ran = collect(config, records(&["ok 1", "flaky:1", "ok 2"]), &Shutdown::new());
+    assert_eq!(ran.got[&2], replied("flaky:1"));
+    assert_eq!(script.sends("flaky:1"), 2);
+    assert_eq!((ran.summary.done, ran.summary.worker_crashes, ran.summary.workers_started), (3, 1, 2));
+
+    let (mut config, _) = scripted(1);
+    workers(&mut config).window = 1;
+    let ran = collect(config, records(&["flaky:1"]), &Shutdown::new());
+    assert_eq!(ran.got[&1], Got::Failed(Failure::Signal(9)));
+}
+
+#[test]
+fn the_timeout_counts_from_the_previous_reply_and_stops_the_worker_for_the_task_past_it() {
+    // Five 100 ms tasks in one window take 500 ms in all, past the 400 ms limit, but each is
+    // within it counted from the reply before: none times out. `hang` does; the worker is
+    // stopped (TERM) for it and the two records behind it run again, uncharged.
+    let (mut config, script) = scripted(1);
+    config.timeout = Some(Duration::from_millis(400));
+    let slow = ["slow:100 a", "slow:100 b", "slow:100 c", "slow:100 d", "slow:100 e"];
+    let words = [&["ok 0"][..], &slow, &["hang", "ok 1", "ok 2"]].concat();
+    let ran = collect(config, records(&words), &Shutdown::new());
+    assert_eq!(ran.got[&7], Got::TimedOut);
+    for (seq, word) in words.iter().enumerate().filter(|(_, word)| **word != "hang") {
+        assert_eq!(ran.got[&(seq as Seq + 1)], replied(word), "task {}", seq + 1);
+    }
+    assert_eq!([script.sends("hang"), script.sends("ok 1"), script.sends("ok 2")], [1, 2, 2]);
+    let summary = &ran.summary;
+    assert_eq!((summary.done, summary.timed_out, summary.workers_started), (8, 1, 2), "{summary:?}");
+}
+
+#[test]
+fn a_worker_deaf_to_term_is_killed_after_the_grace() {
+    let (mut config, _) = scripted(1);
+    config.timeout = Some(Duration::from_millis(100));
+    let started = Instant::now();
+    let ran = collect(config, records(&["stubborn", "ok 1"]), &Shutdown::new());
+    // TERM at 100 ms, ignored; KILL after the 200 ms grace.
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!(ran.got[&1], Got::TimedOut);
+    assert_eq!(ran.got[&2], replied("ok 1"));
+}
+
+#[test]
+fn a_protocol_break_replaces_the_worker_and_no_reply_goes_astray() {
+    // `twice` answers twice. With one task in flight the extra reply finds no task waiting:
+    // the worker is replaced, and every task gets its own reply. (With several in flight, an
+    // extra reply is taken for the next task's: the protocol has no task numbers, which is
+    // why a worker must answer each record exactly once.)
+    let (mut config, script) = scripted(1);
+    workers(&mut config).window = 1;
+    let words = ["ok 0", "twice", "ok 1", "ok 2"];
+    let ran = collect(config, records(&words), &Shutdown::new());
+    for (seq, word) in words.iter().enumerate() {
+        assert_eq!(ran.got[&(seq as Seq + 1)], replied(word), "task {}", seq + 1);
+    }
+    let summary = &ran.summary;
+    assert_eq!((summary.done, summary.protocol_breaks, summary.workers_started), (4, 1, 2), "{summary:?}");
+    assert_eq!(script.started(), 2);
+    // Nothing was sent to the worker after its break.
+    assert_eq!([script.sends("twice"), script.sends("ok 1"), script.sends("ok 2")], [1, 1, 1]);
+}
+
+#[test]
+fn the_end_of_input_is_the_quit_and_a_worker_deaf_to_it_is_stopped_after_the_grace() {
+    // Two workers: the one that got `deaf` ignores its stdin's end and is TERMed after the
+    // grace; the other exits at once. Both answered everything.
+    let (config, _) = scripted(2);
+    let started = Instant::now();
+    let ran = collect(config, records(&["deaf", "ok 1", "ok 2", "ok 3"]), &Shutdown::new());
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    assert_eq!(ran.summary.done, 4, "{:?}", ran.got);
+}
+
+#[test]
+fn a_drain_waits_for_the_tasks_in_flight_and_sends_none_of_the_queued_ones() {
+    // The drain comes as task 1 settles; `slow:200` is in flight then, the rest are not sent.
+    let (mut config, script) = scripted(1);
+    workers(&mut config).window = 2;
+    let shutdown = Shutdown::new();
+    let words: Vec<String> =
+        ["ok 0".into(), "slow:200".into()].into_iter().chain((1..=50).map(|i| format!("ok {i}"))).collect();
+    let items = words.iter().map(|word| Input { values: vec![word.as_bytes().to_vec()] });
+    let ran = collect_from(config, items, &shutdown, Some(1));
+    assert_eq!(ran.got[&1], replied("ok 0"));
+    assert_eq!(ran.got[&2], replied("slow:200"));
+    let summary = &ran.summary;
+    assert_eq!(summary.read, summary.done + summary.not_run + summary.stopped, "{summary:?}");
+    // What was sent before the drain was seen is answered; nothing is sent after it.
+    let sent: u32 = (1..=50).map(|i| script.sends(&format!("ok {i}"))).sum();
+    assert_eq!(u64::from(sent) + 2, summary.done, "{summary:?}");
+    assert!(summary.done < 10, "{summary:?}");
+    for (seq, got) in ran.got.iter().filter(|(seq, _)| **seq > summary.done) {
+        assert_eq!(*got, Got::NotRun, "task {seq}");
+    }
+}
+
+#[test]
+fn stop_now_answers_every_task_and_leaves_no_worker_running() {
+    let (config, script) = scripted(2);
+    let shutdown = Shutdown::new();
+    let stopper = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            shutdown.stop_now();
+        })
+    };
+    let ran = collect(config, records(&["hang", "stubborn", "ok 1", "ok 2"]), &shutdown);
+    stopper.join().expect("stopper");
+    assert_eq!(ran.got.len(), 4);
+    assert_eq!(ran.got[&1], Got::NotRun);
+    assert_eq!(ran.got[&2], Got::NotRun);
+    assert_eq!(script.started(), 2);
+}

@@ -9,14 +9,16 @@
 //! closed it) the reply handler is dropped, which disconnects `alive` and rings the loop.
 
 use std::collections::VecDeque;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
+use rustix::process::Signal;
 
 use super::{Attempt, Event, Framing, Job, PersistentConfig, Reply};
 use crate::engine::poll::{Bell, Waker};
@@ -169,7 +171,7 @@ pub(super) const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A running worker process and its helper threads.
 pub(super) struct Worker {
-    pub(super) child: Launched,
+    pub(super) child: WorkerProcess,
     /// Its stdin, written without blocking.
     pub(super) outbox: Option<super::outbox::Outbox>,
     in_flight: InFlight,
@@ -190,6 +192,88 @@ pub(super) struct Worker {
     next_look: Instant,
     /// It was named for answering nothing for a while (once per worker).
     pub(super) named_silent: bool,
+}
+
+/// A worker's process: spawned, or (in the engine's tests) a thread playing one.
+pub(super) enum WorkerProcess {
+    Spawned(Launched),
+    #[cfg(test)]
+    Scripted(super::scripted::ScriptedChild),
+}
+
+/// A worker's stdin, stdout and stderr, as muster holds them.
+type WorkerPipes = (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>);
+
+impl WorkerProcess {
+    /// Starts the slot's worker, with its stdin, stdout and stderr.
+    fn start(ctx: &SlotContext<'_>) -> std::io::Result<(WorkerProcess, WorkerPipes)> {
+        #[cfg(test)]
+        if let Some(script) = &ctx.config.scripted {
+            let (child, pipes) = super::scripted::ScriptedChild::start(script, ctx.config.framing)?;
+            let pipes = (Some(pipes.stdin), Some(pipes.stdout), Some(pipes.stderr));
+            return Ok((WorkerProcess::Scripted(child), pipes));
+        }
+        let mut command = Command::new(&ctx.config.program);
+        command
+            .args(&ctx.config.args)
+            .envs(ctx.config.env.iter().map(|(k, v)| (k, v)))
+            .env("MUSTER_WORKER", ctx.slot.to_string());
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
+        let pipes = child.child_mut().child_mut();
+        let stdin = pipes.stdin.take().map(OwnedFd::from);
+        let stdout = pipes.stdout.take().map(OwnedFd::from);
+        let stderr = pipes.stderr.take().map(OwnedFd::from);
+        Ok((WorkerProcess::Spawned(child), (stdin, stdout, stderr)))
+    }
+
+    pub(super) fn id(&self) -> u32 {
+        match self {
+            WorkerProcess::Spawned(child) => child.id(),
+            #[cfg(test)]
+            WorkerProcess::Scripted(child) => child.id(),
+        }
+    }
+
+    /// Sends `signal` to the worker's process group.
+    pub(super) fn signal_group(&self, signal: Signal) {
+        match self {
+            WorkerProcess::Spawned(child) => {
+                let _ = child.child().signal_group(signal);
+            }
+            #[cfg(test)]
+            WorkerProcess::Scripted(child) => child.signal(signal),
+        }
+    }
+
+    /// Readable once the worker has exited, where there is such a descriptor.
+    pub(super) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            WorkerProcess::Spawned(child) => child.child().exit_fd(),
+            #[cfg(test)]
+            WorkerProcess::Scripted(child) => Some(child.exit_fd()),
+        }
+    }
+
+    /// True once it has exited (or when that cannot be told).
+    pub(super) fn has_exited(&self) -> bool {
+        match self {
+            WorkerProcess::Spawned(child) => child.child().has_exited().unwrap_or(true),
+            #[cfg(test)]
+            WorkerProcess::Scripted(child) => child.has_exited(),
+        }
+    }
+
+    /// TERM, KILL what is left of its group, reap; how it ended, when that is known.
+    pub(super) fn terminate_now(&mut self) -> Option<ExitStatus> {
+        match self {
+            WorkerProcess::Spawned(child) => {
+                child.terminate(Duration::ZERO).ok().map(|stopped| stopped.status)
+            }
+            #[cfg(test)]
+            WorkerProcess::Scripted(child) => child.terminate_now(),
+        }
+    }
 }
 
 /// Why feeding a worker stopped.
@@ -213,17 +297,8 @@ const REVOCATION_LOOK: Duration = Duration::from_millis(250);
 
 impl Worker {
     pub(super) fn start(ctx: &SlotContext<'_>) -> std::io::Result<Worker> {
-        let mut command = Command::new(&ctx.config.program);
-        command
-            .args(&ctx.config.args)
-            .envs(ctx.config.env.iter().map(|(k, v)| (k, v)))
-            .env("MUSTER_WORKER", ctx.slot.to_string());
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = Launcher::new(ctx.config.watchdog.clone()).spawn(&mut command)?;
-        let pipes = child.child_mut().child_mut();
-        let outbox = pipes.stdin.take().map(|stdin| super::outbox::Outbox::new(stdin.into()));
-        let stdout = pipes.stdout.take();
-        let stderr = pipes.stderr.take();
+        let (child, (stdin, stdout, stderr)) = WorkerProcess::start(ctx)?;
+        let outbox = stdin.map(super::outbox::Outbox::new);
         let in_flight: InFlight =
             Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
         let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
