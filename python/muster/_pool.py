@@ -113,25 +113,11 @@ class _Runner:
                 cloudpickle.dump((initializer, tuple(initargs)), file)
         self.timeout = timeout
         self.journal = os.fspath(journal) if journal is not None else None
-        self.engine = _core.Engine(
-            sys.executable,
-            # The folder goes by the environment: the command line is what a journal's resume
-            # checks, and must be the same on the next run. -S: no site module (half of an
-            # interpreter's start-up); the worker finds muster by PYTHONPATH, then takes the
-            # caller's whole sys.path before it loads any function.
-            ["-S", "-m", "muster._worker"],
-            processes,
-            window=64,
-            retries=retries,
-            timeout=timeout,
-            grace=grace,
-            max_tasks_per_worker=maxtasksperchild,
-            watchdog=[sys.executable, "-m", "muster._watchdog"],
-            env=[("MUSTER_POOL", self.folder), ("PYTHONPATH", _worker_pythonpath())],
-            journal=self.journal,
-            broker=broker,
-            queue=queue,
-        )
+        try:
+            self.engine = self._engine(processes, retries, timeout, grace, maxtasksperchild, broker, queue)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         self.processes = processes
         self.lock = threading.Lock()
         self.records = {}
@@ -150,6 +136,28 @@ class _Runner:
         self.measured_items = 0.0
         self.collector = threading.Thread(target=self._collect, name="muster-collector", daemon=True)
         self.collector.start()
+
+    def _engine(self, processes, retries, timeout, grace, maxtasksperchild, broker, queue):
+        return _core.Engine(
+            sys.executable,
+            # The folder goes by the environment: the command line is what a journal's resume
+            # checks, and must be the same on the next run. -S: no site module (half of an
+            # interpreter's start-up); the worker finds muster by PYTHONPATH, then takes the
+            # caller's whole sys.path before it loads any function.
+            ["-S", "-m", "muster._worker"],
+            processes,
+            window=64,
+            retries=retries,
+            timeout=timeout,
+            grace=grace,
+            max_tasks_per_worker=maxtasksperchild,
+            # The watchdog removes the folder too, once this process is gone (even killed).
+            watchdog=[sys.executable, "-m", "muster._watchdog", self.folder],
+            env=[("MUSTER_POOL", self.folder), ("PYTHONPATH", _worker_pythonpath())],
+            journal=self.journal,
+            broker=broker,
+            queue=queue,
+        )
 
     # -- sending -------------------------------------------------------------------------
 

@@ -41,7 +41,11 @@ def test_a_rerun_after_kill_9_runs_only_what_was_not_done(tmp_path):
     folder, journal = str(tmp_path), str(tmp_path / "run.joblog")
     open(os.path.join(folder, "slow"), "w").close()
     script = CALLER.format(here=HERE, journal=journal, folder=folder)
-    caller = subprocess.Popen([sys.executable, "-c", script], cwd=folder, stdout=subprocess.PIPE)
+    # The pool's own folder goes here, to be seen gone once the watchdog has outlived the caller.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    caller = subprocess.Popen([sys.executable, "-c", script], cwd=folder, stdout=subprocess.PIPE, env=env)
     try:
         # Ten quick tasks done, two slow ones running: then the caller dies.
         wait_for(lambda: os.path.exists(os.path.join(folder, "runs")) and sum(runs(folder).values()) >= 12, 30,
@@ -53,6 +57,8 @@ def test_a_rerun_after_kill_9_runs_only_what_was_not_done(tmp_path):
         if caller.poll() is None:
             caller.kill()
             caller.wait()
+    assert [name for name in os.listdir(scratch) if name.startswith("muster-pool-")]
+    wait_for(lambda: not os.listdir(scratch), 30, "the killed pool's folder removed by its watchdog")
     before = runs(folder)
     os.remove(os.path.join(folder, "slow"))
     rerun = subprocess.run([sys.executable, "-c", script], cwd=folder, stdout=subprocess.PIPE, timeout=60, check=True)

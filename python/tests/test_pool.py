@@ -253,3 +253,16 @@ def test_progress_calls_back_with_done_and_total_ending_at_the_total():
     assert seen[-1] == (5000, 5000)
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
     assert all(total == 5000 for _, total in seen)
+
+
+def test_a_pool_that_cannot_start_leaves_no_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValueError):
+        muster.Pool(2, grace=-1)
+    assert os.listdir(tmp_path) == []
+    with muster.Pool(1) as pool:
+        assert pool.apply(tasks.square, (3,)) == 9
+        assert len(os.listdir(tmp_path)) == 1
+    assert os.listdir(tmp_path) == []
