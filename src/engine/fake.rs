@@ -24,7 +24,6 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use super::capture::Capture;
@@ -193,11 +192,7 @@ impl Executor for FakeExecutor {
         }
         let next_end = self.running.iter().flatten().filter_map(|run| run.ends.map(|(at, _)| at)).min();
         let wait = next_end.map_or(timeout, |at| timeout.min(at.saturating_duration_since(now)));
-        let timespec = rustix::event::Timespec::try_from(wait).ok();
-        let mut fds = [PollFd::from_borrowed_fd(self.waker.fd(), PollFlags::IN)];
-        if rustix::event::poll(&mut fds, timespec.as_ref()).is_ok_and(|ready| ready > 0) {
-            self.waker.drain();
-        }
+        self.waker.wait(wait);
         self.collect(Instant::now(), ended);
     }
 }

@@ -31,13 +31,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::{Capture, Stream};
 use super::dispatch::{Attempt, Ended, Executor, StopReason, Verdict};
-use super::poll::{Waker, TICK};
+use super::poll::{Interest, Poller, Waker, TICK};
 use super::settle::Event;
 use crate::process::spawner::{task_stdio, Spawner};
 use crate::process::{Launched, Launcher};
@@ -47,7 +46,6 @@ use crate::task::Seq;
 pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Reads per readiness event: enough to drain a burst, few enough to stay fair.
 const READS_PER_EVENT: usize = 4;
-const WAKE: u64 = u64::MAX;
 /// From this many running tasks on (all loops together), children are started through a
 /// [`Spawner`] (when `-j` allows that many): below, the table a child copies is small anyway
 /// and the handoff to another thread costs more than it saves. Measured on 2 cores, runs
@@ -117,7 +115,9 @@ pub(crate) struct ProcessExecutor<'s, 'a> {
     /// Lines for the output thread (line-buffered mode).
     events: cb::Sender<Event>,
     waker: Arc<Waker>,
-    epoll: OwnedFd,
+    poller: Poller,
+    /// The tokens of the last wait's events.
+    tokens: Vec<u64>,
     /// By slot position.
     running: Vec<Option<Running>>,
     buf: Vec<u8>,
@@ -139,13 +139,13 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
         waker: Arc<Waker>,
         slots: usize,
     ) -> io::Result<Self> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+        let poller = Poller::new(waker.fd())?;
         Ok(ProcessExecutor {
             settings,
             events,
             waker,
-            epoll,
+            poller,
+            tokens: Vec::with_capacity(256),
             running: (0..slots).map(|_| None).collect(),
             buf: vec![0; 64 * 1024],
             ready: Vec::new(),
@@ -198,10 +198,6 @@ impl<'s, 'a> ProcessExecutor<'s, 'a> {
 
     /// Handles one readiness event.
     fn handle(&mut self, data: u64) {
-        if data == WAKE {
-            self.waker.drain();
-            return;
-        }
         let (generation, index, kind) = ((data >> 32) as u32, ((data & INDEX_BITS) >> 2) as usize, data & 3);
         let line_mode = self.settings.line_mode;
         let Some(run) = self.running.get_mut(index).and_then(Option::as_mut) else { return };
@@ -286,7 +282,7 @@ impl Executor for ProcessExecutor<'_, '_> {
             let registered = pipe.as_ref().is_some_and(|fd| {
                 let data = token(id, kind as u64 + 1, generation);
                 rustix::io::ioctl_fionbio(fd, true).is_ok()
-                    && epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN).is_ok()
+                    && self.poller.watch(fd, data, Interest::Readable).is_ok()
             });
             if !registered {
                 // Unreadable: dropping it gives the task a broken pipe rather than a hang.
@@ -295,8 +291,7 @@ impl Executor for ProcessExecutor<'_, '_> {
         }
         if let Some(exit_fd) = launched.child().exit_fd() {
             // Without it the exit is noticed by the periodic check, within a tick.
-            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
-            let _ = epoll::add(&self.epoll, exit_fd, token(id, 0, generation), flags);
+            let _ = self.poller.watch(exit_fd, token(id, 0, generation), Interest::ReadableOnce);
         }
         let threshold = self.settings.spill_threshold;
         let run = Running {
@@ -333,17 +328,14 @@ impl Executor for ProcessExecutor<'_, '_> {
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
         let now = Instant::now();
         let wait = timeout.min(self.next_check.saturating_duration_since(now));
-        let timeout = rustix::event::Timespec::try_from(wait).ok();
-        // Not kept between waits: epoll events are not `Send`, and an executor moves to its loop.
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(256);
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
-            Ok(_) | Err(Errno::INTR) => {}
-            // Only a bug makes epoll_wait fail; do not spin on it.
-            Err(_) => std::thread::sleep(TICK),
+        let mut tokens = std::mem::take(&mut self.tokens);
+        if self.poller.wait(Some(wait), &mut tokens) {
+            self.waker.drain();
         }
-        for event in &events {
-            self.handle(event.data.u64());
+        for &token in &tokens {
+            self.handle(token);
         }
+        self.tokens = tokens;
         let now = Instant::now();
         if now >= self.next_check {
             self.check_all(now);
@@ -359,8 +351,8 @@ const INDEX_BITS: u64 = 0xFFFF_FFFF;
 /// taken out of the epoll set before it is closed (three `epoll_ctl` calls a task saved):
 /// closing ends its registration, unless a child being spawned at that instant holds a copy,
 /// whose events then carry an old generation and are ignored.
-fn token(index: usize, kind: u64, generation: u32) -> epoll::EventData {
-    epoll::EventData::new_u64((u64::from(generation) << 32) | (((index as u64) << 2) & INDEX_BITS) | kind)
+fn token(index: usize, kind: u64, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | (((index as u64) << 2) & INDEX_BITS) | kind
 }
 
 /// Kills what is left of the task's group and reaps the leader.
@@ -472,7 +464,7 @@ mod tests {
         executor.start(0, &mut attempt(&slow)).expect("start");
         // The first task's exit, as a descriptor copy still registered would report it: it
         // must not reap (kill) the task now in the slot.
-        executor.handle(token(0, 0, stale).u64());
+        executor.handle(token(0, 0, stale));
         let run = executor.running[0].as_ref().expect("the second task runs");
         assert!(run.exit.is_none(), "the second task was reaped by the first one's event");
         executor.stop(0, StopReason::Shutdown, true);

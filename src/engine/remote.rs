@@ -483,13 +483,8 @@ impl Executor for RemoteExecutor {
 
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
         self.send();
-        if self.ended_here.is_empty() && self.inbox.is_empty() && !timeout.is_zero() {
-            let fd = self.waker.fd();
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-            let timeout = rustix::event::Timespec::try_from(timeout).ok();
-            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
-        }
-        self.waker.drain();
+        let nothing_yet = self.ended_here.is_empty() && self.inbox.is_empty();
+        self.waker.wait(if nothing_yet { timeout } else { Duration::ZERO });
         ended.append(&mut self.ended_here);
         for result in self.inbox.try_iter() {
             self.running.remove(&result.id);

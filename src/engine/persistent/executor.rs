@@ -366,11 +366,7 @@ impl Executor for PersistentExecutor<'_> {
             }
             if self.ended_here.is_empty() && self.inbox.is_empty() {
                 // Nothing can happen here but a ring: wait for it, not spin.
-                let fd = self.waker.fd();
-                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-                let timeout = rustix::event::Timespec::try_from(patience).ok();
-                let _ = rustix::event::poll(&mut fds, timeout.as_ref());
-                self.waker.drain();
+                self.waker.wait(patience);
             }
         }
         self.bell.deaf();

@@ -4,7 +4,7 @@
 //!
 //! A thread per worker would cost `-j 200` 200 feeding threads (it did, until 2026-12-01); one
 //! loop per CPU feeds its share of the workers instead. Their stdin is written without blocking (a full pipe waits for epoll to say
-//! it has room), a stopping worker's exit is a pidfd in the same epoll, and everything else a
+//! it has room), a stopping worker's exit is a pidfd in the same poller, and everything else a
 //! slot waits for — a reply that frees room in its window, a worker's output ending, a task
 //! queued by the feeder — rings the loop's [`Waker`]. What becomes of the tasks a lost worker
 //! held (crash probing, timeouts, tasks taken back) is `worker`'s. A loop also wakes every
@@ -13,22 +13,18 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use rustix::event::epoll;
-use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::worker::{lost, refuse_all, taken_back, timed_out, End, Next, SlotContext, Worker};
 use super::{Attempt, Event, Job, Reply};
-use crate::engine::poll::{Waker, TICK};
+use crate::engine::poll::{Interest, Poller, Waker, TICK};
 use crate::task::{Failure, Seq};
 
-const WAKE: u64 = u64::MAX;
 /// How long a worker that holds tasks may answer nothing before it is named.
 const SILENT_AFTER: Duration = Duration::from_secs(10);
 
@@ -111,21 +107,20 @@ struct Machine<'a> {
     token: u64,
 }
 
-/// The slots one thread steps, and the epoll instance they wait on.
+/// The slots one thread steps, and what they wait on.
 pub(super) struct Loop<'a> {
-    epoll: OwnedFd,
+    poller: Poller,
     machines: Vec<Machine<'a>>,
+    /// The tokens of the last wait's events (unused: see `turn`).
+    ready: Vec<u64>,
 }
 
 impl<'a> Loop<'a> {
-    /// The loop for `slots`, waiting on `waker` besides their workers; `None` when no epoll
-    /// instance could be had (the executor then fails the tasks it is given, saying why).
+    /// The loop for `slots`, waiting on `waker` besides their workers; `None` when no poller
+    /// could be had (the executor then fails the tasks it is given, saying why).
     pub(super) fn new(slots: Vec<SlotContext<'a>>, waker: &Waker) -> Option<Loop<'a>> {
-        let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|epoll| {
-            epoll::add(&epoll, waker.fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
-            Ok(epoll)
-        }) {
-            Ok(epoll) => epoll,
+        let poller = match Poller::new(waker.fd()) {
+            Ok(poller) => poller,
             Err(err) => {
                 let failure = Failure::Start(format!("no event loop to feed the workers: {err}"));
                 if let Some(ctx) = slots.first() {
@@ -145,7 +140,7 @@ impl<'a> Loop<'a> {
                 token: index as u64,
             })
             .collect();
-        Some(Loop { epoll, machines })
+        Some(Loop { poller, machines, ready: Vec::with_capacity(64) })
     }
 
     /// Steps every slot, then waits (at most `patience`) for something to happen; true once
@@ -155,17 +150,11 @@ impl<'a> Loop<'a> {
         if all_done {
             return true;
         }
-        let timeout =
-            rustix::event::Timespec::try_from(waits.next.saturating_duration_since(Instant::now())).ok();
-        // Not kept between turns: epoll events are not `Send`, and a loop may move threads.
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
-            Ok(_) | Err(Errno::INTR) => {}
-            // Only a bug makes epoll_wait fail; do not spin on it.
-            Err(_) => std::thread::sleep(TICK),
-        }
-        // Before the next steps, so a ring while they run wakes the next wait.
-        if events.iter().any(|event| event.data.u64() == WAKE) {
+        // Which slot's descriptor fired does not matter: every slot is stepped after a wait,
+        // with reads that do not block, so a stale event misroutes nothing.
+        let timeout = waits.next.saturating_duration_since(Instant::now());
+        // Cleared before the next steps, so a ring while they run wakes the next wait.
+        if self.poller.wait(Some(timeout), &mut self.ready) {
             waker.drain();
         }
         false
@@ -184,7 +173,7 @@ impl<'a> Loop<'a> {
         let mut waits = Waits { now, next: now + TICK.min(patience) };
         let mut all_done = true;
         for machine in &mut self.machines {
-            machine.step(&self.epoll, &mut waits);
+            machine.step(&self.poller, &mut waits);
             all_done &= matches!(machine.phase, Phase::Done);
         }
         (all_done, waits)
@@ -213,10 +202,10 @@ impl<'a> Loop<'a> {
 
 impl Machine<'_> {
     /// Advances the slot as far as it goes without waiting.
-    fn step(&mut self, epoll: &OwnedFd, waits: &mut Waits) {
+    fn step(&mut self, poller: &Poller, waits: &mut Waits) {
         loop {
             let phase = std::mem::replace(&mut self.phase, Phase::Done);
-            match self.advance(phase, epoll, waits) {
+            match self.advance(phase, poller, waits) {
                 Flow::Again(next) => self.phase = next,
                 Flow::Wait(next) => {
                     self.phase = next;
@@ -226,30 +215,30 @@ impl Machine<'_> {
         }
     }
 
-    fn advance(&mut self, phase: Phase, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+    fn advance(&mut self, phase: Phase, poller: &Poller, waits: &mut Waits) -> Flow {
         match phase {
             Phase::Start => {
-                let flow = self.start(epoll);
+                let flow = self.start(poller);
                 // A spawn takes a while: what is sent next is sent from now on.
                 waits.now = Instant::now();
                 flow
             }
-            Phase::Feed(worker) => self.feed(worker, epoll, waits),
-            Phase::Probe(worker, sent) => self.probe(worker, sent, epoll, waits),
+            Phase::Feed(worker) => self.feed(worker, poller, waits),
+            Phase::Probe(worker, sent) => self.probe(worker, sent, poller, waits),
             Phase::Drain(mut worker, end) => match self.idle(&mut worker, waits) {
                 None => Flow::Wait(Phase::Drain(worker, end)),
                 Some(result) => {
                     let stop_now = self.ctx.shutdown.is_stopping_now();
                     match result {
-                        _ if stop_now => Flow::Again(kill(worker, End::StopNow, epoll)),
-                        Ok(()) => Flow::Again(self.close(worker, end, true, epoll)),
-                        Err(End::TimedOut) => Flow::Again(self.stop_overdue(worker, epoll)),
-                        Err(why @ (End::StopNow | End::Revoked)) => Flow::Again(kill(worker, why, epoll)),
-                        Err(_) => Flow::Again(self.close(worker, end, false, epoll)),
+                        _ if stop_now => Flow::Again(kill(worker, End::StopNow, poller)),
+                        Ok(()) => Flow::Again(self.close(worker, end, true, poller)),
+                        Err(End::TimedOut) => Flow::Again(self.stop_overdue(worker, poller)),
+                        Err(why @ (End::StopNow | End::Revoked)) => Flow::Again(kill(worker, why, poller)),
+                        Err(_) => Flow::Again(self.close(worker, end, false, poller)),
                     }
                 }
             },
-            Phase::Exiting(stopping, escalation) => self.exiting(stopping, escalation, epoll, waits),
+            Phase::Exiting(stopping, escalation) => self.exiting(stopping, escalation, poller, waits),
             Phase::Reaped(stopping) => self.reaped(stopping),
             Phase::AwaitWork => match self.ctx.jobs.next_now() {
                 Next::Job(job) => {
@@ -274,13 +263,11 @@ impl Machine<'_> {
         }
     }
 
-    fn start(&mut self, epoll: &OwnedFd) -> Flow {
+    fn start(&mut self, poller: &Poller) -> Flow {
         match Worker::start(&self.ctx) {
             Ok(worker) => {
                 if let Some(outbox) = &worker.outbox {
-                    // Edge-triggered: a wake each time a full pipe gets room again.
-                    let flags = epoll::EventFlags::OUT | epoll::EventFlags::ET;
-                    let _ = epoll::add(epoll, &outbox.fd, epoll::EventData::new_u64(self.token), flags);
+                    let _ = poller.watch(&outbox.fd, self.token, Interest::WritableAgain);
                 }
                 Flow::Again(Phase::Feed(worker))
             }
@@ -319,24 +306,24 @@ impl Machine<'_> {
     }
 
     /// Feeds the worker until it must wait, or the worker's feeding ends.
-    fn feed(&mut self, mut worker: Worker, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+    fn feed(&mut self, mut worker: Worker, poller: &Poller, waits: &mut Waits) -> Flow {
         self.name_if_silent(&mut worker, waits);
         let (framing, timeout, revoked) =
             (self.ctx.config.framing, self.ctx.config.timeout, self.ctx.revoked.clone());
         loop {
             if self.ctx.shutdown.is_stopping_now() {
-                return self.fed(worker, End::StopNow, epoll);
+                return self.fed(worker, End::StopNow, poller);
             }
             let until_overdue = worker.until_overdue(timeout);
             if until_overdue.is_zero() {
-                return self.fed(worker, End::TimedOut, epoll);
+                return self.fed(worker, End::TimedOut, poller);
             }
             if worker.holds_revoked(revoked.as_ref(), waits.now) {
-                return self.fed(worker, End::Revoked, epoll);
+                return self.fed(worker, End::Revoked, poller);
             }
             waits.until(waits.now + Worker::wait_bound(until_overdue, revoked.as_ref()));
             if self.ctx.config.max_tasks_per_worker.is_some_and(|max| worker.sent >= max) {
-                return self.fed(worker, End::Recycle, epoll);
+                return self.fed(worker, End::Recycle, poller);
             }
             if !self.probe.is_empty() {
                 return Flow::Again(Phase::Probe(worker, false));
@@ -344,7 +331,7 @@ impl Machine<'_> {
             // When the window is full, a reply that frees half of it rings the loop.
             if worker.window_full() {
                 if flush(&mut worker).is_err() || gone(&worker.alive) {
-                    return self.fed(worker, End::Died, epoll);
+                    return self.fed(worker, End::Died, poller);
                 }
                 return Flow::Wait(Phase::Feed(worker));
             }
@@ -359,13 +346,13 @@ impl Machine<'_> {
                     Next::Ended => None,
                     Next::NotYet => {
                         if flush(&mut worker).is_err() || gone(&worker.alive) {
-                            return self.fed(worker, End::Died, epoll);
+                            return self.fed(worker, End::Died, poller);
                         }
                         return Flow::Wait(Phase::Feed(worker));
                     }
                 }
             };
-            let Some(job) = job else { return self.fed(worker, End::InputDone, epoll) };
+            let Some(job) = job else { return self.fed(worker, End::InputDone, poller) };
             if job.alone {
                 self.probe.push_back(job);
                 continue;
@@ -378,38 +365,38 @@ impl Machine<'_> {
                 }
                 Err(cb::TrySendError::Disconnected(())) => {
                     self.carried = Some(job);
-                    return self.fed(worker, End::Died, epoll);
+                    return self.fed(worker, End::Died, poller);
                 }
             }
             // Written when nothing else is waiting, so a lone task is not held back.
             let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
             worker.queue(job, framing, waits.now);
             if !more_waiting && flush(&mut worker).is_err() {
-                return self.fed(worker, End::Died, epoll);
+                return self.fed(worker, End::Died, poller);
             }
         }
     }
 
     /// Feeding ended: drain what is in flight, or stop the worker at once.
-    fn fed(&mut self, worker: Worker, end: End, epoll: &OwnedFd) -> Flow {
+    fn fed(&mut self, worker: Worker, end: End, poller: &Poller) -> Flow {
         match end {
             End::InputDone | End::Recycle => Flow::Again(Phase::Drain(worker, end)),
-            End::TimedOut => Flow::Again(self.stop_overdue(worker, epoll)),
-            other => Flow::Again(kill(worker, other, epoll)),
+            End::TimedOut => Flow::Again(self.stop_overdue(worker, poller)),
+            other => Flow::Again(kill(worker, other, poller)),
         }
     }
 
-    fn probe(&mut self, mut worker: Worker, sent: bool, epoll: &OwnedFd, waits: &mut Waits) -> Flow {
+    fn probe(&mut self, mut worker: Worker, sent: bool, poller: &Poller, waits: &mut Waits) -> Flow {
         match self.idle(&mut worker, waits) {
             None => Flow::Wait(Phase::Probe(worker, sent)),
-            Some(Err(end)) => self.fed(worker, end, epoll),
+            Some(Err(end)) => self.fed(worker, end, poller),
             Some(Ok(())) if sent => Flow::Again(Phase::Feed(worker)),
             Some(Ok(())) => {
                 let Some(job) = self.probe.pop_front() else { return Flow::Again(Phase::Feed(worker)) };
                 // The suspect runs alone, outside the window.
                 worker.queue(job, self.ctx.config.framing, waits.now);
                 if flush(&mut worker).is_err() {
-                    return self.fed(worker, End::Died, epoll);
+                    return self.fed(worker, End::Died, poller);
                 }
                 Flow::Again(Phase::Probe(worker, true))
             }
@@ -444,11 +431,10 @@ impl Machine<'_> {
     }
 
     /// Closes the worker's stdin (the quit) and gives it `grace` to exit.
-    fn close(&self, mut worker: Worker, end: End, idle: bool, epoll: &OwnedFd) -> Phase {
-        close_stdin(&mut worker, epoll);
+    fn close(&self, mut worker: Worker, end: End, idle: bool, poller: &Poller) -> Phase {
+        close_stdin(&mut worker, poller);
         if let Some(exit) = worker.child.exit_fd() {
-            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
-            let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
+            let _ = poller.watch(exit, self.token, Interest::ReadableOnce);
         }
         let escalation = Escalation::Term(Instant::now() + self.ctx.config.grace);
         Phase::Exiting(Stopping { worker, end, idle, status: None, culprit: None }, escalation)
@@ -457,12 +443,11 @@ impl Machine<'_> {
     /// Stops a worker whose oldest task ran past the timeout as a spawned task is stopped:
     /// TERM to its group, KILL after `grace` (at once on stop-now). The task is remembered by
     /// number, so a reply that still comes in the grace charges nobody.
-    fn stop_overdue(&self, mut worker: Worker, epoll: &OwnedFd) -> Phase {
+    fn stop_overdue(&self, mut worker: Worker, poller: &Poller) -> Phase {
         let culprit = worker.oldest();
-        close_stdin(&mut worker, epoll);
+        close_stdin(&mut worker, poller);
         if let Some(exit) = worker.child.exit_fd() {
-            let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
-            let _ = epoll::add(epoll, exit, epoll::EventData::new_u64(self.token), flags);
+            let _ = poller.watch(exit, self.token, Interest::ReadableOnce);
         }
         worker.child.signal_group(Signal::TERM);
         let escalation = Escalation::Kill(Instant::now() + self.ctx.config.grace);
@@ -478,7 +463,7 @@ impl Machine<'_> {
         &self,
         mut stopping: Stopping,
         escalation: Escalation,
-        epoll: &OwnedFd,
+        poller: &Poller,
         waits: &mut Waits,
     ) -> Flow {
         let child = &stopping.worker.child;
@@ -488,7 +473,7 @@ impl Machine<'_> {
             matches!(escalation, Escalation::Kill(at) if now >= at) || self.ctx.shutdown.is_stopping_now();
         if exited || kill_now {
             if let Some(exit) = child.exit_fd() {
-                let _ = epoll::delete(epoll, exit);
+                poller.forget(exit);
             }
             stopping.status = stopping.worker.child.terminate_now();
             return Flow::Again(Phase::Reaped(stopping));
@@ -587,16 +572,16 @@ fn lost_notice(
 }
 
 /// Stops the worker at once (KILL) and reaps it.
-fn kill(mut worker: Worker, end: End, epoll: &OwnedFd) -> Phase {
-    close_stdin(&mut worker, epoll);
+fn kill(mut worker: Worker, end: End, poller: &Poller) -> Phase {
+    close_stdin(&mut worker, poller);
     worker.child.signal_group(Signal::KILL);
     let status = worker.child.terminate_now();
     Phase::Reaped(Stopping { worker, end, idle: false, status, culprit: None })
 }
 
-fn close_stdin(worker: &mut Worker, epoll: &OwnedFd) {
+fn close_stdin(worker: &mut Worker, poller: &Poller) {
     if let Some(outbox) = worker.outbox.take() {
-        let _ = epoll::delete(epoll, outbox.fd.as_fd());
+        poller.forget(&outbox.fd);
     }
 }
 

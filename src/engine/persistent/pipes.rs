@@ -10,15 +10,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use crossbeam_channel as cb;
-use rustix::event::epoll;
 use rustix::io::Errno;
 
 use super::framing::Framing;
 use super::Event;
-use crate::engine::poll::Waker;
-
-/// The loop's wake-up, marking registrations to take and, once the last handle is gone, the end.
-const WAKE: u64 = u64::MAX;
+use crate::engine::poll::{Interest, Poller, Waker};
 
 /// What is done with the records of one pipe. Called on the loop's thread: it must not block.
 pub(crate) trait Records: Send {
@@ -101,13 +97,12 @@ impl PipeReader {
     pub(crate) fn start() -> io::Result<PipeReader> {
         let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
         let wake = Arc::new(rustix::event::eventfd(0, flags)?);
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(&epoll, wake.as_fd(), epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+        let poller = Poller::new(wake.as_fd())?;
         let (register, registrations) = cb::unbounded();
         let thread_wake = Arc::clone(&wake);
         std::thread::Builder::new()
             .name("muster-pipes".into())
-            .spawn(move || serve(&epoll, &thread_wake, &registrations))?;
+            .spawn(move || serve(&poller, &thread_wake, &registrations))?;
         Ok(PipeReader { register, wake })
     }
 
@@ -147,58 +142,51 @@ fn ring(wake: &OwnedFd) {
     let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
 }
 
-fn serve(epoll: &OwnedFd, wake: &OwnedFd, registrations: &cb::Receiver<Pipe>) {
+fn serve(poller: &Poller, wake: &OwnedFd, registrations: &cb::Receiver<Pipe>) {
     let mut pipes: Vec<Option<Pipe>> = Vec::new();
     let mut open = 0usize;
     let mut handles_gone = false;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut ready: Vec<epoll::Event> = Vec::with_capacity(64);
+    let mut ready: Vec<u64> = Vec::with_capacity(64);
     loop {
         if handles_gone && open == 0 {
             return;
         }
-        ready.clear();
-        match epoll::wait(epoll, rustix::buffer::spare_capacity(&mut ready), None) {
-            Ok(_) | Err(Errno::INTR) => {}
-            // Only a bug makes epoll_wait fail; do not spin on it.
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-        for event in &ready {
-            let token = event.data.u64();
-            if token != WAKE {
-                let index = token as usize;
-                if !read(pipes.get_mut(index).and_then(Option::as_mut), &mut buf) {
-                    if let Some(pipe) = pipes.get_mut(index).and_then(Option::take) {
-                        let _ = epoll::delete(epoll, &pipe.fd);
-                        open -= 1;
-                    }
+        let woken = poller.wait(None, &mut ready);
+        for &token in &ready {
+            let index = token as usize;
+            if !read(pipes.get_mut(index).and_then(Option::as_mut), &mut buf) {
+                if let Some(pipe) = pipes.get_mut(index).and_then(Option::take) {
+                    poller.forget(&pipe.fd);
+                    open -= 1;
                 }
-                continue;
             }
-            let mut drained = [0u8; 8];
-            let _ = rustix::io::read(wake, &mut drained);
-            loop {
-                match registrations.try_recv() {
-                    Ok(mut pipe) => {
-                        let index = pipes.iter().position(Option::is_none).unwrap_or(pipes.len());
-                        let data = epoll::EventData::new_u64(index as u64);
-                        if epoll::add(epoll, &pipe.fd, data, epoll::EventFlags::IN).is_err() {
-                            // Unreadable: as good as ended (dropping the handler says so).
-                            pipe.handler.ended(None);
-                            continue;
-                        }
-                        let entry = Some(pipe);
-                        match pipes.get_mut(index) {
-                            Some(free) => *free = entry,
-                            None => pipes.push(entry),
-                        }
-                        open += 1;
+        }
+        if !woken {
+            continue;
+        }
+        let mut drained = [0u8; 8];
+        let _ = rustix::io::read(wake, &mut drained);
+        loop {
+            match registrations.try_recv() {
+                Ok(mut pipe) => {
+                    let index = pipes.iter().position(Option::is_none).unwrap_or(pipes.len());
+                    if poller.watch(&pipe.fd, index as u64, Interest::Readable).is_err() {
+                        // Unreadable: as good as ended (dropping the handler says so).
+                        pipe.handler.ended(None);
+                        continue;
                     }
-                    Err(cb::TryRecvError::Empty) => break,
-                    Err(cb::TryRecvError::Disconnected) => {
-                        handles_gone = true;
-                        break;
+                    let entry = Some(pipe);
+                    match pipes.get_mut(index) {
+                        Some(free) => *free = entry,
+                        None => pipes.push(entry),
                     }
+                    open += 1;
+                }
+                Err(cb::TryRecvError::Empty) => break,
+                Err(cb::TryRecvError::Disconnected) => {
+                    handles_gone = true;
+                    break;
                 }
             }
         }
