@@ -491,9 +491,9 @@ fn replied(word: &str) -> Got {
 }
 
 /// The first `ok` opens the window (a worker's pace is unknown until its first reply); the
-/// `slow:300` that follows holds the worker while the rest are sent, so they are in flight
+/// `slow:500` that follows holds the worker while the rest are sent, so they are in flight
 /// behind it when the scripted task acts.
-const OPEN_AND_HOLD: [&str; 2] = ["ok 0", "slow:300"];
+const OPEN_AND_HOLD: [&str; 2] = ["ok 0", "slow:500"];
 
 #[test]
 fn scripted_workers_answer_every_record_and_start_no_process() {
@@ -517,12 +517,12 @@ fn crash_probing_charges_only_the_task_that_kills_its_worker() {
     let words = [&OPEN_AND_HOLD[..], &["ok 1", "crash", "ok 2", "ok 3", "ok 4"]].concat();
     let ran = collect(config, records(&words), &Shutdown::new());
     assert_eq!(ran.got[&4], Got::Failed(Failure::Signal(9)));
-    for (seq, word) in [(1, "ok 0"), (2, "slow:300"), (3, "ok 1"), (5, "ok 2"), (6, "ok 3"), (7, "ok 4")] {
+    for (seq, word) in [(1, "ok 0"), (2, "slow:500"), (3, "ok 1"), (5, "ok 2"), (6, "ok 3"), (7, "ok 4")] {
         assert_eq!(ran.got[&seq], replied(word), "task {seq}");
     }
     // Held at the crash, so sent twice: to the worker that died, then alone to its probe.
     assert_eq!(["crash", "ok 2", "ok 3", "ok 4"].map(|word| script.sends(word)), [2; 4]);
-    assert_eq!(["ok 0", "slow:300", "ok 1"].map(|word| script.sends(word)), [1; 3]);
+    assert_eq!(["ok 0", "slow:500", "ok 1"].map(|word| script.sends(word)), [1; 3]);
     let summary = &ran.summary;
     assert_eq!((summary.done, summary.failed, summary.worker_crashes), (6, 1, 2), "{summary:?}");
     // The first worker, one per probe (`crash`'s probe killed one), none idle at the end.
@@ -610,14 +610,15 @@ fn the_end_of_input_is_the_quit_and_a_worker_deaf_to_it_is_stopped_after_the_gra
 
 #[test]
 fn a_drain_waits_for_the_tasks_in_flight_and_sends_none_of_the_queued_ones() {
-    // The drain comes as task 1 settles; `slow:200` is in flight then, the rest are not sent.
+    // The drain comes as `slow:200` settles; what was sent while it ran is answered, nothing
+    // is sent after.
     let (mut config, script) = scripted(1);
     workers(&mut config).window = 2;
     let shutdown = Shutdown::new();
     let words: Vec<String> =
         ["ok 0".into(), "slow:200".into()].into_iter().chain((1..=50).map(|i| format!("ok {i}"))).collect();
     let items = words.iter().map(|word| Input { values: vec![word.as_bytes().to_vec()] });
-    let ran = collect_from(config, items, &shutdown, Some(1));
+    let ran = collect_from(config, items, &shutdown, Some(2));
     assert_eq!(ran.got[&1], replied("ok 0"));
     assert_eq!(ran.got[&2], replied("slow:200"));
     let summary = &ran.summary;

@@ -311,7 +311,7 @@ impl Worker {
             let window = Window {
                 permits: permits_rx,
                 limit: limit.clone(),
-                pace: Pace::new(ctx.config.window.max(1)),
+                pace: Pace::for_slot(ctx),
                 broke_protocol: broke_protocol.clone(),
             };
             let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_notice });
@@ -449,13 +449,26 @@ struct Pace {
     /// Smoothed time the worker takes per task, in nanoseconds; `None` before the first reply.
     per_task_ns: Option<f64>,
     max: usize,
+    /// The work to keep queued, in nanoseconds.
+    queued_work: f64,
 }
 
 impl Pace {
     const QUEUED_WORK: Duration = Duration::from_millis(2);
 
-    fn new(max: usize) -> Pace {
-        Pace { per_task_ns: None, max }
+    fn new(max: usize, queued_work: Duration) -> Pace {
+        Pace { per_task_ns: None, max, queued_work: queued_work.as_nanos() as f64 }
+    }
+
+    /// The pace for `ctx`'s workers: [`Self::QUEUED_WORK`], except for scripted workers,
+    /// whose tests count on the whole window (a loaded machine's slow first reply would
+    /// otherwise narrow it to one).
+    fn for_slot(ctx: &SlotContext<'_>) -> Pace {
+        #[cfg(test)]
+        if ctx.config.scripted.is_some() {
+            return Pace::new(ctx.config.window.max(1), Duration::from_secs(3600));
+        }
+        Pace::new(ctx.config.window.max(1), Pace::QUEUED_WORK)
     }
 
     /// Learns from `tasks` replies that took `busy` of the worker's time; returns the window.
@@ -466,7 +479,7 @@ impl Pace {
             None => sample,
         };
         self.per_task_ns = Some(smoothed);
-        let fits = Pace::QUEUED_WORK.as_nanos() as f64 / smoothed.max(1.0);
+        let fits = self.queued_work / smoothed.max(1.0);
         (fits.ceil() as usize).clamp(1, self.max)
     }
 }
