@@ -357,17 +357,6 @@ impl Machine<'_> {
                 self.probe.push_back(job);
                 continue;
             }
-            match worker.permits.try_send(()) {
-                Ok(()) => {}
-                Err(cb::TrySendError::Full(())) => {
-                    self.carried = Some(job);
-                    continue;
-                }
-                Err(cb::TrySendError::Disconnected(())) => {
-                    self.carried = Some(job);
-                    return self.fed(worker, End::Died, poller);
-                }
-            }
             // Written when nothing else is waiting, so a lone task is not held back.
             let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
             worker.queue(job, framing, waits.now);

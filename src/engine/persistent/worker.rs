@@ -175,8 +175,10 @@ pub(super) struct Worker {
     /// Its stdin, written without blocking.
     pub(super) outbox: Option<super::outbox::Outbox>,
     in_flight: InFlight,
-    /// Holds one token per task in flight; capacity is the window.
-    pub(super) permits: cb::Sender<()>,
+    /// Tasks in flight (sent and not answered), counted against the window.
+    in_window: Arc<AtomicUsize>,
+    /// The configured window: most tasks in flight.
+    max_window: usize,
     /// Disconnects when the reader thread ends (stdout closed: the worker died or misbehaved).
     pub(super) alive: cb::Receiver<()>,
     /// Tasks to keep in flight now (see [`Pace`]).
@@ -301,7 +303,7 @@ impl Worker {
         let outbox = stdin.map(super::outbox::Outbox::new);
         let in_flight: InFlight =
             Arc::new(Mutex::new(Flight { jobs: VecDeque::new(), last_reply: Instant::now() }));
-        let (permits, permits_rx) = cb::bounded::<()>(ctx.config.window.max(1));
+        let in_window = Arc::new(AtomicUsize::new(0));
         let (alive_notice, alive) = super::pipes::EndNotice::new(Arc::clone(&ctx.waker));
         let limit = Arc::new(AtomicUsize::new(1));
         let broke_protocol = Arc::new(AtomicBool::new(false));
@@ -309,7 +311,7 @@ impl Worker {
         if let Some(stdout) = stdout {
             let (in_flight, settle, framing) = (in_flight.clone(), ctx.settle.clone(), ctx.config.framing);
             let window = Window {
-                permits: permits_rx,
+                in_window: in_window.clone(),
                 limit: limit.clone(),
                 pace: Pace::for_slot(ctx),
                 broke_protocol: broke_protocol.clone(),
@@ -334,7 +336,8 @@ impl Worker {
             child,
             outbox,
             in_flight,
-            permits,
+            in_window,
+            max_window: ctx.config.window.max(1),
             alive,
             limit,
             broke_protocol,
@@ -368,11 +371,11 @@ impl Worker {
 
     /// Tasks to keep in flight now, as its pace says.
     pub(super) fn window_now(&self) -> usize {
-        self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
+        self.limit.load(Ordering::Relaxed).min(self.max_window)
     }
 
     pub(super) fn window_full(&self) -> bool {
-        self.permits.len() >= self.limit.load(Ordering::Relaxed).min(self.permits.capacity().unwrap_or(1))
+        self.in_window.load(Ordering::Relaxed) >= self.window_now()
     }
 
     /// Since when the worker has worked on its oldest task without answering (its send, or
@@ -418,6 +421,7 @@ impl Worker {
             outbox.push(&job.input, framing);
         }
         lock(&self.in_flight).jobs.push_back((job, now));
+        self.in_window.fetch_add(1, Ordering::Relaxed);
         self.sent += 1;
     }
 
@@ -429,8 +433,8 @@ impl Worker {
 
 /// The reader's side of a worker's window of tasks in flight.
 struct Window {
-    /// One token per task in flight; the reader takes one back per reply.
-    permits: cb::Receiver<()>,
+    /// Tasks in flight; the reader counts off those answered.
+    in_window: Arc<AtomicUsize>,
     /// Tasks to keep in flight now, set from `pace`.
     limit: Arc<AtomicUsize>,
     pace: Pace,
@@ -514,17 +518,15 @@ impl super::pipes::Records for Replies {
             answered
         };
         if answered.len() < wanted {
-            // A reply nobody asked for: the worker broke the protocol. The permits are not
-            // given back, so no new task is sent to it; ending here closes `alive`, and the
+            // A reply nobody asked for: the worker broke the protocol. Its window is not
+            // counted down, so no new task is sent to it; ending here closes `alive`, and the
             // slot replaces the worker (see `lost`).
             self.window.broke_protocol.store(true, Ordering::Release);
             self.settle.batch(answered);
             self.settle.protocol_break();
             return false;
         }
-        for _ in 0..answered.len() {
-            let _ = self.window.permits.try_recv();
-        }
+        self.window.in_window.fetch_sub(answered.len(), Ordering::Relaxed);
         // The first reply's runtime spans the worker's whole time on this batch.
         if let Some((_, _, first)) = answered.first() {
             let limit = self.window.pace.observe(answered.len(), first.runtime);
