@@ -236,16 +236,26 @@ fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
             pipe.handler.ended(pipe.framing.last(last));
             return false;
         }
-        pipe.partial.extend_from_slice(&buf[..n]);
         let mut records = Vec::new();
-        let Ok(used) = pipe.framing.split(&pipe.partial, &mut records) else {
+        // Split where the bytes are: the read buffer itself unless a record's start waits in
+        // `partial` (then the read joins it), so a burst of whole records is copied once.
+        let split = if pipe.partial.is_empty() {
+            pipe.framing.split(&buf[..n], &mut records).map(|used| {
+                pipe.partial.extend_from_slice(&buf[used..n]);
+            })
+        } else {
+            pipe.partial.extend_from_slice(&buf[..n]);
+            pipe.framing.split(&pipe.partial, &mut records).map(|used| {
+                pipe.partial.drain(..used);
+            })
+        };
+        if split.is_err() {
             // The records before the garbage still answer their tasks.
             if records.is_empty() || pipe.handler.records(records) {
                 pipe.handler.garbled();
             }
             return false;
-        };
-        pipe.partial.drain(..used);
+        }
         if !records.is_empty() && !pipe.handler.records(records) {
             return false;
         }
