@@ -199,7 +199,7 @@ pub(crate) struct Shared<'a> {
     pub(crate) journaling: bool,
     /// `--results`: finished tasks carry their record and input values.
     pub(crate) results: bool,
-    pub(crate) tasks: cb::Receiver<Queued>,
+    pub(crate) tasks: super::feed::Tasks<Queued>,
     pub(crate) observer: &'a dyn Observer,
     /// Told of attempts of tasks that carry a receipt.
     pub(crate) settlement: &'a dyn crate::source::Settlement,

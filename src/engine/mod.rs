@@ -35,6 +35,7 @@ pub(crate) mod capture;
 pub(crate) mod dispatch;
 #[cfg(test)]
 mod fake;
+mod feed;
 mod median;
 pub mod note;
 pub mod persistent;
@@ -407,7 +408,7 @@ where
         loop_parts.iter().map(|(e, _, slots)| e.positions(slots.len())).sum::<usize>().max(jobs);
     let window = (positions.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
-    let (tasks_tx, tasks_rx) = cb::bounded::<Queued>(positions.min(MAX_QUEUE));
+    let (tasks_tx, tasks_rx) = feed::queue::<Queued>(positions.min(MAX_QUEUE));
     // One attempt per slot: the loops share the `{%}` numbers, handed out as GNU parallel does.
     let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
     let shared = dispatch::Shared {
@@ -494,7 +495,7 @@ where
             fed += 1;
             match tasks_tx.send(Queued { seq, occurrence, input, receipt, order }) {
                 Ok(()) => wakers.iter().for_each(|waker| waker.wake()),
-                Err(cb::SendError(queued)) => {
+                Err(queued) => {
                     let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
                 }
             }
