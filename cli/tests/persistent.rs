@@ -122,6 +122,37 @@ fn kill_9_of_muster_leaves_no_worker() {
     assert_gone(&pids_in(&sb.read("pids")));
 }
 
+#[test]
+fn kill_9_at_many_moments_then_resume_records_each_task_done_exactly_once_and_leaves_no_process() {
+    // As `run`'s twin test, through persistent workers: each worker starts a grandchild that
+    // would outlive it, and records both; every kill -9 must take them all down, and the
+    // resumes together must record each input done once.
+    let sb = Sandbox::new();
+    let inputs: String = (1..=200).map(|i| format!("{i}\n")).collect();
+    sb.write("inputs", &inputs);
+    let worker = r#"sleep 60 & echo $! >> pids; echo $$ >> pids
+while IFS= read -r l; do sleep 0.005; echo "r$l"; done"#;
+    let args =
+        ["run", "--persistent", "-j", "2", "-a", "inputs", "--joblog", "log", "--resume", "sh", "-c", worker];
+    for delay_ms in [0u64, 40, 80, 120, 160, 220, 300] {
+        let mut child = sb.spawn(&args);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().expect("reaped");
+    }
+    let out = sb.run(&args, b"");
+    assert_code(&out, 0);
+    let records = joblog_records(&sb.read("log"));
+    let mut done: Vec<u32> = records
+        .iter()
+        .filter(|r| r.len() == 15 && r[9] == "done")
+        .map(|r| r[12].parse().expect("input"))
+        .collect();
+    done.sort_unstable();
+    assert_eq!(done, (1..=200).collect::<Vec<_>>(), "every input has exactly one success record");
+    assert_gone(&pids_in(&sb.read("pids")));
+}
+
 /// A worker that answers `ok:LINE`, hangs on "hang" and dies on "die" (unless fixed).
 const MOODY: &str = r#"while IFS= read -r l; do
   if [ ! -e fixed ]; then case "$l" in hang) exec sleep 1000;; die) exit 7;; esac; fi
