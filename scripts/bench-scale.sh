@@ -93,8 +93,13 @@ for n in $(seq 1 "$max_workers"); do
         as_host "$i" "$muster" worker --broker "$(host_url "$i")" --queue "$queue" -j 1 --persistent --window 256 cat 2>/dev/null &
         workers+=($!)
     done
+    redis-cli -p "$port" config resetstat >/dev/null
     start=$(now); seq "$persistent_tasks" | timeout 600 "$muster" submit --broker "$url" --queue "$queue" --no-summary >/dev/null 2>&1; end=$(now)
     echo "submit, $n persistent worker(s) × -j1: $(rate "$persistent_tasks" "$start" "$end")"
+    # Where Redis's own time went (a script's calls are counted in it and again on their own).
+    redis-cli -p "$port" info commandstats | tr -d '\r' | awk -F'[:,=]' -v n="$persistent_tasks" '
+        /^cmdstat_/ { sub("cmdstat_", "", $1); t[$1] = $5; total += $5 }
+        END { line = "  Redis µs per task:"; for (c in t) if (t[c] / n >= 0.1) line = line sprintf(" %s %.1f", c, t[c] / n); print line }'
     "$muster" drain --broker "$url" --queue "$queue" 2>/dev/null
     wait "${workers[@]}" 2>/dev/null || true
 done
