@@ -46,7 +46,7 @@ const HEADER_V1: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("joblog {path}: {source}")]
     Io {
         /// The joblog.
         path: PathBuf,
