@@ -16,7 +16,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 CALLER = textwrap.dedent(
     """
-    import sys
+    import signal, sys
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal: a suite started as a background job
+    # (`scripts/test &` in a script) passes SIGINT on ignored, and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {here!r})
     import muster, tasks
     folder = {folder!r}
