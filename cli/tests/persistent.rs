@@ -134,21 +134,10 @@ fn kill_9_at_many_moments_then_resume_records_each_task_done_exactly_once_and_le
 while IFS= read -r l; do sleep 0.005; echo "r$l"; done"#;
     let args =
         ["run", "--persistent", "-j", "2", "-a", "inputs", "--joblog", "log", "--resume", "sh", "-c", worker];
-    for delay_ms in [0u64, 40, 80, 120, 160, 220, 300] {
-        let mut child = sb.spawn(&args);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().expect("reaped");
-    }
+    kill_9_after(&sb, &args, &[0, 40, 80, 120, 160, 220, 300]);
     let out = sb.run(&args, b"");
     assert_code(&out, 0);
-    let records = joblog_records(&sb.read("log"));
-    let mut done: Vec<u32> = records
-        .iter()
-        .filter(|r| r.len() == 15 && r[9] == "done")
-        .map(|r| r[12].parse().expect("input"))
-        .collect();
-    done.sort_unstable();
+    let done = done_inputs(&sb.read("log"));
     assert_eq!(done, (1..=200).collect::<Vec<_>>(), "every input has exactly one success record");
     assert_gone(&pids_in(&sb.read("pids")));
 }

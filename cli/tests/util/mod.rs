@@ -143,6 +143,28 @@ pub fn joblog_records(text: &str) -> Vec<Vec<String>> {
     text.lines().skip(2).map(|l| l.split('\t').map(str::to_owned).collect()).collect()
 }
 
+/// Starts `muster args` and kills it with SIGKILL after each of `delays_ms` in turn.
+pub fn kill_9_after(sb: &Sandbox, args: &[&str], delays_ms: &[u64]) {
+    for &delay_ms in delays_ms {
+        let mut child = sb.spawn(args);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().expect("reaped");
+    }
+}
+
+/// The inputs (numbers) of a joblog's success records, sorted: each once when every task was
+/// done exactly once.
+pub fn done_inputs(joblog: &str) -> Vec<u32> {
+    let mut done: Vec<u32> = joblog_records(joblog)
+        .iter()
+        .filter(|r| r.len() == 15 && r[9] == "done")
+        .map(|r| r[12].parse().expect("input"))
+        .collect();
+    done.sort_unstable();
+    done
+}
+
 /// Runs `command` with `stdin` bytes to completion, its output captured.
 pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
     let mut child = command
