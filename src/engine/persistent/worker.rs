@@ -4,7 +4,7 @@
 //! `machine`'s.
 //!
 //! Who wakes whom: the slot's loop writes stdin; the pipe reader pops the oldest in-flight task
-//! for each reply record, releases one permit of the window, and reports the batch, which
+//! for each reply record, counts the batch off the window, and reports the batch, which
 //! rings the loop if it waits (its executor's [`Bell`]); when stdout ends (the worker died or
 //! closed it) the reply handler is dropped, which disconnects `alive` and rings the loop.
 
