@@ -133,6 +133,16 @@ impl Poller {
     /// readable.
     pub(crate) fn wait(&self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> bool {
         ready.clear();
+        self.wait_each(timeout, |token| ready.push(token))
+    }
+
+    /// Waits as [`wait`](Self::wait) does, for a loop that looks at everything after a wait
+    /// whichever descriptor fired: only whether the wake-up descriptor was readable.
+    pub(crate) fn wait_woken(&self, timeout: Option<Duration>) -> bool {
+        self.wait_each(timeout, |_| {})
+    }
+
+    fn wait_each(&self, timeout: Option<Duration>, mut each: impl FnMut(u64)) -> bool {
         let timeout = timeout.and_then(|timeout| rustix::event::Timespec::try_from(timeout).ok());
         // On the stack: events are not `Send` (a loop may move threads), and a wait costs no
         // allocation.
@@ -150,7 +160,7 @@ impl Poller {
         for event in events {
             match event.data.u64() {
                 WOKEN => woken = true,
-                token => ready.push(token),
+                token => each(token),
             }
         }
         woken

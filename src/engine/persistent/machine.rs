@@ -111,8 +111,6 @@ struct Machine<'a> {
 pub(super) struct Loop<'a> {
     poller: Poller,
     machines: Vec<Machine<'a>>,
-    /// The tokens of the last wait's events (unused: see `turn`).
-    ready: Vec<u64>,
 }
 
 impl<'a> Loop<'a> {
@@ -140,7 +138,7 @@ impl<'a> Loop<'a> {
                 token: index as u64,
             })
             .collect();
-        Some(Loop { poller, machines, ready: Vec::with_capacity(64) })
+        Some(Loop { poller, machines })
     }
 
     /// Steps every slot, then waits (at most `patience`) for something to happen; true once
@@ -154,7 +152,7 @@ impl<'a> Loop<'a> {
         // with reads that do not block, so a stale event misroutes nothing.
         let timeout = waits.next.saturating_duration_since(Instant::now());
         // Cleared before the next steps, so a ring while they run wakes the next wait.
-        if self.poller.wait(Some(timeout), &mut self.ready) {
+        if self.poller.wait_woken(Some(timeout)) {
             waker.drain();
         }
         false
