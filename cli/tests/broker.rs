@@ -234,6 +234,101 @@ fn persistent_workers_serve_a_queue_once_each_in_order_and_refuse_a_multi_line_i
     assert!(stderr(&output).contains("record separator"), "{}", stderr(&output));
 }
 
+/// How many times Redis ran `command` (from `INFO commandstats`).
+fn calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]).unwrap_or_default();
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn quick_tasks_travel_in_packs_and_come_back_once_each_in_order() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let persistent = ["-j", "2", "--persistent", "--window", "64"];
+    let _a = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &[&persistent[..], &["--name", "alpha"]].concat(),
+        &["sh", "-c", ECHO_LOOP],
+    );
+    let _b = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &[&persistent[..], &["--name", "beta"]].concat(),
+        &["sh", "-c", ECHO_LOOP],
+    );
+    submit_numbers_to_alpha_and_beta(&sb, &redis, 4000);
+    // One entry per task would be 4,000 XADDs for the tasks alone, and as many for results.
+    let xadds = calls(&redis, "xadd");
+    assert!(xadds < 2000, "{xadds} XADDs for 4000 tasks: tasks and results travel in packs");
+}
+
+#[test]
+fn a_worker_killed_holding_packs_loses_no_task_and_none_is_recorded_twice() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let task = |log: &str| format!("echo $1 >> {log}; echo got $1");
+    let worker = ["-j", "2", "--lease", "1s"];
+    let doomed = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", &task("ran-doomed"), "sh"]);
+    let _other = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", &task("ran-other"), "sh"]);
+    let inputs: Vec<String> = (1..=600).map(|i| i.to_string()).collect();
+    let url = redis.url();
+    // 40 on the queue at a time: packs are made once the first results tell the tasks quick.
+    let mut args = vec!["submit", "--broker", &url, "--queue", "q", "-k", "-j", "40", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let submitter = sb.spawn(&args);
+    assert!(
+        wait_for(Duration::from_secs(30), || sb.read("ran-doomed").lines().count() >= 60),
+        "the doomed worker ran tasks"
+    );
+    // Packs the worker holds (pending for its consumer, named host-PID-…), looked at while it
+    // is stopped so that what is seen is what it dies with.
+    let marker = format!("-{}-", doomed.child().id());
+    let held_packs = || {
+        let pending =
+            redis.command(&["XPENDING", "muster:{q}:tasks", "muster", "-", "+", "1000"]).unwrap_or_default();
+        let lines: Vec<&str> = pending.lines().collect();
+        (2..lines.len())
+            .filter(|&i| lines[i].contains(&marker))
+            .filter(|&i| {
+                let id = lines[i - 2];
+                redis
+                    .command(&["XRANGE", "muster:{q}:tasks", id, id])
+                    .is_some_and(|entry| entry.contains("pack"))
+            })
+            .count()
+    };
+    let killed_holding_packs = wait_for(Duration::from_secs(30), || {
+        signal(doomed.child(), Signal::STOP);
+        if held_packs() > 0 {
+            signal(doomed.child(), Signal::KILL);
+            return true;
+        }
+        signal(doomed.child(), Signal::CONT);
+        false
+    });
+    assert!(killed_holding_packs, "the doomed worker was killed holding packs");
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    let expected: String = inputs.iter().map(|i| format!("got {i}\n")).collect();
+    assert_eq!(stdout(&output), expected, "every task's result once, in order");
+    assert_eq!(status(&sb, &redis, "q")["done"], 600, "each recorded once");
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0, "nothing left on the queue");
+    let ran = [sb.read("ran-doomed"), sb.read("ran-other")].concat();
+    let mut ran: Vec<u32> = ran.lines().filter_map(|n| n.parse().ok()).collect();
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), 600, "every task ran");
+}
+
 #[test]
 fn a_killed_persistent_workers_tasks_are_taken_over_and_completed_once_leaving_no_process() {
     let sb = Sandbox::new();
@@ -473,7 +568,11 @@ fn results_of_a_killed_submitter_expire() {
             || redis.command(&["HGET", "muster:{q}:stats", "done"]).is_some_and(|r| r.contains("$1\r\n3"))),
         "the tasks ran"
     );
-    assert_eq!(redis.number(&["XLEN", "muster:{q}:results"]), 3, "their results wait");
+    // (A worker records a batch of results as one entry.)
+    let waiting = redis.command(&["XRANGE", "muster:{q}:results", "-", "+"]).unwrap_or_default();
+    for output in ["2:a\n,", "2:b\n,", "2:c\n,"] {
+        assert!(waiting.contains(output), "their results wait: {output:?} in {waiting:?}");
+    }
     assert!(
         wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:results"]) == 0),
         "the results of a dead submission expired"

@@ -178,14 +178,84 @@ pub(crate) fn task_entry(
     xadd
 }
 
+/// Most tasks one entry carries (see [`pack_entry`]).
+pub(crate) const PACK_MOST: usize = 256;
+
+/// The XADD that puts several tasks on the queue as one entry (a pack, see
+/// [`scripts`]): delivered, leased and fenced as one, recorded task by task. The pack is
+/// netstrings of each task's number and encoded values.
+pub(crate) fn pack_entry<'v>(
+    queue: &Queue,
+    job: &str,
+    retries: u32,
+    tasks: impl ExactSizeIterator<Item = (crate::task::Seq, &'v [Vec<u8>])>,
+) -> redis::Cmd {
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(queue.tasks())
+        .arg("*")
+        .arg("job")
+        .arg(job)
+        .arg("retries")
+        .arg(retries)
+        .arg("n")
+        .arg(tasks.len());
+    let mut pack = Vec::new();
+    for (seq, values) in tasks {
+        push_netstring(&mut pack, seq.to_string().as_bytes());
+        push_netstring(&mut pack, &encode_values(values));
+    }
+    xadd.arg("pack").arg(pack);
+    xadd
+}
+
+/// A task of a pack: its number (as written) and its input's values.
+pub(crate) type PackedTask = (Vec<u8>, Vec<Vec<u8>>);
+
+/// A pack's tasks; `None` when the bytes are not a pack.
+pub(crate) fn decode_pack(bytes: &[u8]) -> Option<Vec<PackedTask>> {
+    let items = decode_values(bytes)?;
+    if items.len() % 2 != 0 {
+        return None;
+    }
+    let mut items = items.into_iter();
+    let mut tasks = Vec::with_capacity(items.len() / 2);
+    while let (Some(seq), Some(values)) = (items.next(), items.next()) {
+        tasks.push((seq, decode_values(&values)?));
+    }
+    Some(tasks)
+}
+
+/// Appends `value` as a netstring (`3:abc,`).
+pub(crate) fn push_netstring(out: &mut Vec<u8>, value: &[u8]) {
+    use std::io::Write;
+    let _ = write!(out, "{}:", value.len()); // writing to a Vec cannot fail
+    out.extend_from_slice(value);
+    out.push(b',');
+}
+
+/// The first netstring of `bytes` and what follows it; `None` when it is malformed.
+fn split_netstring(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = bytes.iter().position(|&b| b == b':')?;
+    let len: usize = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
+    let rest = &bytes[colon + 1..];
+    (rest.len() > len && rest[len] == b',').then(|| (&rest[..len], &rest[len + 1..]))
+}
+
+/// The netstrings one after another in `bytes`, borrowed; ends at the first malformed one
+/// (see [`decode_values`] to tell).
+pub(crate) fn netstrings(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (value, rest) = split_netstring(bytes)?;
+        bytes = rest;
+        Some(value)
+    })
+}
+
 /// Encodes input values as netstrings (`3:abc,`), so any bytes (NUL included) survive.
 pub(crate) fn encode_values(values: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 8).sum());
     for value in values {
-        out.extend_from_slice(value.len().to_string().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(value);
-        out.push(b',');
+        push_netstring(&mut out, value);
     }
     out
 }
@@ -194,16 +264,24 @@ pub(crate) fn encode_values(values: &[Vec<u8>]) -> Vec<u8> {
 pub(crate) fn decode_values(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut values = Vec::new();
     while !bytes.is_empty() {
-        let colon = bytes.iter().position(|&b| b == b':')?;
-        let len: usize = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
-        let rest = &bytes[colon + 1..];
-        if rest.len() < len + 1 || rest[len] != b',' {
-            return None;
-        }
-        values.push(rest[..len].to_vec());
-        bytes = &rest[len + 1..];
+        let (value, rest) = split_netstring(bytes)?;
+        values.push(value.to_vec());
+        bytes = rest;
     }
     Some(values)
+}
+
+/// Where a `moved` notice (see [`scripts`]) says tasks went: (task number, new entry id) each.
+pub(crate) fn moved(notice: &impl Fielded) -> Vec<(crate::task::Seq, String)> {
+    let Some(moved) = notice.get("moved") else { return Vec::new() };
+    let mut items = netstrings(moved);
+    let mut list = Vec::new();
+    while let (Some(seq), Some(entry)) = (items.next(), items.next()) {
+        if let Some(seq) = std::str::from_utf8(seq).ok().and_then(|seq| seq.parse().ok()) {
+            list.push((seq, String::from_utf8_lossy(entry).into_owned()));
+        }
+    }
+    list
 }
 
 /// A stream entry: its id and field/value pairs.
@@ -212,20 +290,90 @@ pub(crate) struct Entry {
     pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl Entry {
-    pub(crate) fn get(&self, field: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(name, _)| name == field.as_bytes()).map(|(_, value)| value.as_slice())
-    }
+/// Named fields, read the same way whoever holds them: absent reads as empty or zero.
+pub(crate) trait Fielded {
+    fn get(&self, field: &str) -> Option<&[u8]>;
 
-    pub(crate) fn text(&self, field: &str) -> String {
+    fn text(&self, field: &str) -> String {
         self.get(field).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
     }
 
-    pub(crate) fn number<T: std::str::FromStr + Default>(&self, field: &str) -> T {
+    fn number<T: std::str::FromStr + Default>(&self, field: &str) -> T {
         self.get(field)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or_default()
+    }
+}
+
+impl Fielded for Entry {
+    fn get(&self, field: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(name, _)| name == field.as_bytes()).map(|(_, value)| value.as_slice())
+    }
+}
+
+/// Field/value pairs borrowed from the reply that carried them: a stream entry's, or one
+/// result of a results pack (a results entry is read without copying its pack).
+pub(crate) struct Fields<'a>(Vec<(&'a [u8], &'a [u8])>);
+
+impl<'a> Fields<'a> {
+    /// A stream entry, `[id, [field, value, …]]`: its id and fields.
+    pub(crate) fn of_entry(value: &'a redis::Value) -> Option<(&'a [u8], Fields<'a>)> {
+        let redis::Value::Array(parts) = value else { return None };
+        let id = bytes(parts.first()?)?;
+        let pairs = match parts.get(1)? {
+            redis::Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|pair| Some((bytes(pair.first()?)?, bytes(pair.get(1)?)?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some((id, Fields(pairs)))
+    }
+
+    /// The results a results entry carries: its own fields, or each of its pack's (named by
+    /// the entry's submission). A `moved` notice carries none.
+    pub(crate) fn results(&self) -> Vec<Fields<'a>> {
+        let Some(pack) = self.get_borrowed("pack") else {
+            return if self.get("moved").is_some() { Vec::new() } else { vec![Fields(self.0.clone())] };
+        };
+        let job = self.get_borrowed("job").unwrap_or_default();
+        netstrings(pack)
+            .map(|result| {
+                let mut items = netstrings(result);
+                let mut pairs = vec![(&b"job"[..], job)];
+                while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                    pairs.push((field, value));
+                }
+                Fields(pairs)
+            })
+            .collect()
+    }
+
+    fn get_borrowed(&self, field: &str) -> Option<&'a [u8]> {
+        self.0.iter().find(|(name, _)| *name == field.as_bytes()).map(|(_, value)| *value)
+    }
+
+    /// Owned, under the id `id`.
+    pub(crate) fn to_entry(&self, id: &[u8]) -> Entry {
+        Entry {
+            id: String::from_utf8_lossy(id).into_owned(),
+            fields: self.0.iter().map(|(field, value)| (field.to_vec(), value.to_vec())).collect(),
+        }
+    }
+}
+
+impl Fielded for Fields<'_> {
+    fn get(&self, field: &str) -> Option<&[u8]> {
+        self.get_borrowed(field)
+    }
+}
+
+impl Entry {
+    /// The results a results entry carries (see [`Fields::results`]), owned.
+    pub(crate) fn results(&self) -> Vec<Entry> {
+        let fields = Fields(self.fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())).collect());
+        fields.results().iter().map(|result| result.to_entry(self.id.as_bytes())).collect()
     }
 
     /// Parses `[id, [field, value, …]]`.

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{BrokerError, Connection, Entry, Queue};
+use super::{BrokerError, Connection, Entry, Fielded, Queue};
 use crate::Shutdown;
 
 /// One task's result, as its worker recorded it.
@@ -139,7 +139,8 @@ impl ResultReader {
                 let job = entry.text("job");
                 let wanted = self.job.as_deref().is_none_or(|wanted| wanted == job);
                 if wanted && self.is_detached(link, &job, shutdown)? {
-                    batch.push(QueueResult::from_entry(&entry));
+                    // A results entry may carry a pack of them.
+                    batch.extend(entry.results().iter().map(QueueResult::from_entry));
                 }
             }
         }
@@ -160,8 +161,8 @@ impl ResultReader {
         link.call(Some(shutdown), |c| redis::cmd("XDEL").arg(&results).arg(ids).query::<()>(c))
     }
 
-    /// Tasks of the queue not finished yet (waiting, running, or held by a worker that
-    /// vanished and will be taken over): every one is an entry of the tasks stream.
+    /// Entries of the queue not finished yet (waiting, running, or held by a worker that
+    /// vanished and will be taken over): 0 when no task is left (an entry may carry a pack).
     pub fn unfinished(&self, link: &mut Connection, shutdown: &Shutdown) -> Result<u64, BrokerError> {
         let tasks = self.queue.tasks();
         link.call(Some(shutdown), |c| redis::cmd("XLEN").arg(&tasks).query(c))

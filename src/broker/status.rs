@@ -60,13 +60,18 @@ impl QueueStatus {
 /// that, it is shown as silent (heartbeats come every third of a lease).
 pub fn status(link: &mut Connection, queue: &Queue) -> Result<QueueStatus, BrokerError> {
     let mut status = QueueStatus::default();
-    let stats: Vec<(String, u64)> = link.call(None, |c| redis::cmd("HGETALL").arg(queue.stats()).query(c))?;
+    let stats: Vec<(String, i64)> = link.call(None, |c| redis::cmd("HGETALL").arg(queue.stats()).query(c))?;
+    // Tasks on the queue, waiting or held (an entry may carry a pack of them); an entry added
+    // by hand is not counted, so this may dip below zero.
+    let mut queued = 0;
     for (name, value) in stats {
+        let value_or_zero = value.max(0) as u64;
         match name.as_str() {
-            "done" => status.done = value,
-            "failed" => status.failed = value,
-            "retried" => status.retried = value,
-            "rejected" => status.rejected = value,
+            "done" => status.done = value_or_zero,
+            "failed" => status.failed = value_or_zero,
+            "retried" => status.retried = value_or_zero,
+            "rejected" => status.rejected = value_or_zero,
+            "queued" => queued = value,
             _ => {}
         }
     }
@@ -91,10 +96,9 @@ pub fn status(link: &mut Connection, queue: &Queue) -> Result<QueueStatus, Broke
     }
     status.workers.sort_by(|a, b| a.name.cmp(&b.name));
     // Every task not finished is an entry of the stream: held by a worker, or waiting.
-    let entries: u64 = link.call(None, |c| redis::cmd("XLEN").arg(queue.tasks()).query(c))?;
     status.running =
         status.workers.iter().filter(|w| w.alive()).map(|w| (w.name.clone(), w.running)).collect();
-    status.pending = entries.saturating_sub(status.running_total());
+    status.pending = (queued.max(0) as u64).saturating_sub(status.running_total());
     Ok(status)
 }
 

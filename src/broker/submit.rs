@@ -48,6 +48,8 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
         batch.add_command(task_entry(&config.queue, &job, count, config.retries, &input.values)).ignore();
         batched += 1;
         if batched == 512 || inputs.peek().is_none() {
+            // What the queue holds, for `muster status`.
+            batch.cmd("HINCRBY").arg(config.queue.stats()).arg("queued").arg(batched).ignore();
             link.call(None, |c| batch.query::<()>(c))?;
             batch = redis::pipe();
             batched = 0;

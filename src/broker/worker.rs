@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{decode_values, scripts, BrokerError, Connection, Entry, Queue, GROUP};
+use super::{
+    decode_pack, decode_values, push_netstring, scripts, BrokerError, Connection, Entry, Fielded, Queue,
+    GROUP,
+};
 use crate::engine::{self, Io, NoObserver, RunConfig, RunError};
 use crate::input::Input;
 use crate::shutdown::Shutdown;
@@ -79,8 +82,16 @@ pub enum WorkerError {
 
 /// A task this worker holds, between reading it and recording it.
 struct Held {
-    /// The delivery it holds the task by (the fencing token).
+    /// Its stream entry: the task alone, or a pack (see [`scripts`]) that it is one of.
+    entry: String,
+    /// Its place in its pack.
+    place: u32,
+    /// Its pack's size; 0 when the entry is this task alone.
+    size: u32,
+    /// The delivery it holds the entry by (the fencing token).
     attempt: u32,
+    /// Attempts it had in entries before this one (failed, or lost with their holder).
+    earlier: u32,
     retries: u32,
     job: Vec<u8>,
     seq: Vec<u8>,
@@ -94,10 +105,22 @@ struct Held {
     ended: bool,
 }
 
-/// The tasks held, shared by the reader, the heartbeat and the settlement.
+/// A pack this worker holds.
+struct PackHeld {
+    /// Its tasks held here and not yet recorded (or given up).
+    left: usize,
+    /// Some of its tasks were not run here (a drain, a stop): once none is left, what is not
+    /// recorded goes back to the queue.
+    give_back: bool,
+}
+
+/// The tasks held (by receipt: the entry id, `ID/PLACE` for a task of a pack), shared by the
+/// reader, the heartbeat and the settlement.
 #[derive(Default)]
 struct Holding {
     tasks: Mutex<HashMap<String, Held>>,
+    /// The packs held, by entry id.
+    packs: Mutex<HashMap<String, PackHeld>>,
     changed: Condvar,
     /// A task was given back for another attempt: look for it now, not at the next scan.
     reclaim_soon: AtomicBool,
@@ -135,6 +158,22 @@ impl Holding {
         let held = self.lock().remove(id);
         self.changed.notify_all();
         held
+    }
+
+    /// Counts a released task off its pack: true when it was the pack's last held here and
+    /// the pack is to be given back.
+    fn pack_released(&self, held: &Held, given_back: bool) -> bool {
+        if held.size == 0 {
+            return false;
+        }
+        let mut packs = self.packs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pack) = packs.get_mut(&held.entry) else { return false };
+        pack.left = pack.left.saturating_sub(1);
+        pack.give_back |= given_back;
+        if pack.left > 0 {
+            return false;
+        }
+        packs.remove(&held.entry).is_some_and(|pack| pack.give_back && !held.revoked)
     }
 }
 
@@ -178,6 +217,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         holding: Arc::clone(&holding),
         jobs,
         buffer: VecDeque::new(),
+        last_pack: 1,
         cursor: "0-0".into(),
         next_reclaim: Instant::now(),
         adopt: true,
@@ -239,8 +279,8 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
     // Whoever is waiting on the heartbeat hash learns this worker left.
     let mut link = settlement.link.into_inner().unwrap_or_else(PoisonError::into_inner);
     let _ = link.call(Some(shutdown), |c| redis::cmd("HDEL").arg(queue.workers()).arg(&name).query::<()>(c));
-    let release = redis::Script::new(scripts::RELEASE_NAME);
-    let _ = link.call(Some(shutdown), |c| release.key(queue.alive(&name)).arg(&token).invoke::<()>(c));
+    let _ = link
+        .call(Some(shutdown), |c| scripts::RELEASE_NAME.key(queue.alive(&name)).arg(&token).invoke::<()>(c));
     Ok(WorkerSummary {
         name,
         done,
@@ -260,6 +300,9 @@ struct Reader {
     holding: Arc<Holding>,
     jobs: usize,
     buffer: VecDeque<Sourced>,
+    /// How many tasks the last entry read carried: entries are read so as to fill the free
+    /// slots, not one per slot.
+    last_pack: usize,
     /// Where the next XAUTOCLAIM scan starts.
     cursor: String,
     /// Look for entries this consumer holds unknown to us (at start, after a reconnect).
@@ -339,12 +382,13 @@ impl Iterator for Reader {
             {
                 self.next_reclaim = Instant::now() + (self.lease / 4).max(Duration::from_millis(100));
                 let reclaimed = self.reclaim(free);
-                if reclaimed.as_ref().is_ok_and(|&n| n >= free) {
-                    // As many as there was room for: more may have expired (a dead worker held
-                    // many), so look again as soon as a slot frees, not a quarter lease later.
+                if reclaimed.as_ref().is_ok_and(|&(taken, requeued)| taken >= free || requeued > 0) {
+                    // As many as there was room for, or packs put back on the queue: more may
+                    // have expired (a dead worker held many), so look again as soon as a slot
+                    // frees, not a quarter lease later.
                     self.next_reclaim = Instant::now();
                 }
-                reclaimed
+                reclaimed.map(|(taken, _)| taken)
             } else {
                 Ok(0)
             };
@@ -391,14 +435,14 @@ impl Reader {
         Ok(at.is_some_and(|at| at >= self.started_ms))
     }
 
-    /// Takes over up to `free` tasks whose holders stopped renewing them.
-    fn reclaim(&mut self, free: usize) -> Result<usize, BrokerError> {
+    /// Takes over up to `free` entries whose holders stopped renewing them: how many tasks
+    /// it took, and how many went back to the queue (packs, one entry per task).
+    fn reclaim(&mut self, free: usize) -> Result<(usize, usize), BrokerError> {
         let q = &self.queue;
-        let script = redis::Script::new(scripts::RECLAIM);
         let lease_ms = self.lease.as_millis() as u64;
         let cursor = self.cursor.clone();
         let reply: redis::Value = self.link.call(Some(&self.shutdown), |c| {
-            scripts::recording(&script, q, true)
+            scripts::recording(&scripts::RECLAIM, q)
                 .arg(GROUP)
                 .arg(&self.name)
                 .arg(lease_ms)
@@ -407,11 +451,12 @@ impl Reader {
                 .arg(scripts::LOST_HOLDERS)
                 .invoke(c)
         })?;
-        let redis::Value::Array(parts) = reply else { return Ok(0) };
+        let redis::Value::Array(parts) = reply else { return Ok((0, 0)) };
         if let Some(next) = parts.first().and_then(super::bytes) {
             self.cursor = String::from_utf8_lossy(next).into_owned();
         }
-        Ok(parts.get(1).map_or(0, |claimed| self.hold_claimed(claimed)))
+        let requeued = parts.get(2).and_then(super::integer).unwrap_or(0).max(0) as usize;
+        Ok((parts.get(1).map_or(0, |claimed| self.hold_claimed(claimed)), requeued))
     }
 
     /// Holds entries a script claimed for us: `{{id, attempt, fields}, …}`. Returns how many.
@@ -450,9 +495,10 @@ impl Reader {
         })?;
         let unknown: Vec<(String, u32)> = {
             let holding = self.holding.lock();
+            let known: std::collections::HashSet<&str> = holding.values().map(|h| h.entry.as_str()).collect();
             pending
                 .into_iter()
-                .filter(|(id, ..)| !holding.contains_key(id))
+                .filter(|(id, ..)| !known.contains(id.as_str()))
                 .map(|(id, _, _, attempt)| (id, attempt))
                 .collect()
         };
@@ -461,9 +507,8 @@ impl Reader {
         if unknown.is_empty() {
             return Ok(0);
         }
-        let script = redis::Script::new(scripts::ADOPT);
         let claimed: redis::Value = self.link.call(Some(&self.shutdown), |c| {
-            let mut invocation = script.key(q.tasks());
+            let mut invocation = scripts::recording(&scripts::ADOPT, q);
             invocation.arg(GROUP).arg(&self.name);
             for (id, attempt) in unknown.iter().take(free) {
                 invocation.arg(id).arg(*attempt);
@@ -482,7 +527,7 @@ impl Reader {
                 .arg(GROUP)
                 .arg(&self.name)
                 .arg("COUNT")
-                .arg(free)
+                .arg((free / self.last_pack).max(1))
                 .arg("BLOCK")
                 .arg(READ_BLOCK_MS)
                 .arg("STREAMS")
@@ -506,41 +551,67 @@ impl Reader {
         Ok(taken)
     }
 
-    /// Registers a task as held and queues it for the engine; an entry that is not a task is
-    /// dead-lettered at once.
+    /// Registers an entry's tasks as held and queues them for the engine; an entry that is not
+    /// a task (or a pack of them) is dead-lettered at once.
     fn hold(&mut self, entry: Entry, attempt: u32) {
-        let values = entry.get("values").and_then(decode_values);
-        let input = values.as_ref().map(|values| values.join(&b' ')).unwrap_or_default();
-        let held = Held {
+        let job = entry.get("job").unwrap_or_default().to_vec();
+        let retries = entry.number("retries");
+        let earlier = entry.number::<u32>("failed").saturating_add(entry.number("lost"));
+        let held = |place: usize, size: usize, seq: Vec<u8>, values: &[Vec<u8>]| Held {
+            entry: entry.id.clone(),
+            place: place as u32,
+            size: size as u32,
             attempt,
-            retries: entry.number("retries"),
-            job: entry.get("job").unwrap_or_default().to_vec(),
-            seq: entry.get("seq").unwrap_or_default().to_vec(),
-            input,
+            earlier,
+            retries,
+            job: job.clone(),
+            seq,
+            input: values.join(&b' '),
             revoked: false,
             settled: false,
             ended: false,
         };
-        self.holding.lock().insert(entry.id.clone(), held);
-        let receipt: Receipt = Arc::from(entry.id.as_bytes());
-        match values {
-            Some(values) => {
-                self.buffer.push_back(Sourced { input: Input { values }, receipt: Some(receipt) })
-            }
-            None => {
-                let _ = fail(
-                    &mut self.link,
-                    &self.queue,
-                    &self.name,
-                    &self.shutdown,
-                    &entry.id,
-                    attempt,
-                    0,
-                    "not a muster task (no 'values' field in netstring form)",
-                    &[],
-                );
-                self.holding.lock().remove(&entry.id);
-            }
+        let tasks = match entry.get("pack") {
+            Some(pack) => decode_pack(pack).filter(|tasks| !tasks.is_empty()).map(|tasks| {
+                let size = tasks.len();
+                self.holding
+                    .packs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(entry.id.clone(), PackHeld { left: size, give_back: false });
+                let mut holding = self.holding.lock();
+                tasks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(place, (seq, values))| {
+                        let receipt = format!("{}/{place}", entry.id);
+                        holding.insert(receipt.clone(), held(place, size, seq, &values));
+                        (receipt, values)
+                    })
+                    .collect::<Vec<_>>()
+            }),
+            None => entry.get("values").and_then(decode_values).map(|values| {
+                let seq = entry.get("seq").unwrap_or_default().to_vec();
+                self.holding.lock().insert(entry.id.clone(), held(0, 0, seq, &values));
+                vec![(entry.id.clone(), values)]
+            }),
+        };
+        let Some(tasks) = tasks else {
+            let _ = fail(
+                &mut self.link,
+                &self.queue,
+                &self.name,
+                &self.shutdown,
+                &Failing { id: &entry.id, attempt, place: 0, size: 0, retries: 0 },
+                "not a muster task (no 'values' field in netstring form, nor a 'pack' of them)",
+                &[],
+            );
+            return;
+        };
+        self.last_pack = tasks.len().max(1);
+        for (receipt, values) in tasks {
+            let receipt: Receipt = Arc::from(receipt.as_bytes());
+            self.buffer.push_back(Sourced { input: Input { values }, receipt: Some(receipt) });
         }
     }
 }
@@ -574,9 +645,12 @@ fn claim_name(
     lease: Duration,
     shutdown: &Shutdown,
 ) -> Result<Option<String>, BrokerError> {
-    let script = redis::Script::new(scripts::CLAIM_NAME);
     link.call(Some(shutdown), |c| {
-        script.key(queue.alive(name)).arg(token).arg(lease.as_millis() as u64).invoke::<Option<String>>(c)
+        scripts::CLAIM_NAME
+            .key(queue.alive(name))
+            .arg(token)
+            .arg(lease.as_millis() as u64)
+            .invoke::<Option<String>>(c)
     })
 }
 
@@ -601,18 +675,17 @@ impl Heartbeat {
     }
 
     fn beat(&mut self) -> Result<(), BrokerError> {
-        let held: Vec<(String, u32)> = self
-            .holding
-            .lock()
-            .iter()
-            .filter(|(_, h)| !h.revoked)
-            .map(|(id, h)| (id.clone(), h.attempt))
-            .collect();
+        // Leases are the entries' (a pack's tasks share one).
+        let held: Vec<(String, u32)> = {
+            let holding = self.holding.lock();
+            let entries: HashMap<&str, u32> =
+                holding.values().filter(|h| !h.revoked).map(|h| (h.entry.as_str(), h.attempt)).collect();
+            entries.into_iter().map(|(id, attempt)| (id.to_owned(), attempt)).collect()
+        };
         let q = &self.queue;
-        let script = redis::Script::new(scripts::RENEW);
         for chunk in held.chunks(256) {
             let lost: Vec<String> = self.link.call(Some(&self.shutdown), |c| {
-                let mut invocation = script.key(q.tasks());
+                let mut invocation = scripts::RENEW.key(q.tasks());
                 invocation.arg(GROUP).arg(&self.name);
                 for (id, attempt) in chunk {
                     invocation.arg(id).arg(*attempt);
@@ -620,11 +693,12 @@ impl Heartbeat {
                 invocation.invoke(c)
             })?;
             if !lost.is_empty() {
+                let lost: std::collections::HashSet<String> = lost.into_iter().collect();
                 let mut holding = self.holding.lock();
-                for id in lost {
-                    if let Some(held) = holding.get_mut(&id) {
+                for (receipt, held) in holding.iter_mut().filter(|(_, h)| lost.contains(&h.entry)) {
+                    if !held.revoked {
                         eprintln!(
-                            "muster: worker {}: lost the lease of task {id} to another worker; stopping it here",
+                            "muster: worker {}: lost the lease of task {receipt} to another worker; stopping it here",
                             self.name
                         );
                         held.revoked = true;
@@ -705,9 +779,15 @@ struct Acker {
 
 /// A success waiting in a batch.
 struct Success {
+    /// Its receipt.
     id: String,
+    entry: String,
+    place: u32,
+    size: u32,
     attempt: u32,
-    fields: Vec<(&'static str, Vec<u8>)>,
+    job: Vec<u8>,
+    /// Its result, encoded for the completion script.
+    result: Vec<u8>,
 }
 
 impl Settlement for Acker {
@@ -727,7 +807,15 @@ impl Settlement for Acker {
                     let mut holding = self.holding.lock();
                     let Some(held) = holding.get_mut(&id) else { return };
                     held.settled = true;
-                    Success { fields: result_fields(completion, held, &self.name), id, attempt: held.attempt }
+                    Success {
+                        result: packed_result(completion, held, &self.name),
+                        id,
+                        entry: held.entry.clone(),
+                        place: held.place,
+                        size: held.size,
+                        attempt: held.attempt,
+                        job: held.job.clone(),
+                    }
                 };
                 // The slot is free again: the reader may take another task at once.
                 self.holding.changed.notify_all();
@@ -743,11 +831,13 @@ impl Settlement for Acker {
             }
         }
         let Some(held) = self.holding.release(&id) else { return };
-        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let q = &self.queue;
         let result = match how {
             Settled::Finished(completion) => {
-                let fields = result_fields(&completion, &held, &self.name);
+                let mut fields = Vec::new();
+                result_fields(&completion, &held, &self.name, &mut |field, value| {
+                    fields.push((field, value.to_vec()));
+                });
                 let error = completion.note.map_or_else(
                     || completion.outcome.to_string(),
                     |note| {
@@ -759,17 +849,17 @@ impl Settlement for Acker {
                         note.headline()
                     },
                 );
-                let outcome = fail(
-                    &mut link,
-                    q,
-                    &self.name,
-                    &self.shutdown,
-                    &id,
-                    held.attempt,
-                    held.retries,
-                    &error,
-                    &fields,
-                );
+                let failing = Failing {
+                    id: &held.entry,
+                    attempt: held.attempt,
+                    place: held.place,
+                    size: held.size,
+                    retries: held.retries,
+                };
+                let outcome = {
+                    let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+                    fail(&mut link, q, &self.name, &self.shutdown, &failing, &error, &fields)
+                };
                 match outcome {
                     Ok(1) => {
                         self.holding.reclaim_soon.store(true, Ordering::SeqCst);
@@ -778,25 +868,23 @@ impl Settlement for Acker {
                     Ok(2) => self.dead.fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 };
+                if self.holding.pack_released(&held, false) {
+                    self.give_back(&held);
+                }
                 outcome
             }
             Settled::NotRun | Settled::Stopped if !held.revoked => {
-                let script = redis::Script::new(scripts::GIVE_BACK);
-                let given = link.call(Some(&self.shutdown), |c| {
-                    script
-                        .key(q.tasks())
-                        .arg(GROUP)
-                        .arg(&id)
-                        .arg(&self.name)
-                        .arg(held.attempt)
-                        .invoke::<i64>(c)
-                });
-                if let Ok(1) = given {
-                    self.given_back.fetch_add(1, Ordering::Relaxed);
+                if held.size == 0 || self.holding.pack_released(&held, true) {
+                    self.give_back(&held);
                 }
                 return;
             }
-            Settled::NotRun | Settled::Stopped | Settled::Skipped => return,
+            Settled::NotRun | Settled::Stopped | Settled::Skipped => {
+                if self.holding.pack_released(&held, false) {
+                    self.give_back(&held);
+                }
+                return;
+            }
         };
         self.report(&id, result);
     }
@@ -807,19 +895,21 @@ impl Settlement for Acker {
             return;
         }
         let q = &self.queue;
-        let script = redis::Script::new(scripts::COMPLETE);
         let replies: Result<Vec<i64>, BrokerError> = {
             let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
             let mut tries = 0;
             link.call(Some(&self.shutdown), |c| {
                 tries += 1;
-                let mut invocation = scripts::recording(&script, q, false);
+                let mut invocation = scripts::recording(&scripts::COMPLETE, q);
                 invocation.arg(GROUP).arg(&self.name).arg(again(tries));
                 for success in &batch {
-                    invocation.arg(&success.id).arg(success.attempt).arg(success.fields.len() * 2);
-                    for (field, value) in &success.fields {
-                        invocation.arg(*field).arg(value.as_slice());
-                    }
+                    invocation
+                        .arg(&success.entry)
+                        .arg(success.place)
+                        .arg(success.size)
+                        .arg(success.attempt)
+                        .arg(success.job.as_slice())
+                        .arg(success.result.as_slice());
                 }
                 invocation.invoke(c)
             })
@@ -848,7 +938,11 @@ impl Settlement for Acker {
             );
         }
         for (i, success) in batch.iter().enumerate() {
-            self.holding.release(&success.id);
+            if let Some(held) = self.holding.release(&success.id) {
+                if self.holding.pack_released(&held, false) {
+                    self.give_back(&held);
+                }
+            }
             let result = match &replies {
                 Ok(replies) => Ok(replies.get(i).copied().unwrap_or(0)),
                 Err(err) => Err(BrokerError::Redis(err.to_string())),
@@ -877,6 +971,23 @@ fn refuses_writes(err: &BrokerError) -> bool {
 }
 
 impl Acker {
+    /// Gives the entry `held` came in back to the queue, uncounted (see [`scripts::GIVE_BACK`]).
+    fn give_back(&self, held: &Held) {
+        let q = &self.queue;
+        let given =
+            self.link.lock().unwrap_or_else(PoisonError::into_inner).call(Some(&self.shutdown), |c| {
+                scripts::recording(&scripts::GIVE_BACK, q)
+                    .arg(GROUP)
+                    .arg(&held.entry)
+                    .arg(&self.name)
+                    .arg(held.attempt)
+                    .invoke::<i64>(c)
+            });
+        if let Ok(1) = given {
+            self.given_back.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// True while results wait because Redis refused them.
     fn keeps_results(&self) -> bool {
         self.refusing.load(Ordering::SeqCst)
@@ -902,25 +1013,33 @@ impl Acker {
     }
 }
 
+/// The attempt a failure is recorded for.
+struct Failing<'a> {
+    /// Its entry.
+    id: &'a str,
+    attempt: u32,
+    /// Its place in its pack, and the pack's size (0: the entry is this task alone).
+    place: u32,
+    size: u32,
+    retries: u32,
+}
+
 /// Records a failed attempt (see [`scripts::FAIL`]): 1 retried, 2 dead-lettered, 0 rejected.
-#[allow(clippy::too_many_arguments)]
 fn fail(
     link: &mut Connection,
     q: &Queue,
     name: &str,
     shutdown: &Shutdown,
-    id: &str,
-    attempt: u32,
-    retries: u32,
+    failing: &Failing<'_>,
     error: &str,
     fields: &[(&str, Vec<u8>)],
 ) -> Result<i64, BrokerError> {
-    let script = redis::Script::new(scripts::FAIL);
     let mut tries = 0;
     link.call(Some(shutdown), |c| {
         tries += 1;
-        let mut invocation = scripts::recording(&script, q, true);
-        invocation.arg(GROUP).arg(id).arg(name).arg(attempt).arg(retries).arg(error).arg(again(tries));
+        let mut invocation = scripts::recording(&scripts::FAIL, q);
+        invocation.arg(GROUP).arg(failing.id).arg(name).arg(failing.attempt).arg(failing.retries);
+        invocation.arg(error).arg(again(tries)).arg(failing.place).arg(failing.size);
         for (field, value) in fields {
             invocation.arg(*field).arg(value.as_slice());
         }
@@ -938,8 +1057,14 @@ fn again(tries: u32) -> &'static str {
     }
 }
 
-/// The result entry's fields for a finished task.
-fn result_fields(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<(&'static str, Vec<u8>)> {
+/// Hands each field of a finished task's result to `put`.
+fn result_fields(
+    completion: &Completion<'_>,
+    held: &Held,
+    worker: &str,
+    put: &mut dyn FnMut(&'static str, &[u8]),
+) {
+    use std::fmt::Write;
     let outcome = match completion.outcome {
         Outcome::Done => "done",
         Outcome::TimedOut(_) => "timed_out",
@@ -947,33 +1072,51 @@ fn result_fields(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<
         Outcome::Failed(Failure::Start(_)) => "not_started",
         _ => "failed",
     };
-    let record = completion.record;
-    let text = |s: String| s.into_bytes();
-    let mut fields = vec![
-        ("job", held.job.clone()),
-        ("seq", held.seq.clone()),
-        ("input", held.input.clone()),
-        ("outcome", outcome.as_bytes().to_vec()),
-        ("worker", worker.as_bytes().to_vec()),
-        ("attempt", text(held.attempt.to_string())),
-        ("stdout", completion.stdout.to_vec()),
-        ("stderr", completion.stderr.to_vec()),
-    ];
-    if let Some(record) = record {
-        fields.push(("exit", text(record.exitval.to_string())));
-        fields.push(("signal", text(record.signal.to_string())));
-        fields.push(("start", text(format!("{:.3}", record.start))));
-        fields.push(("runtime", text(format!("{:.3}", record.runtime))));
-        fields.push(("slot", text(record.slot.to_string())));
-        fields.push(("command", record.command.clone()));
+    // Numbers are written through one buffer, not a String each.
+    let mut number = String::new();
+    let mut shown = |value: &dyn std::fmt::Display| -> Vec<u8> {
+        number.clear();
+        let _ = write!(number, "{value}");
+        number.as_bytes().to_vec()
+    };
+    put("job", &held.job);
+    put("seq", &held.seq);
+    put("input", &held.input);
+    put("outcome", outcome.as_bytes());
+    put("worker", worker.as_bytes());
+    put("attempt", &shown(&held.attempt.saturating_add(held.earlier)));
+    put("stdout", completion.stdout);
+    put("stderr", completion.stderr);
+    if let Some(record) = completion.record {
+        put("exit", &shown(&record.exitval));
+        put("signal", &shown(&record.signal));
+        put("start", &shown(&format_args!("{:.3}", record.start)));
+        put("runtime", &shown(&format_args!("{:.3}", record.runtime)));
+        put("slot", &shown(&record.slot));
+        put("command", &record.command);
     }
     let error = match completion.outcome {
         Outcome::Failed(failure) => failure.to_string(),
         Outcome::TimedOut(after) => format!("timed out after {after:?}"),
         _ => String::new(),
     };
-    fields.push(("error", text(error)));
-    fields
+    put("error", error.as_bytes());
+}
+
+/// A success's result as the completion script takes it (see [`scripts::COMPLETE`]): a
+/// netstring of its field/value netstrings. The pack it joins names the submission, and a
+/// field that is empty or zero is left out (it reads the same absent).
+fn packed_result(completion: &Completion<'_>, held: &Held, worker: &str) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(160 + completion.stdout.len() + held.input.len());
+    result_fields(completion, held, worker, &mut |field, value| {
+        if field != "job" && !matches!(value, b"" | b"0" | b"0.000") {
+            push_netstring(&mut fields, field.as_bytes());
+            push_netstring(&mut fields, value);
+        }
+    });
+    let mut result = Vec::with_capacity(fields.len() + 8);
+    push_netstring(&mut result, &fields);
+    result
 }
 
 impl WorkerSummary {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,10 @@ use super::capture::Capture;
 use super::dispatch::{Attempt, Ended, Executor, Remote, StopReason, Verdict};
 use super::poll::Waker;
 use super::{Io, Observer, RunConfig, RunError, Summary};
-use crate::broker::{scripts, task_entry, Beat, BrokerError, Connection, Entry, Queue, GROUP};
+use crate::broker::{
+    moved, pack_entry, scripts, task_entry, Beat, BrokerError, Connection, Fielded, Fields, Queue, GROUP,
+    PACK_MOST,
+};
 use crate::source::Sourced;
 use crate::task::{Failure, Outcome, Seq};
 
@@ -68,6 +71,7 @@ pub(crate) fn run_sourced(
         loops: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
         spill_threshold: config.spill_threshold,
+        task_time: TaskTime::default(),
     });
     let shutdown = io.shutdown.clone();
     let observer = io.observer;
@@ -125,6 +129,46 @@ struct Router {
     loops: Mutex<Vec<(cb::Sender<Ended>, Arc<Waker>)>>,
     done: AtomicBool,
     spill_threshold: usize,
+    task_time: TaskTime,
+}
+
+/// How long the tasks of one entry may take together: tasks quicker than this travel in
+/// packs (a pack is delivered to one worker, so it is work held there that an idle worker
+/// cannot take: a few milliseconds of it is the price of moving each task in a fraction of a
+/// stream entry's cost; slow tasks go one per entry).
+const PACK_BUDGET: Duration = Duration::from_millis(20);
+
+/// Results seen before packs are made: until then, one task per entry.
+const PACK_AFTER: u64 = 32;
+
+/// How long this submission's tasks take, as their results say (a running mean).
+#[derive(Default)]
+struct TaskTime {
+    seen: AtomicU64,
+    /// The mean, in nanoseconds.
+    mean_ns: AtomicU64,
+}
+
+impl TaskTime {
+    fn heard(&self, runtime: f64) {
+        let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        let ns = (runtime.max(0.0) * 1e9) as u64;
+        let mean = self.mean_ns.load(Ordering::Relaxed);
+        // The mean of the first results, then a moving one (recent tasks weigh 1/64).
+        let weight = seen.min(64);
+        let mean = (mean as i128 + (ns as i128 - mean as i128) / weight as i128).max(0) as u64;
+        self.mean_ns.store(mean, Ordering::Relaxed);
+    }
+
+    /// How many tasks one entry carries now.
+    fn pack_size(&self) -> usize {
+        if self.seen.load(Ordering::Relaxed) < PACK_AFTER {
+            return 1;
+        }
+        // Runtimes are reported to the millisecond: a quicker task counts as 10 µs.
+        let mean = self.mean_ns.load(Ordering::Relaxed).max(10_000);
+        ((PACK_BUDGET.as_nanos() as u64 / mean) as usize).clamp(1, PACK_MOST)
+    }
 }
 
 /// How often the router looks for tasks the queue lost, and for workers serving it.
@@ -255,12 +299,15 @@ impl Router {
     /// acknowledged); the rest wait on the queue. Looks at most [`HELD_LOOKED_AT`] entries
     /// from our oldest.
     fn held_by_workers(&self, link: &mut Connection) -> Result<HashMap<String, u64>, BrokerError> {
-        let ours: std::collections::HashSet<String> = {
-            let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-            routes.values().filter(|r| !r.entry.is_empty()).map(|r| r.entry.clone()).collect()
-        };
+        // Tasks of ours per entry (a pack holds several).
+        let mut ours: HashMap<String, u64> = HashMap::new();
+        for route in self.routes.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            if !route.entry.is_empty() {
+                *ours.entry(route.entry.clone()).or_insert(0) += 1;
+            }
+        }
         let mut held = HashMap::new();
-        let Some(oldest) = ours.iter().min_by_key(|id| entry_order(id)) else { return Ok(held) };
+        let Some(oldest) = ours.keys().min_by_key(|id| entry_order(id)) else { return Ok(held) };
         let pending: Vec<(String, String, u64, u64)> = link.call(None, |c| {
             redis::cmd("XPENDING")
                 .arg(self.queue.tasks())
@@ -270,8 +317,10 @@ impl Router {
                 .arg(HELD_LOOKED_AT)
                 .query(c)
         })?;
-        for (_, holder, ..) in pending.iter().filter(|(id, ..)| ours.contains(id)) {
-            *held.entry(holder.clone()).or_insert(0) += 1;
+        for (id, holder, ..) in &pending {
+            if let Some(tasks) = ours.get(id) {
+                *held.entry(holder.clone()).or_insert(0) += tasks;
+            }
         }
         Ok(held)
     }
@@ -299,14 +348,18 @@ impl Router {
         let mut ours = Vec::new();
         for stream in &streams {
             let redis::Value::Array(parts) = stream else { continue };
-            let Some(entries) = parts.get(1) else { continue };
-            for entry in Entry::parse_all(entries) {
-                from.clone_from(&entry.id);
+            let Some(redis::Value::Array(entries)) = parts.get(1) else { continue };
+            // Read where Redis's reply holds them: a results pack is not copied.
+            for (id, entry) in entries.iter().filter_map(Fields::of_entry) {
+                *from = String::from_utf8_lossy(id).into_owned();
                 if entry.get("job") != Some(self.job.as_bytes()) {
                     continue;
                 }
-                ours.push(entry.id.clone());
-                self.deliver(&entry);
+                ours.push(from.clone());
+                self.follow(&entry);
+                for result in entry.results() {
+                    self.deliver(&result);
+                }
             }
         }
         if !ours.is_empty() {
@@ -315,14 +368,31 @@ impl Router {
         Ok(())
     }
 
+    /// Notes where the queue moved tasks (a pack put back as new entries), so that their old
+    /// entry's absence is not taken for a loss.
+    fn follow(&self, notice: &Fields<'_>) {
+        let moved = moved(notice);
+        if moved.is_empty() {
+            return;
+        }
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        for (seq, entry) in moved {
+            if let Some(route) = routes.get_mut(&seq) {
+                route.entry = entry;
+                route.sent = Instant::now();
+            }
+        }
+    }
+
     /// Hands a result to the loop waiting for it (a duplicate, or one for a task given up
     /// on, is dropped).
-    fn deliver(&self, entry: &Entry) {
+    fn deliver(&self, entry: &Fields<'_>) {
         let seq: Seq = entry.number("seq");
         let Some(route) = self.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq) else {
             return;
         };
         let runtime: f64 = entry.number("runtime");
+        self.task_time.heard(runtime);
         let exitval: i32 = entry.number("exit");
         let signal: i32 = entry.number("signal");
         let error = entry.text("error");
@@ -383,19 +453,30 @@ impl Router {
             return Ok(());
         }
         let tasks = self.queue.tasks();
+        // A pack's tasks share an entry: looked at once.
+        let entries: Vec<&String> = due
+            .iter()
+            .map(|(_, entry)| entry)
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
         let present: Vec<Vec<redis::Value>> = link.call(None, |c| {
             let mut pipe = redis::pipe();
-            for (_, entry) in &due {
-                pipe.cmd("XRANGE").arg(&tasks).arg(entry).arg(entry);
+            for entry in &entries {
+                pipe.cmd("XRANGE").arg(&tasks).arg(*entry).arg(*entry);
             }
             pipe.query(c)
         })?;
-        // A result may have landed between our last read and the check: read it first.
+        let gone: std::collections::HashSet<&String> = entries
+            .iter()
+            .zip(present)
+            .filter(|(_, found)| found.is_empty())
+            .map(|(entry, _)| *entry)
+            .collect();
+        // A result (or a notice that tasks moved) may have landed between our last read and
+        // the check: read it first.
         self.read(link, from, 0)?;
-        for ((seq, entry), found) in due.iter().zip(present) {
-            if !found.is_empty() {
-                continue;
-            }
+        for (seq, entry) in due.iter().filter(|(_, entry)| gone.contains(entry)) {
             let values = {
                 let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
                 match routes.get(seq) {
@@ -408,7 +489,16 @@ impl Router {
                 self.queue.name()
             );
             let xadd = task_entry(&self.queue, &self.job, *seq, self.retries, &values);
-            let new_entry: String = link.call(None, |c| xadd.query(c))?;
+            let (new_entry,): (String,) = link.call(None, |c| {
+                redis::pipe()
+                    .add_command(xadd.clone())
+                    .cmd("HINCRBY")
+                    .arg(self.queue.stats())
+                    .arg("queued")
+                    .arg(1)
+                    .ignore()
+                    .query(c)
+            })?;
             if let Some(route) = self.routes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(seq) {
                 route.entry = new_entry;
                 route.sent = Instant::now();
@@ -461,13 +551,18 @@ impl Executor for RemoteExecutor {
     fn stop(&mut self, id: usize, _why: StopReason, _force: bool) {
         let Some(seq) = self.running.remove(&id) else { return };
         self.unsent.retain(|(unsent, _, _)| *unsent != id);
-        let route = self.router.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
-        if let Some(route) = route.filter(|r| !r.entry.is_empty()) {
+        let route = {
+            let mut routes = self.router.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            // A pack is cancelled with the last of its tasks stopped here.
+            routes
+                .remove(&seq)
+                .filter(|r| !r.entry.is_empty() && !routes.values().any(|o| o.entry == r.entry))
+        };
+        if let Some(route) = route {
             // Not taken by a worker yet: take it off the queue. Taken: let it finish there.
-            let script = redis::Script::new(scripts::CANCEL);
-            let tasks = self.router.queue.tasks();
+            let q = &self.router.queue;
             let _ = self.link.call(Some(&self.shutdown), |c| {
-                script.key(&tasks).arg(GROUP).arg(&route.entry).invoke::<i64>(c)
+                scripts::recording(&scripts::CANCEL, q).arg(GROUP).arg(&route.entry).invoke::<i64>(c)
             });
         }
         self.ended_here.push(Ended {
@@ -502,15 +597,26 @@ impl RemoteExecutor {
         }
         let mut unsent = std::mem::take(&mut self.unsent);
         let r = &self.router;
+        let pack_size = r.task_time.pack_size();
         let added: Result<Vec<String>, BrokerError> = {
             let mut pipe = redis::pipe();
             {
                 let routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
-                for (_, seq, _) in &unsent {
-                    let values = routes.get(seq).map_or(&[][..], |route| route.values.as_slice());
-                    pipe.add_command(task_entry(&r.queue, &r.job, *seq, r.retries, values));
+                let values = |seq: &Seq| routes.get(seq).map_or(&[][..], |route| route.values.as_slice());
+                for pack in unsent.chunks(pack_size) {
+                    pipe.add_command(match pack {
+                        [(_, seq, _)] => task_entry(&r.queue, &r.job, *seq, r.retries, values(seq)),
+                        _ => pack_entry(
+                            &r.queue,
+                            &r.job,
+                            r.retries,
+                            pack.iter().map(|(_, seq, _)| (*seq, values(seq))),
+                        ),
+                    });
                 }
             }
+            // What the queue holds, for `muster status`.
+            pipe.cmd("HINCRBY").arg(r.queue.stats()).arg("queued").arg(unsent.len()).ignore();
             self.link.call(Some(&self.shutdown), |c| pipe.query(c))
         };
         let full = matches!(&added, Err(BrokerError::Redis(message)) if message.contains("OOM"));
@@ -535,8 +641,10 @@ impl RemoteExecutor {
         self.retry_at = None;
         match added {
             Ok(entries) => {
-                for ((_, _, entry), added) in unsent.iter_mut().zip(entries) {
-                    *entry = added;
+                for (pack, added) in unsent.chunks_mut(pack_size).zip(entries) {
+                    for (_, _, entry) in pack {
+                        entry.clone_from(&added);
+                    }
                 }
                 let mut routes = r.routes.lock().unwrap_or_else(PoisonError::into_inner);
                 for (_, seq, entry) in unsent {
