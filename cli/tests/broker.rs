@@ -114,15 +114,24 @@ impl Drop for Redis {
 }
 
 /// A worker in the background; killed (if still running) when dropped.
-struct Worker(Option<Child>);
+/// A muster process of the test's (a worker, a submitter), killed if the test ends before it.
+struct Running(Option<Child>);
 
-impl Worker {
+/// A worker is a running muster.
+type Worker = Running;
+
+impl Running {
+    /// Muster with `args` in the background (stdin closed, output piped).
+    fn spawn(sb: &Sandbox, args: &[&str]) -> Running {
+        Running(Some(sb.spawn(args)))
+    }
+
     fn start(sb: &Sandbox, redis: &Redis, queue: &str, extra: &[&str], command: &[&str]) -> Worker {
         let url = redis.url();
         let mut args = vec!["worker", "--broker", &url, "--queue", queue];
         args.extend_from_slice(extra);
         args.extend_from_slice(command);
-        Worker(Some(sb.spawn(&args)))
+        Running(Some(sb.spawn(&args)))
     }
 
     fn child(&self) -> &Child {
@@ -135,7 +144,7 @@ impl Worker {
         let file = std::fs::File::create(sb.path(log)).expect("stderr file");
         let mut command = sb.muster(args);
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
-        Worker(Some(command.spawn().expect("muster starts")))
+        Running(Some(command.spawn().expect("muster starts")))
     }
 
     fn take(mut self) -> Child {
@@ -150,7 +159,20 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.child()
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
@@ -284,7 +306,7 @@ fn a_worker_killed_holding_packs_loses_no_task_and_none_is_recorded_twice() {
     // 40 on the queue at a time: packs are made once the first results tell the tasks quick.
     let mut args = vec!["submit", "--broker", &url, "--queue", "q", "-k", "-j", "40", ":::"];
     args.extend(inputs.iter().map(String::as_str));
-    let submitter = sb.spawn(&args);
+    let submitter = Running::spawn(&sb, &args);
     assert!(
         wait_for(Duration::from_secs(30), || sb.read("ran-doomed").lines().count() >= 60),
         "the doomed worker ran tasks"
@@ -338,27 +360,30 @@ fn a_killed_persistent_workers_tasks_are_taken_over_and_completed_once_leaving_n
         if [ ! -e first ]; then sleep 60 & echo $! >> pids; touch first; wait; fi; echo \"done $x\"; done";
     let worker = ["-j", "1", "--persistent", "--lease", "1s"];
     let doomed = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", program]);
-    let submitter = sb.spawn(&[
-        "submit",
-        "--broker",
-        &redis.url(),
-        "--queue",
-        "q",
-        "-k",
-        "--joblog",
-        "log",
-        ":::",
-        "t1",
-        "t2",
-        "t3",
-    ]);
+    let submitter = Running::spawn(
+        &sb,
+        &[
+            "submit",
+            "--broker",
+            &redis.url(),
+            "--queue",
+            "q",
+            "-k",
+            "--joblog",
+            "log",
+            ":::",
+            "t1",
+            "t2",
+            "t3",
+        ],
+    );
     assert!(wait_for(Duration::from_secs(10), || sb.path("first").exists()), "first task started");
     let pids: Vec<u32> = sb.read("pids").lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert_eq!(pids.len(), 2, "worker process and its sleep: {pids:?}");
     signal(doomed.child(), Signal::KILL);
     util::assert_gone(&pids);
     let _rescuer = Worker::start(&sb, &redis, "q", &worker, &["sh", "-c", program]);
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "done t1\ndone t2\ndone t3\n");
     let records = joblog_records(&sb.read("log"));
@@ -480,8 +505,10 @@ fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
     // The first attempt hangs (and records its pid); any later one finishes.
     let script = "if [ ! -e first ]; then echo $$ > first; exec sleep 60; fi; echo finished $1";
     let doomed = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
-    let submitter =
-        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"]);
+    let submitter = Running::spawn(
+        &sb,
+        &["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"],
+    );
     assert!(
         wait_for(Duration::from_secs(10), || sb.read("first").trim().parse::<u32>().is_ok()),
         "first attempt started"
@@ -491,7 +518,7 @@ fn a_killed_workers_task_is_taken_over_and_completed_once_leaving_no_process() {
     util::assert_gone(&[hung]);
     let _rescuer =
         Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "finished t\n");
     let records = joblog_records(&sb.read("log"));
@@ -513,10 +540,13 @@ fn a_second_worker_with_a_live_workers_name_is_refused_and_the_name_frees_when_i
     );
     let url = redis.url();
     let second = finish_within(
-        sb.spawn(&[
-            "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w", "echo",
-            "two",
-        ]),
+        Running::spawn(
+            &sb,
+            &[
+                "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w",
+                "echo", "two",
+            ],
+        ),
         Duration::from_secs(20),
     );
     assert_code(&second, 255);
@@ -528,14 +558,17 @@ fn a_second_worker_with_a_live_workers_name_is_refused_and_the_name_frees_when_i
     signal(first.child(), rustix::process::Signal::KILL);
     let mut replacement = None;
     let took_over = wait_for(Duration::from_secs(10), || {
-        let attempt = sb.spawn(&[
-            "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w", "echo",
-            "three",
-        ]);
+        let attempt = Running::spawn(
+            &sb,
+            &[
+                "worker", "--broker", &url, "--queue", "q", "-j", "1", "--lease", "1s", "--name", "w",
+                "echo", "three",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(500));
         let mut attempt = attempt;
         if attempt.try_wait().is_ok_and(|status| status.is_none()) {
-            replacement = Some(Worker(Some(attempt)));
+            replacement = Some(attempt);
             true
         } else {
             let _ = attempt.wait();
@@ -553,7 +586,8 @@ fn results_of_a_killed_submitter_expire() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
     let url = redis.url();
-    let mut submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "a", "b", "c"]);
+    let mut submitter =
+        Running::spawn(&sb, &["submit", "--broker", &url, "--queue", "q", ":::", "a", "b", "c"]);
     assert!(
         wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:tasks"]) == 3),
         "tasks queued"
@@ -590,7 +624,7 @@ fn a_killed_holders_many_tasks_are_all_taken_over_within_about_a_lease() {
     let url = redis.url();
     let mut args = vec!["submit", "--broker", &url, "--queue", "q", ":::"];
     args.extend(inputs.iter().map(String::as_str));
-    let submitter = sb.spawn(&args);
+    let submitter = Running::spawn(&sb, &args);
     let started = || {
         std::fs::read_dir(sb.dir()).map_or(0, |d| {
             d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("first-")).count()
@@ -640,7 +674,7 @@ fn a_submitter_says_once_when_no_worker_serves_its_queue() {
         "{}",
         sb.read("submit.err")
     );
-    let output = finish_within(submitter.take(), Duration::from_secs(30));
+    let output = finish_within(submitter, Duration::from_secs(30));
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "got a\n");
     let text = sb.read("submit.err");
@@ -677,7 +711,7 @@ fn a_submitter_names_a_worker_that_holds_its_tasks_and_stopped_answering() {
         sb.read("submit.err")
     );
     let _rescuer = Worker::start(&sb, &redis, "q", &lease, &["sh", "-c", script, "sh"]);
-    let output = finish_within(submitter.take(), Duration::from_secs(30));
+    let output = finish_within(submitter, Duration::from_secs(30));
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "finished t\n");
     let text = sb.read("submit.err");
@@ -695,7 +729,7 @@ fn a_submission_stopped_before_any_worker_came_claims_no_task_time() {
     let said = |what: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
     assert!(wait_for(Duration::from_secs(20), || said("3 queued, 0 running")), "{}", sb.read("submit.err"));
     signal(submitter.child(), Signal::INT);
-    let output = finish_within(submitter.take(), Duration::from_secs(30));
+    let output = finish_within(submitter, Duration::from_secs(30));
     let text = sb.read("submit.err");
     // They waited on the queue for seconds, and ran for none: no task time, no speedup.
     assert!(text.contains("3 stopped") || text.contains("3 not run"), "{text}");
@@ -741,7 +775,8 @@ fn a_full_redis_longer_than_the_lease_dead_letters_nothing_a_live_worker_ran() {
     let script = "echo $1 >> ran; sleep 0.5; echo ok $1";
     let _worker = Worker::start(&sb, &redis, "q", &["-j", "2", "--lease", "1s"], &["sh", "-c", script, "sh"]);
     let url = redis.url();
-    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", "-k", ":::", "1", "2", "3", "4"]);
+    let submitter =
+        Running::spawn(&sb, &["submit", "--broker", &url, "--queue", "q", "-k", ":::", "1", "2", "3", "4"]);
     let ran = sb.path("ran");
     let started = || std::fs::read_to_string(&ran).map_or(0, |text| text.lines().count());
     assert!(wait_for(Duration::from_secs(20), || started() >= 2), "tasks running");
@@ -766,7 +801,8 @@ fn a_submitter_waits_for_a_full_redis_to_take_its_tasks() {
     );
     assert!(redis.command(&["CONFIG", "SET", "maxmemory", "1"]).is_some_and(|r| r.contains("OK")));
     let url = redis.url();
-    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", "-k", ":::", "a", "b", "c"]);
+    let submitter =
+        Running::spawn(&sb, &["submit", "--broker", &url, "--queue", "q", "-k", ":::", "a", "b", "c"]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(redis.command(&["CONFIG", "SET", "maxmemory", "0"]).is_some_and(|r| r.contains("OK")));
     let output = finish_within(submitter, Duration::from_secs(60));
@@ -812,7 +848,7 @@ fn a_redis_frozen_past_the_lease_costs_a_lone_worker_nothing() {
     let script = "echo $1 >> runs; sleep 4; echo done $1";
     let worker = Worker::start(&sb, &redis, "q", &["-j", "1", "--lease", "1s"], &["sh", "-c", script, "sh"]);
     let url = redis.url();
-    let submitter = sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "t"]);
+    let submitter = Running::spawn(&sb, &["submit", "--broker", &url, "--queue", "q", ":::", "t"]);
     let runs = sb.path("runs");
     assert!(wait_for(Duration::from_secs(20), || runs.exists()), "the task started");
     let _ = redis.command(&["DEBUG", "SLEEP", "3"]);
@@ -871,8 +907,10 @@ fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
         &["-j", "1", "--lease", "1s", "--name", "frozen"],
         &["sh", "-c", script, "sh"],
     );
-    let submitter =
-        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"]);
+    let submitter = Running::spawn(
+        &sb,
+        &["submit", "--broker", &redis.url(), "--queue", "q", "--joblog", "log", ":::", "t"],
+    );
     assert!(wait_for(Duration::from_secs(10), || !sb.read("runs").is_empty()), "first attempt started");
     signal(frozen.child(), Signal::STOP);
     // The lease runs out; another worker takes the task over and completes it.
@@ -883,7 +921,7 @@ fn a_worker_frozen_past_its_lease_cannot_record_its_result() {
         &["-j", "1", "--lease", "1s", "--name", "other"],
         &["sh", "-c", script, "sh"],
     );
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "result t\n");
     let records = joblog_records(&sb.read("log"));
@@ -923,7 +961,7 @@ fn frozen_persistent_worker_wakes(jobs: usize) {
         Worker::start(&sb, &redis, "q", &flags, &["sh", "-c", program])
     };
     let frozen = worker("frozen");
-    let submitter = sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", ":::", "t"]);
+    let submitter = Running::spawn(&sb, &["submit", "--broker", &redis.url(), "--queue", "q", ":::", "t"]);
     assert!(
         wait_for(Duration::from_secs(10), || !sb.read("t.pid").trim().is_empty()),
         "first attempt started"
@@ -931,7 +969,7 @@ fn frozen_persistent_worker_wakes(jobs: usize) {
     let stale: u32 = sb.read("t.pid").trim().parse().expect("pid");
     signal(frozen.child(), Signal::STOP);
     let _other = worker("other");
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "done t\n");
     // Awake again, the frozen worker learns the task is no longer its own and stops the
@@ -971,10 +1009,10 @@ fn a_redis_crash_with_aof_always_loses_no_task_and_records_none_twice() {
         .collect::<Vec<_>>();
     args.extend(inputs.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let submitter = sb.spawn(&args);
+    let submitter = Running::spawn(&sb, &args);
     assert!(wait_for(Duration::from_secs(20), || sb.read("runs").lines().count() >= 8), "tasks running");
     redis.crash_and_restart();
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     let expected: String = inputs.iter().map(|i| format!("ok {i}\n")).collect();
     assert_eq!(stdout(&output), expected, "every result once, in order");
@@ -986,8 +1024,10 @@ fn tasks_a_redis_restart_lost_are_sent_again_by_the_submitter() {
     // No persistence at all: a restart loses every queued task (the worst case of
     // `appendfsync everysec`'s last second).
     let Some(mut redis) = Redis::start(&sb, &["--appendonly", "no"]) else { return };
-    let submitter =
-        sb.spawn(&["submit", "--broker", &redis.url(), "--queue", "q", "-k", ":::", "a", "b", "c", "d", "e"]);
+    let submitter = Running::spawn(
+        &sb,
+        &["submit", "--broker", &redis.url(), "--queue", "q", "-k", ":::", "a", "b", "c", "d", "e"],
+    );
     assert!(
         wait_for(Duration::from_secs(10), || redis.number(&["XLEN", "muster:{q}:tasks"]) == 5),
         "tasks queued"
@@ -996,7 +1036,7 @@ fn tasks_a_redis_restart_lost_are_sent_again_by_the_submitter() {
     assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0, "the restart lost the queue");
     let _worker =
         Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", "echo $1 >> runs; echo ok $1", "sh"]);
-    let output = submitter.wait_with_output().expect("submit ends");
+    let output = submitter.take().wait_with_output().expect("submit ends");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "ok a\nok b\nok c\nok d\nok e\n");
     assert!(stderr(&output).contains("sending it again"), "{}", stderr(&output));
@@ -1024,7 +1064,7 @@ fn workers_running_and_idle_outlive_a_redis_that_comes_back_empty() {
     let url = redis.url();
     let mut all = vec![args[0], "--broker", &url];
     all.extend_from_slice(&args[1..]);
-    let submitter = sb.spawn(&all);
+    let submitter = Running::spawn(&sb, &all);
     let runs = sb.path("runs");
     let started = || std::fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
     assert!(wait_for(Duration::from_secs(20), || started() >= 3), "tasks running");
@@ -1053,7 +1093,7 @@ fn an_idle_worker_outlives_its_queue_being_deleted() {
     std::thread::sleep(Duration::from_millis(300));
     let url = redis.url();
     let second = finish_within(
-        sb.spawn(&["submit", "--broker", &url, "--queue", "q", ":::", "b"]),
+        Running::spawn(&sb, &["submit", "--broker", &url, "--queue", "q", ":::", "b"]),
         Duration::from_secs(30),
     );
     assert_code(&second, 0);
@@ -1063,7 +1103,8 @@ fn an_idle_worker_outlives_its_queue_being_deleted() {
 
 /// Waits for `child` to end, killing it and failing past `limit` (a submitter waiting for
 /// ever on a queue nobody reads must fail the test, not hang it).
-fn finish_within(mut child: Child, limit: Duration) -> std::process::Output {
+fn finish_within(running: Running, limit: Duration) -> std::process::Output {
+    let mut child = running.take();
     let ended = wait_for(limit, || child.try_wait().is_ok_and(|status| status.is_some()));
     if !ended {
         let _ = child.kill();
@@ -1239,14 +1280,14 @@ fn an_acl_user_in_the_url_is_used_and_bad_credentials_are_one_clear_error() {
     let with = |credentials: &str| format!("redis://{credentials}127.0.0.1:{}", redis.port);
     let alice = with("alice:s3cret@");
     let _worker =
-        Worker(Some(sb.spawn(&["worker", "--broker", &alice, "--queue", "q", "-j", "1", "echo", "got"])));
+        Running(Some(sb.spawn(&["worker", "--broker", &alice, "--queue", "q", "-j", "1", "echo", "got"])));
     let output = sb.run(&["submit", "--broker", &alice, "--queue", "q", ":::", "x"], b"");
     assert_code(&output, 0);
     assert_eq!(stdout(&output), "got x\n");
     // The URL from the environment: the password stays out of every command line (`ps`).
     let mut from_env = sb.muster(&["worker", "--queue", "q2", "-j", "1", "echo", "env"]);
     from_env.env("MUSTER_BROKER", &alice).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _env_worker = Worker(Some(from_env.spawn().expect("worker starts")));
+    let _env_worker = Running(Some(from_env.spawn().expect("worker starts")));
     let mut submitter = sb.muster(&["submit", "--queue", "q2", ":::", "y"]);
     submitter.env("MUSTER_BROKER", &alice);
     let output = util::feed(submitter, b"");
@@ -1370,7 +1411,7 @@ fn rediss_urls_speak_tls_and_an_untrusted_certificate_is_one_clear_error() {
         command.env("SSL_CERT_FILE", &ca);
         command
     };
-    let _worker = Worker(Some(
+    let _worker = Running(Some(
         trusting(&["worker", "--broker", &url, "--queue", "q", "-j", "1", "echo", "over tls"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

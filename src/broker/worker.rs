@@ -122,9 +122,19 @@ struct Holding {
     /// The packs held, by entry id.
     packs: Mutex<HashMap<String, PackHeld>>,
     changed: Condvar,
+    /// The reader waits on `changed` for a free slot (set and read under `tasks`' lock): only
+    /// then is it woken (a wake-up is a system call, and there are two per task otherwise).
+    reader_waiting: AtomicBool,
     /// A task was given back for another attempt: look for it now, not at the next scan.
     reclaim_soon: AtomicBool,
+    /// How long tasks take here (a moving mean of their runtimes, in µs; 0 before any).
+    task_us: AtomicU64,
 }
+
+/// Tasks quicker than this are read ahead: a slot's next task is held while its current one
+/// runs, so a freed slot does not wait a round trip to Redis (at most this much work waits
+/// here that an idle worker could have taken; slower tasks are read only into free slots).
+const READ_AHEAD_BELOW: Duration = Duration::from_millis(10);
 
 impl Holding {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
@@ -150,14 +160,41 @@ impl Holding {
             held.ended = ended;
         }
         if ended {
-            self.changed.notify_all();
+            self.wake_reader();
         }
     }
 
     fn release(&self, id: &str) -> Option<Held> {
         let held = self.lock().remove(id);
-        self.changed.notify_all();
+        self.wake_reader();
         held
+    }
+
+    /// Notes how long a task took.
+    fn took(&self, runtime: f64) {
+        let us = (runtime.max(0.0) * 1e6) as u64;
+        let mean = self.task_us.load(Ordering::Relaxed);
+        let mean = if mean == 0 { us.max(1) } else { (mean * 15 + us) / 16 };
+        self.task_us.store(mean.max(1), Ordering::Relaxed);
+    }
+
+    /// Tasks it may hold per slot: 2 while they are quick (one running, one next), else 1.
+    fn per_slot(&self) -> usize {
+        let mean = self.task_us.load(Ordering::Relaxed);
+        if mean > 0 && mean < READ_AHEAD_BELOW.as_micros() as u64 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Wakes the reader if it waits for a slot. Called after the change, with the lock
+    /// released: a reader that set `reader_waiting` before it is woken, one that looks after
+    /// it sees the change.
+    fn wake_reader(&self) {
+        if self.reader_waiting.load(Ordering::SeqCst) {
+            self.changed.notify_all();
+        }
     }
 
     /// Counts a released task off its pack: true when it was the pack's last held here and
@@ -337,9 +374,12 @@ impl Iterator for Reader {
             }
             let free = {
                 let held = self.holding.lock();
-                let free = self.jobs.saturating_sub(Holding::occupying(&held));
+                let free = (self.jobs * self.holding.per_slot()).saturating_sub(Holding::occupying(&held));
                 if free == 0 {
-                    let _ = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
+                    self.holding.reader_waiting.store(true, Ordering::SeqCst);
+                    let held = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
+                    self.holding.reader_waiting.store(false, Ordering::SeqCst);
+                    drop(held);
                     continue;
                 }
                 free
@@ -802,6 +842,9 @@ impl Settlement for Acker {
     fn settled(&self, receipt: &Receipt, how: Settled<'_>) {
         let id = String::from_utf8_lossy(receipt).into_owned();
         if let Settled::Finished(completion) = &how {
+            if let Some(record) = completion.record {
+                self.holding.took(record.runtime);
+            }
             if completion.outcome.is_done() {
                 let success = {
                     let mut holding = self.holding.lock();
@@ -818,7 +861,7 @@ impl Settlement for Acker {
                     }
                 };
                 // The slot is free again: the reader may take another task at once.
-                self.holding.changed.notify_all();
+                self.holding.wake_reader();
                 let full = {
                     let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
                     batch.push(success);

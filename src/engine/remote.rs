@@ -71,7 +71,7 @@ pub(crate) fn run_sourced(
         loops: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
         spill_threshold: config.spill_threshold,
-        task_time: TaskTime::default(),
+        task_time: TaskTime { in_flight: config.jobs, ..TaskTime::default() },
     });
     let shutdown = io.shutdown.clone();
     let observer = io.observer;
@@ -95,6 +95,7 @@ pub(crate) fn run_sourced(
                 inbox,
                 running: HashMap::new(),
                 unsent: Vec::new(),
+                unsent_since: None,
                 ended_here: Vec::new(),
                 shutdown: shutdown.clone(),
                 full_since: None,
@@ -138,15 +139,24 @@ struct Router {
 /// stream entry's cost; slow tasks go one per entry).
 const PACK_BUDGET: Duration = Duration::from_millis(20);
 
+/// How long started tasks may wait here for a fuller pack while the queue holds enough of
+/// this submission's tasks to keep the workers busy.
+const PACK_WAIT: Duration = Duration::from_millis(2);
+
 /// Results seen before packs are made: until then, one task per entry.
 const PACK_AFTER: u64 = 32;
 
-/// How long this submission's tasks take, as their results say (a running mean).
+/// How long this submission's tasks take, as their results say (a running mean), and what
+/// else sizes its packs.
 #[derive(Default)]
 struct TaskTime {
     seen: AtomicU64,
     /// The mean, in nanoseconds.
     mean_ns: AtomicU64,
+    /// Tasks this submission keeps on the queue at once.
+    in_flight: usize,
+    /// Live workers serving the queue, as last heard (0: not heard yet).
+    workers: AtomicU64,
 }
 
 impl TaskTime {
@@ -167,7 +177,10 @@ impl TaskTime {
         }
         // Runtimes are reported to the millisecond: a quicker task counts as 10 µs.
         let mean = self.mean_ns.load(Ordering::Relaxed).max(10_000);
-        ((PACK_BUDGET.as_nanos() as u64 / mean) as usize).clamp(1, PACK_MOST)
+        // Every worker gets a pack or two of what is in flight, however quick the tasks.
+        let workers = self.workers.load(Ordering::Relaxed).max(1) as usize;
+        let shared = self.in_flight / (2 * workers);
+        ((PACK_BUDGET.as_nanos() as u64 / mean) as usize).min(shared).clamp(1, PACK_MOST)
     }
 }
 
@@ -259,6 +272,9 @@ impl Router {
         observer: &dyn Observer,
     ) {
         let mut next_check = Instant::now() + LOST_CHECK;
+        if let Ok((now, beats)) = self.beats(link) {
+            self.count_workers(now, &beats);
+        }
         let mut serving = Serving::default();
         let mut silent = SilentHolders::default();
         while !self.done.load(Ordering::SeqCst) {
@@ -278,6 +294,7 @@ impl Router {
                 let waiting = !self.routes.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
                 let beats = self.beats(link);
                 if let Ok((now, beats)) = &beats {
+                    self.count_workers(*now, beats);
                     serving.heard(
                         beats.values().any(|beat| beat.alive(*now)),
                         waiting,
@@ -323,6 +340,11 @@ impl Router {
             }
         }
         Ok(held)
+    }
+
+    fn count_workers(&self, now: u64, beats: &HashMap<String, Beat>) {
+        let live = beats.values().filter(|beat| beat.alive(now)).count();
+        self.task_time.workers.store(live as u64, Ordering::Relaxed);
     }
 
     /// Redis's clock (ms) and each worker's last heartbeat, by name.
@@ -519,6 +541,8 @@ struct RemoteExecutor {
     running: HashMap<usize, Seq>,
     /// Started since the last wait, not on the queue yet: sent together, in one round trip.
     unsent: Vec<(usize, Seq, String)>,
+    /// Since when `unsent` has waited for a fuller pack.
+    unsent_since: Option<Instant>,
     /// Attempts this side gave up on (cancelled or stopped waiting for).
     ended_here: Vec<Ended>,
     shutdown: crate::Shutdown,
@@ -532,6 +556,16 @@ struct RemoteExecutor {
 const FULL_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Executor for RemoteExecutor {
+    /// Starting only queues the task (it goes at the next wait, packed with the turn's others):
+    /// as many per turn as packs can carry, not the few a process spawner takes between reaps.
+    fn starts_per_turn(&self) -> usize {
+        2 * PACK_MOST
+    }
+
+    fn queues_starts(&self) -> bool {
+        true
+    }
+
     fn start(&mut self, id: usize, attempt: &mut Attempt<'_>) -> io::Result<()> {
         let seq = attempt.seq;
         let route = Route {
@@ -577,7 +611,7 @@ impl Executor for RemoteExecutor {
     }
 
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
-        self.send();
+        let timeout = self.send().map_or(timeout, |held| timeout.min(held));
         let nothing_yet = self.ended_here.is_empty() && self.inbox.is_empty();
         self.waker.wait(if nothing_yet { timeout } else { Duration::ZERO });
         ended.append(&mut self.ended_here);
@@ -591,13 +625,22 @@ impl Executor for RemoteExecutor {
 impl RemoteExecutor {
     /// Puts the tasks started since the last wait on the queue, in one round trip; a task
     /// that could not be put there ends as not started, with the reason.
-    fn send(&mut self) {
+    /// Returns how long it holds them back, when it does (for a fuller pack).
+    fn send(&mut self) -> Option<Duration> {
         if self.unsent.is_empty() || self.retry_at.is_some_and(|at| Instant::now() < at) {
-            return;
+            return None;
         }
+        let pack_size = self.router.task_time.pack_size();
+        if self.unsent.len() < pack_size {
+            let on_queue = self.running.len().saturating_sub(self.unsent.len());
+            let waited = self.unsent_since.get_or_insert_with(Instant::now).elapsed();
+            if on_queue >= pack_size.min(self.running.len() / 2) && waited < PACK_WAIT {
+                return Some(PACK_WAIT - waited);
+            }
+        }
+        self.unsent_since = None;
         let mut unsent = std::mem::take(&mut self.unsent);
         let r = &self.router;
-        let pack_size = r.task_time.pack_size();
         let added: Result<Vec<String>, BrokerError> = {
             let mut pipe = redis::pipe();
             {
@@ -633,7 +676,7 @@ impl RemoteExecutor {
             self.retry_at = Some(Instant::now() + Duration::from_millis(250));
             unsent.append(&mut self.unsent);
             self.unsent = unsent;
-            return;
+            return None;
         }
         if self.full_since.take().is_some() && !full {
             eprintln!("muster: Redis at {} takes writes again; the tasks are sent", self.link.shown());
@@ -671,5 +714,6 @@ impl RemoteExecutor {
                 }
             }
         }
+        None
     }
 }
