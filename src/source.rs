@@ -82,6 +82,11 @@ pub trait Settlement: Sync {
     /// Every settled task so far has been handed over and none is waiting: a settlement
     /// that batches its acknowledgements sends them now. Also called once at the end.
     fn flush(&self) {}
+    /// How long to wait for more settled tasks before a [flush](Self::flush), so that tasks
+    /// finishing one at a time share its round trip (none by default).
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// True when [`revoked`](Self::revoked) can ever say yes: an engine that cannot stop one
     /// task alone (a persistent worker holds several) looks only then, and stops the worker.
     fn revocable(&self) -> bool {

@@ -817,6 +817,10 @@ struct Acker {
     refusing: AtomicBool,
 }
 
+/// How long successes wait for others to share their recording round trip: tasks that end
+/// one at a time (processes) would otherwise be recorded one script call each.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
 /// A success waiting in a batch.
 struct Success {
     /// Its receipt.
@@ -992,6 +996,10 @@ impl Settlement for Acker {
             };
             self.report(&success.id, result);
         }
+    }
+
+    fn linger(&self) -> Duration {
+        RECORD_LINGER
     }
 
     fn revocable(&self) -> bool {

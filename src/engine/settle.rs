@@ -148,9 +148,18 @@ impl<'a> OutputThread<'a> {
 
     /// Handles events until every sender is gone; returns the counts.
     pub(crate) fn run(mut self, events: cb::Receiver<Event>) -> (Summary, Option<JournalError>) {
+        let linger = self.config.settlement.linger();
         for event in events.iter() {
             self.handle(event);
             if events.is_empty() {
+                // What else ends within the settlement's linger joins this flush.
+                let until = std::time::Instant::now() + linger;
+                while !linger.is_zero() {
+                    match events.recv_deadline(until) {
+                        Ok(event) => self.handle(event),
+                        Err(_) => break,
+                    }
+                }
                 self.idle();
             }
         }
