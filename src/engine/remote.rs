@@ -278,7 +278,10 @@ impl Router {
         let mut serving = Serving::default();
         let mut silent = SilentHolders::default();
         while !self.done.load(Ordering::SeqCst) {
-            if let Err(err) = self.read(link, &mut from, 250) {
+            // Waiting for nothing (the submission starting, or ending: its last result was
+            // read), a read blocks briefly: the end must not wait out a long block.
+            let waiting = !self.routes.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            if let Err(err) = self.read(link, &mut from, if waiting { 250 } else { 5 }) {
                 if !matches!(err, BrokerError::Stopped(_)) {
                     eprintln!("muster: reading results: {err}");
                 }
