@@ -3,7 +3,9 @@
 //!
 //! A queue is one stream of tasks read by one consumer group. A task entry carries data only
 //! (its submission, sequence number, retry budget and input values), never a command: a
-//! worker runs the command it was started with. Every key of a queue shares the hash tag
+//! worker runs the command it was started with. Quick tasks travel several to an entry (a
+//! pack, sized by the submitter from its results' runtimes; see `scripts.rs` for how a pack
+//! is recorded and what becomes of one that is given back or lost). Every key of a queue shares the hash tag
 //! `{NAME}`, so a queue lives on one Redis Cluster slot.
 //!
 //! ```text
@@ -84,7 +86,8 @@ impl Queue {
     pub(crate) fn dead(&self) -> String {
         self.key("dead")
     }
-    /// Counters: done, failed, dead, retried, rejected (late completions).
+    /// Counters: done, failed, dead, retried, rejected (late completions), queued (tasks on
+    /// the queue, waiting or held: entries may carry packs).
     pub(crate) fn stats(&self) -> String {
         self.key("stats")
     }
