@@ -5,8 +5,8 @@
 //! (its submission, sequence number, retry budget and input values), never a command: a
 //! worker runs the command it was started with. Quick tasks travel several to an entry (a
 //! pack, sized by the submitter from its results' runtimes; see `scripts.rs` for how a pack
-//! is recorded and what becomes of one that is given back or lost). Every key of a queue shares the hash tag
-//! `{NAME}`, so a queue lives on one Redis Cluster slot.
+//! is recorded and what becomes of one that is given back or lost). Every key of a queue
+//! shares the hash tag `{NAME}`, so a queue lives on one Redis Cluster slot.
 //!
 //! ```text
 //!  muster submit ──XADD──▶ muster:{q}:tasks ──XREADGROUP (only free slots)──▶ muster worker × N
