@@ -293,6 +293,68 @@ fn quick_tasks_travel_in_packs_and_come_back_once_each_in_order() {
     assert!(xadds < 2000, "{xadds} XADDs for 4000 tasks: tasks and results travel in packs");
 }
 
+/// Packs of queue q that `worker` holds: entries pending for its consumer (named host-PID-…)
+/// that carry a pack. Look while it is stopped to see what it holds at that moment.
+fn packs_held(redis: &Redis, worker: &Child) -> usize {
+    let marker = format!("-{}-", worker.id());
+    let pending =
+        redis.command(&["XPENDING", "muster:{q}:tasks", "muster", "-", "+", "1000"]).unwrap_or_default();
+    let lines: Vec<&str> = pending.lines().collect();
+    (2..lines.len())
+        .filter(|&i| lines[i].contains(&marker))
+        .filter(|&i| {
+            let id = lines[i - 2];
+            redis.command(&["XRANGE", "muster:{q}:tasks", id, id]).is_some_and(|entry| entry.contains("pack"))
+        })
+        .count()
+}
+
+#[test]
+fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let task = |log: &str| format!("echo $1 >> {log}; echo got $1");
+    let drained = Worker::start(&sb, &redis, "q", &["-j", "2"], &["sh", "-c", &task("ran-drained"), "sh"]);
+    let inputs: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
+    let url = redis.url();
+    let mut args = vec!["submit", "--broker", &url, "--queue", "q", "-k", "-j", "40", ":::"];
+    args.extend(inputs.iter().map(String::as_str));
+    let submitter = Running::spawn(&sb, &args);
+    // Drained while it holds a pack (stopped to look, then asked, then let go).
+    let asked = wait_for(Duration::from_secs(30), || {
+        signal(drained.child(), Signal::STOP);
+        let holding = packs_held(&redis, drained.child()) > 0;
+        if holding {
+            assert_code(&sb.run(&["drain", "--broker", &url, "--queue", "q"], b""), 0);
+        }
+        signal(drained.child(), Signal::CONT);
+        holding
+    });
+    assert!(asked, "drained while holding a pack");
+    let (code, err) = drained.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let given_back = err.split(" given back").next().and_then(|head| head.rsplit(' ').next());
+    assert!(given_back.is_some_and(|n| n != "0"), "it gave back what it did not start: {err}");
+    // What it gave back is taken by the next worker at once, and nothing runs twice.
+    let _next = Worker::start(
+        &sb,
+        &redis,
+        "q",
+        &["-j", "2", "--lease", "60s"],
+        &["sh", "-c", &task("ran-next"), "sh"],
+    );
+    let output = finish_within(submitter, Duration::from_secs(60));
+    assert_code(&output, 0);
+    let expected: String = inputs.iter().map(|i| format!("got {i}\n")).collect();
+    assert_eq!(stdout(&output), expected, "every task's result once, in order");
+    let ran = [sb.read("ran-drained"), sb.read("ran-next")].concat();
+    let mut ran: Vec<u32> = ran.lines().filter_map(|n| n.parse().ok()).collect();
+    ran.sort_unstable();
+    assert_eq!(ran.len(), 400, "each task ran once");
+    ran.dedup();
+    assert_eq!(ran.len(), 400, "every task ran");
+}
+
 #[test]
 fn a_worker_killed_holding_packs_loses_no_task_and_none_is_recorded_twice() {
     let sb = Sandbox::new();
@@ -311,26 +373,9 @@ fn a_worker_killed_holding_packs_loses_no_task_and_none_is_recorded_twice() {
         wait_for(Duration::from_secs(30), || sb.read("ran-doomed").lines().count() >= 60),
         "the doomed worker ran tasks"
     );
-    // Packs the worker holds (pending for its consumer, named host-PID-…), looked at while it
-    // is stopped so that what is seen is what it dies with.
-    let marker = format!("-{}-", doomed.child().id());
-    let held_packs = || {
-        let pending =
-            redis.command(&["XPENDING", "muster:{q}:tasks", "muster", "-", "+", "1000"]).unwrap_or_default();
-        let lines: Vec<&str> = pending.lines().collect();
-        (2..lines.len())
-            .filter(|&i| lines[i].contains(&marker))
-            .filter(|&i| {
-                let id = lines[i - 2];
-                redis
-                    .command(&["XRANGE", "muster:{q}:tasks", id, id])
-                    .is_some_and(|entry| entry.contains("pack"))
-            })
-            .count()
-    };
     let killed_holding_packs = wait_for(Duration::from_secs(30), || {
         signal(doomed.child(), Signal::STOP);
-        if held_packs() > 0 {
+        if packs_held(&redis, doomed.child()) > 0 {
             signal(doomed.child(), Signal::KILL);
             return true;
         }
