@@ -189,19 +189,24 @@ impl Shutdown {
     /// the default action and ends the process.
     ///
     /// A background thread receives the signals, so the token's waiters are woken normally.
+    ///
+    /// A signal the process was started with ignored stays ignored (a non-interactive shell
+    /// starts a background job with SIGINT ignored, so that a Ctrl-C meant for the foreground
+    /// does not reach it); the tasks inherit that.
     pub fn watch_signals(&self) -> std::io::Result<SignalWatch> {
         use signal_hook::consts::{SIGINT, SIGTERM};
+        let watched: Vec<i32> = [SIGINT, SIGTERM].into_iter().filter(|&sig| !ignored_at_start(sig)).collect();
         // Until the receiving handler is in place a signal gets its default action, as it
         // would before this call: it is never swallowed by a disarmed conditional default.
         let give_default = Arc::new(AtomicBool::new(true));
         let mut ids = Vec::new();
-        for sig in [SIGINT, SIGTERM] {
+        for &sig in &watched {
             // Registered before the receiving handler, so each signal checks `give_default`
             // before the receiving thread can arm it (after the second signal): arming it
             // while a signal is being handled would kill the process on the second signal.
             ids.push(signal_hook::flag::register_conditional_default(sig, give_default.clone())?);
         }
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = signal_hook::iterator::Signals::new(&watched)?;
         give_default.store(false, Ordering::Release);
         let handle = signals.handle();
         let token = self.clone();
@@ -216,6 +221,15 @@ impl Shutdown {
         })?;
         Ok(SignalWatch { handle, thread: Some(thread), give_default, _ids: ids })
     }
+}
+
+/// True when this process's disposition of `signal` is to ignore it (Linux's
+/// `/proc/self/status`, `SigIgn`; false where that cannot be read).
+fn ignored_at_start(signal: i32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigIgn:"));
+    let mask = mask.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok()).unwrap_or(0);
+    (1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0
 }
 
 /// Keeps SIGINT/SIGTERM mapped onto a [`Shutdown`]; see [`Shutdown::watch_signals`].

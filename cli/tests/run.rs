@@ -399,6 +399,27 @@ fn first_sigint_drains_running_tasks_and_exits_130() {
 }
 
 #[test]
+fn a_sigint_ignored_when_muster_starts_stays_ignored() {
+    // A non-interactive shell starts a background job with SIGINT ignored, so that a Ctrl-C
+    // meant for the foreground does not reach it: muster must not drain on one.
+    let sb = Sandbox::new();
+    let child = std::process::Command::new("sh")
+        .args(["-c", "trap '' INT; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_muster")])
+        .args(["run", "-j", "1", "--shell", "echo {} >> started; sleep 0.3; echo {}", ":::", "a", "b"])
+        .current_dir(sb.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    assert!(wait_for(Duration::from_secs(10), || sb.read("started") == "a\n"), "a started");
+    signal(&child, Signal::INT);
+    let out = child.wait_with_output().expect("muster exits");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "a\nb\n", "b still ran: {}", stderr(&out));
+}
+
+#[test]
 fn second_signal_stops_now_and_leaves_nothing() {
     let sb = Sandbox::new();
     let mut child = sb.spawn(&[

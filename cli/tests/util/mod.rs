@@ -45,6 +45,7 @@ impl Sandbox {
         let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
         // `muster up` keeps its control socket here: tests never meet each other's.
         command.args(args).current_dir(self.dir()).env("XDG_RUNTIME_DIR", self.dir());
+        with_default_sigint(&mut command);
         command
     }
 
@@ -181,4 +182,21 @@ pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
     let output = child.wait_with_output().expect("muster finishes");
     writer.join().expect("stdin writer");
     output
+}
+
+/// Starts `command` with SIGINT at its default action, as a terminal's foreground job has it:
+/// tests signal muster as a terminal would, and a test run started where SIGINT is ignored (a
+/// background job of a non-interactive shell) would pass that on — muster keeps an ignored
+/// SIGINT ignored.
+#[allow(unsafe_code)] // no safe wrapper sets a disposition; signal() is async-signal-safe
+pub fn with_default_sigint(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls signal(2),
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }
