@@ -228,25 +228,19 @@ fn submit_numbers_to_alpha_and_beta(sb: &Sandbox, redis: &Redis, n: usize) {
 /// A persistent worker program: one line in, one line out, for as long as stdin lasts.
 const ECHO_LOOP: &str = "while IFS= read -r x; do echo \"got $x\"; done";
 
+/// Workers alpha and beta on queue q, each two persistent ECHO_LOOPs with `window`.
+fn persistent_alpha_and_beta(sb: &Sandbox, redis: &Redis, window: &str) -> [Worker; 2] {
+    ["alpha", "beta"].map(|name| {
+        let flags = ["-j", "2", "--persistent", "--window", window, "--name", name];
+        Worker::start(sb, redis, "q", &flags, &["sh", "-c", ECHO_LOOP])
+    })
+}
+
 #[test]
 fn persistent_workers_serve_a_queue_once_each_in_order_and_refuse_a_multi_line_input() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
-    let persistent = ["-j", "2", "--persistent", "--window", "4"];
-    let _a = Worker::start(
-        &sb,
-        &redis,
-        "q",
-        &[&persistent[..], &["--name", "alpha"]].concat(),
-        &["sh", "-c", ECHO_LOOP],
-    );
-    let _b = Worker::start(
-        &sb,
-        &redis,
-        "q",
-        &[&persistent[..], &["--name", "beta"]].concat(),
-        &["sh", "-c", ECHO_LOOP],
-    );
+    let _workers = persistent_alpha_and_beta(&sb, &redis, "4");
     submit_numbers_to_alpha_and_beta(&sb, &redis, 300);
     // An input with a newline would be two records on a worker's stdin: it fails, clearly,
     // and no reply is misattributed.
@@ -272,21 +266,7 @@ fn calls(redis: &Redis, command: &str) -> u64 {
 fn quick_tasks_travel_in_packs_and_come_back_once_each_in_order() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };
-    let persistent = ["-j", "2", "--persistent", "--window", "64"];
-    let _a = Worker::start(
-        &sb,
-        &redis,
-        "q",
-        &[&persistent[..], &["--name", "alpha"]].concat(),
-        &["sh", "-c", ECHO_LOOP],
-    );
-    let _b = Worker::start(
-        &sb,
-        &redis,
-        "q",
-        &[&persistent[..], &["--name", "beta"]].concat(),
-        &["sh", "-c", ECHO_LOOP],
-    );
+    let _workers = persistent_alpha_and_beta(&sb, &redis, "64");
     submit_numbers_to_alpha_and_beta(&sb, &redis, 4000);
     // One entry per task would be 4,000 XADDs for the tasks alone, and as many for results.
     let xadds = calls(&redis, "xadd");

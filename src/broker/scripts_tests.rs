@@ -53,21 +53,25 @@ fn one_held_task(link: &mut Connection, queue: &Queue, worker: &str) -> String {
     let id: String = link
         .call(None, |c| redis::cmd("XADD").arg(queue.tasks()).arg("*").arg("values").arg("1:x,").query(c))
         .expect("XADD");
-    let _: redis::Value = link
+    read_as(link, queue, worker);
+    id
+}
+
+/// `worker` reads what waits on the queue (delivery 1 of each).
+fn read_as(link: &mut Connection, queue: &Queue, worker: &str) {
+    let read: redis::Value = link
         .call(None, |c| {
             redis::cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
                 .arg(worker)
-                .arg("COUNT")
-                .arg(1)
                 .arg("STREAMS")
                 .arg(queue.tasks())
                 .arg(">")
                 .query(c)
         })
         .expect("XREADGROUP");
-    id
+    assert!(matches!(read, redis::Value::Array(_)), "nothing to read: {read:?}");
 }
 
 fn stat(link: &mut Connection, queue: &Queue, name: &str) -> i64 {
@@ -181,19 +185,7 @@ fn one_held_pack(link: &mut Connection, queue: &Queue, worker: &str, n: u64) -> 
         values.iter().enumerate().map(|(i, v)| (i as u64 + 1, v.as_slice())),
     );
     let id: String = link.call(None, |c| xadd.query(c)).expect("XADD");
-    let read: redis::Value = link
-        .call(None, |c| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(worker)
-                .arg("STREAMS")
-                .arg(queue.tasks())
-                .arg(">")
-                .query(c)
-        })
-        .expect("XREADGROUP");
-    assert!(matches!(read, redis::Value::Array(_)), "read: {read:?}");
+    read_as(link, queue, worker);
     id
 }
 
@@ -257,18 +249,7 @@ fn a_failed_task_of_a_pack_is_retried_alone_and_its_submitter_told_where_it_went
         tasks.iter().map(|t| &t.id).collect::<Vec<_>>()
     );
     // Its second failure is its last (--retries 1): dead-lettered, with both attempts counted.
-    let _: redis::Value = link
-        .call(None, |c| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg("w2")
-                .arg("STREAMS")
-                .arg(queue.tasks())
-                .arg(">")
-                .query(c)
-        })
-        .expect("XREADGROUP");
+    read_as(&mut link, &queue, "w2");
     assert_eq!(fail(&mut link, &queue, "w2", "0", &alone.id, 1), 2, "dead-lettered");
     let dead = entries(&mut link, &queue.dead());
     assert_eq!((dead.len(), dead[0].text("attempts"), dead[0].text("seq")), (1, "2".into(), "1".into()));
