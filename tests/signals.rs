@@ -7,7 +7,14 @@ use muster::{Level, Shutdown};
 use rustix::process::{getpid, kill_process, Signal};
 
 #[test]
+#[allow(unsafe_code)] // no safe wrapper sets a disposition
 fn first_signal_drains_second_stops_now() {
+    // SIGINT at its default, as a terminal's foreground job has it (a test run started in the
+    // background has it ignored, and watch_signals keeps an ignored signal ignored).
+    // SAFETY: signal(2) with SIG_DFL, before any other thread of this test touches signals.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
     let token = Shutdown::new();
     let watch = token.watch_signals().expect("install handlers");
 

@@ -70,12 +70,10 @@ pub fn stdout(output: &Output) -> String {
 
 /// Starts example `name` with piped stdout, returning the child and a line reader.
 pub fn spawn_example(name: &str, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
-    let mut child = Command::new(example(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("example starts");
+    let mut command = Command::new(example(name));
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
+    with_default_sigint(&mut command);
+    let mut child = command.spawn().expect("example starts");
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     (child, stdout)
 }
@@ -128,4 +126,21 @@ pub fn wait_until_catching(child: &Child, signal: rustix::process::Signal) {
             .is_some_and(|mask| mask & bit != 0)
     });
     assert!(caught, "child never started catching {signal:?}");
+}
+
+/// Starts `command` with SIGINT at its default action, as a terminal's foreground job has it:
+/// tests send SIGINT as a terminal would, and a test run started where SIGINT is ignored (a
+/// background job of a non-interactive shell) would pass that on — muster keeps an ignored
+/// SIGINT ignored.
+#[allow(unsafe_code)] // no safe wrapper sets a disposition; signal() is async-signal-safe
+pub fn with_default_sigint(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls signal(2),
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }
