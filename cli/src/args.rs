@@ -504,6 +504,13 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub detach: bool,
 
+    /// Up to N tasks travel as one queue entry (1-256). By default quick tasks are packed once
+    /// their first results show them quick (about 20 ms of work an entry), and a --detach
+    /// submission, which sees no results, sends one task an entry: say N when tasks are
+    /// known to be quick. A pack goes to one worker, which holds what it cannot start yet.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub pack: Option<u16>,
+
     #[command(flatten)]
     pub run: RunArgs,
 }

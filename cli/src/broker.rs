@@ -18,6 +18,8 @@ pub(crate) struct Submission {
     pub(crate) broker: String,
     pub(crate) queue: muster::broker::Queue,
     pub(crate) detach: bool,
+    /// Tasks per queue entry, when given (`--pack`).
+    pub(crate) pack: Option<usize>,
 }
 
 /// A broker failure: Redis unreachable, refused, or unsafe.
@@ -39,9 +41,9 @@ pub(crate) fn submit(
     observer: &dyn Observer,
 ) -> Result<Option<Summary>, Fatal> {
     config.retries = 0; // retries travel with each task: a failed attempt goes back to the queue
-    let Submission { broker, queue, detach } = submission;
+    let Submission { broker, queue, detach, pack } = submission;
     let name = queue.name().to_owned();
-    let config = submit::SubmitConfig { broker, queue, run: config, retries };
+    let config = submit::SubmitConfig { broker, queue, run: config, retries, pack };
     if detach {
         let (job, count) = submit::detach(config, inputs).map_err(broker_error)?;
         crate::say(format_args!(

@@ -23,7 +23,7 @@ const SUBMIT_IN_FLIGHT: usize = 1000;
 
 /// `muster submit`: a run whose tasks go to a queue.
 pub fn submit(args: crate::args::SubmitArgs) -> Result<u8, Fatal> {
-    let crate::args::SubmitArgs { broker, detach, run } = args;
+    let crate::args::SubmitArgs { broker, detach, pack, run } = args;
     let queue = muster::broker::Queue::new(&broker.queue).map_err(usage)?;
     // Flags about running a command belong to the workers (hidden from submit's help too).
     let run_only = [
@@ -45,7 +45,8 @@ pub fn submit(args: crate::args::SubmitArgs) -> Result<u8, Fatal> {
             queue.name()
         )));
     }
-    run_tasks(run, Some(Submission { broker: broker.broker, queue, detach }))
+    let pack = pack.map(usize::from);
+    run_tasks(run, Some(Submission { broker: broker.broker, queue, detach, pack }))
 }
 
 pub fn run(mut args: RunArgs) -> Result<u8, Fatal> {

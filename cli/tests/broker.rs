@@ -1219,6 +1219,32 @@ fn drain_lets_workers_finish_what_they_hold_and_leaves_the_rest_queued() {
 }
 
 #[test]
+fn a_detached_submission_packs_as_told_and_each_result_is_printed_once() {
+    let sb = Sandbox::new();
+    let Some(redis) = Redis::start(&sb, &[]) else { return };
+    let inputs: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    let url = redis.url();
+    let detached =
+        sb.run(&["submit", "--broker", &url, "--queue", "q", "--detach", "--pack", "64"], inputs.as_bytes());
+    assert_code(&detached, 0);
+    assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 16, "1,000 tasks in entries of 64");
+    assert_eq!(status(&sb, &redis, "q")["pending"], 1000, "status counts tasks, not entries");
+    let _worker = Worker::start(&sb, &redis, "q", &["-j", "2", "--persistent"], &["sh", "-c", ECHO_LOOP]);
+    let results = sb.run(&["results", "--broker", &url, "--queue", "q", "--wait"], b"");
+    assert_code(&results, 0);
+    let mut printed: Vec<u32> =
+        stdout(&results).lines().filter_map(|l| l.strip_prefix("got ")?.parse().ok()).collect();
+    printed.sort_unstable();
+    assert_eq!(printed, (1..=1000).collect::<Vec<_>>(), "each result once");
+    // Out of range: refused before anything is queued.
+    for bad in ["0", "257"] {
+        let refused = sb.run(&["submit", "--broker", &url, "--queue", "q", "--pack", bad, ":::", "x"], b"");
+        assert_code(&refused, 255);
+        assert!(stderr(&refused).contains("--pack"), "{}", stderr(&refused));
+    }
+}
+
+#[test]
 fn detached_results_are_printed_once_and_a_waiting_submitters_are_left_to_it() {
     let sb = Sandbox::new();
     let Some(redis) = Redis::start(&sb, &[]) else { return };

@@ -283,8 +283,13 @@ impl Engine {
                     None => engine::run_sourced(config, incoming.into_iter().map(Ok), None, io)
                         .map_err(|e| e.to_string()),
                     Some((broker, queue)) => {
-                        let submit =
-                            muster::broker::submit::SubmitConfig { broker, queue, run: config, retries };
+                        let submit = muster::broker::submit::SubmitConfig {
+                            broker,
+                            queue,
+                            run: config,
+                            retries,
+                            pack: None,
+                        };
                         muster::broker::submit::submit_sourced(submit, incoming.into_iter().map(Ok), None, io)
                             .map_err(|e| e.to_string())
                     }

@@ -3,9 +3,10 @@
 //! order), joblog, progress, summary and exit status — because it *is* a run of the engine
 //! whose executor is the queue ([`crate::engine::remote`]).
 
-use super::{ensure_group, task_entry, Connection, Queue};
+use super::{ensure_group, pack_entry, task_entry, Connection, Queue, PACK_MOST};
 use crate::engine::{Inputs, Io, RunConfig, Summary};
 use crate::source::Sourced;
+use crate::task::Seq;
 
 /// What a submission needs.
 pub struct SubmitConfig {
@@ -18,6 +19,9 @@ pub struct SubmitConfig {
     pub run: RunConfig,
     /// Failed attempts a task may have before it is dead-lettered.
     pub retries: u32,
+    /// Tasks per queue entry (at most 256); `None`: sized from the results' runtimes (one per
+    /// entry for a detached submission, which sees none).
+    pub pack: Option<usize>,
 }
 
 pub use crate::engine::remote::SubmitError;
@@ -38,18 +42,35 @@ pub fn detach(config: SubmitConfig, inputs: Inputs) -> Result<(String, u64), Sub
     // to take (a waiting submitter's are its own); the count is filled in at the end.
     let detached = config.queue.detached();
     link.call(None, |c| redis::cmd("HSET").arg(&detached).arg(&job).arg("?").query::<()>(c))?;
+    let pack_size = config.pack.unwrap_or(1).clamp(1, PACK_MOST);
+    let (queue, retries) = (&config.queue, config.retries);
     let mut batch = redis::pipe();
     let mut batched = 0;
+    let mut pack: Vec<(Seq, Vec<Vec<u8>>)> = Vec::with_capacity(pack_size);
     let mut count = 0u64;
     let mut inputs = inputs.peekable();
     while let Some(input) = inputs.next() {
         let input = input.map_err(SubmitError::Input)?;
         count += 1;
-        batch.add_command(task_entry(&config.queue, &job, count, config.retries, &input.values)).ignore();
-        batched += 1;
-        if batched == 512 || inputs.peek().is_none() {
+        pack.push((count, input.values));
+        let last = inputs.peek().is_none();
+        if pack.len() == pack_size || last {
+            batch.add_command(match pack.as_slice() {
+                [(seq, values)] => task_entry(queue, &job, *seq, retries, values),
+                _ => pack_entry(
+                    queue,
+                    &job,
+                    retries,
+                    pack.iter().map(|(seq, values)| (*seq, values.as_slice())),
+                ),
+            });
+            batch.ignore();
+            batched += pack.len();
+            pack.clear();
+        }
+        if batched >= 512 || last {
             // What the queue holds, for `muster status`.
-            batch.cmd("HINCRBY").arg(config.queue.stats()).arg("queued").arg(batched).ignore();
+            batch.cmd("HINCRBY").arg(queue.stats()).arg("queued").arg(batched).ignore();
             link.call(None, |c| batch.query::<()>(c))?;
             batch = redis::pipe();
             batched = 0;
@@ -73,7 +94,7 @@ pub fn submit_sourced(
     known_total: Option<u64>,
     io: Io<'_, '_>,
 ) -> Result<Summary, SubmitError> {
-    let SubmitConfig { broker, queue, run, retries } = config;
+    let SubmitConfig { broker, queue, run, retries, pack } = config;
     let mut link = Connection::connect(&broker)?;
     ensure_group(&mut link, &queue, None)?;
     // Results of this submission come after the stream's current end.
@@ -82,6 +103,6 @@ pub fn submit_sourced(
     })?;
     let from = last.first().map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
     let submission =
-        crate::engine::remote::Submission { broker: &broker, job: new_job_id(), queue, retries, from };
+        crate::engine::remote::Submission { broker: &broker, job: new_job_id(), queue, retries, from, pack };
     crate::engine::remote::run_sourced(run, inputs, known_total, submission, io)
 }

@@ -52,6 +52,8 @@ pub(crate) struct Submission<'b> {
     pub(crate) retries: u32,
     /// The results stream's last entry before the submission began.
     pub(crate) from: String,
+    /// Tasks per entry, when the user said (else sized from the results' runtimes).
+    pub(crate) pack: Option<usize>,
 }
 
 /// Puts tasks on the queue and settles their results as they come (and, for tasks with a
@@ -71,7 +73,7 @@ pub(crate) fn run_sourced(
         loops: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
         spill_threshold: config.spill_threshold,
-        task_time: TaskTime { in_flight: config.jobs, ..TaskTime::default() },
+        task_time: TaskTime { in_flight: config.jobs, told: submission.pack, ..TaskTime::default() },
     });
     let shutdown = io.shutdown.clone();
     let observer = io.observer;
@@ -157,6 +159,8 @@ struct TaskTime {
     in_flight: usize,
     /// Live workers serving the queue, as last heard (0: not heard yet).
     workers: AtomicU64,
+    /// The pack size the user asked for (`--pack`).
+    told: Option<usize>,
 }
 
 impl TaskTime {
@@ -172,6 +176,9 @@ impl TaskTime {
 
     /// How many tasks one entry carries now.
     fn pack_size(&self) -> usize {
+        if let Some(told) = self.told {
+            return told.clamp(1, PACK_MOST);
+        }
         if self.seen.load(Ordering::Relaxed) < PACK_AFTER {
             return 1;
         }
