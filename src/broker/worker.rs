@@ -129,6 +129,8 @@ struct Holding {
     reclaim_soon: AtomicBool,
     /// How long tasks take here (a moving mean of their runtimes, in µs; 0 before any).
     task_us: AtomicU64,
+    /// Entries given back unrun (a drain, a stop).
+    given_back: AtomicU64,
 }
 
 /// Tasks quicker than this are read ahead: a slot's next task is held while its current one
@@ -272,7 +274,6 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         shutdown: shutdown.clone(),
         rejected: AtomicU64::new(0),
         retried: AtomicU64::new(0),
-        given_back: AtomicU64::new(0),
         dead: AtomicU64::new(0),
         batch: Mutex::new(Vec::new()),
         refusing: AtomicBool::new(false),
@@ -324,7 +325,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         failed,
         rejected: settlement.rejected.into_inner(),
         retried: settlement.retried.into_inner(),
-        given_back: settlement.given_back.into_inner(),
+        given_back: holding.given_back.load(Ordering::Relaxed),
         dead: settlement.dead.into_inner(),
     })
 }
@@ -372,19 +373,8 @@ impl Iterator for Reader {
             if self.shutdown.is_tripped() {
                 return None;
             }
-            let free = {
-                let held = self.holding.lock();
-                let free = (self.jobs * self.holding.per_slot()).saturating_sub(Holding::occupying(&held));
-                if free == 0 {
-                    self.holding.reader_waiting.store(true, Ordering::SeqCst);
-                    let held = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
-                    self.holding.reader_waiting.store(false, Ordering::SeqCst);
-                    drop(held);
-                    continue;
-                }
-                free
-            };
-            // A drain stops reads at once, not at the next heartbeat.
+            // A drain stops reads at once, not at the next heartbeat — also while every slot
+            // is busy (what was read and not started then goes back: see `Drop`).
             let look = self.drain_looked.is_none_or(|at| at.elapsed() >= DRAIN_LOOK);
             if look {
                 self.drain_looked = Some(Instant::now());
@@ -399,6 +389,18 @@ impl Iterator for Reader {
                 Err(BrokerError::Stopped(_)) => return None,
                 Err(err) => return Some(Err(io::Error::other(err.to_string()))),
             }
+            let free = {
+                let held = self.holding.lock();
+                let free = (self.jobs * self.holding.per_slot()).saturating_sub(Holding::occupying(&held));
+                if free == 0 {
+                    self.holding.reader_waiting.store(true, Ordering::SeqCst);
+                    let held = self.holding.changed.wait_timeout(held, Duration::from_millis(100));
+                    self.holding.reader_waiting.store(false, Ordering::SeqCst);
+                    drop(held);
+                    continue;
+                }
+                free
+            };
             if self.link.reconnects() != self.reconnects_seen {
                 // A reply lost with the connection may have delivered entries to us.
                 self.reconnects_seen = self.link.reconnects();
@@ -656,6 +658,20 @@ impl Reader {
     }
 }
 
+impl Drop for Reader {
+    /// What was read and never handed to the engine (it stopped taking tasks: a drain, a stop)
+    /// goes back to the queue at once, for any worker, rather than after the lease.
+    fn drop(&mut self) {
+        for task in std::mem::take(&mut self.buffer) {
+            let Some(receipt) = task.receipt else { continue };
+            let Some(held) = self.holding.release(&String::from_utf8_lossy(&receipt)) else { continue };
+            if held.size == 0 || self.holding.pack_released(&held, true) {
+                give_back(&mut self.link, &self.queue, &self.name, &self.shutdown, &self.holding, &held);
+            }
+        }
+    }
+}
+
 /// Renews leases, reports the worker alive, and turns a `muster drain` into a drain.
 struct Heartbeat {
     link: Connection,
@@ -809,7 +825,6 @@ struct Acker {
     shutdown: Shutdown,
     rejected: AtomicU64,
     retried: AtomicU64,
-    given_back: AtomicU64,
     dead: AtomicU64,
     /// Successes not recorded yet.
     batch: Mutex<Vec<Success>>,
@@ -1024,19 +1039,8 @@ fn refuses_writes(err: &BrokerError) -> bool {
 impl Acker {
     /// Gives the entry `held` came in back to the queue, uncounted (see [`scripts::GIVE_BACK`]).
     fn give_back(&self, held: &Held) {
-        let q = &self.queue;
-        let given =
-            self.link.lock().unwrap_or_else(PoisonError::into_inner).call(Some(&self.shutdown), |c| {
-                scripts::recording(&scripts::GIVE_BACK, q)
-                    .arg(GROUP)
-                    .arg(&held.entry)
-                    .arg(&self.name)
-                    .arg(held.attempt)
-                    .invoke::<i64>(c)
-            });
-        if let Ok(1) = given {
-            self.given_back.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        give_back(&mut link, &self.queue, &self.name, &self.shutdown, &self.holding, held);
     }
 
     /// True while results wait because Redis refused them.
@@ -1061,6 +1065,29 @@ impl Acker {
                 self.name
             ),
         }
+    }
+}
+
+/// Gives the entry `held` came in back to the queue, uncounted, and counts it (see
+/// [`scripts::GIVE_BACK`]).
+fn give_back(
+    link: &mut Connection,
+    q: &Queue,
+    name: &str,
+    shutdown: &Shutdown,
+    holding: &Holding,
+    held: &Held,
+) {
+    let given = link.call(Some(shutdown), |c| {
+        scripts::recording(&scripts::GIVE_BACK, q)
+            .arg(GROUP)
+            .arg(&held.entry)
+            .arg(name)
+            .arg(held.attempt)
+            .invoke::<i64>(c)
+    });
+    if let Ok(1) = given {
+        holding.given_back.fetch_add(1, Ordering::Relaxed);
     }
 }
 
