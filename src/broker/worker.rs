@@ -278,7 +278,7 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         batch: Mutex::new(Vec::new()),
         refusing: AtomicBool::new(false),
     };
-    let heartbeat = Heartbeat {
+    let mut heartbeat = Heartbeat {
         link: setup,
         queue: queue.clone(),
         name: name.clone(),
@@ -291,6 +291,9 @@ pub fn run(config: WorkerConfig, shutdown: &Shutdown) -> Result<WorkerSummary, W
         name_lost: false,
         results_ttl,
     };
+    // Heard from before it takes a task: a submitter waiting on a task this worker holds can
+    // then always name it if it falls silent (a worker killed at its first task was unknown).
+    heartbeat.beat_or_say();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let (done, failed) = std::thread::scope(|scope| {
         let acker = &settlement;
@@ -711,21 +714,27 @@ fn claim_name(
 }
 
 impl Heartbeat {
+    /// Beats every third of the lease (the first beat came before the worker read a task).
     fn run(mut self, stop: &crossbeam_channel::Receiver<()>, acker: &Acker) {
         let every = self.lease / 3;
         loop {
-            if let Err(err) = self.beat() {
-                if !matches!(err, BrokerError::Stopped(_)) && !refuses_writes(&err) {
-                    eprintln!("muster: worker {}: heartbeat failed: {err}", self.name);
-                }
+            match stop.recv_timeout(every) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return,
             }
+            self.beat_or_say();
             // Results Redis refused (OOM) are tried again while their tasks' leases are renewed.
             if acker.keeps_results() {
                 acker.flush();
             }
-            match stop.recv_timeout(every) {
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                _ => return,
+        }
+    }
+
+    /// A heartbeat; a failure is said (a full Redis, or a stop, silently).
+    fn beat_or_say(&mut self) {
+        if let Err(err) = self.beat() {
+            if !matches!(err, BrokerError::Stopped(_)) && !refuses_writes(&err) {
+                eprintln!("muster: worker {}: heartbeat failed: {err}", self.name);
             }
         }
     }
