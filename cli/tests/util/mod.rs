@@ -6,6 +6,9 @@
 #[path = "../../../tests/support/poll.rs"]
 mod poll;
 pub use poll::wait_for;
+#[path = "../../../tests/support/sigint.rs"]
+mod sigint;
+pub use sigint::with_default_sigint;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -182,21 +185,4 @@ pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
     let output = child.wait_with_output().expect("muster finishes");
     writer.join().expect("stdin writer");
     output
-}
-
-/// Starts `command` with SIGINT at its default action, as a terminal's foreground job has it:
-/// tests signal muster as a terminal would, and a test run started where SIGINT is ignored (a
-/// background job of a non-interactive shell) would pass that on — muster keeps an ignored
-/// SIGINT ignored.
-#[allow(unsafe_code)] // no safe wrapper sets a disposition; signal() is async-signal-safe
-pub fn with_default_sigint(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only calls signal(2),
-    // which is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
 }
