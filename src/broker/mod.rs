@@ -368,14 +368,6 @@ impl<'a> Fields<'a> {
     fn get_borrowed(&self, field: &str) -> Option<&'a [u8]> {
         self.0.iter().find(|(name, _)| *name == field.as_bytes()).map(|(_, value)| *value)
     }
-
-    /// Owned, under the id `id`.
-    pub(crate) fn to_entry(&self, id: &[u8]) -> Entry {
-        Entry {
-            id: String::from_utf8_lossy(id).into_owned(),
-            fields: self.0.iter().map(|(field, value)| (field.to_vec(), value.to_vec())).collect(),
-        }
-    }
 }
 
 impl Fielded for Fields<'_> {
@@ -386,9 +378,14 @@ impl Fielded for Fields<'_> {
 
 impl Entry {
     /// The results a results entry carries (see [`Fields::results`]), owned.
+    #[cfg(test)]
     pub(crate) fn results(&self) -> Vec<Entry> {
         let fields = Fields(self.fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())).collect());
-        fields.results().iter().map(|result| result.to_entry(self.id.as_bytes())).collect()
+        let owned = |result: &Fields<'_>| Entry {
+            id: self.id.clone(),
+            fields: result.0.iter().map(|(field, value)| (field.to_vec(), value.to_vec())).collect(),
+        };
+        fields.results().iter().map(owned).collect()
     }
 
     /// Parses `[id, [field, value, …]]`.

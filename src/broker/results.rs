@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{BrokerError, Connection, Entry, Fielded, Queue};
+use super::{BrokerError, Connection, Fielded, Fields, Queue};
 use crate::Shutdown;
 
 /// One task's result, as its worker recorded it.
@@ -47,10 +47,11 @@ impl QueueResult {
         self.outcome == "done"
     }
 
-    fn from_entry(entry: &Entry) -> QueueResult {
+    /// One result of the results entry `id`.
+    fn from_fields(id: &str, entry: &impl Fielded) -> QueueResult {
         let bytes = |field: &str| entry.get(field).unwrap_or_default().to_vec();
         QueueResult {
-            id: entry.id.clone(),
+            id: id.to_owned(),
             job: entry.text("job"),
             seq: entry.number("seq"),
             input: bytes("input"),
@@ -133,14 +134,16 @@ impl ResultReader {
         let mut batch = Vec::new();
         for stream in &streams {
             let redis::Value::Array(parts) = stream else { continue };
-            let Some(entries) = parts.get(1) else { continue };
-            for entry in Entry::parse_all(entries) {
-                self.cursor.clone_from(&entry.id);
+            let Some(redis::Value::Array(entries)) = parts.get(1) else { continue };
+            // Read where Redis's reply holds them: a results pack is not copied first.
+            for (id, entry) in entries.iter().filter_map(Fields::of_entry) {
+                self.cursor = String::from_utf8_lossy(id).into_owned();
                 let job = entry.text("job");
                 let wanted = self.job.as_deref().is_none_or(|wanted| wanted == job);
                 if wanted && self.is_detached(link, &job, shutdown)? {
                     // A results entry may carry a pack of them.
-                    batch.extend(entry.results().iter().map(QueueResult::from_entry));
+                    let id = &self.cursor;
+                    batch.extend(entry.results().iter().map(|result| QueueResult::from_fields(id, result)));
                 }
             }
         }
