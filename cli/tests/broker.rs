@@ -289,6 +289,16 @@ fn packs_held(redis: &Redis, worker: &Child) -> usize {
         .count()
 }
 
+/// The inputs the tasks wrote to the sandbox's `logs` (one number a line), sorted, repeats kept.
+fn inputs_run(sb: &Sandbox, logs: &[&str]) -> Vec<u32> {
+    let mut ran: Vec<u32> = logs
+        .iter()
+        .flat_map(|log| sb.read(log).lines().filter_map(|n| n.parse().ok()).collect::<Vec<_>>())
+        .collect();
+    ran.sort_unstable();
+    ran
+}
+
 #[test]
 fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
     let sb = Sandbox::new();
@@ -328,9 +338,7 @@ fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
     assert_code(&output, 0);
     let expected: String = inputs.iter().map(|i| format!("got {i}\n")).collect();
     assert_eq!(stdout(&output), expected, "every task's result once, in order");
-    let ran = [sb.read("ran-drained"), sb.read("ran-next")].concat();
-    let mut ran: Vec<u32> = ran.lines().filter_map(|n| n.parse().ok()).collect();
-    ran.sort_unstable();
+    let mut ran = inputs_run(&sb, &["ran-drained", "ran-next"]);
     assert_eq!(ran.len(), 200, "each task ran once");
     ran.dedup();
     assert_eq!(ran.len(), 200, "every task ran");
@@ -370,9 +378,7 @@ fn a_worker_killed_holding_packs_loses_no_task_and_none_is_recorded_twice() {
     assert_eq!(stdout(&output), expected, "every task's result once, in order");
     assert_eq!(status(&sb, &redis, "q")["done"], 600, "each recorded once");
     assert_eq!(redis.number(&["XLEN", "muster:{q}:tasks"]), 0, "nothing left on the queue");
-    let ran = [sb.read("ran-doomed"), sb.read("ran-other")].concat();
-    let mut ran: Vec<u32> = ran.lines().filter_map(|n| n.parse().ok()).collect();
-    ran.sort_unstable();
+    let mut ran = inputs_run(&sb, &["ran-doomed", "ran-other"]);
     ran.dedup();
     assert_eq!(ran.len(), 600, "every task ran");
 }
