@@ -4,6 +4,8 @@
 
 use std::fs::File;
 use std::io::{self, Seek, Write};
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Which output stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,43 +20,81 @@ pub enum Stream {
 /// so a task printing gigabytes does not grow muster's memory.
 #[derive(Debug)]
 pub(crate) struct Capture {
-    memory: Vec<u8>,
+    memory: Memory,
     spill: Option<File>,
     len: u64,
     threshold: usize,
 }
 
-impl Capture {
-    pub(crate) fn new(threshold: usize) -> Capture {
-        Capture { memory: Vec::new(), spill: None, len: 0, threshold }
+/// What a capture keeps in memory.
+#[derive(Debug)]
+enum Memory {
+    Owned(Vec<u8>),
+    Shared(Shared),
+}
+
+/// Bytes of a buffer shared with others read along with them: a persistent worker's replies
+/// read together share one buffer (one allocation per read, not per reply).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    bytes: Arc<[u8]>,
+    range: Range<usize>,
+}
+
+impl Shared {
+    /// The bytes of `bytes` in `range` (which must be within it).
+    pub(crate) fn new(bytes: Arc<[u8]>, range: Range<usize>) -> Shared {
+        debug_assert!(range.end <= bytes.len());
+        Shared { bytes, range }
     }
 
-    /// A capture of `bytes` already in memory (a persistent worker's reply).
-    pub(crate) fn holding(bytes: Vec<u8>) -> Capture {
-        Capture { len: bytes.len() as u64, memory: bytes, spill: None, threshold: usize::MAX }
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.bytes.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl Capture {
+    pub(crate) fn new(threshold: usize) -> Capture {
+        Capture { memory: Memory::Owned(Vec::new()), spill: None, len: 0, threshold }
+    }
+
+    /// A capture of bytes already in memory (a persistent worker's reply).
+    pub(crate) fn holding(bytes: Shared) -> Capture {
+        let len = bytes.as_slice().len() as u64;
+        Capture { len, memory: Memory::Shared(bytes), spill: None, threshold: usize::MAX }
+    }
+
+    fn memory(&self) -> &[u8] {
+        match &self.memory {
+            Memory::Owned(bytes) => bytes,
+            Memory::Shared(shared) => shared.as_slice(),
+        }
     }
 
     /// Appends `data`, spilling to a temp file past the threshold.
     pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
-        if self.spill.is_none() && self.memory.len() + data.len() > self.threshold {
+        if self.spill.is_none() && self.memory().len() + data.len() > self.threshold {
             let mut file = tempfile::tempfile()?;
-            file.write_all(&self.memory)?;
-            self.memory = Vec::new();
+            file.write_all(self.memory())?;
+            self.memory = Memory::Owned(Vec::new());
             self.spill = Some(file);
         }
-        match &mut self.spill {
-            Some(file) => file.write_all(data),
-            None => {
-                self.memory.extend_from_slice(data);
-                Ok(())
-            }
+        if let Some(file) = &mut self.spill {
+            return file.write_all(data);
         }
+        if let Memory::Shared(shared) = &self.memory {
+            self.memory = Memory::Owned(shared.as_slice().to_vec());
+        }
+        if let Memory::Owned(bytes) = &mut self.memory {
+            bytes.extend_from_slice(data);
+        }
+        Ok(())
     }
 
     /// Frees what was kept (it was written out); the length stays.
     pub(crate) fn release(&mut self) {
-        self.memory = Vec::new();
+        self.memory = Memory::Owned(Vec::new());
         self.spill = None;
     }
 
@@ -71,7 +111,7 @@ impl Capture {
     /// Writes the capture to `out`, each line prefixed by `tag` when given.
     pub(crate) fn write_to(&mut self, out: &mut dyn Write, tag: Option<&[u8]>) -> io::Result<()> {
         match &mut self.spill {
-            None => write_tagged(out, &self.memory, tag),
+            None => write_tagged(out, self.memory(), tag),
             Some(file) => {
                 file.rewind()?;
                 let mut reader = io::BufReader::new(file);
@@ -113,7 +153,7 @@ mod tests {
             capture.push(&chunk).expect("push");
         }
         assert!(
-            capture.spill.is_some() && capture.memory.is_empty(),
+            capture.spill.is_some() && capture.memory().is_empty(),
             "past the threshold, memory is released"
         );
         assert_eq!(capture.len(), 7000);

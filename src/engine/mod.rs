@@ -409,6 +409,7 @@ where
     let window = (positions.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
     let (tasks_tx, tasks_rx) = feed::queue::<Queued>(positions.min(MAX_QUEUE));
+    let (spent_tx, spent_rx) = cb::unbounded::<Vec<Input>>();
     // One attempt per slot: the loops share the `{%}` numbers, handed out as GNU parallel does.
     let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
     let shared = dispatch::Shared {
@@ -427,6 +428,7 @@ where
         observer,
         settlement,
         label: command.clone().into_bytes(),
+        spent: spent_tx,
     };
     let mut wakers = Vec::with_capacity(loops);
     let mut dispatchers = Vec::with_capacity(loops);
@@ -478,6 +480,10 @@ where
             };
             read += 1;
             let seq = read;
+            // The inputs of settled tasks, freed where they were allocated.
+            if read.is_multiple_of(64) {
+                spent_rx.try_iter().for_each(drop);
+            }
             if config.keep_order && credits_tx.send(()).is_err() {
                 break;
             }

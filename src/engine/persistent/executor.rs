@@ -272,10 +272,7 @@ impl<'a> PersistentExecutor<'a> {
             Verdict::Decided(Decision { outcome, exit, runtime: attempt.runtime, slot: attempt.slot })
         };
         let (verdict, stdout) = match reply {
-            Reply::Done(record) => {
-                let output = self.config.framing.output(record);
-                (decided(Outcome::Done, Exit::Code(0)), Capture::holding(output))
-            }
+            Reply::Done(output) => (decided(Outcome::Done, Exit::Code(0)), Capture::holding(output)),
             Reply::Failed(failure) => {
                 let exit = Exit::of_failure(&failure);
                 (decided(Outcome::Failed(failure), exit), Capture::new(0))

@@ -2,6 +2,8 @@
 //! (the line protocol of shell and script workers), or each preceded by its length (binary
 //! records, as the Python package's workers speak: a pickle may hold any byte).
 
+use std::ops::Range;
+
 /// How a worker's records are framed, both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -53,18 +55,15 @@ impl Framing {
         }
     }
 
-    /// Cuts the complete records off the front of `bytes` into `records` (framing removed),
-    /// returning how many bytes they took; an error when a length prefix is past
-    /// [`MAX_FRAME`] (the records before it are in `records`).
-    pub(crate) fn split(self, bytes: &[u8], records: &mut Vec<Vec<u8>>) -> Result<usize, Oversized> {
+    /// Cuts the complete records off the front of `bytes`: where each one's bytes are (framing
+    /// removed) goes into `records`; returns how many bytes they took. An error when a length
+    /// prefix is past [`MAX_FRAME`] (the records before it are in `records`).
+    pub(crate) fn split(self, bytes: &[u8], records: &mut Vec<Range<usize>>) -> Result<usize, Oversized> {
         let mut start = 0;
         match self {
             Framing::Separated(separator) => {
                 while let Some(end) = bytes[start..].iter().position(|&b| b == separator) {
-                    // Room for the separator, which a reply printed as a task's output gets back.
-                    let mut record = Vec::with_capacity(end + 1);
-                    record.extend_from_slice(&bytes[start..start + end]);
-                    records.push(record);
+                    records.push(start..start + end);
                     start += end + 1;
                 }
             }
@@ -76,13 +75,24 @@ impl Framing {
                     if length > MAX_FRAME {
                         return Err(Oversized(length));
                     }
-                    let Some(record) = bytes.get(start + PREFIX..start + PREFIX + length) else { break };
-                    records.push(record.to_vec());
+                    if bytes.len() < start + PREFIX + length {
+                        break;
+                    }
+                    records.push(start + PREFIX..start + PREFIX + length);
                     start += PREFIX + length;
                 }
             }
         }
         Ok(start)
+    }
+
+    /// Where a record's bytes (`record`, as [`split`](Self::split) found them) and what
+    /// follows are the task's output: a line with its separator, a frame's bytes as they are.
+    pub(crate) fn output_of(self, record: Range<usize>) -> Range<usize> {
+        match self {
+            Framing::Separated(_) => record.start..record.end + 1,
+            Framing::LengthPrefixed => record,
+        }
     }
 
     /// What the unfinished end of a stream still counts as: a last line without its
@@ -120,6 +130,14 @@ mod tests {
         buf
     }
 
+    /// Splits length-prefixed `bytes`, the records' bytes appended to `out`.
+    fn split(bytes: &[u8], out: &mut Vec<Vec<u8>>) -> Result<usize, Oversized> {
+        let mut ranges = Vec::new();
+        let used = Framing::LengthPrefixed.split(bytes, &mut ranges);
+        out.extend(ranges.into_iter().map(|range| bytes[range].to_vec()));
+        used
+    }
+
     #[test]
     fn frames_carry_any_bytes_and_split_back_at_any_cut() {
         let records: [&[u8]; 4] = [b"", b"a\nb\0c", &[0xff; 300], b"\x04\0\0\0"];
@@ -128,10 +146,10 @@ mod tests {
         for cut in 0..=bytes.len() {
             let mut out = Vec::new();
             let mut pending = bytes[..cut].to_vec();
-            let used = Framing::LengthPrefixed.split(&pending, &mut out).unwrap();
+            let used = split(&pending, &mut out).unwrap();
             pending.drain(..used);
             pending.extend_from_slice(&bytes[cut..]);
-            let used = Framing::LengthPrefixed.split(&pending, &mut out).unwrap();
+            let used = split(&pending, &mut out).unwrap();
             assert_eq!(used, pending.len(), "cut at {cut}");
             assert_eq!(out, records.iter().map(|r| r.to_vec()).collect::<Vec<_>>(), "cut at {cut}");
         }
@@ -142,7 +160,7 @@ mod tests {
         let mut out = Vec::new();
         let mut bytes = framed(&[b"ok"]);
         bytes.extend_from_slice(b"hello world\n");
-        assert_eq!(Framing::LengthPrefixed.split(&bytes, &mut out), Err(Oversized(0x6c6c_6568)));
+        assert_eq!(split(&bytes, &mut out), Err(Oversized(0x6c6c_6568)));
         assert_eq!(out, vec![b"ok".to_vec()]);
     }
 

@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::capture::Shared;
 use crate::process::watchdog::Watchdog;
 use crate::task::{Failure, Seq};
 
@@ -84,10 +85,10 @@ pub(crate) struct PersistentConfig {
 }
 
 /// What became of one task's attempt, as a slot reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Reply {
-    /// The worker's result record (without its framing).
-    Done(Vec<u8>),
+    /// The worker's result record, as the task's output (a line with its separator).
+    Done(Shared),
     /// Its worker died on it (how it ended), or no worker could be started (why).
     Failed(Failure),
     /// It ran past the timeout; its worker was stopped.

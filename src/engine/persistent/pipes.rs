@@ -6,6 +6,7 @@
 //! its worker learns of it.
 
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
@@ -14,12 +15,13 @@ use rustix::io::Errno;
 
 use super::framing::Framing;
 use super::Event;
+use crate::engine::capture::Shared;
 use crate::engine::poll::{Interest, Poller, Waker};
 
 /// What is done with the records of one pipe. Called on the loop's thread: it must not block.
 pub(crate) trait Records: Send {
-    /// Complete records read together (separators removed). False: read no more of this pipe.
-    fn records(&mut self, records: Vec<Vec<u8>>) -> bool;
+    /// Complete records read together. False: read no more of this pipe.
+    fn records(&mut self, records: Cut) -> bool;
     /// The pipe ended; `last` is its final record if it had no separator.
     fn ended(&mut self, last: Option<Vec<u8>>);
     /// The pipe holds something that is no record (a length prefix past any frame's): it is
@@ -32,6 +34,39 @@ pub(crate) trait Records: Send {
 pub(crate) struct PipeReader {
     register: cb::Sender<Pipe>,
     wake: Arc<OwnedFd>,
+}
+
+/// Records read together: one buffer holding them (copied once from the read), and where
+/// each one is in it.
+pub(crate) struct Cut {
+    bytes: Arc<[u8]>,
+    records: Vec<Range<usize>>,
+    framing: Framing,
+}
+
+impl Cut {
+    /// `record` alone (the unterminated last line of a pipe), as if read with its separator.
+    pub(crate) fn one(record: Vec<u8>, framing: Framing) -> Cut {
+        let len = record.len();
+        let records = std::iter::once(0..len).collect();
+        Cut { bytes: framing.output(record).into(), records, framing }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Each record's bytes (framing removed).
+    pub(crate) fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.records.iter().filter_map(|range| self.bytes.get(range.clone()))
+    }
+
+    /// Each record as a task's output (a line with its separator; a frame as it is), sharing
+    /// the buffer: one allocation per read, not per reply.
+    pub(crate) fn outputs(self) -> impl Iterator<Item = Shared> {
+        let Cut { bytes, records, framing } = self;
+        records.into_iter().map(move |range| Shared::new(Arc::clone(&bytes), framing.output_of(range)))
+    }
 }
 
 /// A pipe being read.
@@ -78,9 +113,9 @@ struct StderrLines {
 }
 
 impl Records for StderrLines {
-    fn records(&mut self, lines: Vec<Vec<u8>>) -> bool {
-        for line in lines {
-            let _ = self.events.send(Event::Stderr(self.slot, line));
+    fn records(&mut self, lines: Cut) -> bool {
+        for line in lines.records() {
+            let _ = self.events.send(Event::Stderr(self.slot, line.to_vec()));
         }
         true
     }
@@ -238,26 +273,37 @@ fn read(pipe: Option<&mut Pipe>, buf: &mut [u8]) -> bool {
         }
         let mut records = Vec::new();
         // Split where the bytes are: the read buffer itself unless a record's start waits in
-        // `partial` (then the read joins it), so a burst of whole records is copied once.
-        let split = if pipe.partial.is_empty() {
-            pipe.framing.split(&buf[..n], &mut records).map(|used| {
+        // `partial` (then the read joins it); the records are copied out once, together.
+        let framing = pipe.framing;
+        let end_of =
+            |records: &[Range<usize>]| records.last().map_or(0, |r| framing.output_of(r.clone()).end);
+        let (split, bytes): (_, Arc<[u8]>) = if pipe.partial.is_empty() {
+            let split = framing.split(&buf[..n], &mut records);
+            let used = split.unwrap_or_else(|_| end_of(&records));
+            if split.is_ok() {
                 pipe.partial.extend_from_slice(&buf[used..n]);
-            })
+            }
+            (split, buf[..used].into())
         } else {
             pipe.partial.extend_from_slice(&buf[..n]);
-            pipe.framing.split(&pipe.partial, &mut records).map(|used| {
-                pipe.partial.drain(..used);
-            })
+            let split = framing.split(&pipe.partial, &mut records);
+            let used = split.unwrap_or_else(|_| end_of(&records));
+            let bytes = pipe.partial[..used].into();
+            pipe.partial.drain(..used);
+            (split, bytes)
         };
+        let cut = (!records.is_empty()).then_some(Cut { bytes, records, framing });
         if split.is_err() {
             // The records before the garbage still answer their tasks.
-            if records.is_empty() || pipe.handler.records(records) {
+            if cut.is_none_or(|cut| pipe.handler.records(cut)) {
                 pipe.handler.garbled();
             }
             return false;
         }
-        if !records.is_empty() && !pipe.handler.records(records) {
-            return false;
+        if let Some(cut) = cut {
+            if !pipe.handler.records(cut) {
+                return false;
+            }
         }
         if n < buf.len() {
             // Drained, most likely: epoll says so again if more came (it is level-triggered),
@@ -282,8 +328,8 @@ mod tests {
     struct Recorder(Arc<Mutex<Seen>>);
 
     impl Records for Recorder {
-        fn records(&mut self, records: Vec<Vec<u8>>) -> bool {
-            self.0.lock().expect("seen").records.extend(records);
+        fn records(&mut self, records: Cut) -> bool {
+            self.0.lock().expect("seen").records.extend(records.records().map(<[u8]>::to_vec));
             true
         }
 

@@ -280,13 +280,13 @@ impl Played {
             }
         }
         let mut whole = Vec::new();
-        if let Ok(taken) = self.framing.split(unread, &mut whole) {
-            unread.drain(..taken);
-        }
-        records.extend(whole.into_iter().map(|record| {
+        let taken = self.framing.split(unread, &mut whole).unwrap_or(0);
+        records.extend(whole.into_iter().filter_map(|range| {
+            let record = unread.get(range)?.to_vec();
             let sends = self.script.sent(&record);
-            (record, sends)
+            Some((record, sends))
         }));
+        unread.drain(..taken);
         false
     }
 

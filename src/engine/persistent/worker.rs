@@ -316,7 +316,7 @@ impl Worker {
                 pace: Pace::for_slot(ctx),
                 broke_protocol: broke_protocol.clone(),
             };
-            let replies = Box::new(Replies { in_flight, window, settle, _alive: alive_notice });
+            let replies = Box::new(Replies { in_flight, framing, window, settle, _alive: alive_notice });
             let reader = ctx.pipes.as_deref().filter(|_| ctx.share_replies);
             threads.extend(super::pipes::read_on(reader, stdout, framing, replies));
         }
@@ -495,6 +495,7 @@ impl Pace {
 /// pipe ends.
 struct Replies {
     in_flight: InFlight,
+    framing: Framing,
     window: Window,
     settle: Settle,
     /// Held for its drop: disconnects `alive` and rings the feeding loop.
@@ -502,18 +503,18 @@ struct Replies {
 }
 
 impl super::pipes::Records for Replies {
-    fn records(&mut self, records: Vec<Vec<u8>>) -> bool {
+    fn records(&mut self, records: super::pipes::Cut) -> bool {
         let wanted = records.len();
         let answered: Vec<(Job, Reply, Attempt)> = {
             let mut flight = lock(&self.in_flight);
             let now = Instant::now();
             let mut previous = std::mem::replace(&mut flight.last_reply, now);
             let mut answered = Vec::with_capacity(wanted);
-            for record in records {
+            for output in records.outputs() {
                 let Some((job, sent)) = flight.jobs.pop_front() else { break };
                 let runtime = now - sent.max(previous);
                 previous = now;
-                answered.push((job, Reply::Done(record), Attempt { runtime, slot: 0, worker_status: None }));
+                answered.push((job, Reply::Done(output), Attempt { runtime, slot: 0, worker_status: None }));
             }
             answered
         };
@@ -540,7 +541,7 @@ impl super::pipes::Records for Replies {
     fn ended(&mut self, last: Option<Vec<u8>>) {
         // A last reply without its separator still answers a task.
         if let Some(record) = last {
-            self.records(vec![record]);
+            self.records(super::pipes::Cut::one(record, self.framing));
         }
     }
 
