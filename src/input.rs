@@ -70,6 +70,19 @@ impl<R: BufRead> Iterator for Records<R> {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // Most records lie whole in the reader's buffer: copied out at their size, one
+        // allocation each (read_until grows its vector from nothing).
+        match self.reader.fill_buf() {
+            Ok(buffered) => {
+                if let Some(end) = memchr::memchr(self.separator, buffered) {
+                    let record = buffered[..end].to_vec();
+                    self.reader.consume(end + 1);
+                    return Some(Ok(record));
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Some(Err(err)),
+        }
         let mut record = Vec::new();
         match self.reader.read_until(self.separator, &mut record) {
             Ok(0) => None,

@@ -172,6 +172,8 @@ pub(crate) struct PersistentExecutor<'a> {
     capacity: usize,
     /// Attempts ended without reaching a worker.
     ended_here: Vec<Ended>,
+    /// Attempts started this turn, queued for the slots together (one lock per turn).
+    starting: Vec<Job>,
     config: &'a PersistentConfig,
     counts: &'a Counts,
     workers: usize,
@@ -223,9 +225,22 @@ impl<'a> PersistentExecutor<'a> {
             in_flight: 0,
             capacity: slots.len(),
             ended_here: Vec::new(),
+            starting: Vec::new(),
             config,
             counts: setup.counts,
             workers: slots.len(),
+        }
+    }
+
+    /// Queues the attempts started since the last look for the slots.
+    fn hand_to_slots(&mut self) {
+        if self.starting.is_empty() || self.jobs.push(&mut self.starting) {
+            return;
+        }
+        for job in std::mem::take(&mut self.starting) {
+            let why = Failure::Start("the workers are closed".into());
+            let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
+            self.ended_here.push(ended);
         }
     }
 
@@ -318,11 +333,7 @@ impl Executor for PersistentExecutor<'_> {
             // A position used again: a stop asked of its earlier attempt is not this one's.
             self.stops.lock().unwrap_or_else(PoisonError::into_inner).remove(&(id as Seq));
         }
-        if let Err(job) = self.jobs.push(job) {
-            let why = Failure::Start("the workers are closed".into());
-            let ended = self.ended(job, Reply::Failed(why), super::Attempt::never(), Instant::now());
-            self.ended_here.push(ended);
-        }
+        self.starting.push(job);
         Ok(())
     }
 
@@ -338,6 +349,7 @@ impl Executor for PersistentExecutor<'_> {
     }
 
     fn wait(&mut self, timeout: Duration, ended: &mut Vec<Ended>) {
+        self.hand_to_slots();
         self.bell.listen();
         let patience =
             if self.ended_here.is_empty() && self.inbox.is_empty() { timeout } else { Duration::ZERO };
@@ -371,6 +383,7 @@ impl Executor for PersistentExecutor<'_> {
     }
 
     fn pump(&mut self) {
+        self.hand_to_slots();
         if let Some(feeding) = &mut self.feeding {
             feeding.step();
         }
@@ -399,6 +412,7 @@ impl Executor for PersistentExecutor<'_> {
 
     fn finish(&mut self) {
         // No more tasks: the slots drain, close their workers' stdin (the quit) and reap them.
+        self.hand_to_slots();
         self.jobs.close();
         if let Some(feeding) = &mut self.feeding {
             while !feeding.turn(&self.waker, crate::engine::poll::TICK) {}

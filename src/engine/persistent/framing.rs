@@ -62,7 +62,7 @@ impl Framing {
         let mut start = 0;
         match self {
             Framing::Separated(separator) => {
-                while let Some(end) = bytes[start..].iter().position(|&b| b == separator) {
+                while let Some(end) = memchr::memchr(separator, &bytes[start..]) {
                     records.push(start..start + end);
                     start += end + 1;
                 }

@@ -103,6 +103,8 @@ struct Machine<'a> {
     probe: VecDeque<Job>,
     /// A task taken that could not be sent yet.
     carried: Option<Job>,
+    /// Tasks taken from the queue together, on their way to the worker.
+    taken: Vec<Job>,
     phase: Phase,
     token: u64,
 }
@@ -134,6 +136,7 @@ impl<'a> Loop<'a> {
                 ctx,
                 probe: VecDeque::new(),
                 carried: None,
+                taken: Vec::new(),
                 phase: Phase::Start,
                 token: index as u64,
             })
@@ -333,32 +336,40 @@ impl Machine<'_> {
                 }
                 return Flow::Wait(Phase::Feed(worker));
             }
-            let job = if let Some(job) = self.carried.take() {
-                Some(job)
-            } else if self.ctx.shutdown.is_tripped() {
-                // Draining: start nothing new; what is still queued is answered not run.
-                None
-            } else {
-                match self.ctx.jobs.next_now() {
-                    Next::Job(job) => Some(job),
-                    Next::Ended => None,
-                    Next::NotYet => {
-                        if flush(&mut worker).is_err() || gone(&worker.alive) {
-                            return self.fed(worker, End::Died, poller);
-                        }
-                        return Flow::Wait(Phase::Feed(worker));
-                    }
+            if let Some(job) = self.carried.take() {
+                if job.alone {
+                    self.probe.push_back(job);
+                } else {
+                    worker.queue(std::iter::once(job), framing, waits.now);
                 }
-            };
-            let Some(job) = job else { return self.fed(worker, End::InputDone, poller) };
-            if job.alone {
-                self.probe.push_back(job);
                 continue;
             }
-            // Written when nothing else is waiting, so a lone task is not held back.
-            let more_waiting = !self.ctx.jobs.is_empty() && !worker.window_full();
-            worker.queue(job, framing, waits.now);
-            if !more_waiting && flush(&mut worker).is_err() {
+            if self.ctx.shutdown.is_tripped() {
+                // Draining: start nothing new; what is still queued is answered not run.
+                return self.fed(worker, End::InputDone, poller);
+            }
+            // As many as the window has room for, in one take and one send: a task that must
+            // run alone ends the take (it waits for the others to be answered).
+            let room = worker.room();
+            let room = match self.ctx.config.max_tasks_per_worker {
+                Some(max) => room.min(usize::try_from(max.saturating_sub(worker.sent)).unwrap_or(usize::MAX)),
+                None => room,
+            };
+            match self.ctx.jobs.take(room.max(1), &mut self.taken) {
+                Next::Ended => return self.fed(worker, End::InputDone, poller),
+                Next::NotYet => {
+                    if flush(&mut worker).is_err() || gone(&worker.alive) {
+                        return self.fed(worker, End::Died, poller);
+                    }
+                    return Flow::Wait(Phase::Feed(worker));
+                }
+                Next::Job(()) => {}
+            }
+            if self.taken.last().is_some_and(|job| job.alone) {
+                self.probe.extend(self.taken.pop());
+            }
+            worker.queue(self.taken.drain(..), framing, waits.now);
+            if flush(&mut worker).is_err() {
                 return self.fed(worker, End::Died, poller);
             }
         }
@@ -381,7 +392,7 @@ impl Machine<'_> {
             Some(Ok(())) => {
                 let Some(job) = self.probe.pop_front() else { return Flow::Again(Phase::Feed(worker)) };
                 // The suspect runs alone, outside the window.
-                worker.queue(job, self.ctx.config.framing, waits.now);
+                worker.queue(std::iter::once(job), self.ctx.config.framing, waits.now);
                 if flush(&mut worker).is_err() {
                     return self.fed(worker, End::Died, poller);
                 }

@@ -102,23 +102,19 @@ impl JobQueue {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `job`; handed back when the queue is closed.
-    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+    /// Queues the jobs `jobs` holds (taking them); false when the queue is closed (they stay).
+    pub(crate) fn push(&self, jobs: &mut Vec<Job>) -> bool {
         let mut queued = self.lock();
         if queued.closed {
-            return Err(job);
+            return false;
         }
-        queued.jobs.push_back(job);
-        Ok(())
+        queued.jobs.extend(jobs.drain(..));
+        true
     }
 
     /// No job will come any more: the slots drain and close their workers.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.lock().jobs.is_empty()
     }
 
     /// The next job, without waiting for it.
@@ -129,6 +125,24 @@ impl JobQueue {
             None if queued.closed => Next::Ended,
             None => Next::NotYet,
         }
+    }
+
+    /// Up to `most` jobs (at least one), into `taken`: fewer when one that must run alone
+    /// comes (it is the last taken).
+    pub(super) fn take(&self, most: usize, taken: &mut Vec<Job>) -> Next<()> {
+        let mut queued = self.lock();
+        if queued.jobs.is_empty() {
+            return if queued.closed { Next::Ended } else { Next::NotYet };
+        }
+        while taken.len() < most {
+            let Some(job) = queued.jobs.pop_front() else { break };
+            let alone = job.alone;
+            taken.push(job);
+            if alone {
+                break;
+            }
+        }
+        Next::Job(())
     }
 
     /// The jobs queued now, taken.
@@ -145,8 +159,8 @@ pub(super) fn refuse_all(jobs: &JobQueue, settle: &Settle, failure: &Failure) {
 }
 
 /// What the queue has for a slot now.
-pub(super) enum Next {
-    Job(Job),
+pub(super) enum Next<T = Job> {
+    Job(T),
     /// Nothing queued yet; the feeder wakes the loop when something is.
     NotYet,
     /// The feeder has ended and the queue is empty.
@@ -413,16 +427,27 @@ impl Worker {
         }
     }
 
-    /// Queues one task, sent at `now` (the loop's step: one clock read for all it sends):
-    /// in flight first, then in the outbox, which the loop writes (a worker whose stdin is gone
-    /// fails that write, and is lost with the task).
-    pub(super) fn queue(&mut self, job: Job, framing: Framing, now: Instant) {
-        if let Some(outbox) = self.outbox.as_mut() {
-            outbox.push(&job.input, framing);
+    /// Queues tasks, sent at `now` (the loop's step: one clock read for all it sends): in the
+    /// outbox, which the loop writes (a worker whose stdin is gone fails that write, and is
+    /// lost with the tasks), and in flight.
+    pub(super) fn queue(&mut self, jobs: impl Iterator<Item = Job>, framing: Framing, now: Instant) {
+        let mut flight = lock(&self.in_flight);
+        let before = flight.jobs.len();
+        for job in jobs {
+            if let Some(outbox) = self.outbox.as_mut() {
+                outbox.push(&job.input, framing);
+            }
+            flight.jobs.push_back((job, now));
         }
-        lock(&self.in_flight).jobs.push_back((job, now));
-        self.in_window.fetch_add(1, Ordering::Relaxed);
-        self.sent += 1;
+        let queued = flight.jobs.len() - before;
+        drop(flight);
+        self.in_window.fetch_add(queued, Ordering::Relaxed);
+        self.sent += queued as u64;
+    }
+
+    /// How many more tasks its window takes now.
+    pub(super) fn room(&self) -> usize {
+        self.window_now().saturating_sub(self.in_window.load(Ordering::Relaxed))
     }
 
     /// The tasks it still holds, taken (once its replies have all been read).
