@@ -480,9 +480,10 @@ where
             };
             read += 1;
             let seq = read;
-            // The inputs of settled tasks, freed where they were allocated.
+            // The inputs of settled tasks, kept for the next ones (or freed) where they were
+            // allocated.
             if read.is_multiple_of(64) {
-                spent_rx.try_iter().for_each(drop);
+                spent_rx.try_iter().flatten().for_each(crate::input::recycle);
             }
             if config.keep_order && credits_tx.send(()).is_err() {
                 break;
