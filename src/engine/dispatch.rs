@@ -301,6 +301,8 @@ pub(crate) struct Dispatcher<'s, 'a, E> {
     outbox: Vec<Event>,
     /// Inputs of the tasks settled this turn, handed back to the feeder at its end.
     spent: Vec<Input>,
+    /// The most events or inputs one turn handed over.
+    busiest_turn: usize,
     waker: Arc<Waker>,
     /// Slot number per slot position (the number its attempt holds, when numbers are shared).
     slots: Vec<usize>,
@@ -336,6 +338,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             events,
             outbox: Vec::new(),
             spent: Vec::new(),
+            busiest_turn: 0,
             waker,
             running: slots.iter().map(|_| None).collect(),
             slots,
@@ -420,9 +423,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
 
     /// Sends the turn's events to the settle stage, and its settled tasks' inputs back.
     fn hand_over(&mut self) {
+        // The next turn's room, sized as the busiest turn's so far: a turn bigger than the last
+        // one grew its vectors by doubling, copying what they held (a tenth of a persistent
+        // run's copying).
+        self.busiest_turn = self.busiest_turn.max(self.outbox.len()).max(self.spent.len());
         if !self.spent.is_empty() {
-            let room = self.spent.len();
-            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(room));
+            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(self.busiest_turn));
             let _ = self.shared.spent.send(spent);
         }
         match self.outbox.len() {
@@ -430,9 +436,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             1 => self.outbox.drain(..).for_each(|event| {
                 let _ = self.events.send(event);
             }),
-            n => {
-                // The next turn's room, sized as this one's: no growing by doubling per turn.
-                let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(n));
+            _ => {
+                let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(self.busiest_turn));
                 let _ = self.events.send(Event::Batch(batch));
             }
         }

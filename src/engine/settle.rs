@@ -338,7 +338,7 @@ impl<'a> OutputThread<'a> {
         };
         let mut written = self.lost_lines.is_empty() || !self.lost_lines.remove(&finished.seq);
         let mut carried = None;
-        if self.config.settlement.carries_output() && finished.receipt.is_some() {
+        if finished.receipt.is_some() && self.config.settlement.carries_output() {
             // The output goes back to the source with the settlement, not to our stdout.
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             let read = finished
@@ -378,8 +378,11 @@ impl<'a> OutputThread<'a> {
                 result = result.and_then(|()| self.stdout.flush());
             }
             written &= self.check_write(Stream::Stdout, result);
-            let result = finished.stderr.write_to(&mut *self.stderr, tag).and_then(|()| self.stderr.flush());
-            self.check_write(Stream::Stderr, result);
+            if finished.stderr.len() > 0 {
+                let result =
+                    finished.stderr.write_to(&mut *self.stderr, tag).and_then(|()| self.stderr.flush());
+                self.check_write(Stream::Stderr, result);
+            }
             if let Some(note) = &finished.note {
                 let _ = writeln!(self.stderr, "{note}").and_then(|()| self.stderr.flush());
             }

@@ -62,9 +62,11 @@ impl Framing {
         let mut start = 0;
         match self {
             Framing::Separated(separator) => {
-                while let Some(end) = memchr::memchr(separator, &bytes[start..]) {
-                    records.push(start..start + end);
-                    start += end + 1;
+                // Counted first, so the list is allocated once (not grown by doubling).
+                records.reserve(memchr::memchr_iter(separator, bytes).count());
+                for end in memchr::memchr_iter(separator, bytes) {
+                    records.push(start..end);
+                    start = end + 1;
                 }
             }
             Framing::LengthPrefixed => {
