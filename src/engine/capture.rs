@@ -17,20 +17,24 @@ pub enum Stream {
 }
 
 /// Output captured from a task: in memory up to a threshold, then in an anonymous temp file,
-/// so a task printing gigabytes does not grow muster's memory.
+/// so a task printing gigabytes does not grow muster's memory. A capture either keeps what it
+/// is given ([`push`](Self::push)) or only counts it ([`count`](Self::count)), never both.
 #[derive(Debug)]
-pub(crate) struct Capture {
-    memory: Memory,
-    spill: Option<File>,
-    len: u64,
-    threshold: usize,
-}
+pub(crate) struct Capture(Kept);
 
-/// What a capture keeps in memory.
+/// Where a capture's bytes are. Small, as every finished task carries two captures through
+/// the engine by value.
 #[derive(Debug)]
-enum Memory {
-    Owned(Vec<u8>),
+enum Kept {
+    /// In memory, until they would pass `threshold` bytes.
+    Memory { bytes: Vec<u8>, threshold: usize },
+    /// Where they were read (a persistent worker's reply).
     Shared(Shared),
+    /// Past the threshold: in a temp file, this long.
+    Spilled { file: File, len: u64 },
+    /// Not kept, only counted: passed on as lines (line-buffered mode), or released once
+    /// written.
+    Counted(u64),
 }
 
 /// Bytes of a buffer shared with others read along with them: a persistent worker's replies
@@ -55,64 +59,70 @@ impl Shared {
 
 impl Capture {
     pub(crate) fn new(threshold: usize) -> Capture {
-        Capture { memory: Memory::Owned(Vec::new()), spill: None, len: 0, threshold }
+        Capture(Kept::Memory { bytes: Vec::new(), threshold })
     }
 
     /// A capture of bytes already in memory (a persistent worker's reply).
     pub(crate) fn holding(bytes: Shared) -> Capture {
-        let len = bytes.as_slice().len() as u64;
-        Capture { len, memory: Memory::Shared(bytes), spill: None, threshold: usize::MAX }
-    }
-
-    fn memory(&self) -> &[u8] {
-        match &self.memory {
-            Memory::Owned(bytes) => bytes,
-            Memory::Shared(shared) => shared.as_slice(),
-        }
+        Capture(Kept::Shared(bytes))
     }
 
     /// Appends `data`, spilling to a temp file past the threshold.
     pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        self.len += data.len() as u64;
-        if self.spill.is_none() && self.memory().len() + data.len() > self.threshold {
-            let mut file = tempfile::tempfile()?;
-            file.write_all(self.memory())?;
-            self.memory = Memory::Owned(Vec::new());
-            self.spill = Some(file);
+        if let Kept::Shared(shared) = &self.0 {
+            self.0 = Kept::Memory { bytes: shared.as_slice().to_vec(), threshold: usize::MAX };
         }
-        if let Some(file) = &mut self.spill {
-            return file.write_all(data);
+        match &mut self.0 {
+            Kept::Memory { bytes, threshold } if bytes.len() + data.len() > *threshold => {
+                let mut file = tempfile::tempfile()?;
+                file.write_all(bytes)?;
+                file.write_all(data)?;
+                let len = (bytes.len() + data.len()) as u64;
+                self.0 = Kept::Spilled { file, len };
+                Ok(())
+            }
+            Kept::Memory { bytes, .. } => {
+                bytes.extend_from_slice(data);
+                Ok(())
+            }
+            Kept::Spilled { file, len } => {
+                *len += data.len() as u64;
+                file.write_all(data)
+            }
+            Kept::Counted(len) => {
+                *len += data.len() as u64;
+                Ok(())
+            }
+            Kept::Shared(_) => Ok(()),
         }
-        if let Memory::Shared(shared) = &self.memory {
-            self.memory = Memory::Owned(shared.as_slice().to_vec());
-        }
-        if let Memory::Owned(bytes) = &mut self.memory {
-            bytes.extend_from_slice(data);
-        }
-        Ok(())
     }
 
     /// Frees what was kept (it was written out); the length stays.
     pub(crate) fn release(&mut self) {
-        self.memory = Memory::Owned(Vec::new());
-        self.spill = None;
+        self.0 = Kept::Counted(self.len());
     }
 
     /// Counts `n` bytes passed on without keeping them (line-buffered mode).
     pub(crate) fn count(&mut self, n: usize) {
-        self.len += n as u64;
+        self.0 = Kept::Counted(self.len() + n as u64);
     }
 
     /// Bytes captured.
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        match &self.0 {
+            Kept::Memory { bytes, .. } => bytes.len() as u64,
+            Kept::Shared(shared) => shared.as_slice().len() as u64,
+            Kept::Spilled { len, .. } | Kept::Counted(len) => *len,
+        }
     }
 
     /// Writes the capture to `out`, each line prefixed by `tag` when given.
     pub(crate) fn write_to(&mut self, out: &mut dyn Write, tag: Option<&[u8]>) -> io::Result<()> {
-        match &mut self.spill {
-            None => write_tagged(out, self.memory(), tag),
-            Some(file) => {
+        match &mut self.0 {
+            Kept::Memory { bytes, .. } => write_tagged(out, bytes, tag),
+            Kept::Shared(shared) => write_tagged(out, shared.as_slice(), tag),
+            Kept::Counted(_) => Ok(()),
+            Kept::Spilled { file, .. } => {
                 file.rewind()?;
                 let mut reader = io::BufReader::new(file);
                 match tag {
@@ -152,10 +162,7 @@ mod tests {
         for _ in 0..10 {
             capture.push(&chunk).expect("push");
         }
-        assert!(
-            capture.spill.is_some() && capture.memory().is_empty(),
-            "past the threshold, memory is released"
-        );
+        assert!(matches!(capture.0, Kept::Spilled { .. }), "past the threshold, memory is released");
         assert_eq!(capture.len(), 7000);
         let mut out = Vec::new();
         capture.write_to(&mut out, None).expect("write");

@@ -501,7 +501,7 @@ where
             let order = fed;
             fed += 1;
             match tasks_tx.send(Queued { seq, occurrence, input, receipt, order }) {
-                Ok(()) => wakers.iter().for_each(|waker| waker.wake()),
+                Ok(()) => poll::wake_hungry(&wakers),
                 Err(queued) => {
                     let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
                 }

@@ -193,9 +193,10 @@ impl<'a> OutputThread<'a> {
         let result = self.stdout.flush();
         let flushed = self.check_write(Stream::Stdout, result);
         let mut unflushed = std::mem::take(&mut self.unflushed);
-        for (finished, written) in unflushed.drain(..) {
-            self.record(finished, written && flushed, None);
+        for (finished, written) in &mut unflushed {
+            self.record(finished, *written && flushed, None);
         }
+        unflushed.clear();
         // The list's room is kept for the next burst.
         self.unflushed = unflushed;
         self.unflushed_bytes = 0;
@@ -223,7 +224,16 @@ impl<'a> OutputThread<'a> {
                 self.journal(&record);
             }
             Event::Say(line) => self.say(&line),
-            Event::Batch(events) => events.into_iter().for_each(|event| self.handle(event)),
+            Event::Batch(events) => {
+                for event in events {
+                    match event {
+                        Event::Finished(finished) if !self.config.keep_order => self.print_finished(finished),
+                        event => self.handle(event),
+                    }
+                }
+            }
+            // In any order: printed at once (not moved through the reorder window's type).
+            Event::Finished(finished) if !self.config.keep_order => self.print_finished(finished),
             Event::Finished(finished) => self.arrive(finished.seq, Pending::Finished(finished)),
             Event::NotRun(seq, receipt) => {
                 self.summary.not_run += 1;
@@ -326,16 +336,18 @@ impl<'a> OutputThread<'a> {
     }
 
     fn print(&mut self, pending: Pending) {
-        let mut finished = match pending {
-            Pending::Finished(finished) => finished,
+        match pending {
+            Pending::Finished(finished) => self.print_finished(finished),
             Pending::Silent(receipt, skipped) => {
                 if let Some(receipt) = receipt {
                     let how = if skipped { Settled::Skipped } else { Settled::NotRun };
                     self.config.settlement.settled(&receipt, how);
                 }
-                return;
             }
-        };
+        }
+    }
+
+    fn print_finished(&mut self, mut finished: Finished) {
         let mut written = self.lost_lines.is_empty() || !self.lost_lines.remove(&finished.seq);
         let mut carried = None;
         if finished.receipt.is_some() && self.config.settlement.carries_output() {
@@ -400,20 +412,20 @@ impl<'a> OutputThread<'a> {
             }
             return;
         }
-        self.record(finished, written, carried);
+        self.record(&mut finished, written, carried);
     }
 
     /// Journals, settles and counts a task whose output was written (`written`) or lost.
-    fn record(&mut self, mut finished: Finished, written: bool, carried: Option<(Vec<u8>, Vec<u8>)>) {
+    fn record(&mut self, finished: &mut Finished, written: bool, carried: Option<(Vec<u8>, Vec<u8>)>) {
         let has_output = finished.stdout.len() + finished.stderr.len() > 0;
         if !written && has_output && !finished.stopped {
-            self.output_lost(&mut finished);
+            self.output_lost(finished);
         }
         if let (Some(receipt), Some((stdout, _)), true) =
             (&finished.receipt, &carried, finished.outcome.is_done())
         {
             if !self.config.settlement.keep(receipt, stdout) {
-                self.output_lost(&mut finished);
+                self.output_lost(finished);
             }
         }
         let mut durable = true;
@@ -436,7 +448,7 @@ impl<'a> OutputThread<'a> {
             };
             self.config.settlement.settled(receipt, how);
         }
-        self.count(&finished);
+        self.count(finished);
     }
 
     /// The task's output could not be written: it is not done, and a resume runs it again.
