@@ -363,7 +363,7 @@ impl Machine<'_> {
                     }
                     return Flow::Wait(Phase::Feed(worker));
                 }
-                Next::Job(()) => {}
+                Next::Job(_) => {}
             }
             if self.taken.last().is_some_and(|job| job.alone) {
                 self.probe.extend(self.taken.pop());

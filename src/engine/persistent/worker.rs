@@ -128,13 +128,14 @@ impl JobQueue {
     }
 
     /// Up to `most` jobs (at least one), into `taken`: fewer when one that must run alone
-    /// comes (it is the last taken).
-    pub(super) fn take(&self, most: usize, taken: &mut Vec<Job>) -> Next<()> {
+    /// comes (it is the last taken); how many, or why none.
+    pub(super) fn take(&self, most: usize, taken: &mut Vec<Job>) -> Next<usize> {
         let mut queued = self.lock();
         if queued.jobs.is_empty() {
             return if queued.closed { Next::Ended } else { Next::NotYet };
         }
-        while taken.len() < most {
+        let before = taken.len();
+        while taken.len() - before < most {
             let Some(job) = queued.jobs.pop_front() else { break };
             let alone = job.alone;
             taken.push(job);
@@ -142,7 +143,7 @@ impl JobQueue {
                 break;
             }
         }
-        Next::Job(())
+        Next::Job(taken.len() - before)
     }
 
     /// The jobs queued now, taken.
@@ -158,7 +159,8 @@ pub(super) fn refuse_all(jobs: &JobQueue, settle: &Settle, failure: &Failure) {
     }
 }
 
-/// What the queue has for a slot now.
+/// What the queue has for a slot now: its next job (or, from [`JobQueue::take`], how many were
+/// taken), or why none.
 pub(super) enum Next<T = Job> {
     Job(T),
     /// Nothing queued yet; the feeder wakes the loop when something is.
