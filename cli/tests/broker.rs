@@ -312,7 +312,9 @@ fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
     args.extend(inputs.iter().map(String::as_str));
     let submitter = Running::spawn(&sb, &args);
     // Drained while it holds a pack (stopped to look, then asked, then let go).
+    let mut looks = 0;
     let asked = wait_for(Duration::from_secs(30), || {
+        looks += 1;
         signal(drained.child(), Signal::STOP);
         let holding = packs_held(&redis, drained.child()) > 0;
         if holding {
@@ -321,7 +323,13 @@ fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
         signal(drained.child(), Signal::CONT);
         holding
     });
-    assert!(asked, "drained while holding a pack");
+    // What the queue looked like, should it never have been seen holding one.
+    let queue = || {
+        let pending = redis.command(&["XPENDING", "muster:{q}:tasks", "muster", "-", "+", "10"]);
+        let length = redis.command(&["XLEN", "muster:{q}:tasks"]);
+        format!("{looks} looks; XLEN {length:?}; XPENDING {pending:?}; worker pid {}", drained.child().id())
+    };
+    assert!(asked, "drained while holding a pack: {}", queue());
     let (code, err) = drained.wait();
     assert_eq!(code, Some(0), "{err}");
     let given_back = err.split(" given back").next().and_then(|head| head.rsplit(' ').next());
