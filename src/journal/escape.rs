@@ -4,6 +4,20 @@
 /// invalid UTF-8 as `\xNN`; valid UTF-8 text stays readable.
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
+    escape_into(&mut out, bytes);
+    out
+}
+
+/// [`escape`], appended to `out`.
+pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
+    // Most fields are plain text: taken whole (a joblog line per task was a third of a
+    // journaled run's work, mostly formatting).
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.bytes().any(|b| b == b'\\' || b.is_ascii_control()) {
+            out.push_str(text);
+            return;
+        }
+    }
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -12,15 +26,22 @@ pub fn escape(bytes: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\0' => out.push_str("\\0"),
-                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u8)),
+                c if c.is_ascii_control() => push_hex(out, c as u8),
                 c => out.push(c),
             }
         }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+        for &b in chunk.invalid() {
+            push_hex(out, b);
         }
     }
-    out
+}
+
+/// `\xNN` for `byte`.
+fn push_hex(out: &mut String, byte: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\x");
+    out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+    out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
 }
 
 /// Reverses [`escape`]. Unknown or truncated escapes are kept literally.

@@ -1,8 +1,9 @@
 //! One joblog line: an attempt at a task, in GNU parallel's columns plus muster's own.
 
+use std::fmt::Write;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use super::escape::{escape, unescape};
+use super::escape::{escape, escape_into, unescape};
 use crate::task::{Failure, Outcome};
 
 /// What became of one attempt.
@@ -190,32 +191,35 @@ impl Record {
             .chars()
             .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
             .collect();
-        format!("{}\n", self.gnu_columns(&self.host, &command))
+        let mut line = String::with_capacity(64 + self.host.len() + command.len());
+        self.push_gnu_columns(&mut line, &self.host, &command);
+        line.push('\n');
+        line
     }
 
-    /// GNU parallel's nine columns, with `host` and `command` as given.
-    fn gnu_columns(&self, host: &str, command: &str) -> String {
-        format!(
+    /// GNU parallel's nine columns, with `host` and `command` as given, appended to `line`.
+    fn push_gnu_columns(&self, line: &mut String, host: &str, command: &str) {
+        let _ = write!(
+            line,
             "{}\t{host}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{command}",
             self.seq, self.start, self.runtime, self.send, self.receive, self.exitval, self.signal
-        )
+        );
     }
 
     /// The line in format `version` (1 has no `Slot` column), with its checksum and newline.
+    /// Written into one string (it was a `format!` per column and an allocation per escaped
+    /// field: two thirds of muster's work per task in a journaled run).
     pub fn to_line_in(&self, version: u32) -> String {
-        let mut body = format!(
-            "{}\t{}\t{}\t{}\t{}",
-            self.gnu_columns(&escape(self.host.as_bytes()), &escape(&self.command)),
-            self.outcome.as_str(),
-            self.attempt,
-            self.occurrence,
-            escape(&self.input),
-        );
+        let mut line = String::with_capacity(96 + self.host.len() + self.command.len() + self.input.len());
+        self.push_gnu_columns(&mut line, &escape(self.host.as_bytes()), &escape(&self.command));
+        let _ = write!(line, "\t{}\t{}\t{}\t", self.outcome.as_str(), self.attempt, self.occurrence);
+        escape_into(&mut line, &self.input);
         if version >= 2 {
-            body.push_str(&format!("\t{}", self.slot));
+            let _ = write!(line, "\t{}", self.slot);
         }
-        let check = crc32fast::hash(body.as_bytes());
-        format!("{body}\t{check:08x}\n")
+        let check = crc32fast::hash(line.as_bytes());
+        let _ = writeln!(line, "\t{check:08x}");
+        line
     }
 
     /// Parses a line (without its newline), verifying the checksum.
