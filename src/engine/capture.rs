@@ -69,9 +69,6 @@ impl Capture {
 
     /// Appends `data`, spilling to a temp file past the threshold.
     pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Kept::Shared(shared) = &self.0 {
-            self.0 = Kept::Memory { bytes: shared.as_slice().to_vec(), threshold: usize::MAX };
-        }
         match &mut self.0 {
             Kept::Memory { bytes, threshold } if bytes.len() + data.len() > *threshold => {
                 let mut file = tempfile::tempfile()?;
@@ -93,7 +90,12 @@ impl Capture {
                 *len += data.len() as u64;
                 Ok(())
             }
-            Kept::Shared(_) => Ok(()),
+            Kept::Shared(shared) => {
+                // Added to: kept as its own bytes from now on.
+                let bytes = shared.as_slice().to_vec();
+                self.0 = Kept::Memory { bytes, threshold: usize::MAX };
+                self.push(data)
+            }
         }
     }
 

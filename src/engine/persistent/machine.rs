@@ -337,33 +337,31 @@ impl Machine<'_> {
                 return Flow::Wait(Phase::Feed(worker));
             }
             if let Some(job) = self.carried.take() {
-                if job.alone {
-                    self.probe.push_back(job);
-                } else {
-                    worker.queue(std::iter::once(job), framing, waits.now);
-                }
-                continue;
-            }
-            if self.ctx.shutdown.is_tripped() {
+                // Taken before this worker was started: it goes first, on its own.
+                self.taken.push(job);
+            } else if self.ctx.shutdown.is_tripped() {
                 // Draining: start nothing new; what is still queued is answered not run.
                 return self.fed(worker, End::InputDone, poller);
-            }
-            // As many as the window has room for, in one take and one send: a task that must
-            // run alone ends the take (it waits for the others to be answered).
-            let room = worker.room();
-            let room = match self.ctx.config.max_tasks_per_worker {
-                Some(max) => room.min(usize::try_from(max.saturating_sub(worker.sent)).unwrap_or(usize::MAX)),
-                None => room,
-            };
-            match self.ctx.jobs.take(room.max(1), &mut self.taken) {
-                Next::Ended => return self.fed(worker, End::InputDone, poller),
-                Next::NotYet => {
-                    if flush(&mut worker).is_err() || gone(&worker.alive) {
-                        return self.fed(worker, End::Died, poller);
+            } else {
+                // As many as the window has room for, in one take and one send: a task that
+                // must run alone ends the take (it waits for the others to be answered).
+                let room = worker.room();
+                let room = match self.ctx.config.max_tasks_per_worker {
+                    Some(max) => {
+                        room.min(usize::try_from(max.saturating_sub(worker.sent)).unwrap_or(usize::MAX))
                     }
-                    return Flow::Wait(Phase::Feed(worker));
+                    None => room,
+                };
+                match self.ctx.jobs.take(room.max(1), &mut self.taken) {
+                    Next::Ended => return self.fed(worker, End::InputDone, poller),
+                    Next::NotYet => {
+                        if flush(&mut worker).is_err() || gone(&worker.alive) {
+                            return self.fed(worker, End::Died, poller);
+                        }
+                        return Flow::Wait(Phase::Feed(worker));
+                    }
+                    Next::Job(_) => {}
                 }
-                Next::Job(_) => {}
             }
             if self.taken.last().is_some_and(|job| job.alone) {
                 self.probe.extend(self.taken.pop());
