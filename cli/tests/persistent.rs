@@ -385,3 +385,22 @@ fn a_worker_that_answers_nothing_is_named_and_asked_whether_it_flushes() {
     assert!(err.contains("flush"), "{err}");
     assert!(err.contains("timed out after 1s"), "{err}");
 }
+
+/// muster's bookkeeping threads step aside for the work (SCHED_BATCH); a process inherits its
+/// parent thread's policy, so this fails if a thread that starts workers or tasks ever does.
+#[test]
+fn workers_and_tasks_run_under_the_default_scheduling_policy() {
+    // Field 41 of /proc/PID/stat is the policy: 0 is SCHED_OTHER, 3 SCHED_BATCH.
+    let policy = r#"cut -d" " -f41 /proc/$$/stat"#;
+    let worker = format!(r#"while IFS= read -r l; do echo "$l $({policy})"; done"#);
+    let sb = Sandbox::new();
+    let input: String = (1..=20).map(|i| format!("{i}\n")).collect();
+    let out = sb.run(&["run", "--persistent", "-k", "-j", "2", "sh", "-c", &worker], input.as_bytes());
+    assert_code(&out, 0);
+    let expected: String = (1..=20).map(|i| format!("{i} 0\n")).collect();
+    assert_eq!(stdout(&out), expected, "{}", stderr(&out));
+
+    let out = sb.run(&["run", "-k", "-j", "2", "sh", "-c", policy, ":::", "1", "2", "3", "4"], b"");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "0\n0\n0\n0\n", "{}", stderr(&out));
+}

@@ -22,7 +22,8 @@
 //!
 //! Members: `dispatch` (the policy), `settle` (the one output, joblog and count stage),
 //! `capture` (a task's output kept in memory or spilled), `results` (`--results` files),
-//! `poll` (the loops' waker and tick), `process`, `remote` and `fake` (executors),
+//! `poll` (the loops' waker and tick), `priority` (the bookkeeping threads step aside for the
+//! work), `process`, `remote` and `fake` (executors),
 //! [`persistent`] (long-lived workers).
 //!
 //! Shutdown follows DESIGN.md: when the [`Shutdown`] token trips, nothing new starts and
@@ -40,6 +41,7 @@ mod median;
 pub mod note;
 pub mod persistent;
 pub(crate) mod poll;
+pub(crate) mod priority;
 mod process;
 #[cfg(feature = "redis")]
 pub(crate) mod remote;
@@ -453,12 +455,17 @@ where
         .with_results(results);
         // Persistent workers' results are small and many: written many to a write call.
         let output = if config.persistent.is_some() { output.flush_when_idle() } else { output };
-        let output = scope.spawn(move || output.run(events_rx));
+        let output = scope.spawn(move || {
+            let _aside = priority::step_aside();
+            output.run(events_rx)
+        });
         for dispatcher in dispatchers {
             scope.spawn(move || dispatcher.run());
         }
 
-        // The feeder: read, skip what the joblog says is done, and queue the rest.
+        // The feeder: read, skip what the joblog says is done, and queue the rest (on the
+        // caller's thread, stepped aside for the run).
+        let aside = priority::step_aside();
         let mut read = 0u64;
         let mut fed = 0u64;
         let mut input_error = None;
@@ -507,6 +514,7 @@ where
                 }
             }
         }
+        drop(aside);
         drop(tasks_tx);
         wakers.iter().for_each(|waker| waker.ring());
         drop(events_tx);

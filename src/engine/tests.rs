@@ -581,3 +581,39 @@ fn a_source_keeps_a_done_tasks_output_before_its_record_and_a_refusal_makes_it_l
     assert!(outcomes.contains(&(b"ok".to_vec(), RecordOutcome::Lost)), "{outcomes:?}");
     assert!(outcomes.contains(&(b"sleep:5".to_vec(), RecordOutcome::Done)), "{outcomes:?}");
 }
+
+/// The feeder runs on the caller's thread: stepped aside while it reads the inputs (it wakes
+/// for each free place in the queue), and given its default policy back when the run ends.
+#[test]
+fn the_callers_thread_steps_aside_for_the_run_and_back_after_it() {
+    if !super::priority::allowed() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let seen_while_reading = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&seen_while_reading);
+        let sourced = (0..3).map(move |_| {
+            seen.lock().unwrap_or_else(PoisonError::into_inner).push(super::priority::policy());
+            Ok(Sourced { input: Input { values: vec![b"ok".to_vec()] }, receipt: None })
+        });
+        let shutdown = Shutdown::new();
+        let io = Io {
+            stdout: Box::new(Sink::default()),
+            stderr: Box::new(Sink::default()),
+            shutdown: &shutdown,
+            observer: &NoObserver,
+            settlement: &NoSettlement,
+        };
+        let log = fake::Shared::default();
+        let summary = run_on(config(2), sourced, Some(3), io, |_events, waker, slots| {
+            Ok(FakeExecutor::new(waker, slots.len(), log.clone()))
+        })
+        .expect("the engine runs");
+        assert_eq!(summary.done, 3);
+        let seen = seen_while_reading.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(seen, [Some(libc::SCHED_BATCH); 3], "the inputs were read stepped aside");
+        assert_eq!(super::priority::policy(), Some(libc::SCHED_OTHER), "the caller's policy is back");
+    })
+    .join()
+    .expect("the test's thread");
+}

@@ -135,9 +135,10 @@ impl PipeReader {
         let poller = Poller::new(wake.as_fd())?;
         let (register, registrations) = cb::unbounded();
         let thread_wake = Arc::clone(&wake);
-        std::thread::Builder::new()
-            .name("muster-pipes".into())
-            .spawn(move || serve(&poller, &thread_wake, &registrations))?;
+        std::thread::Builder::new().name("muster-pipes".into()).spawn(move || {
+            let _aside = crate::engine::priority::step_aside();
+            serve(&poller, &thread_wake, &registrations)
+        })?;
         Ok(PipeReader { register, wake })
     }
 
@@ -246,6 +247,7 @@ pub(crate) fn read_on(
             // A blocking read never says "nothing yet": it returns at the pipe's end.
             std::thread::Builder::new()
                 .spawn(move || {
+                    let _aside = crate::engine::priority::step_aside();
                     let mut buf = vec![0u8; 64 * 1024];
                     while read(Some(&mut pipe), &mut buf) {}
                 })
