@@ -59,18 +59,20 @@ thread_local! {
     static RECYCLED: RefCell<Recycled> = const { RefCell::new(Recycled { bytes: Vec::new(), rows: Vec::new() }) };
 }
 
-/// Keeps `input`'s buffers for the next inputs read on this thread.
-pub(crate) fn recycle(input: Input) {
-    let mut values = input.values;
+/// Keeps the buffers of `inputs` for the next inputs read on this thread.
+pub(crate) fn recycle(inputs: impl IntoIterator<Item = Input>) {
     RECYCLED.with_borrow_mut(|recycled| {
-        for mut value in values.drain(..) {
-            if value.capacity() <= RECYCLED_LARGEST && recycled.bytes.len() < RECYCLED_MOST {
-                value.clear();
-                recycled.bytes.push(value);
+        for input in inputs {
+            let mut values = input.values;
+            for mut value in values.drain(..) {
+                if value.capacity() <= RECYCLED_LARGEST && recycled.bytes.len() < RECYCLED_MOST {
+                    value.clear();
+                    recycled.bytes.push(value);
+                }
             }
-        }
-        if recycled.rows.len() < RECYCLED_MOST {
-            recycled.rows.push(values);
+            if recycled.rows.len() < RECYCLED_MOST {
+                recycled.rows.push(values);
+            }
         }
     });
 }
@@ -638,8 +640,10 @@ mod tests {
     /// never a byte of the old one, and a large buffer is not kept.
     #[test]
     fn recycled_buffers_hold_only_the_records_read_into_them() {
-        recycle(Input { values: vec![b"an old, longer value".to_vec(), b"x".to_vec()] });
-        recycle(Input { values: vec![vec![b'z'; RECYCLED_LARGEST + 1]] });
+        recycle([
+            Input { values: vec![b"an old, longer value".to_vec(), b"x".to_vec()] },
+            Input { values: vec![vec![b'z'; RECYCLED_LARGEST + 1]] },
+        ]);
         let reader = Box::new(
             &b"ab
 

@@ -86,6 +86,22 @@ pub(crate) struct Ended {
     pub(crate) charged: bool,
 }
 
+impl Ended {
+    /// This ending, leaving an empty one in its place.
+    fn take(&mut self) -> Ended {
+        let husk = Ended {
+            id: self.id,
+            verdict: Verdict::Withdrawn,
+            reaped_at: self.reaped_at,
+            captures: [Capture::new(0), Capture::new(0)],
+            output_error: None,
+            input: None,
+            charged: self.charged,
+        };
+        std::mem::replace(self, husk)
+    }
+}
+
 /// How an attempt ended, as its executor saw it: the facts, never an invented status.
 pub(crate) enum Verdict {
     /// Its process ended with this status.
@@ -392,7 +408,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             if hungry {
                 self.waker.sated();
             }
-            for (settled, attempt) in ended.drain(..).enumerate() {
+            // Settled where they lie (an ended attempt is too big to move about per task).
+            for (settled, attempt) in ended.iter_mut().enumerate() {
                 if settled % PUMP_EVERY == PUMP_EVERY - 1 {
                     self.executor.pump();
                 }
@@ -401,11 +418,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 if matches!(attempt.verdict, Verdict::Exited(_)) {
                     // Settled in `settle_held`, which may give a signal time to land.
                     self.held.push(id);
-                    run.ended = Some(Box::new(attempt));
+                    run.ended = Some(Box::new(attempt.take()));
                 } else if let Some(run) = self.running[id].take() {
                     self.finish_with(run, attempt);
                 }
             }
+            ended.clear();
             let level = self.shutdown().level();
             if level != self.level_seen || Instant::now() >= self.next_scan {
                 self.level_seen = level;
@@ -689,15 +707,15 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
     /// Settles an ended attempt.
     fn finish(&mut self, id: usize) {
         let Some(mut run) = self.running.get_mut(id).and_then(Option::take) else { return };
-        let Some(ended) = run.ended.take() else {
+        let Some(mut ended) = run.ended.take() else {
             self.running[id] = Some(run);
             return;
         };
-        self.finish_with(run, *ended);
+        self.finish_with(run, &mut ended);
     }
 
-    /// Settles `run`, which ended so.
-    fn finish_with(&mut self, mut run: Running, mut ended: Ended) {
+    /// Settles `run`, which ended so (what it is settled with is taken from `ended`).
+    fn finish_with(&mut self, mut run: Running, ended: &mut Ended) {
         let id = ended.id;
         if let (Some(input), [value]) = (ended.input.take(), run.task.input.values.as_mut_slice()) {
             *value = input;
@@ -720,7 +738,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             }
             return;
         }
-        let ending = match (ended.verdict, run.stopping) {
+        let ending = match (std::mem::replace(&mut ended.verdict, Verdict::Withdrawn), run.stopping) {
             (Verdict::NotStarted(err), _) => Ending::StartFailed(err),
             (Verdict::Reported(remote), _) => Ending::Remote(remote),
             (Verdict::Decided(decision), _) => Ending::Decided(decision),
@@ -736,7 +754,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             (Verdict::Exited(status), None) => Ending::Exited(status),
         };
         let Running { task, argv, start, started, .. } = run;
-        self.settle(task, id, argv, start, started, ending, ended.output_error, Some(ended.captures));
+        let captures = std::mem::replace(&mut ended.captures, [Capture::new(0), Capture::new(0)]);
+        self.settle(task, id, argv, start, started, ending, ended.output_error.take(), Some(captures));
     }
 
     /// Records an ended attempt: a retry goes back to the pending queue, a final outcome goes

@@ -490,7 +490,7 @@ where
             // The inputs of settled tasks, kept for the next ones (or freed) where they were
             // allocated.
             if read.is_multiple_of(64) {
-                spent_rx.try_iter().flatten().for_each(crate::input::recycle);
+                crate::input::recycle(spent_rx.try_iter().flatten());
             }
             if config.keep_order && credits_tx.send(()).is_err() {
                 break;

@@ -535,12 +535,13 @@ impl super::pipes::Records for Replies {
         let answered: Vec<(Job, Reply, Attempt)> = {
             let mut flight = lock(&self.in_flight);
             let now = Instant::now();
-            let mut previous = std::mem::replace(&mut flight.last_reply, now);
+            let previous = std::mem::replace(&mut flight.last_reply, now);
             let mut answered = Vec::with_capacity(wanted);
             for output in records.outputs() {
                 let Some((job, sent)) = flight.jobs.pop_front() else { break };
-                let runtime = now - sent.max(previous);
-                previous = now;
+                // A task's time runs from its send or the previous reply, whichever is later:
+                // the first of a read took the time since then, the others none.
+                let runtime = if answered.is_empty() { now - sent.max(previous) } else { Duration::ZERO };
                 answered.push((job, Reply::Done(output), Attempt { runtime, slot: 0, worker_status: None }));
             }
             answered
