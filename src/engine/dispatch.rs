@@ -27,7 +27,7 @@ use rustix::process::Signal;
 use super::capture::Capture;
 use super::note::{shown, Note, What};
 use super::poll::{Waker, TICK};
-use super::settle::{Event, Finished};
+use super::settle::{Event, Finished, More};
 use super::{HaltGate, Observer, Queued, RunConfig};
 use crate::input::Input;
 use crate::journal::{outcome_columns, Exit, Record};
@@ -853,7 +853,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         });
         if retry {
             if let Some(record) = record {
-                self.emit(Event::Retry(record));
+                self.emit(Event::Retry(Box::new(record)));
             }
             let mut task = task;
             task.attempt += 1;
@@ -879,19 +879,15 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             what,
         });
         let mut task = task;
-        let finished = Finished {
+        let more = More {
             receipt: task.receipt,
             values: shared.results.then(|| std::mem::take(&mut task.input.values)),
-            seq: task.seq,
             tag: task.tag,
-            outcome,
-            stopped,
-            stdout,
-            stderr,
-            note: note.map(Box::new),
-            runtime,
-            record: record.map(Box::new),
+            stderr: Some(stderr),
+            note,
+            record,
         };
+        let finished = Finished::new(task.seq, outcome, stopped, stdout, runtime, more);
         self.spent.push(task.input);
         if !stopped {
             shared.halt.record_finished(finished.outcome.is_done(), shutdown);
