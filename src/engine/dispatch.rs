@@ -879,14 +879,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             what,
         });
         let mut task = task;
-        let more = More {
-            receipt: task.receipt,
-            values: shared.results.then(|| std::mem::take(&mut task.input.values)),
-            tag: task.tag,
-            stderr: Some(stderr),
-            note,
-            record,
-        };
+        let values = shared.results.then(|| std::mem::take(&mut task.input.values));
+        let more = More::boxed(task.receipt, values, task.tag, stderr, note, record);
         let finished = Finished::new(task.seq, outcome, stopped, stdout, runtime, more);
         self.spent.push(task.input);
         if !stopped {

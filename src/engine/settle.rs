@@ -36,7 +36,8 @@ pub(crate) struct Finished {
     more: Option<Box<More>>,
 }
 
-/// What a finished task may carry beside its output and outcome.
+/// What a finished task may carry beside its output and outcome; none of it, most often
+/// ([`More::boxed`] says none then, without moving the parts).
 #[derive(Default)]
 pub(crate) struct More {
     /// Its source's handle, settled once its record is written.
@@ -54,31 +55,40 @@ pub(crate) struct More {
 }
 
 impl More {
-    fn is_empty(&self) -> bool {
-        let More { receipt, values, tag, stderr, note, record } = self;
-        receipt.is_none()
+    /// These parts in a box, unless every one is empty (an empty stderr counts as none).
+    #[inline]
+    pub(crate) fn boxed(
+        receipt: Option<Receipt>,
+        values: Option<Vec<Vec<u8>>>,
+        tag: Option<Vec<u8>>,
+        stderr: Capture,
+        note: Option<Note>,
+        record: Option<Record>,
+    ) -> Option<Box<More>> {
+        let plain = receipt.is_none()
             && values.is_none()
             && tag.is_none()
-            && stderr.is_none()
+            && stderr.len() == 0
             && note.is_none()
-            && record.is_none()
+            && record.is_none();
+        if plain {
+            return None;
+        }
+        let stderr = (stderr.len() > 0).then_some(stderr);
+        Some(Box::new(More { receipt, values, tag, stderr, note, record }))
     }
 }
 
 impl Finished {
-    /// A finished task; `more` is boxed only when it holds something.
+    /// A finished task; what else it carries is boxed by [`More::boxed`].
     pub(crate) fn new(
         seq: Seq,
         outcome: Outcome,
         stopped: bool,
         stdout: Capture,
         runtime: Duration,
-        mut more: More,
+        more: Option<Box<More>>,
     ) -> Finished {
-        if more.stderr.as_ref().is_some_and(|stderr| stderr.len() == 0) {
-            more.stderr = None;
-        }
-        let more = (!more.is_empty()).then(|| Box::new(more));
         Finished { seq, outcome, stopped, stdout, runtime, more }
     }
 
@@ -636,7 +646,14 @@ mod tests {
             _ => RecordOutcome::Failed,
         };
         let more = More { record: Some(record(seq, recorded)), ..More::default() };
-        Event::Finished(Finished::new(seq, outcome, false, capture, Duration::from_millis(seq), more))
+        Event::Finished(Finished::new(
+            seq,
+            outcome,
+            false,
+            capture,
+            Duration::from_millis(seq),
+            Some(Box::new(more)),
+        ))
     }
 
     /// Runs the output thread over `events`; returns the summary, stdout, and the joblog's
