@@ -880,7 +880,11 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         });
         let mut task = task;
         let values = shared.results.then(|| std::mem::take(&mut task.input.values));
-        let more = More::boxed(task.receipt, values, task.tag, stderr, note, record);
+        let more = if More::any(&task.receipt, &values, &task.tag, &stderr, &note, &record) {
+            Some(More::boxed(task.receipt, values, task.tag, stderr, note, record))
+        } else {
+            None
+        };
         let finished = Finished::new(task.seq, outcome, stopped, stdout, runtime, more);
         self.spent.push(task.input);
         if !stopped {

@@ -36,8 +36,7 @@ pub(crate) struct Finished {
     more: Option<Box<More>>,
 }
 
-/// What a finished task may carry beside its output and outcome; none of it, most often
-/// ([`More::boxed`] says none then, without moving the parts).
+/// What a finished task may carry beside its output and outcome; none of it, most often.
 #[derive(Default)]
 pub(crate) struct More {
     /// Its source's handle, settled once its record is written.
@@ -55,8 +54,25 @@ pub(crate) struct More {
 }
 
 impl More {
-    /// These parts in a box, unless every one is empty (an empty stderr counts as none).
-    #[inline]
+    /// Whether any of these parts holds something (an empty stderr holds nothing): whether
+    /// [`More::boxed`] is wanted. Asked first, so the plain case moves none of them.
+    pub(crate) fn any(
+        receipt: &Option<Receipt>,
+        values: &Option<Vec<Vec<u8>>>,
+        tag: &Option<Vec<u8>>,
+        stderr: &Capture,
+        note: &Option<Note>,
+        record: &Option<Record>,
+    ) -> bool {
+        receipt.is_some()
+            || values.is_some()
+            || tag.is_some()
+            || stderr.len() > 0
+            || note.is_some()
+            || record.is_some()
+    }
+
+    /// These parts, in a box.
     pub(crate) fn boxed(
         receipt: Option<Receipt>,
         values: Option<Vec<Vec<u8>>>,
@@ -64,23 +80,14 @@ impl More {
         stderr: Capture,
         note: Option<Note>,
         record: Option<Record>,
-    ) -> Option<Box<More>> {
-        let plain = receipt.is_none()
-            && values.is_none()
-            && tag.is_none()
-            && stderr.len() == 0
-            && note.is_none()
-            && record.is_none();
-        if plain {
-            return None;
-        }
+    ) -> Box<More> {
         let stderr = (stderr.len() > 0).then_some(stderr);
-        Some(Box::new(More { receipt, values, tag, stderr, note, record }))
+        Box::new(More { receipt, values, tag, stderr, note, record })
     }
 }
 
 impl Finished {
-    /// A finished task; what else it carries is boxed by [`More::boxed`].
+    /// A finished task, and what else it carries if anything.
     pub(crate) fn new(
         seq: Seq,
         outcome: Outcome,
