@@ -279,7 +279,9 @@ impl<'a> PersistentExecutor<'a> {
         }
     }
 
-    /// The ended attempt a slot's reply stands for.
+    /// The ended attempt a slot's reply stands for. Inlined: built where the list keeps it,
+    /// not copied there.
+    #[inline]
     fn ended(&mut self, job: Job, reply: Reply, attempt: super::Attempt, now: Instant) -> Ended {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = job.seq as usize;
