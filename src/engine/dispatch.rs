@@ -25,6 +25,7 @@ use rustix::io::Errno;
 use rustix::process::Signal;
 
 use super::capture::Capture;
+use super::feed::Taken;
 use super::note::{shown, Note, What};
 use super::poll::{Waker, TICK};
 use super::settle::{Event, Finished, More};
@@ -329,6 +330,9 @@ pub(crate) struct Dispatcher<'s, 'a, E> {
     free: Vec<usize>,
     count: usize,
     pending: VecDeque<Task>,
+    /// Tasks taken from the queue together, not started yet (a take is for what a turn can
+    /// start, so no loop holds tasks another could run).
+    fresh: VecDeque<Queued>,
     input_ended: bool,
     /// Ended attempts not settled yet.
     held: Vec<usize>,
@@ -365,6 +369,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             free,
             count: 0,
             pending: VecDeque::new(),
+            fresh: VecDeque::new(),
             input_ended: false,
             held: Vec::new(),
             next_scan: Instant::now() + TICK,
@@ -381,7 +386,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
         let mut ended = Vec::new();
         loop {
             let more = self.fill();
-            if self.count == 0 && self.pending.is_empty() {
+            if self.count == 0 && self.pending.is_empty() && self.fresh.is_empty() {
                 if self.input_ended {
                     self.hand_over();
                     self.executor.finish();
@@ -389,13 +394,24 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 // About to wait for tasks: what is settled goes out first.
                 self.hand_over();
-                match self.shared.tasks.recv() {
-                    Ok(queued) => self.pending.push_back(Task::new(queued, self.shared.config.tag)),
-                    Err(_) => self.input_ended = true,
+                match self.shared.tasks.take(self.free.len(), &mut self.fresh) {
+                    Taken::Some(_) => {}
+                    Taken::Ended => self.input_ended = true,
+                    Taken::Empty => {
+                        self.waker.become_hungry();
+                        if self.shared.tasks.is_idle() {
+                            self.waker.wait(TICK);
+                        }
+                        self.waker.sated();
+                    }
                 }
                 continue;
             }
-            let hungry = !more && !self.input_ended && self.has_room() && self.pending.is_empty();
+            let hungry = !more
+                && !self.input_ended
+                && self.has_room()
+                && self.pending.is_empty()
+                && self.fresh.is_empty();
             if hungry {
                 self.waker.become_hungry();
                 if !self.shared.tasks.is_empty() {
@@ -494,7 +510,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
     fn fill(&mut self) -> bool {
         let (mut now, mut wall) = (Instant::now(), SystemTime::now());
         let clock_per_start = !self.executor.queues_starts();
-        for _ in 0..self.executor.starts_per_turn() {
+        let starts = self.executor.starts_per_turn();
+        for started in 0..starts {
             if clock_per_start {
                 (now, wall) = (Instant::now(), SystemTime::now());
             }
@@ -503,7 +520,9 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 for task in std::mem::take(&mut self.pending) {
                     self.emit(Event::NotRun(task.seq, task.receipt));
                 }
-                while let Ok(queued) = self.shared.tasks.try_recv() {
+                let mut queued = std::mem::take(&mut self.fresh);
+                while let Taken::Some(_) = self.shared.tasks.take(usize::MAX, &mut queued) {}
+                for queued in queued {
                     self.emit(Event::NotRun(queued.seq, queued.receipt));
                 }
                 return false;
@@ -514,15 +533,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             let task = match self.pending.front() {
                 Some(task) if task.not_before.is_some_and(|t| now < t) => return false,
                 Some(_) => self.pending.pop_front(),
-                None if self.input_ended => return false,
-                None => match self.shared.tasks.try_recv() {
-                    Ok(queued) => Some(Task::new(queued, self.shared.config.tag)),
-                    Err(cb::TryRecvError::Empty) => return false,
-                    Err(cb::TryRecvError::Disconnected) => {
-                        self.input_ended = true;
-                        return false;
-                    }
-                },
+                None => {
+                    // What this turn can still start, at most.
+                    let want = (starts - started).min(self.free.len()).min(self.executor.room());
+                    let Some(queued) = self.next_fresh(want) else { return false };
+                    Some(Task::new(queued, self.shared.config.tag))
+                }
             };
             let Some(mut task) = task else { return false };
             if let Some(delay) = self.shared.config.delay {
@@ -540,6 +556,24 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
             }
         }
         self.has_room()
+    }
+
+    /// The next task from the queue: one of the last take's, or of a new take of up to `want`.
+    fn next_fresh(&mut self, want: usize) -> Option<Queued> {
+        if let Some(queued) = self.fresh.pop_front() {
+            return Some(queued);
+        }
+        if self.input_ended {
+            return None;
+        }
+        match self.shared.tasks.take(want, &mut self.fresh) {
+            Taken::Some(_) => self.fresh.pop_front(),
+            Taken::Empty => None,
+            Taken::Ended => {
+                self.input_ended = true;
+                None
+            }
+        }
     }
 
     /// Starts one attempt; false when the OS refused it and the task waits.

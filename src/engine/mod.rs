@@ -410,7 +410,8 @@ where
         loop_parts.iter().map(|(e, _, slots)| e.positions(slots.len())).sum::<usize>().max(jobs);
     let window = (positions.saturating_mul(4)).clamp(64, MAX_QUEUE * 4);
     let (credits_tx, credits_rx) = cb::bounded::<()>(window);
-    let (tasks_tx, tasks_rx) = feed::queue::<Queued>(positions.min(MAX_QUEUE));
+    let loop_wakers = loop_parts.iter().map(|(_, waker, _)| Arc::clone(waker)).collect();
+    let (tasks_tx, tasks_rx) = feed::queue::<Queued>(positions.min(MAX_QUEUE), loop_wakers);
     let (spent_tx, spent_rx) = cb::unbounded::<Vec<Input>>();
     // One attempt per slot: the loops share the `{%}` numbers, handed out as GNU parallel does.
     let one_per_slot = loop_parts.iter().all(|(e, _, slots)| e.positions(slots.len()) <= slots.len());
@@ -432,10 +433,8 @@ where
         label: command.clone().into_bytes(),
         spent: spent_tx,
     };
-    let mut wakers = Vec::with_capacity(loops);
     let mut dispatchers = Vec::with_capacity(loops);
     for (executor, waker, slots) in loop_parts {
-        wakers.push(Arc::clone(&waker));
         dispatchers.push(dispatch::Dispatcher::new(&shared, executor, events_tx.clone(), waker, slots));
     }
 
@@ -507,16 +506,13 @@ where
             }
             let order = fed;
             fed += 1;
-            match tasks_tx.send(Queued { seq, occurrence, input, receipt, order }) {
-                Ok(()) => poll::wake_hungry(&wakers),
-                Err(queued) => {
-                    let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
-                }
+            if let Err(queued) = tasks_tx.send(Queued { seq, occurrence, input, receipt, order }) {
+                let _ = events_tx.send(Event::NotRun(queued.seq, queued.receipt));
             }
         }
         drop(aside);
+        // The queue closes; every loop is rung to see it.
         drop(tasks_tx);
-        wakers.iter().for_each(|waker| waker.ring());
         drop(events_tx);
         // The output thread only panics on a bug in muster; let it surface.
         let (summary, journal_error) = match output.join() {
