@@ -394,7 +394,8 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 // About to wait for tasks: what is settled goes out first.
                 self.hand_over();
-                match self.shared.tasks.take(self.free.len(), &mut self.fresh) {
+                let want = self.free.len().min(self.executor.room());
+                match self.shared.tasks.take(want, &mut self.fresh) {
                     Taken::Some(_) => {}
                     Taken::Ended => self.input_ended = true,
                     Taken::Empty => {

@@ -238,7 +238,9 @@ mod tests {
         assert!(feeder.send(1).is_ok());
         let fd = hungry.fd();
         let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-        let ready = rustix::event::poll(&mut fds, None).expect("poll");
+        // A deadline, so a lost ring fails the test instead of hanging it.
+        let deadline = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
+        let ready = rustix::event::poll(&mut fds, Some(&deadline)).expect("poll");
         assert_eq!(ready, 1, "the waker was rung");
     }
 
