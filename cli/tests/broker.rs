@@ -311,10 +311,16 @@ fn a_worker_drained_holding_packs_gives_back_what_it_did_not_start() {
     let mut args = vec!["submit", "--broker", &url, "--queue", "q", "-k", "--pack", "20", ":::"];
     args.extend(inputs.iter().map(String::as_str));
     let submitter = Running::spawn(&sb, &args);
-    // Drained while it holds a pack (stopped to look, then asked, then let go).
+    // Drained while it holds a pack (seen holding one, stopped to look again, then asked, then
+    // let go). Looked at running first: stopped at every look, 10 ms apart, it could not read
+    // a pack between looks on a loaded machine (seen twice in whole-suite runs beside two CPU
+    // hogs: 2,849 looks in 30 s, all ten packs still unread).
     let mut looks = 0;
     let asked = wait_for(Duration::from_secs(30), || {
         looks += 1;
+        if packs_held(&redis, drained.child()) == 0 {
+            return false;
+        }
         signal(drained.child(), Signal::STOP);
         let holding = packs_held(&redis, drained.child()) > 0;
         if holding {
