@@ -292,6 +292,11 @@ pub enum RunError {
 
 /// Runs the engine over `inputs`, writing task output to `stdout`/`stderr`. Returns when every
 /// task read has an outcome and every process is reaped.
+///
+/// The calling thread reads the inputs. While it does, it runs under `SCHED_BATCH` (if it ran
+/// under the default policy), as muster's other bookkeeping threads do, so that waking it
+/// never takes a CPU from a task; its policy is given back before this returns. Tasks and
+/// workers run under the policy the caller had.
 pub fn run(
     config: RunConfig,
     inputs: Inputs,
