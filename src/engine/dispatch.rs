@@ -394,8 +394,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 }
                 // About to wait for tasks: what is settled goes out first.
                 self.hand_over();
-                let want = self.free.len().min(self.executor.room());
-                match self.shared.tasks.take(want, &mut self.fresh) {
+                match self.shared.tasks.take(self.room(), &mut self.fresh) {
                     Taken::Some(_) => {}
                     Taken::Ended => self.input_ended = true,
                     Taken::Empty => {
@@ -493,7 +492,12 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
 
     /// A position is free and the executor takes more.
     fn has_room(&self) -> bool {
-        !self.free.is_empty() && self.executor.room() > 0
+        self.room() > 0
+    }
+
+    /// How many attempts could start now: free positions the executor takes.
+    fn room(&self) -> usize {
+        self.free.len().min(self.executor.room())
     }
 
     /// When the loop must look again without an event.
@@ -536,7 +540,7 @@ impl<'s, 'a, E: Executor> Dispatcher<'s, 'a, E> {
                 Some(_) => self.pending.pop_front(),
                 None => {
                     // What this turn can still start, at most.
-                    let want = (starts - started).min(self.free.len()).min(self.executor.room());
+                    let want = (starts - started).min(self.room());
                     let Some(queued) = self.next_fresh(want) else { return false };
                     Some(Task::new(queued, self.shared.config.tag))
                 }

@@ -21,8 +21,8 @@ use rustix::io::Errno;
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// Wakes a loop that waits on its attempts while it could take more tasks. The feeder calls
-/// [`wake_hungry`] after each task it queues; it costs a write only when the loop said it was
-/// hungry. Executors wait on [`fd`](Self::fd) along with their own events.
+/// [`wake_hungry`] when a task it queues makes the queue non-empty; it costs a write only when
+/// the loop said it was hungry. Executors wait on [`fd`](Self::fd) along with their own events.
 pub(crate) struct Waker {
     hungry: AtomicBool,
     fd: OwnedFd,
@@ -73,9 +73,9 @@ impl Waker {
     }
 }
 
-/// Wakes those of `wakers`' loops that wait for tasks: the feeder's call after each task it
-/// queues, so it costs one fence and a load per loop while they are busy (a swap per loop
-/// and task was measurable at 1M tasks/s).
+/// Wakes those of `wakers`' loops that wait for tasks: the feeder's call when a task makes its
+/// queue non-empty (see `feed`), so it costs one fence and a load per loop while they are busy
+/// (a swap per loop and task was measurable at 1M tasks/s).
 pub(crate) fn wake_hungry<W: std::borrow::Borrow<Waker>>(wakers: &[W]) {
     // Pairs with the fence in `become_hungry`: either the loop sees the task, or we see it
     // hungry.
